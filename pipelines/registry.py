@@ -1,0 +1,64 @@
+"""Register and promote with MLflow Model Registry aliases (stages are deprecated and never used).
+
+Aliases: ``challenger`` marks a version on its way in, ``champion`` is served, ``previous`` is the
+champion it replaced (for rollback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model_name: str
+    version: str
+    previous_version: str | None
+
+
+def alias_version(client, model_name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def register_version(client, model_name: str, model_uri: str, source_run_id: str, tags: dict[str, str],
+                     description: str = "") -> str:
+    """Register ``model_uri`` once per Airflow run: a retried task finds and reuses its own version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException:
+        pass  # already exists
+    run_filter = tags.get("airflow_run_id")
+    if run_filter:
+        for existing in client.search_model_versions(f"name='{model_name}'"):
+            if existing.tags.get("airflow_run_id") == run_filter and existing.tags.get(
+                "airflow_dag_id"
+            ) == tags.get("airflow_dag_id"):
+                return str(existing.version)
+    version = client.create_model_version(
+        name=model_name, source=model_uri, run_id=source_run_id, tags=tags, description=description
+    )
+    return str(version.version)
+
+
+def promote_version(client, model_name: str, version: str) -> Promotion:
+    """challenger -> champion; the former champion keeps ``previous``. Each alias move is one atomic write,
+    ordered so that ``champion`` always points at a registered, servable version."""
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    current = alias_version(client, model_name, CHAMPION)
+    if current == version:
+        client.delete_registered_model_alias(model_name, CHALLENGER)
+        return Promotion(model_name, version, alias_version(client, model_name, PREVIOUS))
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    client.delete_registered_model_alias(model_name, CHALLENGER)
+    return Promotion(model_name, version, current)

@@ -1,0 +1,221 @@
+"""ASGI prediction service speaking MLflow's scoring protocol on ``POST /invocations``.
+
+The champion is resolved through the registry alias; ``POST /admin/reload`` (called by the deploy task)
+and a background poll pick up a new champion without a restart: the new model is loaded beside the old
+one and swapped in with one reference assignment, so no request ever sees a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from pipelines.registry import CHAMPION
+
+log = logging.getLogger("pipelines.serving")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    alias: str
+    model: Any
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    tags: dict[str, str]
+    loaded_at: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "model": self.name, "version": self.version, "alias": self.alias,
+                "data_hash": self.tags.get("data_hash"), "git_commit": self.tags.get("git_commit"),
+                "threshold": self.tags.get("threshold"), "loaded_at": self.loaded_at}
+
+
+def load_registered(name: str, alias: str) -> LoadedModel:
+    import mlflow
+
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow()
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias(name, alias)
+    uri = f"models:/{name}/{version.version}"
+    model = mlflow.sklearn.load_model(uri)
+    schema = mlflow.models.get_model_info(uri).signature.inputs
+    numeric = tuple(c.name for c in schema.inputs if str(c.type) in ("double", "float", "long", "integer"))
+    categorical = tuple(c.name for c in schema.inputs if c.name not in numeric)
+    return LoadedModel(name, str(version.version), alias, model, numeric, categorical, dict(version.tags),
+                       datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def current_alias_version(name: str, alias: str) -> str | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
+    """Every input format of ``mlflow models serve``: dataframe_split, dataframe_records, instances,
+    inputs (JSON) and CSV."""
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    if content_type == "text/csv":
+        try:
+            return pd.read_csv(io.BytesIO(body))
+        except Exception as exc:
+            raise BadRequest(f"malformed CSV body: {exc}") from exc
+    if content_type != "application/json":
+        raise BadRequest("unsupported content type: use application/json or text/csv")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("the JSON body must be an object with one of dataframe_split, dataframe_records, "
+                         "instances or inputs")
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in payload]
+    if len(keys) != 1:
+        raise BadRequest(f"give exactly one of dataframe_split, dataframe_records, instances, inputs (got {keys})")
+    data = payload[keys[0]]
+    try:
+        if keys[0] == "dataframe_split":
+            return pd.DataFrame(data=data["data"], columns=data.get("columns"))
+        if isinstance(data, dict):
+            return pd.DataFrame({k: v if isinstance(v, list) else [v] for k, v in data.items()})
+        return pd.DataFrame.from_records(data)
+    except Exception as exc:
+        raise BadRequest(f"cannot read {keys[0]} as a table: {exc}") from exc
+
+
+def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+    missing = [c for c in model.columns if c not in frame.columns]
+    if missing:
+        raise BadRequest(f"missing columns {missing}; the model needs {list(model.columns)}")
+    unknown = [c for c in frame.columns if c not in model.columns]
+    if unknown:
+        raise BadRequest(f"unknown columns {unknown}; the model needs {list(model.columns)}")
+    if frame.empty:
+        raise BadRequest("no rows to score")
+    out = {}
+    for column in model.numeric:
+        try:
+            out[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"column {column!r} must be numeric ({exc})") from exc
+    for column in model.categorical:
+        values = frame[column]
+        out[column] = values.astype(object).where(values.notna(), None)
+    return pd.DataFrame(out, columns=list(model.columns))
+
+
+def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_seconds: float | None = None) -> FastAPI:
+    model_name = model_name or os.environ.get("MLOPS_SERVING_MODEL", "flights_delay")
+    poll_seconds = float(os.environ.get("MLOPS_SERVING_POLL_S", "30") if poll_seconds is None else poll_seconds)
+    app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
+    state: dict[str, LoadedModel | None] = {"model": None}
+    swap_lock = threading.Lock()
+
+    def refresh() -> LoadedModel | None:
+        """Load the alias's version if it differs from the one served. Safe to call concurrently."""
+        with swap_lock:
+            wanted = current_alias_version(model_name, alias)
+            served = state["model"]
+            if wanted is None or (served is not None and served.version == wanted):
+                return served
+            loaded = load_registered(model_name, alias)
+            state["model"] = loaded
+            log.info("now serving %s v%s (@%s)", model_name, loaded.version, alias)
+            return loaded
+
+    async def poll() -> None:
+        while True:
+            await asyncio.sleep(poll_seconds)
+            try:
+                await asyncio.to_thread(refresh)
+            except Exception:
+                log.exception("registry poll failed; still serving the loaded model")
+
+    @app.on_event("startup")
+    async def _startup() -> None:
+        try:
+            await asyncio.to_thread(refresh)
+        except Exception:
+            log.exception("no model loaded at startup; /ping answers 503 until a champion exists")
+        if poll_seconds > 0:
+            app.state.poller = asyncio.create_task(poll())
+
+    def error(status: int, message: str, code: str = "BAD_REQUEST") -> JSONResponse:
+        return JSONResponse({"error_code": code, "message": message}, status_code=status)
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        return Response(status_code=200 if state["model"] else 503)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        model = state["model"]
+        if model is None:
+            return JSONResponse({"status": "no_model", "model": model_name, "alias": alias}, status_code=503)
+        return JSONResponse(model.health())
+
+    @app.get("/version")
+    async def version() -> dict:
+        from importlib import metadata
+
+        return {"service": app.version, "mlflow": metadata.version("mlflow"),
+                "model_version": state["model"].version if state["model"] else None}
+
+    @app.post("/admin/reload")
+    async def reload(model: str | None = None) -> JSONResponse:
+        if model and model != model_name:
+            return error(404, f"this service serves {model_name!r}, not {model!r}", "RESOURCE_DOES_NOT_EXIST")
+        try:
+            loaded = await asyncio.to_thread(refresh)
+        except Exception as exc:
+            return error(503, f"reload failed, still serving the previous model: {exc}", "RELOAD_FAILED")
+        if loaded is None:
+            return error(503, f"{model_name}@{alias} does not exist yet", "RESOURCE_DOES_NOT_EXIST")
+        return JSONResponse(loaded.health())
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        model = state["model"]
+        if model is None:
+            return error(503, f"no {model_name}@{alias} loaded yet", "MODEL_NOT_LOADED")
+        try:
+            frame = conform(parse_frame(await request.body(), request.headers.get("content-type", "")), model)
+        except BadRequest as exc:
+            return error(400, str(exc))
+        started = time.perf_counter()
+        probabilities = model.model.predict_proba(frame)
+        log.debug("scored %d rows in %.1f ms", len(frame), 1000 * (time.perf_counter() - started))
+        return Response(orjson.dumps({"predictions": np.asarray(probabilities).tolist()}),
+                        media_type="application/json",
+                        headers={"X-Model-Version": model.version})
+
+    return app

@@ -1,0 +1,72 @@
+"""MLflow edges: where the tracking store is, experiments per model, and logging a sklearn model."""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+
+from pipelines.config import StatePaths
+
+_MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
+
+
+def tracking_uri(state: StatePaths | None = None) -> str:
+    """$MLFLOW_TRACKING_URI, else a SQLite store under $MLOPS_HOME/mlflow (never cwd-relative)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    state = state or StatePaths.from_env()
+    state.mlflow.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{state.mlflow / 'mlflow.db'}"
+
+
+def configure_mlflow(state: StatePaths | None = None) -> str:
+    import mlflow
+
+    uri = tracking_uri(state)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str, state: StatePaths | None = None) -> str:
+    """Experiment id for ``name``; a local store keeps artifacts under $MLOPS_HOME, a server keeps its own."""
+    import mlflow
+
+    configure_mlflow(state)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri(state).startswith(("sqlite:", "file:", "/")):
+        location = (Path((state or StatePaths.from_env()).mlflow) / "artifacts").as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # another task created it first
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements, given explicitly: inferring them costs ~8 s per model in a subprocess."""
+    return [f"{name}=={metadata.version(name)}" for name in _MODEL_REQUIREMENTS]
+
+
+def log_sklearn_model(model, input_example, name: str = "model"):
+    """Log a fitted Pipeline with signature and input example, serving predict_proba, saved with skops."""
+    import mlflow
+    import skops.io as sio
+    from mlflow.models import infer_signature
+
+    trusted = sio.get_untrusted_types(data=sio.dumps(model))
+    signature = infer_signature(input_example, model.predict_proba(input_example))
+    return mlflow.sklearn.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        pyfunc_predict_fn="predict_proba",
+    )

@@ -1,0 +1,408 @@
+"""The I/O edge of the training DAG.
+
+Each function here loads its inputs by reference (paths, run ids, model URIs), calls the pure steps,
+saves what they produce and returns a small JSON-able dict for XCom. Nothing here imports Airflow: the
+DAG passes in a ``RunContext`` built from its task context, so every function runs in a plain test too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import PROJECT_ROOT, ModelConfig, StatePaths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is running and on what: the Airflow run id and the data interval [start, end)."""
+
+    dag_id: str
+    run_id: str
+    start: date
+    end: date
+    reason: str = ""
+    shuffle_labels: bool = False
+
+    @property
+    def run_key(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.run_id).strip("_")
+
+    @property
+    def interval_key(self) -> str:
+        return f"{self.start.isoformat()}_{self.end.isoformat()}"
+
+
+def _as_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
+    """Build a RunContext from an Airflow task context (any mapping with the same keys works).
+
+    The interval is, in order: the ``data_interval_start``/``data_interval_end`` Params of a manual
+    trigger, the scheduled run's data interval, the model's ``default_interval``.
+    """
+    params = dict(context.get("params") or {})
+    dag_run = context.get("dag_run")
+    start, end = _as_date(params.get("data_interval_start")), _as_date(params.get("data_interval_end"))
+    run_type = str(getattr(dag_run, "run_type", "") or "")
+    if start is None or end is None:
+        if "scheduled" in run_type and context.get("data_interval_start") is not None:
+            start, end = _as_date(context["data_interval_start"]), _as_date(context["data_interval_end"])
+        elif cfg.default_interval is not None:
+            start, end = start or cfg.default_interval[0], end or cfg.default_interval[1]
+        else:
+            start, end = _as_date(context.get("data_interval_start")), _as_date(context.get("data_interval_end"))
+    if start is None or end is None or start >= end:
+        raise ValueError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < _end")
+    dag = context.get("dag")
+    return RunContext(
+        dag_id=getattr(dag, "dag_id", None) or context.get("dag_id", "manual"),
+        run_id=str(context.get("run_id", "manual")),
+        start=start,
+        end=end,
+        reason=str(params.get("reason") or ""),
+        shuffle_labels=bool(params.get("gate_drill_shuffle_labels", False)),
+    )
+
+
+def git_commit() -> str:
+    """The project's code version, marked ``-dirty`` when tracked files differ from the commit."""
+    try:
+        head = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("MLOPS_GIT_COMMIT", "unknown")
+
+
+def _incoming(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> Path:
+    return state.curated(cfg.name) / "incoming" / ctx.interval_key
+
+
+def _validated(cfg: ModelConfig, state: StatePaths) -> Path:
+    return state.curated(cfg.name) / "validated"
+
+
+# 1. ingest ----------------------------------------------------------------------------------------------
+def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+    import pandas as pd
+
+    from pipelines.features import load_builder
+    from pipelines.ingest import ingest_feed
+    from pipelines.storage import write_parquet_atomic
+
+    incoming = _incoming(cfg, ctx, state)
+    batches = {
+        feed.name: ingest_feed(feed, state.landing(cfg.name, feed.name), ctx.start, ctx.end,
+                               incoming / f"{feed.name}.parquet")
+        for feed in cfg.feeds
+    }
+    feeds = {name: pd.read_parquet(batch.path) for name, batch in batches.items()}
+    examples = load_builder(cfg.features.builder)(feeds)
+    write_parquet_atomic(examples, incoming / "examples.parquet")
+    summary = {
+        "interval": ctx.interval_key,
+        "incoming": str(incoming),
+        "examples": len(examples),
+        "feeds": {n: {"files": b.files, "rows": b.rows, "duplicates_dropped": b.duplicates_dropped}
+                  for n, b in batches.items()},
+    }
+    log.info("ingested %s", json.dumps(summary))
+    return summary
+
+
+# 2. validate --------------------------------------------------------------------------------------------
+def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+    """Validate the interval's examples. Pass: the batch joins the validated store. Fail: it moves to
+    quarantine, the report is kept, and DataValidationError names each failed expectation."""
+    import pandas as pd
+
+    from pipelines.storage import write_text_atomic
+    from pipelines.validation import DataValidationError, load_suite_spec, render_report, validate_frame
+
+    incoming = _incoming(cfg, ctx, state)
+    examples_path = incoming / "examples.parquet"
+    if not examples_path.exists():
+        raise FileNotFoundError(f"no ingested batch at {examples_path}: run ingest for {ctx.interval_key} first")
+    outcome = validate_frame(pd.read_parquet(examples_path), load_suite_spec(cfg.expectation_suite_path))
+    report_dir = state.reports(cfg.name) / "validation"
+    report = report_dir / f"{ctx.interval_key}__{ctx.run_key}.html"
+    write_text_atomic(render_report(outcome, f"{cfg.name} batch {ctx.interval_key}"), report)
+    write_text_atomic(json.dumps([asdict(o) for o in outcome.outcomes], default=str, indent=1),
+                      report.with_suffix(".json"))
+    log.info("validation report: %s", report)
+    if not outcome.success:
+        target = state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}"
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(incoming, target)
+        shutil.copy(report, target / "validation_report.html")
+        log.error("batch %s quarantined at %s", ctx.interval_key, target)
+        raise DataValidationError(outcome, report)
+    validated = _validated(cfg, state) / ctx.interval_key
+    if validated.exists():
+        shutil.rmtree(validated)
+    validated.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(incoming, validated)
+    return {"examples": str(validated / "examples.parquet"), "report": str(report),
+            "evaluated": outcome.evaluated}
+
+
+# 3. version ---------------------------------------------------------------------------------------------
+def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+    """Assemble the training snapshot (every validated example up to the interval end) and version it."""
+    import pandas as pd
+
+    from pipelines.storage import write_parquet_atomic
+    from pipelines.versioning import version_snapshot
+
+    parts = sorted(_validated(cfg, state).glob("*/examples.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"no validated batches under {_validated(cfg, state)}")
+    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    times = pd.to_datetime(frame[cfg.features.event_time], utc=True)
+    keep = times < pd.Timestamp(ctx.end, tz="UTC")
+    if cfg.split.training_window_days:
+        keep &= times >= pd.Timestamp(ctx.end - timedelta(days=cfg.split.training_window_days), tz="UTC")
+    frame = frame[keep]
+    id_column = "example_id" if "example_id" in frame.columns else None
+    if id_column:
+        frame = frame.drop_duplicates(subset=[id_column], keep="last")
+    frame = frame.sort_values([cfg.features.event_time, *([id_column] if id_column else [])], kind="stable")
+    work = state.work(cfg.name, ctx.run_key)
+    local = write_parquet_atomic(frame.reset_index(drop=True), work / "snapshot.parquet")
+    version = version_snapshot(
+        local, state.dvc_repo, state.dvc_remote, target=f"data/{cfg.name}/training_snapshot.parquet",
+        message=f"{cfg.name}: training snapshot up to {ctx.end} ({ctx.dag_id} {ctx.run_id})",
+        tag=f"{cfg.name}/{ctx.run_key}",
+    )
+    log.info("snapshot %s rows, dvc md5 %s, rev %s", version.rows, version.md5, version.rev)
+    return {**asdict(version), "local_path": str(local)}
+
+
+# 4. features and split ----------------------------------------------------------------------------------
+def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> dict:
+    """Time-based split of the snapshot, and the parent MLflow run every candidate logs under."""
+    import mlflow
+    import pandas as pd
+    from mlflow.entities import Param
+
+    from pipelines.splitting import split_by_time
+    from pipelines.storage import write_parquet_atomic
+    from pipelines.tracking import ensure_experiment
+
+    frame = pd.read_parquet(data["local_path"])
+    parts = split_by_time(frame, cfg.features.event_time, cfg.split)
+    work = state.work(cfg.name, ctx.run_key)
+    paths = {name: str(write_parquet_atomic(getattr(parts, name), work / f"{name}.parquet"))
+             for name in ("train", "validation", "holdout")}
+    experiment_id = ensure_experiment(cfg.name, state)
+    lineage = lineage_tags(cfg, ctx, data)
+    client = mlflow.MlflowClient()
+    # The parent run stays RUNNING through training and evaluation; the gate ends it.
+    parent = client.create_run(experiment_id, run_name=f"train {ctx.interval_key}", tags=lineage)
+    parent_run_id = parent.info.run_id
+    client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in {
+        "interval_start": ctx.start.isoformat(), "interval_end": ctx.end.isoformat(),
+        "rows_train": len(parts.train), "rows_validation": len(parts.validation),
+        "rows_holdout": len(parts.holdout), "validation_start": parts.validation_start.isoformat(),
+        "holdout_start": parts.holdout_start.isoformat(), "estimator": cfg.search.estimator,
+    }.items()])
+    return {**paths, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "lineage": lineage}
+
+
+def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str]:
+    return {
+        "model_config": cfg.name,
+        "data_hash": data["md5"],
+        "data_rev": data["rev"],
+        "data_path": data["path"],
+        "data_rows": str(data["rows"]),
+        "data_interval": ctx.interval_key,
+        "airflow_dag_id": ctx.dag_id,
+        "airflow_run_id": ctx.run_id,
+        "git_commit": git_commit(),
+        "training_reason": ctx.reason[:500] or "none given",
+    }
+
+
+# 5. train (one mapped task per candidate) ---------------------------------------------------------------
+def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, params: dict) -> dict:
+    import mlflow
+    import pandas as pd
+
+    from pipelines.tracking import configure_mlflow, log_sklearn_model
+    from pipelines.training import model_inputs, train_candidate
+
+    configure_mlflow(state)
+    train_frame, validation = pd.read_parquet(splits["train"]), pd.read_parquet(splits["validation"])
+    started = time.perf_counter()
+    trained = train_candidate(train_frame, validation, cfg.features, cfg.search, params,
+                              shuffle_labels=ctx.shuffle_labels)
+    fit_seconds = time.perf_counter() - started
+    name = "candidate " + " ".join(f"{k}={v}" for k, v in params.items())
+    with mlflow.start_run(experiment_id=splits["experiment_id"], run_name=name,
+                          parent_run_id=splits["parent_run_id"], tags=splits["lineage"]) as run:
+        mlflow.log_params({**params, "estimator": cfg.search.estimator,
+                           "shuffled_labels": ctx.shuffle_labels})
+        mlflow.log_metrics({f"val_{k}": v for k, v in trained.validation_metrics.items()})
+        mlflow.log_metrics({"threshold": trained.threshold, "fit_seconds": fit_seconds})
+        info = log_sklearn_model(trained.model, model_inputs(validation.head(5), cfg.features))
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "params": params,
+            "validation_metrics": trained.validation_metrics, "threshold": trained.threshold}
+
+
+# 6. evaluate --------------------------------------------------------------------------------------------
+def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, candidates: list[dict]) -> dict:
+    """Pick the best candidate on validation, then score it and the champion on the same holdout."""
+    import mlflow
+    import pandas as pd
+    from mlflow.entities import Metric
+
+    from pipelines.evaluation import evaluate_scores, plot_evaluation
+    from pipelines.metrics import HIGHER_IS_BETTER
+    from pipelines.registry import CHAMPION, alias_version
+    from pipelines.tracking import configure_mlflow
+    from pipelines.training import model_inputs
+
+    configure_mlflow(state)
+    metric = cfg.search.selection_metric
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    best = max(candidates, key=lambda c: sign * c["validation_metrics"][metric])
+    holdout = pd.read_parquet(splits["holdout"])
+    inputs, truth = model_inputs(holdout, cfg.features), holdout[cfg.features.target].to_numpy()
+    scores = mlflow.sklearn.load_model(best["model_uri"]).predict_proba(inputs)[:, 1]
+    candidate = evaluate_scores(holdout, scores, cfg.features.target, cfg.features.slices, best["threshold"])
+
+    client = mlflow.MlflowClient()
+    champion, champion_scores, champion_note = None, None, "no champion yet"
+    champion_version = alias_version(client, cfg.model_name, CHAMPION)
+    if champion_version is not None:
+        try:
+            model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{champion_version}")
+            champion_scores = model.predict_proba(inputs)[:, 1]
+            threshold = float(client.get_model_version(cfg.model_name, champion_version).tags.get("threshold", 0.5))
+            champion = evaluate_scores(holdout, champion_scores, cfg.features.target, cfg.features.slices,
+                                       threshold, model_version=champion_version)
+            champion_note = f"champion v{champion_version} scored on the same holdout"
+        except Exception as exc:  # a champion on another feature set cannot be compared: say so
+            champion_note = f"champion v{champion_version} could not score this holdout: {exc}"
+            log.warning(champion_note)
+
+    folder = state.work(cfg.name, ctx.run_key) / "evaluation"
+    plots = plot_evaluation(truth, scores, candidate, folder, champion_scores)
+    result = {
+        "best_run_id": best["run_id"], "model_uri": best["model_uri"], "params": best["params"],
+        "threshold": best["threshold"], "candidate": asdict(candidate),
+        "champion": asdict(champion) if champion else None, "champion_note": champion_note,
+        "candidates": [{"run_id": c["run_id"], "params": c["params"], metric: c["validation_metrics"][metric]}
+                       for c in candidates],
+    }
+    (folder / "evaluation.json").write_text(json.dumps(result, indent=1, default=str))
+    pd.DataFrame(candidate.slices).to_csv(folder / "slices.csv", index=False)
+    holdout_metrics = [Metric(f"holdout_{k}", v, int(time.time() * 1000), 0) for k, v in candidate.metrics.items()]
+    for run_id in (splits["parent_run_id"], best["run_id"]):
+        client.log_batch(run_id, metrics=holdout_metrics)
+    for path in [*plots, folder / "evaluation.json", folder / "slices.csv"]:
+        client.log_artifact(splits["parent_run_id"], str(path), artifact_path="evaluation")
+    client.set_tag(splits["parent_run_id"], "best_candidate_run_id", best["run_id"])
+    return result
+
+
+# 7. gate ------------------------------------------------------------------------------------------------
+def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict) -> dict:
+    import mlflow
+
+    from pipelines.gate import EvaluationReport, decide_promotion
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow(state)
+    champion = EvaluationReport.from_dict(evaluation["champion"]) if evaluation["champion"] else None
+    decision = decide_promotion(EvaluationReport.from_dict(evaluation["candidate"]), champion, cfg.gate)
+    record = {**decision.to_dict(), "champion_note": evaluation["champion_note"],
+              "candidate_run_id": evaluation["best_run_id"]}
+    for line in [decision.summary(), *(f"  {'PASS' if r.passed else 'FAIL'} {r.message}" for r in decision.reasons)]:
+        (log.info if decision.promote else log.warning)(line)
+    client = mlflow.MlflowClient()
+    for run_id in (splits["parent_run_id"], evaluation["best_run_id"]):
+        client.set_tag(run_id, "gate_decision", decision.verdict)
+        client.set_tag(run_id, "gate_summary", decision.summary()[:4900])
+    client.log_dict(splits["parent_run_id"], record, "gate/decision.json")
+    client.set_terminated(splits["parent_run_id"], status="FINISHED")
+    return record
+
+
+# 8. register and promote --------------------------------------------------------------------------------
+def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict,
+             decision: dict) -> dict:
+    import mlflow
+
+    from pipelines.registry import promote_version, register_version
+    from pipelines.tracking import configure_mlflow
+
+    if not decision.get("promote"):
+        raise RuntimeError(f"refusing to register a rejected candidate: {decision.get('summary')}")
+    configure_mlflow(state)
+    client = mlflow.MlflowClient()
+    tags = {
+        **splits["lineage"],
+        "gate_decision": decision["verdict"],
+        "gate_summary": decision["summary"][:4900],
+        "threshold": str(evaluation["threshold"]),
+        "holdout_roc_auc": f"{evaluation['candidate']['metrics']['roc_auc']:.4f}",
+        "mlflow_parent_run_id": splits["parent_run_id"],
+    }
+    version = register_version(client, cfg.model_name, evaluation["model_uri"], evaluation["best_run_id"], tags,
+                               description=f"{cfg.description.strip()} Trained by {ctx.dag_id} {ctx.run_id}.")
+    promotion = promote_version(client, cfg.model_name, version)
+    log.info("%s v%s is champion (previous: %s)", cfg.model_name, version, promotion.previous_version)
+    return asdict(promotion)
+
+
+# 9. deploy ----------------------------------------------------------------------------------------------
+def serving_url(cfg: ModelConfig) -> str:
+    return os.environ.get("MLOPS_SERVING_URL", cfg.serving.url).rstrip("/")
+
+
+def deploy(cfg: ModelConfig, promotion: dict) -> dict:
+    """Tell the prediction service to load the new champion, and wait until it serves it."""
+    import httpx
+
+    url, wanted = serving_url(cfg), str(promotion["version"])
+    deadline = time.monotonic() + cfg.serving.reload_timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.post(f"{url}/admin/reload", params={"model": cfg.model_name}, timeout=30)
+            last = response.json() if response.headers.get("content-type", "").startswith("application/json") \
+                else response.text
+            if response.status_code == 200 and str(last.get("version")) == wanted:
+                log.info("prediction service at %s serves %s v%s", url, cfg.model_name, wanted)
+                return last
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(1)
+    raise RuntimeError(f"prediction service at {url} did not serve {cfg.model_name} v{wanted} within "
+                       f"{cfg.serving.reload_timeout_s:.0f}s (last answer: {last})")

@@ -1,0 +1,135 @@
+"""Validate: run a Great Expectations suite from include/ over one batch of examples."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    observed: Any
+    kwargs: dict[str, Any]
+
+    def describe(self) -> str:
+        where = f" on {self.column!r}" if self.column else ""
+        return f"{self.expectation}{where}: observed {self.observed}"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    suite: str
+    success: bool
+    evaluated: int
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def failure_message(self) -> str:
+        lines = [f"{len(self.failures)} of {self.evaluated} expectations of suite {self.suite!r} failed:"]
+        lines += [f"  - {o.describe()}" for o in self.failures]
+        return "\n".join(lines)
+
+
+class DataValidationError(ValueError):
+    def __init__(self, outcome: ValidationOutcome, report_path: Path | None = None):
+        self.outcome = outcome
+        self.report_path = report_path
+        suffix = f"\nreport: {report_path}" if report_path else ""
+        super().__init__(outcome.failure_message() + suffix)
+
+
+def load_suite_spec(path: Path) -> dict[str, Any]:
+    spec = json.loads(Path(path).read_text())
+    if "name" not in spec or not isinstance(spec.get("expectations"), list):
+        raise ValueError(f"{path}: not an expectation suite (needs 'name' and a list of 'expectations')")
+    return spec
+
+
+def _observed(result: dict[str, Any]) -> Any:
+    if "observed_value" in result:
+        return result["observed_value"]
+    if "unexpected_percent" in result:
+        shown = result.get("partial_unexpected_list", [])[:5]
+        return (
+            f"{result.get('unexpected_count')} unexpected rows "
+            f"({result['unexpected_percent']:.2f}%), e.g. {shown}"
+        )
+    return result or None
+
+
+def validate_frame(frame: pd.DataFrame, suite_spec: dict[str, Any]) -> ValidationOutcome:
+    """Run every expectation of ``suite_spec`` over ``frame`` with an ephemeral GX context."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    context = gx.get_context(mode="ephemeral")
+    try:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # progress bars are cosmetic
+        pass
+    batch_definition = (
+        context.data_sources.add_pandas("examples")
+        .add_dataframe_asset("batch")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    suite = gx.ExpectationSuite(
+        name=suite_spec["name"],
+        expectations=[
+            ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e.get("meta", {})).to_domain_obj()
+            for e in suite_spec["expectations"]
+        ],
+    )
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format="SUMMARY")
+    outcomes = [
+        ExpectationOutcome(
+            expectation=r.expectation_config.type,
+            column=r.expectation_config.kwargs.get("column"),
+            success=bool(r.success),
+            observed=_observed(r.result or {}) if not r.success else (r.result or {}).get("observed_value"),
+            kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id",)},
+        )
+        for r in result.results
+    ]
+    return ValidationOutcome(
+        suite=suite_spec["name"], success=bool(result.success), evaluated=len(outcomes), outcomes=outcomes
+    )
+
+
+def render_report(outcome: ValidationOutcome, title: str) -> str:
+    """A self-contained HTML page: one row per expectation, failures first."""
+    rows = []
+    for o in sorted(outcome.outcomes, key=lambda o: o.success):
+        status = "PASS" if o.success else "FAIL"
+        rows.append(
+            f"<tr class='{status.lower()}'><td>{status}</td><td>{html.escape(o.expectation)}</td>"
+            f"<td>{html.escape(str(o.column or ''))}</td>"
+            f"<td><code>{html.escape(json.dumps(o.kwargs, default=str))}</code></td>"
+            f"<td>{html.escape(str(o.observed))}</td></tr>"
+        )
+    verdict = "passed" if outcome.success else f"FAILED ({len(outcome.failures)} of {outcome.evaluated})"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}
+tr.fail td:first-child{{background:#f8d7da}}tr.pass td:first-child{{background:#d4edda}}
+code{{font-size:85%}}</style></head><body>
+<h1>{html.escape(title)}</h1><p>Suite <b>{html.escape(outcome.suite)}</b>: {verdict}.</p>
+<table><tr><th>status</th><th>expectation</th><th>column</th><th>arguments</th><th>observed</th></tr>
+{''.join(rows)}</table></body></html>
+"""

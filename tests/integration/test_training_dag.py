@@ -1,0 +1,148 @@
+"""The whole training DAG with dag.test() on real 2013 flights, against a real MLflow store and a real
+prediction service on loopback."""
+
+import shutil
+import socket
+import threading
+import time
+from datetime import date
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MODEL = "flights_delay"
+GOOD = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-02-15", "reason": "integration test"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prediction_service(monkeypatch_module, state_root):
+    import uvicorn
+
+    from pipelines.serving.app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(MODEL, poll_seconds=0), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.1)
+    monkeypatch_module.setenv("MLOPS_SERVING_URL", url)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def landed(state_root, flights_tables):
+    from pipelines.features.flights import land_nycflights13
+
+    land_nycflights13(state_root / "landing" / MODEL, date(2013, 1, 1), date(2013, 2, 15), tables=flights_tables)
+    return state_root / "landing" / MODEL
+
+
+@pytest.fixture(scope="module")
+def training_dag(dagbag, airflow_db):
+    return dagbag.get_dag(f"train_{MODEL}")
+
+
+def _client():
+    import mlflow
+
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow()
+    return mlflow.MlflowClient()
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_first_run_makes_a_champion_that_is_served(training_dag, landed, prediction_service, state_root):
+    run = training_dag.test(run_conf=GOOD)
+    assert run.state == "success", _states(run)
+
+    client = _client()
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    tags = champion.tags
+    assert tags["airflow_dag_id"] == f"train_{MODEL}"
+    assert tags["airflow_run_id"] == run.run_id
+    assert len(tags["data_hash"]) == 32 and tags["gate_decision"] == "approved"
+    assert tags["git_commit"] and tags["training_reason"] == "integration test"
+    # The data hash names the exact bytes in the DVC remote.
+    assert (state_root / "dvc" / "remote" / "files" / "md5" / tags["data_hash"][:2]
+            / tags["data_hash"][2:]).is_file()
+
+    health = httpx.get(f"{prediction_service}/health").json()
+    assert health["version"] == str(champion.version) and health["data_hash"] == tags["data_hash"]
+    row = {"distance": 1400.0, "sched_dep_hour": 17.5, "sched_arr_hour": 20.0, "day_of_week": 4.0, "temp": 30.0,
+           "dewp": 20.0, "humid": 60.0, "wind_dir": 270.0, "wind_speed": 12.0, "precip": 0.0, "visib": 10.0,
+           "carrier": "UA", "origin": "EWR", "dest": "IAH"}
+    answer = httpx.post(f"{prediction_service}/invocations", json={"dataframe_records": [row, row]})
+    assert answer.status_code == 200, answer.text
+    probabilities = answer.json()["predictions"]
+    assert len(probabilities) == 2 and all(abs(sum(p) - 1) < 1e-6 for p in probabilities)
+
+
+def test_worse_candidate_is_rejected_and_champion_kept(training_dag, landed, prediction_service):
+    client = _client()
+    before = client.get_model_version_by_alias(MODEL, "champion").version
+    versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
+
+    run = training_dag.test(run_conf={**GOOD, "gate_drill_shuffle_labels": True, "reason": "gate drill"})
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["gate"] == "success" and states["register"] == "skipped" and states["deploy"] == "skipped"
+
+    assert client.get_model_version_by_alias(MODEL, "champion").version == before
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
+    experiment = client.get_experiment_by_name(MODEL)
+    runs = client.search_runs([experiment.experiment_id], f"tags.airflow_run_id = '{run.run_id}'")
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["gate_decision"] == "rejected"
+    assert parent.data.tags["gate_summary"].startswith("rejected: ")
+    assert "below floor" in parent.data.tags["gate_summary"]  # shuffled labels give a coin-flip AUC
+
+
+def test_batch_failing_validation_is_quarantined_and_registers_nothing(
+    training_dag, landed, flights_tables, state_root
+):
+    from pipelines.features.flights import land_nycflights13
+
+    flights = flights_tables["flights"]
+    corrupt = flights[(flights.month == 2) & (flights.day >= 15) & (flights.day < 22)].copy()
+    corrupt.loc[corrupt.index[:50], "origin"] = "XXX"  # an airport the suite does not know
+    weather = flights_tables["weather"]
+    land_nycflights13(landed, date(2013, 2, 15), date(2013, 2, 22),
+                      tables={"flights": corrupt, "weather": weather[weather.month == 2]})
+    client = _client()
+    versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
+
+    run = training_dag.test(run_conf={"data_interval_start": "2013-02-15", "data_interval_end": "2013-02-22"})
+    states = _states(run)
+    assert run.state == "failed"
+    assert states["validate"] == "failed" and states["version"] in ("upstream_failed", "None")
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
+    quarantined = list((state_root / "quarantine" / MODEL).glob("2013-02-15_2013-02-22__*"))
+    assert len(quarantined) == 1 and (quarantined[0] / "validation_report.html").is_file()
+    assert not (state_root / "curated" / MODEL / "validated" / "2013-02-15_2013-02-22").exists()
+    assert len(list((landed / "flights").glob("2013-02-1[5-9].csv"))) == 5  # raw files are kept
+    shutil.rmtree(quarantined[0])
