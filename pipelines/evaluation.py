@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.gate import EvaluationReport
-from pipelines.metrics import slice_metrics
-from pipelines.metrics import classification_metrics
+from pipelines.metrics import classification_metrics, json_safe, slice_metrics
 
 
 def evaluate_scores(
@@ -18,8 +17,8 @@ def evaluate_scores(
 ) -> EvaluationReport:
     truth = holdout[target].to_numpy()
     return EvaluationReport(
-        metrics={**classification_metrics(truth, scores, threshold), "threshold": float(threshold)},
-        slices=slice_metrics(holdout, truth, scores, slices, threshold),
+        metrics=json_safe({**classification_metrics(truth, scores, threshold), "threshold": float(threshold)}),
+        slices=[json_safe(row) for row in slice_metrics(holdout, truth, scores, slices, threshold)],
         model_version=model_version,
     )
 
@@ -68,7 +67,7 @@ def plot_evaluation(
     if not frame.empty:
         frame["label"] = frame["column"] + "=" + frame["value"]
         fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(frame))))
-        ax.barh(frame["label"], frame["roc_auc"].fillna(0))
+        ax.barh(frame["label"], frame["roc_auc"].astype(float).fillna(0))
         ax.axvline(report.metrics["roc_auc"], color="k", ls=":", lw=1)
         ax.set(xlabel="ROC AUC", title="ROC AUC per slice (dotted: overall)", xlim=(0.4, 1))
         paths.append(folder / "slices.png")

@@ -88,11 +88,11 @@ def decide_promotion(
         reasons.append(Reason(f"margin:{metric}", True, None, "no champion",
                               "no current champion: the first model that passes the floors becomes champion"))
     else:
-        ours, theirs = candidate.metrics.get(metric, float("nan")), champion.metrics.get(metric, float("nan"))
-        delta = ours - theirs
+        ours, theirs = candidate.metrics.get(metric), champion.metrics.get(metric)
+        delta = ours - theirs if ours is not None and theirs is not None else float("nan")
         passed = not math.isnan(delta) and delta >= policy.min_margin
         reasons.append(Reason(
-            f"margin:{metric}", passed, delta, f">= {policy.min_margin:+.4f}",
+            f"margin:{metric}", passed, None if math.isnan(delta) else delta, f">= {policy.min_margin:+.4f}",
             f"{metric} {_fmt(ours)} vs champion v{champion.model_version} {_fmt(theirs)} on the same holdout: "
             f"{delta:+.4f} {'meets' if passed else 'misses'} margin {policy.min_margin:+.4f}",
         ))

@@ -31,6 +31,11 @@ def classification_metrics(truth: np.ndarray, scores: np.ndarray, threshold: flo
     }
 
 
+def json_safe(values: dict) -> dict:
+    """NaN (e.g. the ROC AUC of a one-class slice) becomes None: XCom and MLflow need strict JSON."""
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in values.items()}
+
+
 def best_f1_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
     precision, recall, thresholds = precision_recall_curve(truth, scores)
     if thresholds.size == 0:

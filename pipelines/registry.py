@@ -27,15 +27,11 @@ def alias_version(client, model_name: str, alias: str) -> str | None:
         return None
 
 
-def register_version(client, model_name: str, model_uri: str, source_run_id: str, tags: dict[str, str],
+def register_version(client, model_name: str, model_uri: str, tags: dict[str, str],
                      description: str = "") -> str:
     """Register ``model_uri`` once per Airflow run: a retried task finds and reuses its own version."""
-    from mlflow.exceptions import MlflowException
+    import mlflow
 
-    try:
-        client.create_registered_model(model_name)
-    except MlflowException:
-        pass  # already exists
     run_filter = tags.get("airflow_run_id")
     if run_filter:
         for existing in client.search_model_versions(f"name='{model_name}'"):
@@ -43,9 +39,11 @@ def register_version(client, model_name: str, model_uri: str, source_run_id: str
                 "airflow_dag_id"
             ) == tags.get("airflow_dag_id"):
                 return str(existing.version)
-    version = client.create_model_version(
-        name=model_name, source=model_uri, run_id=source_run_id, tags=tags, description=description
-    )
+    # mlflow.register_model resolves MLflow 3 logged-model URIs (models:/m-...) on every store, local or
+    # server, and waits until the version is READY.
+    version = mlflow.register_model(model_uri, model_name, tags=tags)
+    if description:
+        client.update_model_version(model_name, version.version, description=description)
     return str(version.version)
 
 

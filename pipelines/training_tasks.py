@@ -253,6 +253,7 @@ def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, pa
     import mlflow
     import pandas as pd
 
+    from pipelines.metrics import json_safe
     from pipelines.tracking import configure_mlflow, log_sklearn_model
     from pipelines.training import model_inputs, train_candidate
 
@@ -267,11 +268,11 @@ def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, pa
                           parent_run_id=splits["parent_run_id"], tags=splits["lineage"]) as run:
         mlflow.log_params({**params, "estimator": cfg.search.estimator,
                            "shuffled_labels": ctx.shuffle_labels})
-        mlflow.log_metrics({f"val_{k}": v for k, v in trained.validation_metrics.items()})
+        mlflow.log_metrics({f"val_{k}": v for k, v in json_safe(trained.validation_metrics).items() if v is not None})
         mlflow.log_metrics({"threshold": trained.threshold, "fit_seconds": fit_seconds})
         info = log_sklearn_model(trained.model, model_inputs(validation.head(5), cfg.features))
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "params": params,
-            "validation_metrics": trained.validation_metrics, "threshold": trained.threshold}
+            "validation_metrics": json_safe(trained.validation_metrics), "threshold": trained.threshold}
 
 
 # 6. evaluate --------------------------------------------------------------------------------------------
@@ -290,7 +291,10 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     configure_mlflow(state)
     metric = cfg.search.selection_metric
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    best = max(candidates, key=lambda c: sign * c["validation_metrics"][metric])
+    scored = [c for c in candidates if c["validation_metrics"].get(metric) is not None]
+    if not scored:
+        raise ValueError(f"no candidate has a validation {metric}: is the validation window one class only?")
+    best = max(scored, key=lambda c: sign * c["validation_metrics"][metric])
     holdout = pd.read_parquet(splits["holdout"])
     inputs, truth = model_inputs(holdout, cfg.features), holdout[cfg.features.target].to_numpy()
     scores = mlflow.sklearn.load_model(best["model_uri"]).predict_proba(inputs)[:, 1]
@@ -320,9 +324,10 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "candidates": [{"run_id": c["run_id"], "params": c["params"], metric: c["validation_metrics"][metric]}
                        for c in candidates],
     }
-    (folder / "evaluation.json").write_text(json.dumps(result, indent=1, default=str))
+    (folder / "evaluation.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False))
     pd.DataFrame(candidate.slices).to_csv(folder / "slices.csv", index=False)
-    holdout_metrics = [Metric(f"holdout_{k}", v, int(time.time() * 1000), 0) for k, v in candidate.metrics.items()]
+    holdout_metrics = [Metric(f"holdout_{k}", v, int(time.time() * 1000), 0)
+                       for k, v in candidate.metrics.items() if v is not None]
     for run_id in (splits["parent_run_id"], best["run_id"]):
         client.log_batch(run_id, metrics=holdout_metrics)
     for path in [*plots, folder / "evaluation.json", folder / "slices.csv"]:
@@ -374,7 +379,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "holdout_roc_auc": f"{evaluation['candidate']['metrics']['roc_auc']:.4f}",
         "mlflow_parent_run_id": splits["parent_run_id"],
     }
-    version = register_version(client, cfg.model_name, evaluation["model_uri"], evaluation["best_run_id"], tags,
+    version = register_version(client, cfg.model_name, evaluation["model_uri"], tags,
                                description=f"{cfg.description.strip()} Trained by {ctx.dag_id} {ctx.run_id}.")
     promotion = promote_version(client, cfg.model_name, version)
     log.info("%s v%s is champion (previous: %s)", cfg.model_name, version, promotion.previous_version)

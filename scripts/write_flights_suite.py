@@ -35,7 +35,8 @@ expectations = [
       for c in ["carrier", "origin", "dest"]],
     # The seeds ask that no feature misses values in more than 5% of rows.
     *[expectation("expect_column_values_to_not_be_null", column=c, mostly=0.95)
-      for c in ["carrier", "origin", "dest", "distance", "sched_dep_hour", "sched_arr_hour", *WEATHER_RANGES]],
+      for c in ["carrier", "origin", "dest", "distance", "sched_dep_hour", "sched_arr_hour", "day_of_week",
+                *WEATHER_RANGES]],
     # Real sensors glitch (one 2013 wind reading is 1048 mph): allow one reading in a thousand out of range.
     *[expectation("expect_column_values_to_be_between", column=c, min_value=lo, max_value=hi, mostly=0.999)
       for c, (lo, hi) in WEATHER_RANGES.items()],

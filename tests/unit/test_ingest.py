@@ -1,0 +1,78 @@
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from pipelines.config import FeedConfig
+from pipelines.ingest import LandingFileError, ingest_feed, landed_files
+
+FEED = FeedConfig(name="events", key=["id"], columns={"id": "int", "value": "float", "kind": "string",
+                                                       "at": "datetime"})
+
+
+def land(folder, day, rows, suffix="csv"):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{day}.{suffix}"
+    frame = pd.DataFrame(rows)
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path, index=False)
+    return path
+
+
+ROW = {"id": 1, "value": 1.5, "kind": "a", "at": "2013-01-01T10:00:00Z"}
+
+
+def test_typed_deduplicated_partition_from_csv_and_parquet(tmp_path):
+    land(tmp_path / "in", "2013-01-01", [ROW, {**ROW, "id": 2}])
+    land(tmp_path / "in", "2013-01-02", [{**ROW, "value": 9.0}, {**ROW, "id": 3}], suffix="parquet")
+    land(tmp_path / "in", "2013-01-05", [{**ROW, "id": 99}])  # outside the interval
+    batch = ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 3), tmp_path / "out.parquet")
+    assert (batch.files, batch.rows_read, batch.rows, batch.duplicates_dropped) == (2, 4, 3, 1)
+    frame = pd.read_parquet(batch.path)
+    assert sorted(frame["id"]) == [1, 2, 3]
+    assert frame.loc[frame["id"] == 1, "value"].item() == 9.0  # the later file wins
+    assert str(frame["at"].dtype) == "datetime64[ns, UTC]" and str(frame["id"].dtype) == "Int64"
+
+
+def test_only_day_files_in_the_interval_are_picked(tmp_path):
+    for name in ["2013-01-01.csv", "2013-01-31.parquet", "2013-02-01.csv", "notes.txt", "2013-1-5.csv"]:
+        (tmp_path / name).write_text("x")
+    assert [p.name for p in landed_files(tmp_path, date(2013, 1, 1), date(2013, 2, 1))] == [
+        "2013-01-01.csv", "2013-01-31.parquet"]
+
+
+def test_empty_file_is_named_and_kept(tmp_path):
+    path = tmp_path / "in" / "2013-01-01.csv"
+    path.parent.mkdir()
+    path.write_text("")
+    with pytest.raises(LandingFileError, match=r"2013-01-01.csv: file is empty"):
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet")
+    assert path.exists() and not (tmp_path / "out.parquet").exists()
+
+
+def test_header_only_file_is_named(tmp_path):
+    land(tmp_path / "in", "2013-01-01", [ROW]).write_text("id,value,kind,at\n")
+    with pytest.raises(LandingFileError, match="header but no rows"):
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet")
+
+
+def test_unreadable_parquet_is_named(tmp_path):
+    path = tmp_path / "in" / "2013-01-01.parquet"
+    path.parent.mkdir()
+    path.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(LandingFileError, match="2013-01-01.parquet: unreadable parquet"):
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet")
+    assert path.exists()
+
+
+def test_missing_column_and_bad_type_are_named(tmp_path):
+    land(tmp_path / "a", "2013-01-01", [{k: v for k, v in ROW.items() if k != "kind"}])
+    with pytest.raises(LandingFileError, match=r"missing columns \['kind'\]"):
+        ingest_feed(FEED, tmp_path / "a", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "o.parquet")
+    land(tmp_path / "b", "2013-01-01", [{**ROW, "value": "lots"}])
+    with pytest.raises(LandingFileError, match="column 'value' is not float"):
+        ingest_feed(FEED, tmp_path / "b", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "o.parquet")
+
+
+def test_no_files_for_the_interval_is_a_clear_error(tmp_path):
+    with pytest.raises(LandingFileError, match=r"no landed files for feed 'events' in \[2013-01-01, 2013-01-02\)"):
+        ingest_feed(FEED, tmp_path, date(2013, 1, 1), date(2013, 1, 2), tmp_path / "o.parquet")

@@ -1,0 +1,51 @@
+"""Alias moves against a real (SQLite) MLflow registry."""
+
+import mlflow
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from pipelines.registry import alias_version, promote_version, register_version
+
+
+@pytest.fixture()
+def client(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("registry_test", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",
+                                        serialization_format="cloudpickle")
+    client = mlflow.MlflowClient()
+    client.model_uri, client.run_id = info.model_uri, run.info.run_id
+    return client
+
+
+def register(client, run_id: str) -> str:
+    tags = {"airflow_dag_id": "train_x", "airflow_run_id": run_id}
+    return register_version(client, "toy", client.model_uri, tags)
+
+
+def test_promotion_keeps_previous_for_rollback(client):
+    v1 = register(client, "run-1")
+    assert promote_version(client, "toy", v1).previous_version is None
+    v2 = register(client, "run-2")
+    promotion = promote_version(client, "toy", v2)
+    assert (promotion.version, promotion.previous_version) == (v2, v1)
+    assert alias_version(client, "toy", "champion") == v2
+    assert alias_version(client, "toy", "previous") == v1
+    assert alias_version(client, "toy", "challenger") is None  # no dangling alias
+
+
+def test_retried_registration_reuses_its_version(client):
+    first = register(client, "run-1")
+    assert register(client, "run-1") == first
+    assert len(client.search_model_versions("name='toy'")) == 1
+
+
+def test_promoting_the_champion_again_changes_nothing(client):
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    promote_version(client, "toy", v1)
+    assert alias_version(client, "toy", "champion") == v1 and alias_version(client, "toy", "previous") is None
