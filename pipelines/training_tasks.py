@@ -252,7 +252,6 @@ def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str
 def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, params: dict) -> dict:
     import mlflow
     import pandas as pd
-
     from threadpoolctl import threadpool_limits
 
     from pipelines.metrics import json_safe
