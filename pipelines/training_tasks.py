@@ -57,20 +57,24 @@ def _as_date(value: Any) -> date | None:
 def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
     """Build a RunContext from an Airflow task context (any mapping with the same keys works).
 
-    The interval is, in order: the ``data_interval_start``/``data_interval_end`` Params of a manual
-    trigger, the scheduled run's data interval, the model's ``default_interval``.
+    A scheduled or backfill run trains on its data interval. Any other run (manual, triggered by another
+    DAG) takes the ``data_interval_start``/``data_interval_end`` Params or conf, else the model's
+    ``default_interval``.
     """
     params = dict(context.get("params") or {})
     dag_run = context.get("dag_run")
-    start, end = _as_date(params.get("data_interval_start")), _as_date(params.get("data_interval_end"))
-    run_type = str(getattr(dag_run, "run_type", "") or "")
-    if start is None or end is None:
-        if "scheduled" in run_type and context.get("data_interval_start") is not None:
-            start, end = _as_date(context["data_interval_start"]), _as_date(context["data_interval_end"])
-        elif cfg.default_interval is not None:
+    run_type = getattr(dag_run, "run_type", None)
+    run_type = str(getattr(run_type, "value", run_type) or "")
+    if run_type in ("scheduled", "backfill") and context.get("data_interval_start") is not None:
+        # The schedule owns the interval; the Params' defaults only prefill the manual trigger form.
+        start, end = _as_date(context["data_interval_start"]), _as_date(context["data_interval_end"])
+    else:
+        start, end = _as_date(params.get("data_interval_start")), _as_date(params.get("data_interval_end"))
+        if (start is None or end is None) and cfg.default_interval is not None:
             start, end = start or cfg.default_interval[0], end or cfg.default_interval[1]
-        else:
-            start, end = _as_date(context.get("data_interval_start")), _as_date(context.get("data_interval_end"))
+        if start is None or end is None:
+            start = start or _as_date(context.get("data_interval_start"))
+            end = end or _as_date(context.get("data_interval_end"))
     if start is None or end is None or start >= end:
         raise ValueError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < _end")
     dag = context.get("dag")

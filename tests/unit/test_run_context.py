@@ -1,0 +1,55 @@
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from pipelines.config import load_model_config
+from pipelines.training_tasks import RunContext, run_context_from
+
+CFG = load_model_config("flights_delay")
+
+
+class FakeRunType:
+    """Like the Task SDK's DagRunType: a str enum whose str() is not its value."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __str__(self):
+        return f"DagRunType.{self.value.upper()}"
+
+
+def context(run_type: str, params: dict, interval=(datetime(2013, 5, 1, tzinfo=UTC), datetime(2013, 5, 8, tzinfo=UTC))):
+    return {"params": params, "dag_run": SimpleNamespace(run_type=FakeRunType(run_type)), "run_id": f"{run_type}__x",
+            "dag": SimpleNamespace(dag_id="train_flights_delay"),
+            "data_interval_start": interval[0], "data_interval_end": interval[1]}
+
+
+def test_scheduled_run_trains_on_its_interval_not_the_form_defaults():
+    defaults = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-04-01"}
+    ctx = run_context_from(context("scheduled", defaults), CFG)
+    assert (ctx.start, ctx.end) == (date(2013, 5, 1), date(2013, 5, 8))
+
+
+def test_manual_run_takes_its_params():
+    ctx = run_context_from(context("manual", {"data_interval_start": "2013-02-01", "data_interval_end": "2013-03-01",
+                                              "reason": "new data", "gate_drill_shuffle_labels": True}), CFG)
+    assert (ctx.start, ctx.end) == (date(2013, 2, 1), date(2013, 3, 1))
+    assert ctx.reason == "new data" and ctx.shuffle_labels
+    assert ctx.dag_id == "train_flights_delay" and ctx.interval_key == "2013-02-01_2013-03-01"
+
+
+def test_manual_run_without_params_falls_back_to_the_default_interval():
+    ctx = run_context_from(context("manual", {}), CFG)
+    assert (ctx.start, ctx.end) == CFG.default_interval
+
+
+def test_empty_interval_is_refused():
+    with pytest.raises(ValueError, match="empty or unset"):
+        same_day = {"data_interval_start": "2013-03-01", "data_interval_end": "2013-03-01"}
+        run_context_from(context("manual", same_day), CFG)
+
+
+def test_run_key_is_safe_for_paths_and_tags():
+    key = RunContext("d", "manual__2013-01-01T00:00:00+00:00", date(2013, 1, 1), date(2013, 1, 2)).run_key
+    assert key == "manual__2013-01-01T00_00_00_00_00"
