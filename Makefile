@@ -1,12 +1,16 @@
 # The verbs a user says. `make up` needs only Python 3.11 and pip; uv is bootstrapped if absent.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# uv from PATH, else the uv package of this Python (`python3 -m uv` finds its binary wherever pip put it).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
 export UV_COMPILE_BYTECODE := 1
 
 .PHONY: up down status test bench install lint clean
 
 install:
-	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --user --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
 	@$(UV) sync --frozen --quiet
 
 up: install
