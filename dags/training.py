@@ -37,6 +37,16 @@ def _ctx(cfg: ModelConfig):
     return run_context_from(get_current_context(), cfg)
 
 
+def _close_mlflow_run_on_failure(context) -> None:
+    """A task that failed for good ends the run's parent MLflow run as FAILED (not left RUNNING)."""
+    from pipelines import training_tasks as t
+
+    ti = context["ti"]
+    if ti.task_id in ("ingest", "validate", "version", "split"):
+        return
+    t.mark_run_failed(ti.xcom_pull(task_ids="split"), f"{ti.task_id} failed: {context.get('exception')}")
+
+
 def build_training_dag(cfg: ModelConfig) -> DAG:
     start = datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day)
     interval = cfg.default_interval
@@ -51,7 +61,8 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         max_active_runs=1,
         tags=["training", cfg.name, *cfg.tags],
         default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=20),
-                      "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=2)},
+                      "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=2),
+                      "on_failure_callback": _close_mlflow_run_on_failure},
         params={
             "data_interval_start": Param(str(interval[0]) if interval else None, type=["null", "string"],
                                          format="date", title="Interval start (inclusive)",

@@ -103,12 +103,11 @@ class SliceFloor(_Strict):
 class GatePolicy(_Strict):
     """What a candidate must show before it may replace the champion."""
 
-    floors: dict[str, float] = Field(
-        default_factory=lambda: {"roc_auc": 0.6},
-        description="Absolute floors on holdout metrics (higher is better for every metric listed here).",
+    floors: dict[Literal["roc_auc", "pr_auc", "f1"], float] = Field(
+        default_factory=lambda: {"roc_auc": 0.6}, description="Absolute floors on higher-is-better metrics."
     )
-    ceilings: dict[str, float] = Field(
-        default_factory=dict, description="Absolute ceilings for lower-is-better metrics (log_loss, brier)."
+    ceilings: dict[Literal["log_loss", "brier"], float] = Field(
+        default_factory=dict, description="Absolute ceilings on lower-is-better metrics."
     )
     margin_metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
     min_margin: float = Field(
@@ -140,6 +139,14 @@ class ModelConfig(_Strict):
     )
     owner: str = "ml-platform"
     tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _slice_floors_use_evaluated_slices(self) -> ModelConfig:
+        unknown = [f.column for f in self.gate.slice_floors if f.column not in self.features.slices]
+        if unknown:
+            raise ValueError(f"gate.slice_floors use columns {unknown} that are not in features.slices "
+                             f"{self.features.slices}: those slices are never evaluated")
+        return self
 
     @field_validator("feeds")
     @classmethod

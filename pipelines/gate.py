@@ -15,13 +15,16 @@ class EvaluationReport:
     metrics: dict[str, float]
     slices: list[dict] = field(default_factory=list)
     model_version: str | None = None
+    data_hash: str | None = None          # DVC hash of the snapshot the model was trained on
+    holdout_start: str | None = None      # ISO time: the model saw (trained or selected on) nothing later
 
     def slice_rows(self, column: str) -> list[dict]:
         return [row for row in self.slices if row["column"] == column]
 
     @classmethod
     def from_dict(cls, data: dict) -> EvaluationReport:
-        return cls(metrics=data["metrics"], slices=data.get("slices", []), model_version=data.get("model_version"))
+        return cls(metrics=data["metrics"], slices=data.get("slices", []), model_version=data.get("model_version"),
+                   data_hash=data.get("data_hash"), holdout_start=data.get("holdout_start"))
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,14 @@ def _at_least(check: str, observed: float | None, floor: float, what: str) -> Re
 
 
 def decide_promotion(
-    candidate: EvaluationReport, champion: EvaluationReport | None, policy: GatePolicy
+    candidate: EvaluationReport, champion: EvaluationReport | None, policy: GatePolicy,
+    champion_error: str | None = None,
 ) -> PromotionDecision:
     """Floors, ceilings, a margin over the champion on the same holdout, and per-slice floors.
 
-    Every check is evaluated (no short-circuit) so the operator sees all reasons at once.
+    Every check is evaluated (no short-circuit) so the operator sees all reasons at once. A champion that
+    exists but could not be scored (``champion_error``) fails the comparison: "cannot compare" is never
+    read as "no champion".
     """
     reasons: list[Reason] = []
     for metric, floor in sorted(policy.floors.items()):
@@ -84,7 +90,10 @@ def decide_promotion(
                               f"{metric} {_fmt(observed)} {verb} ceiling {ceiling:.4f}"))
 
     metric = policy.margin_metric
-    if champion is None:
+    if champion_error:
+        reasons.append(Reason(f"margin:{metric}", False, None, "a comparable champion",
+                              f"the current champion could not be compared: {champion_error}"))
+    elif champion is None:
         reasons.append(Reason(f"margin:{metric}", True, None, "no champion",
                               "no current champion: the first model that passes the floors becomes champion"))
     else:
@@ -96,6 +105,17 @@ def decide_promotion(
             f"{metric} {_fmt(ours)} vs champion v{champion.model_version} {_fmt(theirs)} on the same holdout: "
             f"{delta:+.4f} {'meets' if passed else 'misses'} margin {policy.min_margin:+.4f}",
         ))
+
+    if champion is not None and candidate.data_hash and candidate.data_hash == champion.data_hash:
+        reasons.append(Reason("new_data", False, None, "a snapshot the champion was not trained on",
+                              f"candidate was trained on the champion's own snapshot {champion.data_hash}: "
+                              "nothing new to learn, the champion stays"))
+    if champion is not None and candidate.holdout_start and champion.holdout_start \
+            and candidate.holdout_start < champion.holdout_start:
+        reasons.append(Reason("fair_holdout", False, None, f"holdout from {champion.holdout_start} on",
+                              f"the holdout starts {candidate.holdout_start}, before the champion "
+                              f"v{champion.model_version} stopped seeing data ({champion.holdout_start}): "
+                              "the comparison would favour the champion; train on a later interval"))
 
     for rule in policy.slice_floors:
         rows = [r for r in candidate.slice_rows(rule.column) if rule.value is None or r["value"] == rule.value]

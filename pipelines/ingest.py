@@ -64,7 +64,11 @@ def read_landed_file(path: Path, feed: FeedConfig) -> pd.DataFrame:
     missing = [c for c in feed.columns if c not in frame.columns]
     if missing:
         raise LandingFileError(f"{path}: missing columns {missing} required by feed {feed.name!r}")
-    return cast_columns(frame[list(feed.columns)], feed.columns, source=str(path))
+    typed = cast_columns(frame[list(feed.columns)], feed.columns, source=str(path))
+    null_keys = [c for c in feed.key if typed[c].isna().any()]
+    if null_keys:
+        raise LandingFileError(f"{path}: key columns {null_keys} have missing values")
+    return typed
 
 
 def cast_columns(frame: pd.DataFrame, schema: dict[str, ColumnType], source: str) -> pd.DataFrame:

@@ -19,12 +19,19 @@ class Promotion:
 
 
 def alias_version(client, model_name: str, alias: str) -> str | None:
+    """The version behind ``alias``, None when the model or alias does not exist. Any other error (store
+    down, permission) propagates: "cannot tell" must never be read as "no champion"."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+            exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+        )
+        if missing:
+            return None
+        raise
 
 
 def register_version(client, model_name: str, model_uri: str, tags: dict[str, str],
@@ -50,13 +57,15 @@ def register_version(client, model_name: str, model_uri: str, tags: dict[str, st
 def promote_version(client, model_name: str, version: str) -> Promotion:
     """challenger -> champion; the former champion keeps ``previous``. Each alias move is one atomic write,
     ordered so that ``champion`` always points at a registered, servable version."""
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
     current = alias_version(client, model_name, CHAMPION)
     if current == version:
-        client.delete_registered_model_alias(model_name, CHALLENGER)
         return Promotion(model_name, version, alias_version(client, model_name, PREVIOUS))
-    if current is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS, current)
-    client.set_registered_model_alias(model_name, CHAMPION, version)
-    client.delete_registered_model_alias(model_name, CHALLENGER)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    try:
+        if current is not None:
+            client.set_registered_model_alias(model_name, PREVIOUS, current)
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    finally:
+        # Whether the move succeeded or not, no challenger alias is left behind; a retry starts over.
+        client.delete_registered_model_alias(model_name, CHALLENGER)
     return Promotion(model_name, version, current)

@@ -42,3 +42,23 @@ def move_into(paths: list[Path], folder: Path) -> list[Path]:
             shutil.move(str(path), target)
             moved.append(target)
     return moved
+
+
+def replace_dir(source: Path, dest: Path) -> Path:
+    """Put folder ``source`` at ``dest``, replacing what was there. The old folder is renamed aside
+    before the new one moves in, so a crash leaves either the old or the new folder in place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    aside = dest.with_name(f".{dest.name}.old")
+    if aside.exists():
+        shutil.rmtree(aside)
+    if dest.exists():
+        os.replace(dest, aside)
+    os.replace(source, dest)
+    if aside.exists():
+        shutil.rmtree(aside)
+    return dest
+
+
+def fresh_temp_dir(beside: Path) -> Path:
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent))

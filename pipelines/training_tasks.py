@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,8 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
             start = start or _as_date(context.get("data_interval_start"))
             end = end or _as_date(context.get("data_interval_end"))
     if start is None or end is None or start >= end:
-        raise ValueError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < _end")
+        raise ValueError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < "
+                         "data_interval_end (intervals are whole days; schedules run at most daily)")
     dag = context.get("dag")
     return RunContext(
         dag_id=getattr(dag, "dag_id", None) or context.get("dag_id", "manual"),
@@ -114,17 +115,25 @@ def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
 
     from pipelines.features import load_builder
     from pipelines.ingest import ingest_feed
-    from pipelines.storage import write_parquet_atomic
+    from pipelines.storage import fresh_temp_dir, replace_dir, write_parquet_atomic
 
     incoming = _incoming(cfg, ctx, state)
-    batches = {
-        feed.name: ingest_feed(feed, state.landing(cfg.name, feed.name), ctx.start, ctx.end,
-                               incoming / f"{feed.name}.parquet")
-        for feed in cfg.feeds
-    }
-    feeds = {name: pd.read_parquet(batch.path) for name, batch in batches.items()}
-    examples = load_builder(cfg.features.builder)(feeds)
-    write_parquet_atomic(examples, incoming / "examples.parquet")
+    # Build the whole batch in a scratch folder and move it in at the end: a failure on the second feed
+    # must not leave a new first feed beside stale files.
+    scratch = fresh_temp_dir(incoming)
+    try:
+        batches = {
+            feed.name: ingest_feed(feed, state.landing(cfg.name, feed.name), ctx.start, ctx.end,
+                                   scratch / f"{feed.name}.parquet")
+            for feed in cfg.feeds
+        }
+        feeds = {name: pd.read_parquet(batch.path) for name, batch in batches.items()}
+        examples = load_builder(cfg.features.builder)(feeds)
+        write_parquet_atomic(examples, scratch / "examples.parquet")
+        replace_dir(scratch, incoming)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)
     summary = {
         "interval": ctx.interval_key,
         "incoming": str(incoming),
@@ -142,7 +151,7 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     quarantine, the report is kept, and DataValidationError names each failed expectation."""
     import pandas as pd
 
-    from pipelines.storage import write_text_atomic
+    from pipelines.storage import replace_dir, write_text_atomic
     from pipelines.validation import DataValidationError, load_suite_spec, render_report, validate_frame
 
     incoming = _incoming(cfg, ctx, state)
@@ -157,19 +166,11 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
                       report.with_suffix(".json"))
     log.info("validation report: %s", report)
     if not outcome.success:
-        target = state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}"
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(incoming, target)
-        shutil.copy(report, target / "validation_report.html")
+        shutil.copy(report, incoming / "validation_report.html")
+        target = replace_dir(incoming, state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}")
         log.error("batch %s quarantined at %s", ctx.interval_key, target)
         raise DataValidationError(outcome, report)
-    validated = _validated(cfg, state) / ctx.interval_key
-    if validated.exists():
-        shutil.rmtree(validated)
-    validated.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(incoming, validated)
+    validated = replace_dir(incoming, _validated(cfg, state) / ctx.interval_key)
     return {"examples": str(validated / "examples.parquet"), "report": str(report),
             "evaluated": outcome.evaluated}
 
@@ -182,15 +183,18 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     from pipelines.storage import write_parquet_atomic
     from pipelines.versioning import version_snapshot
 
-    parts = sorted(_validated(cfg, state).glob("*/examples.parquet"))
+    window_start = ctx.end - timedelta(days=cfg.split.training_window_days) if cfg.split.training_window_days \
+        else date.min
+    # Batches are chosen by their data interval, the same calendar the landing zone uses, never by
+    # comparing event timestamps across time zones.
+    parts = []
+    for path in sorted(_validated(cfg, state).glob("*/examples.parquet")):
+        _start, _, batch_end = path.parent.name.partition("_")
+        if date.fromisoformat(batch_end) <= ctx.end and date.fromisoformat(batch_end) > window_start:
+            parts.append(path)
     if not parts:
-        raise FileNotFoundError(f"no validated batches under {_validated(cfg, state)}")
+        raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")
     frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    times = pd.to_datetime(frame[cfg.features.event_time], utc=True)
-    keep = times < pd.Timestamp(ctx.end, tz="UTC")
-    if cfg.split.training_window_days:
-        keep &= times >= pd.Timestamp(ctx.end - timedelta(days=cfg.split.training_window_days), tz="UTC")
-    frame = frame[keep]
     id_column = "example_id" if "example_id" in frame.columns else None
     if id_column:
         frame = frame.drop_duplicates(subset=[id_column], keep="last")
@@ -225,16 +229,27 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
     experiment_id = ensure_experiment(cfg.name, state)
     lineage = lineage_tags(cfg, ctx, data)
     client = mlflow.MlflowClient()
-    # The parent run stays RUNNING through training and evaluation; the gate ends it.
-    parent = client.create_run(experiment_id, run_name=f"train {ctx.interval_key}", tags=lineage)
-    parent_run_id = parent.info.run_id
+    # The parent run stays RUNNING through training and evaluation; the gate ends it. A retried or
+    # cleared split finds and reopens its own parent instead of starting a second one.
+    own = [r for r in client.search_runs(
+        [experiment_id], f"tags.airflow_run_id = '{ctx.run_id}' and tags.airflow_dag_id = '{ctx.dag_id}'")
+        if "mlflow.parentRunId" not in r.data.tags]
+    if own:
+        parent_run_id = own[0].info.run_id
+        client.update_run(parent_run_id, status="RUNNING")
+        for key, value in lineage.items():
+            client.set_tag(parent_run_id, key, value)
+    else:
+        parent_run_id = client.create_run(experiment_id, run_name=f"train {ctx.interval_key}",
+                                          tags=lineage).info.run_id
     client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in {
         "interval_start": ctx.start.isoformat(), "interval_end": ctx.end.isoformat(),
         "rows_train": len(parts.train), "rows_validation": len(parts.validation),
         "rows_holdout": len(parts.holdout), "validation_start": parts.validation_start.isoformat(),
         "holdout_start": parts.holdout_start.isoformat(), "estimator": cfg.search.estimator,
     }.items()])
-    return {**paths, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "lineage": lineage}
+    return {**paths, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "lineage": lineage,
+            "holdout_start": parts.holdout_start.isoformat()}
 
 
 def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str]:
@@ -250,6 +265,20 @@ def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str
         "git_commit": git_commit(),
         "training_reason": ctx.reason[:500] or "none given",
     }
+
+
+def mark_run_failed(splits: dict | None, reason: str, state: StatePaths | None = None) -> None:
+    """Close the parent MLflow run as FAILED when a task after ``split`` fails for good."""
+    if not splits or not splits.get("parent_run_id"):
+        return
+    import mlflow
+
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow(state)
+    client = mlflow.MlflowClient()
+    client.set_tag(splits["parent_run_id"], "failure", reason[:4900])
+    client.set_terminated(splits["parent_run_id"], status="FAILED")
 
 
 # 5. train (one mapped task per candidate) ---------------------------------------------------------------
@@ -307,22 +336,31 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     holdout = pd.read_parquet(splits["holdout"])
     inputs, truth = model_inputs(holdout, cfg.features), holdout[cfg.features.target].to_numpy()
     scores = mlflow.sklearn.load_model(best["model_uri"]).predict_proba(inputs)[:, 1]
-    candidate = evaluate_scores(holdout, scores, cfg.features.target, cfg.features.slices, best["threshold"])
+    candidate = replace(
+        evaluate_scores(holdout, scores, cfg.features.target, cfg.features.slices, best["threshold"]),
+        data_hash=splits["lineage"]["data_hash"], holdout_start=splits["holdout_start"],
+    )
 
     client = mlflow.MlflowClient()
-    champion, champion_scores, champion_note = None, None, "no champion yet"
+    champion, champion_scores, champion_error = None, None, None
+    champion_note = "no champion yet"
     champion_version = alias_version(client, cfg.model_name, CHAMPION)
     if champion_version is not None:
+        tags = client.get_model_version(cfg.model_name, champion_version).tags
         try:
             model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{champion_version}")
             champion_scores = model.predict_proba(inputs)[:, 1]
-            threshold = float(client.get_model_version(cfg.model_name, champion_version).tags.get("threshold", 0.5))
-            champion = evaluate_scores(holdout, champion_scores, cfg.features.target, cfg.features.slices,
-                                       threshold, model_version=champion_version)
+        except Exception as exc:  # e.g. a champion on another feature set: the gate will refuse to guess
+            champion_error = f"champion v{champion_version} could not score this holdout: {exc}"
+            champion_note = champion_error
+            log.warning(champion_error)
+        else:
+            champion = replace(
+                evaluate_scores(holdout, champion_scores, cfg.features.target, cfg.features.slices,
+                                float(tags.get("threshold", 0.5)), model_version=champion_version),
+                data_hash=tags.get("data_hash"), holdout_start=tags.get("holdout_start"),
+            )
             champion_note = f"champion v{champion_version} scored on the same holdout"
-        except Exception as exc:  # a champion on another feature set cannot be compared: say so
-            champion_note = f"champion v{champion_version} could not score this holdout: {exc}"
-            log.warning(champion_note)
 
     folder = state.work(cfg.name, ctx.run_key) / "evaluation"
     plots = plot_evaluation(truth, scores, candidate, folder, champion_scores)
@@ -330,6 +368,7 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "best_run_id": best["run_id"], "model_uri": best["model_uri"], "params": best["params"],
         "threshold": best["threshold"], "candidate": asdict(candidate),
         "champion": asdict(champion) if champion else None, "champion_note": champion_note,
+        "champion_error": champion_error,
         "candidates": [{"run_id": c["run_id"], "params": c["params"], metric: c["validation_metrics"][metric]}
                        for c in candidates],
     }
@@ -354,7 +393,8 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, eva
 
     configure_mlflow(state)
     champion = EvaluationReport.from_dict(evaluation["champion"]) if evaluation["champion"] else None
-    decision = decide_promotion(EvaluationReport.from_dict(evaluation["candidate"]), champion, cfg.gate)
+    decision = decide_promotion(EvaluationReport.from_dict(evaluation["candidate"]), champion, cfg.gate,
+                                champion_error=evaluation.get("champion_error"))
     record = {**decision.to_dict(), "champion_note": evaluation["champion_note"],
               "candidate_run_id": evaluation["best_run_id"]}
     for line in [decision.summary(), *(f"  {'PASS' if r.passed else 'FAIL'} {r.message}" for r in decision.reasons)]:
@@ -385,6 +425,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "gate_decision": decision["verdict"],
         "gate_summary": decision["summary"][:4900],
         "threshold": str(evaluation["threshold"]),
+        "holdout_start": splits["holdout_start"],
         "holdout_roc_auc": f"{evaluation['candidate']['metrics']['roc_auc']:.4f}",
         "mlflow_parent_run_id": splits["parent_run_id"],
     }

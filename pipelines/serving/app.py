@@ -64,7 +64,7 @@ def load_registered(name: str, alias: str) -> LoadedModel:
     uri = f"models:/{name}/{version.version}"
     model = mlflow.sklearn.load_model(uri)
     schema = mlflow.models.get_model_info(uri).signature.inputs
-    numeric = tuple(c.name for c in schema.inputs if str(c.type) in ("double", "float", "long", "integer"))
+    numeric = tuple(c.name for c in schema.inputs if c.type.name in ("double", "float", "long", "integer"))
     categorical = tuple(c.name for c in schema.inputs if c.name not in numeric)
     return LoadedModel(name, str(version.version), alias, model, numeric, categorical, dict(version.tags),
                        datetime.now(UTC).isoformat(timespec="seconds"))
@@ -113,6 +113,9 @@ def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
 
 
 def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise BadRequest(f"duplicate columns {duplicated}")
     missing = [c for c in model.columns if c not in frame.columns]
     if missing:
         raise BadRequest(f"missing columns {missing}; the model needs {list(model.columns)}")
@@ -129,11 +132,17 @@ def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
             raise BadRequest(f"column {column!r} must be numeric ({exc})") from exc
     for column in model.categorical:
         values = frame[column]
+        nested = values.map(lambda v: isinstance(v, (list, dict, tuple, set)))
+        if nested.any():
+            raise BadRequest(f"column {column!r} must hold scalar values, got {values[nested].iloc[0]!r}")
         out[column] = values.astype(object).where(values.notna(), None)
     return pd.DataFrame(out, columns=list(model.columns))
 
 
 def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_seconds: float | None = None) -> FastAPI:
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow()  # the same store as the DAG, whatever the working directory
     model_name = model_name or os.environ.get("MLOPS_SERVING_MODEL", "flights_delay")
     poll_seconds = float(os.environ.get("MLOPS_SERVING_POLL_S", "30") if poll_seconds is None else poll_seconds)
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
@@ -212,7 +221,11 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
         except BadRequest as exc:
             return error(400, str(exc))
         started = time.perf_counter()
-        probabilities = model.model.predict_proba(frame)
+        try:
+            # Off the event loop: a large batch must not stall /ping and the other requests.
+            probabilities = await asyncio.to_thread(model.model.predict_proba, frame)
+        except (ValueError, TypeError) as exc:
+            return error(400, f"the model cannot score this input: {exc}")
         log.debug("scored %d rows in %.1f ms", len(frame), 1000 * (time.perf_counter() - started))
         return Response(orjson.dumps({"predictions": np.asarray(probabilities).tolist()}),
                         media_type="application/json",

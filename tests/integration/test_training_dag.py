@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 MODEL = "flights_delay"
-GOOD = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-02-15", "reason": "integration test"}
+GOOD = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-03-01", "reason": "integration test"}
 
 
 def _free_port() -> int:
@@ -89,7 +89,7 @@ def monkeypatch_module():
 def landed(state_root, flights_tables):
     from pipelines.features.flights import land_nycflights13
 
-    land_nycflights13(state_root / "landing" / MODEL, date(2013, 1, 1), date(2013, 2, 15), tables=flights_tables)
+    land_nycflights13(state_root / "landing" / MODEL, date(2013, 1, 1), date(2013, 3, 1), tables=flights_tables)
     return state_root / "landing" / MODEL
 
 
@@ -135,6 +135,15 @@ def test_first_run_makes_a_champion_that_is_served(training_dag, landed, predict
     assert answer.status_code == 200, answer.text
     probabilities = answer.json()["predictions"]
     assert len(probabilities) == 2 and all(abs(sum(p) - 1) < 1e-6 for p in probabilities)
+    bad = httpx.post(f"{prediction_service}/invocations", json={"dataframe_records": [{**row, "distance": "far"}]})
+    assert bad.status_code == 400 and "distance" in bad.json()["message"]
+
+    # The parent MLflow run is closed, holds the plots and the decision, and names its best candidate.
+    parent = client.get_run(tags["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["gate_decision"] == "approved"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert {"evaluation/roc.png", "evaluation/calibration.png", "evaluation/slices.png"} <= artifacts
+    assert parent.data.metrics["holdout_roc_auc"] > 0.6
 
 
 def test_worse_candidate_is_rejected_and_champion_kept(training_dag, landed, prediction_service):
@@ -163,21 +172,21 @@ def test_batch_failing_validation_is_quarantined_and_registers_nothing(
     from pipelines.features.flights import land_nycflights13
 
     flights = flights_tables["flights"]
-    corrupt = flights[(flights.month == 2) & (flights.day >= 15) & (flights.day < 22)].copy()
+    corrupt = flights[(flights.month == 3) & (flights.day < 8)].copy()
     corrupt.loc[corrupt.index[:50], "origin"] = "XXX"  # an airport the suite does not know
     weather = flights_tables["weather"]
-    land_nycflights13(landed, date(2013, 2, 15), date(2013, 2, 22),
-                      tables={"flights": corrupt, "weather": weather[weather.month == 2]})
+    land_nycflights13(landed, date(2013, 3, 1), date(2013, 3, 8),
+                      tables={"flights": corrupt, "weather": weather[weather.month == 3]})
     client = _client()
     versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
 
-    run = training_dag.test(run_conf={"data_interval_start": "2013-02-15", "data_interval_end": "2013-02-22"})
+    run = training_dag.test(run_conf={"data_interval_start": "2013-03-01", "data_interval_end": "2013-03-08"})
     states = _states(run)
     assert run.state == "failed"
     assert states["validate"] == "failed" and states["version"] in ("upstream_failed", "None")
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
-    quarantined = list((state_root / "quarantine" / MODEL).glob("2013-02-15_2013-02-22__*"))
+    quarantined = list((state_root / "quarantine" / MODEL).glob("2013-03-01_2013-03-08__*"))
     assert len(quarantined) == 1 and (quarantined[0] / "validation_report.html").is_file()
-    assert not (state_root / "curated" / MODEL / "validated" / "2013-02-15_2013-02-22").exists()
-    assert len(list((landed / "flights").glob("2013-02-1[5-9].csv"))) == 5  # raw files are kept
+    assert not (state_root / "curated" / MODEL / "validated" / "2013-03-01_2013-03-08").exists()
+    assert len(list((landed / "flights").glob("2013-03-0[1-7].csv"))) == 7  # raw files are kept
     shutil.rmtree(quarantined[0])

@@ -50,3 +50,24 @@ def test_config_suite_and_features_agree(cfg):
     not_null = {e["kwargs"]["column"] for e in suite["expectations"]
                 if e["type"] == "expect_column_values_to_not_be_null"}
     assert set(cfg.features.inputs) <= not_null, "every feature needs a missing-value expectation"
+
+
+def test_slice_floor_on_an_unevaluated_column_is_refused():
+    raw = load_model_config("flights_delay").model_dump()
+    raw["gate"]["slice_floors"] = [{"column": "dest", "floor": 0.6}]
+    with pytest.raises(ValueError, match=r"\['dest'\] that are not in features.slices"):
+        ModelConfig.model_validate(raw)
+
+
+def test_lower_is_better_metric_cannot_be_a_floor():
+    raw = load_model_config("flights_delay").model_dump()
+    raw["gate"]["floors"] = {"brier": 0.2}
+    with pytest.raises(ValueError, match="brier"):
+        ModelConfig.model_validate(raw)
+
+
+def test_expectation_without_kwargs_is_named(tmp_path):
+    path = tmp_path / "suite.json"
+    path.write_text('{"name": "s", "expectations": [{"type": "expect_column_to_exist"}]}')
+    with pytest.raises(ValueError, match="expectation #0 needs a 'type' string and a 'kwargs' object"):
+        load_suite_spec(path)

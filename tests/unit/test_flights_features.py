@@ -50,3 +50,21 @@ def test_label_ignores_features_of_the_outcome(january):
 
 def test_hours_of_day():
     assert hours_of_day(pd.Series([0, 530, 1545, 2359])).round(3).tolist() == [0.0, 5.5, 15.75, 23.983]
+
+
+def test_weather_is_the_last_complete_observation_before_the_prediction(january):
+    """For one flight: changing the weather of its departure hour or the hour before changes none of its
+    features; changing the observation WEATHER_LAG before departure does."""
+    from pipelines.features.flights import WEATHER_LAG
+
+    flight = january["flights"].iloc[[500]]
+    origin, departs = flight["origin"].item(), flight["time_hour"].item()
+    base = build_examples({"flights": flight, "weather": january["weather"]})
+    assert base["temp"].notna().all()
+    for lag, should_change in [(pd.Timedelta(0), False), (pd.Timedelta(hours=1), False), (WEATHER_LAG, True)]:
+        weather = january["weather"].copy()
+        hit = (weather["origin"] == origin) & (weather["time_hour"] == departs - lag)
+        assert hit.sum() == 1
+        weather.loc[hit, "temp"] = 999.0
+        changed = build_examples({"flights": flight, "weather": weather})
+        assert (changed["temp"].item() == 999.0) == should_change, lag

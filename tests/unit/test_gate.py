@@ -94,3 +94,28 @@ def test_evaluation_of_a_one_class_slice_is_strict_json():
                                                                                   min_rows=1)]))
     assert not decision.promote and "origin=B" in decision.summary()
     json.dumps(decision.to_dict(), allow_nan=False)
+
+
+def test_champion_that_cannot_be_scored_blocks_promotion():
+    decision = decide_promotion(report(auc=0.9), None, POLICY, champion_error="champion v3 could not score: KeyError")
+    assert not decision.promote
+    assert "could not be compared" in decision.summary() and "KeyError" in decision.summary()
+
+
+def test_retraining_on_the_champions_own_snapshot_is_rejected():
+    candidate = EvaluationReport(metrics={"roc_auc": 0.8, "brier": 0.2}, slices=report().slices, data_hash="abc")
+    champion = EvaluationReport(metrics={"roc_auc": 0.7, "brier": 0.2}, model_version="2", data_hash="abc")
+    decision = decide_promotion(candidate, champion, POLICY)
+    assert not decision.promote and [r.check for r in decision.failed] == ["new_data"]
+
+
+def test_holdout_the_champion_has_seen_is_refused():
+    candidate = EvaluationReport(metrics={"roc_auc": 0.8, "brier": 0.2}, slices=report().slices,
+                                 holdout_start="2013-02-01T00:00:00+00:00")
+    champion = EvaluationReport(metrics={"roc_auc": 0.7, "brier": 0.2}, model_version="2",
+                                holdout_start="2013-03-18T00:00:00+00:00")
+    decision = decide_promotion(candidate, champion, POLICY)
+    assert not decision.promote and [r.check for r in decision.failed] == ["fair_holdout"]
+    later = EvaluationReport(metrics={"roc_auc": 0.8, "brier": 0.2}, slices=report().slices,
+                             holdout_start="2013-06-17T00:00:00+00:00")
+    assert decide_promotion(later, champion, POLICY).promote

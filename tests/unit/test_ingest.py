@@ -76,3 +76,9 @@ def test_missing_column_and_bad_type_are_named(tmp_path):
 def test_no_files_for_the_interval_is_a_clear_error(tmp_path):
     with pytest.raises(LandingFileError, match=r"no landed files for feed 'events' in \[2013-01-01, 2013-01-02\)"):
         ingest_feed(FEED, tmp_path, date(2013, 1, 1), date(2013, 1, 2), tmp_path / "o.parquet")
+
+
+def test_missing_key_value_is_named(tmp_path):
+    land(tmp_path / "in", "2013-01-01", [ROW, {**ROW, "id": None}])
+    with pytest.raises(LandingFileError, match=r"key columns \['id'\] have missing values"):
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "o.parquet")

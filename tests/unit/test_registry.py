@@ -49,3 +49,35 @@ def test_promoting_the_champion_again_changes_nothing(client):
     promote_version(client, "toy", v1)
     promote_version(client, "toy", v1)
     assert alias_version(client, "toy", "champion") == v1 and alias_version(client, "toy", "previous") is None
+
+
+def test_an_unreachable_registry_is_not_read_as_no_champion():
+    from mlflow.exceptions import MlflowException
+
+    class DownRegistry:
+        def get_model_version_by_alias(self, name, alias):
+            raise MlflowException("API request failed: connection refused", error_code="TEMPORARILY_UNAVAILABLE")
+
+    with pytest.raises(MlflowException, match="connection refused"):
+        alias_version(DownRegistry(), "toy", "champion")
+
+
+def test_a_failed_alias_move_leaves_no_challenger(client, monkeypatch):
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    v2 = register(client, "run-2")
+    real_set = client.set_registered_model_alias
+
+    def fail_on_champion(name, alias, version):
+        if alias == "champion":
+            raise RuntimeError("store went away")
+        return real_set(name, alias, version)
+
+    monkeypatch.setattr(client, "set_registered_model_alias", fail_on_champion)
+    with pytest.raises(RuntimeError):
+        promote_version(client, "toy", v2)
+    monkeypatch.undo()
+    assert alias_version(client, "toy", "challenger") is None
+    assert alias_version(client, "toy", "champion") == v1
+    promote_version(client, "toy", v2)  # the retry completes the move
+    assert (alias_version(client, "toy", "champion"), alias_version(client, "toy", "previous")) == (v2, v1)
