@@ -70,7 +70,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             "data_interval_end": Param(str(interval[1]) if interval else None, type=["null", "string"],
                                        format="date", title="Interval end (exclusive)",
                                        description="Day after the last day to ingest, YYYY-MM-DD."),
-            "reason": Param("", type="string", title="Reason",
+            "reason": Param(None, type=["null", "string"], title="Reason",
                             description="Why this run was started; stored on the model version."),
             "gate_drill_shuffle_labels": Param(False, type="boolean", title="Gate fire drill",
                                                description="Train on shuffled labels to prove that the "
