@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from pipelines.registry import CHAMPION
+from pipelines.serving.prediction_log import PredictionLog, ServedBatch, now
 
 log = logging.getLogger("pipelines.serving")
 
@@ -139,13 +141,44 @@ def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(model.columns))
 
 
-def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_seconds: float | None = None) -> FastAPI:
+class ServiceMetrics:
+    """Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+    def __init__(self, prediction_log: PredictionLog | None):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("prediction_requests", "Scoring requests by HTTP status", ["status"],
+                                registry=self.registry)
+        self.rows = Counter("prediction_rows", "Rows scored and returned", registry=self.registry)
+        self.latency = Histogram("prediction_latency_seconds", "Time to answer a scoring request",
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                                 registry=self.registry)
+        self.model_version = Gauge("prediction_model_version", "Registry version being served", ["model"],
+                                   registry=self.registry)
+        if prediction_log is not None:
+            Gauge("prediction_log_backlog_rows", "Rows served but not yet written to the prediction log",
+                  registry=self.registry).set_function(lambda: prediction_log.backlog)
+            Gauge("prediction_log_rows_written", "Rows written to the prediction log",
+                  registry=self.registry).set_function(lambda: prediction_log.rows_written)
+
+
+def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_seconds: float | None = None,
+               prediction_log: PredictionLog | None = None, log_predictions: bool | None = None,
+               max_body_bytes: int | None = None) -> FastAPI:
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()  # the same store as the DAG, whatever the working directory
     model_name = model_name or os.environ.get("MLOPS_SERVING_MODEL", "flights_delay")
     poll_seconds = float(os.environ.get("MLOPS_SERVING_POLL_S", "30") if poll_seconds is None else poll_seconds)
+    if log_predictions is None:
+        log_predictions = os.environ.get("MLOPS_PREDICTION_LOG", "on").lower() not in ("off", "0", "false")
+    if log_predictions and prediction_log is None:
+        prediction_log = PredictionLog()
+    max_body_bytes = max_body_bytes or int(os.environ.get("MLOPS_SERVING_MAX_BODY_BYTES", 10 * 1024 * 1024))
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
+    app.state.prediction_log = prediction_log
+    metrics = ServiceMetrics(prediction_log)
     state: dict[str, LoadedModel | None] = {"model": None}
     swap_lock = threading.Lock()
 
@@ -158,6 +191,7 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
                 return served
             loaded = load_registered(model_name, alias)
             state["model"] = loaded
+            metrics.model_version.labels(model_name).set(float(loaded.version))
             log.info("now serving %s v%s (@%s)", model_name, loaded.version, alias)
             return loaded
 
@@ -180,6 +214,17 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
 
     def error(status: int, message: str, code: str = "BAD_REQUEST") -> JSONResponse:
         return JSONResponse({"error_code": code, "message": message}, status_code=status)
+
+    @app.on_event("shutdown")
+    async def _shutdown() -> None:
+        if prediction_log is not None:
+            await asyncio.to_thread(prediction_log.close)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/ping")
     async def ping() -> Response:
@@ -213,22 +258,42 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        response = await score(request, request_id)
+        metrics.requests.labels(str(response.status_code)).inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    async def score(request: Request, request_id: str) -> Response:
         model = state["model"]
         if model is None:
             return error(503, f"no {model_name}@{alias} loaded yet", "MODEL_NOT_LOADED")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
+            return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
         try:
-            frame = conform(parse_frame(await request.body(), request.headers.get("content-type", "")), model)
+            frame = conform(parse_frame(body, request.headers.get("content-type", "")), model)
         except BadRequest as exc:
             return error(400, str(exc))
-        started = time.perf_counter()
         try:
             # Off the event loop: a large batch must not stall /ping and the other requests.
             probabilities = await asyncio.to_thread(model.model.predict_proba, frame)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
-        log.debug("scored %d rows in %.1f ms", len(frame), 1000 * (time.perf_counter() - started))
-        return Response(orjson.dumps({"predictions": np.asarray(probabilities).tolist()}),
-                        media_type="application/json",
-                        headers={"X-Model-Version": model.version})
+        probabilities = np.asarray(probabilities)
+        if prediction_log is not None:
+            prediction_log.submit(ServedBatch(
+                request_id=request_id, served_at=now(), model_name=model.name, model_version=model.version,
+                route="champion", features=frame.to_dict(orient="records"),
+                predictions=probabilities[:, 1].tolist()))
+        metrics.rows.inc(len(frame))
+        return Response(orjson.dumps({"predictions": probabilities.tolist(), "request_id": request_id},
+                                     option=orjson.OPT_SERIALIZE_NUMPY),
+                        media_type="application/json", headers={"X-Model-Version": model.version})
 
     return app

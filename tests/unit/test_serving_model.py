@@ -20,8 +20,8 @@ def frame(n: int, seed: int) -> pd.DataFrame:
                          "label": (signal > 0).astype(int)})
 
 
-@pytest.fixture()
-def service(tmp_path, monkeypatch):
+def _client(tmp_path, monkeypatch, **app_options) -> TestClient:
+    """A TestClient on an app serving a freshly trained, logged and promoted model."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     from pipelines.registry import promote_version, register_version
     from pipelines.serving.app import create_app
@@ -35,8 +35,14 @@ def service(tmp_path, monkeypatch):
     client = mlflow.MlflowClient()
     version = register_version(client, "toy", info.model_uri, {"data_hash": "h" * 32})
     promote_version(client, "toy", version)
-    with TestClient(create_app("toy", poll_seconds=0)) as test_client:
-        test_client.model = trained.model
+    test_client = TestClient(create_app("toy", poll_seconds=0, **app_options))
+    test_client.model = trained.model
+    return test_client
+
+
+@pytest.fixture()
+def service(tmp_path, monkeypatch):
+    with _client(tmp_path, monkeypatch) as test_client:
         yield test_client
 
 
@@ -66,3 +72,39 @@ def test_duplicate_columns_get_a_400(service):
     body = {"dataframe_split": {"columns": ["signal", "signal", "noise", "group"], "data": [[1, 2, 3, "a"]]}}
     answer = service.post("/invocations", json=body)
     assert answer.status_code == 400 and "duplicate" in answer.json()["message"]
+
+
+def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
+    served, ids = 0, []
+    with _client(tmp_path, monkeypatch, prediction_log=log) as client:
+        for n in (1, 3, 10):
+            rows = frame(n, n)[["signal", "noise", "group"]]
+            answer = client.post("/invocations", json={"dataframe_records": rows.to_dict(orient="records")},
+                                 headers={"X-Request-ID": f"req-{n}"})
+            assert answer.status_code == 200 and answer.headers["X-Request-ID"] == f"req-{n}"
+            assert answer.json()["request_id"] == f"req-{n}"
+            served += n
+            ids.append(f"req-{n}")
+        answer = client.post("/invocations", json={"dataframe_records": [{"signal": 1.0}]})
+        assert answer.status_code == 400
+        metrics = client.get("/metrics").text
+        assert 'prediction_requests_total{status="200"} 3.0' in metrics
+        assert 'prediction_requests_total{status="400"} 1.0' in metrics
+        assert "prediction_rows_total 14.0" in metrics
+    # leaving the client shuts the app down, which drains the log
+    with log.engine.connect() as connection:
+        rows = connection.execute(sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.prediction)).all()
+    assert len(rows) == served and {r.request_id for r in rows} == set(ids)
+    assert all(0.0 <= r.prediction <= 1.0 for r in rows)
+
+
+def test_oversized_body_gets_a_413(tmp_path, monkeypatch):
+    with _client(tmp_path, monkeypatch, max_body_bytes=200, log_predictions=False) as client:
+        rows = frame(20, 1)[["signal", "noise", "group"]]
+        answer = client.post("/invocations", json={"dataframe_records": rows.to_dict(orient="records")})
+        assert answer.status_code == 413 and "200-byte limit" in answer.json()["message"]

@@ -1,0 +1,136 @@
+"""Every served row, written durably for monitoring, without slowing the request that served it.
+
+Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread
+drains the queue in batches into a SQL table (SQLite on the embedded stack, PostgreSQL in production:
+any SQLAlchemy URL). The queue is unbounded on purpose: under a burst the backlog grows and is reported
+(``backlog``), rows are never dropped; ``close()`` drains everything before the service exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+METADATA = sa.MetaData()
+PREDICTIONS = sa.Table(
+    "prediction_log",
+    METADATA,
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("served_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("route", sa.String(16), nullable=False),  # champion (returned) or shadow (scored, not returned)
+    sa.Column("features", sa.Text, nullable=False),     # JSON object of the row as scored
+    sa.Column("prediction", sa.Float, nullable=False),  # probability of the positive class
+    sa.PrimaryKeyConstraint("request_id", "row_index", "route"),
+)
+
+
+@dataclass(frozen=True)
+class ServedBatch:
+    request_id: str
+    served_at: datetime
+    model_name: str
+    model_version: str
+    route: str
+    features: list[dict]
+    predictions: list[float]
+
+
+def default_url() -> str:
+    url = os.environ.get("MLOPS_PREDICTION_LOG_URL")
+    if url:
+        return url
+    folder = Path(os.environ.get("MLOPS_HOME", Path(__file__).resolve().parents[2] / ".state")) / "serving"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'predictions.db'}"
+
+
+class PredictionLog:
+    def __init__(self, url: str | None = None, max_batch_rows: int = 5000, flush_seconds: float = 0.2):
+        self.url = url or default_url()
+        self.engine = sa.create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            @sa.event.listens_for(self.engine, "connect")
+            def _wal(dbapi_connection, _record):  # readers (the monitoring DAG) never block the writer
+                dbapi_connection.execute("PRAGMA journal_mode=WAL")
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        METADATA.create_all(self.engine)
+        self._queue: queue.SimpleQueue[ServedBatch | None] = queue.SimpleQueue()
+        self._max_batch_rows, self._flush_seconds = max_batch_rows, flush_seconds
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        self.rows_written = 0
+        self.write_errors = 0
+        self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._writer.start()
+
+    @property
+    def backlog(self) -> int:
+        """Rows accepted but not yet written."""
+        return self._pending_rows
+
+    def submit(self, batch: ServedBatch) -> None:
+        with self._lock:
+            self._pending_rows += len(batch.predictions)
+        self._queue.put(batch)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._queue.put(None)
+        self._writer.join(timeout)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batches: list[ServedBatch] = []
+            rows = 0
+            deadline = time.monotonic() + self._flush_seconds
+            while rows < self._max_batch_rows:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()) if batches else None)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batches.append(item)
+                rows += len(item.predictions)
+            if batches:
+                self._write(batches, rows)
+
+    def _write(self, batches: list[ServedBatch], rows: int) -> None:
+        records = [
+            {"request_id": b.request_id, "row_index": i, "served_at": b.served_at, "model_name": b.model_name,
+             "model_version": b.model_version, "route": b.route, "features": orjson.dumps(row).decode(),
+             "prediction": float(p)}
+            for b in batches for i, (row, p) in enumerate(zip(b.features, b.predictions, strict=True))
+        ]
+        attempt = 0
+        while True:  # never drop rows: a failing database grows the backlog, which /metrics shows
+            attempt += 1
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(PREDICTIONS.insert(), records)
+                break
+            except sa.exc.DBAPIError:  # a locked SQLite file, a database restart
+                self.write_errors += 1
+                log.exception("prediction log write of %d rows failed (attempt %d), retrying", rows, attempt)
+                time.sleep(min(5.0, 0.2 * attempt))
+        with self._lock:
+            self._pending_rows -= rows
+        self.rows_written += rows
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,47 @@
+import threading
+
+import sqlalchemy as sa
+
+from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog, ServedBatch, now
+
+
+def batch(request_id: str, rows: int) -> ServedBatch:
+    return ServedBatch(request_id, now(), "m", "3", "champion", [{"x": float(i), "c": "a"} for i in range(rows)],
+                       [i / rows for i in range(rows)])
+
+
+def test_every_row_from_concurrent_requests_is_written(tmp_path):
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", max_batch_rows=50, flush_seconds=0.01)
+
+    def client(worker: int):
+        for request in range(100):
+            log.submit(batch(f"w{worker}-r{request}", 1 + request % 7))
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    served = 8 * sum(1 + r % 7 for r in range(100))
+    with log.engine.connect() as connection:
+        written = connection.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one()
+        one = connection.execute(sa.select(PREDICTIONS).where(PREDICTIONS.c.request_id == "w3-r6")
+                                 .order_by(PREDICTIONS.c.row_index)).all()
+    assert written == served == log.rows_written and log.backlog == 0
+    assert [r.row_index for r in one] == list(range(7)) and one[0].model_version == "3"
+    assert '"c":"a"' in one[0].features
+
+
+def test_a_locked_database_delays_rows_but_loses_none(tmp_path):
+    path = tmp_path / "p.db"
+    log = PredictionLog(f"sqlite:///{path}", flush_seconds=0.01)
+    blocker = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    with blocker.connect() as connection:
+        connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        log.submit(batch("held", 5))
+        threading.Event().wait(0.5)
+        assert log.backlog == 5  # still pending while the database is locked
+        connection.exec_driver_sql("COMMIT")
+    log.close()
+    assert log.rows_written == 5 and log.backlog == 0
