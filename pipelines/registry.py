@@ -69,3 +69,29 @@ def promote_version(client, model_name: str, version: str) -> Promotion:
         # Whether the move succeeded or not, no challenger alias is left behind; a retry starts over.
         client.delete_registered_model_alias(model_name, CHALLENGER)
     return Promotion(model_name, version, current)
+
+
+class RollbackError(ValueError):
+    pass
+
+
+def rollback(client, model_name: str, reason: str, to_version: str | None = None) -> Promotion:
+    """Move ``champion`` back to ``previous`` (or to ``to_version``). The demoted version becomes
+    ``previous``, so a rollback can itself be undone; both versions record why."""
+    current = alias_version(client, model_name, CHAMPION)
+    target = str(to_version) if to_version else alias_version(client, model_name, PREVIOUS)
+    if target is None:
+        raise RollbackError(f"{model_name} has no '{PREVIOUS}' version to roll back to: name a version")
+    try:
+        client.get_model_version(model_name, target)
+    except Exception as exc:
+        raise RollbackError(f"{model_name} version {target} does not exist") from exc
+    if target == current:
+        raise RollbackError(f"{model_name} version {target} is already the champion")
+    client.set_registered_model_alias(model_name, CHAMPION, target)
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current)
+        client.set_model_version_tag(model_name, current, "demoted_reason", reason[:4900])
+    client.set_model_version_tag(model_name, target, "rollback_reason", reason[:4900])
+    client.set_model_version_tag(model_name, target, "rolled_back_from", str(current))
+    return Promotion(model_name, target, current)

@@ -461,3 +461,19 @@ def deploy(cfg: ModelConfig, promotion: dict) -> dict:
         time.sleep(1)
     raise RuntimeError(f"prediction service at {url} did not serve {cfg.model_name} v{wanted} within "
                        f"{cfg.serving.reload_timeout_s:.0f}s (last answer: {last})")
+
+
+# rollback ------------------------------------------------------------------------------------------------
+def rollback(cfg: ModelConfig, state: StatePaths, reason: str, to_version: str | None) -> dict:
+    import mlflow
+
+    from pipelines.registry import rollback as move_back
+    from pipelines.tracking import configure_mlflow
+
+    if not reason or len(reason.strip()) < 3:
+        raise ValueError("a rollback needs a reason (at least 3 characters): it is stored on both versions")
+    configure_mlflow(state)
+    promotion = move_back(mlflow.MlflowClient(), cfg.model_name, reason.strip(), to_version or None)
+    log.warning("%s rolled back: champion is v%s (was v%s). Reason: %s", cfg.model_name, promotion.version,
+                promotion.previous_version, reason)
+    return asdict(promotion)

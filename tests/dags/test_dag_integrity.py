@@ -31,8 +31,19 @@ def test_every_task_has_an_owner_and_retries(dagbag):
     for dag_id, dag in dagbag.dags.items():
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
-            if task.task_id != "validate":  # a data failure is not transient: retrying it only delays the alert
+            # A data failure or an operator's rollback is not transient: retrying only delays the alert.
+            if task.task_id not in ("validate", "move_champion_back"):
                 assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_one_rollback_dag_per_model_config(dagbag):
+    from pipelines.config import list_model_configs
+
+    for cfg in list_model_configs():
+        dag = dagbag.dags[f"rollback_{cfg.name}"]
+        assert dag.schedule is None if hasattr(dag, "schedule") else True
+        assert set(dag.params.keys()) == {"reason", "to_version"}
+        assert "deploy" in dag.get_task("move_champion_back").downstream_task_ids
 
 
 def test_training_dag_shape(dagbag):

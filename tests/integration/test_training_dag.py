@@ -166,6 +166,31 @@ def test_worse_candidate_is_rejected_and_champion_kept(training_dag, landed, pre
     assert "below floor" in parent.data.tags["gate_summary"]  # shuffled labels give a coin-flip AUC
 
 
+def test_rollback_dag_restores_previous_and_the_service_follows(dagbag, airflow_db, prediction_service):
+    import mlflow
+
+    from pipelines.registry import promote_version
+
+    client = _client()
+    v1 = client.get_model_version_by_alias(MODEL, "champion")
+    # A second version (the same model, registered again) becomes champion, then is rolled back.
+    v2 = mlflow.register_model(v1.source if v1.source.startswith("models:/m-") else f"models:/{MODEL}/{v1.version}",
+                               MODEL, tags={"airflow_run_id": "manual-copy"})
+    promote_version(client, MODEL, str(v2.version))
+    assert httpx.post(f"{prediction_service}/admin/reload").json()["version"] == str(v2.version)
+
+    run = dagbag.dags[f"rollback_{MODEL}"].test(run_conf={"reason": "integration test rollback"})
+    assert run.state == "success", _states(run)
+    assert client.get_model_version_by_alias(MODEL, "champion").version == v1.version
+    assert client.get_model_version_by_alias(MODEL, "previous").version == v2.version
+    assert client.get_model_version(MODEL, v1.version).tags["rollback_reason"] == "integration test rollback"
+    assert httpx.get(f"{prediction_service}/health").json()["version"] == str(v1.version)
+
+    refused = dagbag.dags[f"rollback_{MODEL}"].test(run_conf={"reason": "again", "to_version": "999"})
+    assert refused.state == "failed"
+    assert client.get_model_version_by_alias(MODEL, "champion").version == v1.version
+
+
 def test_batch_failing_validation_is_quarantined_and_registers_nothing(
     training_dag, landed, flights_tables, state_root
 ):

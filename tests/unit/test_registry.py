@@ -81,3 +81,33 @@ def test_a_failed_alias_move_leaves_no_challenger(client, monkeypatch):
     assert alias_version(client, "toy", "champion") == v1
     promote_version(client, "toy", v2)  # the retry completes the move
     assert (alias_version(client, "toy", "champion"), alias_version(client, "toy", "previous")) == (v2, v1)
+
+
+def test_rollback_to_previous_and_back_again(client):
+    from pipelines.registry import rollback
+
+    v1, v2 = register(client, "run-1"), None
+    promote_version(client, "toy", v1)
+    v2 = register(client, "run-2")
+    promote_version(client, "toy", v2)
+    back = rollback(client, "toy", "v2 drops JFK evenings")
+    assert (back.version, back.previous_version) == (v1, v2)
+    assert (alias_version(client, "toy", "champion"), alias_version(client, "toy", "previous")) == (v1, v2)
+    assert client.get_model_version("toy", v1).tags["rollback_reason"] == "v2 drops JFK evenings"
+    assert client.get_model_version("toy", v2).tags["demoted_reason"] == "v2 drops JFK evenings"
+    again = rollback(client, "toy", "false alarm")  # a rollback can itself be undone
+    assert again.version == v2 and alias_version(client, "toy", "previous") == v1
+
+
+def test_rollback_refuses_what_it_cannot_do(client):
+    from pipelines.registry import RollbackError, rollback
+
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    with pytest.raises(RollbackError, match="no 'previous' version"):
+        rollback(client, "toy", "why")
+    with pytest.raises(RollbackError, match="version 7 does not exist"):
+        rollback(client, "toy", "why", to_version="7")
+    with pytest.raises(RollbackError, match="already the champion"):
+        rollback(client, "toy", "why", to_version=v1)
+    assert alias_version(client, "toy", "champion") == v1
