@@ -1,11 +1,10 @@
-"""python -m pipelines.serving --model flights_delay --port 8000"""
+"""python -m pipelines.serving --model flights_delay --port 8000 [--workers 2]"""
 
 import argparse
 import logging
+import os
 
 import uvicorn
-
-from pipelines.serving.app import create_app
 
 
 def main() -> None:
@@ -14,9 +13,15 @@ def main() -> None:
     parser.add_argument("--alias", default="champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("MLOPS_SERVING_WORKERS", "1")),
+                        help="worker processes, each with its own model copy and micro-batcher")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(args.model, args.alias), host=args.host, port=args.port, log_level="info")
+    if args.model:
+        os.environ["MLOPS_SERVING_MODEL"] = args.model
+    os.environ["MLOPS_SERVING_ALIAS"] = args.alias
+    uvicorn.run("pipelines.serving.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

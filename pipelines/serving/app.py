@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from pipelines.registry import CHAMPION
+from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.prediction_log import PredictionLog, ServedBatch, now
 
 log = logging.getLogger("pipelines.serving")
@@ -82,15 +83,39 @@ def current_alias_version(name: str, alias: str) -> str | None:
         return None
 
 
-def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Columns:
+    """One request's rows, column by column: plain lists, no DataFrame per request."""
+
+    names: list[str]
+    values: dict[str, list]
+    rows: int
+    numeric: tuple[str, ...] = ()  # set once conformed to the model: these hold floats
+
+
+_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _from_records(records: Any, key: str) -> Columns:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadRequest(f"{key} must be a list of objects (one per row, keyed by column)")
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    return Columns(list(names), {n: [r.get(n) for r in records] for n in names}, len(records))
+
+
+def parse_columns(body: bytes, content_type: str) -> Columns:
     """Every input format of ``mlflow models serve``: dataframe_split, dataframe_records, instances,
     inputs (JSON) and CSV."""
     content_type = (content_type or "").split(";")[0].strip().lower()
     if content_type == "text/csv":
         try:
-            return pd.read_csv(io.BytesIO(body))
+            frame = pd.read_csv(io.BytesIO(body))
         except Exception as exc:
             raise BadRequest(f"malformed CSV body: {exc}") from exc
+        frame = frame.astype(object).where(frame.notna(), None)
+        return Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
     if content_type != "application/json":
         raise BadRequest("unsupported content type: use application/json or text/csv")
     try:
@@ -98,47 +123,93 @@ def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(payload, dict):
-        raise BadRequest("the JSON body must be an object with one of dataframe_split, dataframe_records, "
-                         "instances or inputs")
-    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in payload]
+        raise BadRequest("the JSON body must be an object with one of " + ", ".join(_FORMATS))
+    keys = [k for k in _FORMATS if k in payload]
     if len(keys) != 1:
-        raise BadRequest(f"give exactly one of dataframe_split, dataframe_records, instances, inputs (got {keys})")
-    data = payload[keys[0]]
-    try:
-        if keys[0] == "dataframe_split":
-            return pd.DataFrame(data=data["data"], columns=data.get("columns"))
-        if isinstance(data, dict):
-            return pd.DataFrame({k: v if isinstance(v, list) else [v] for k, v in data.items()})
-        return pd.DataFrame.from_records(data)
-    except Exception as exc:
-        raise BadRequest(f"cannot read {keys[0]} as a table: {exc}") from exc
+        raise BadRequest(f"give exactly one of {', '.join(_FORMATS)} (got {keys})")
+    key, data = keys[0], payload[keys[0]]
+    if key == "dataframe_split":
+        if not isinstance(data, dict) or not isinstance(data.get("columns"), list) \
+                or not isinstance(data.get("data"), list):
+            raise BadRequest("dataframe_split needs 'columns' (a list of names) and 'data' (a list of rows)")
+        names, rows = [str(c) for c in data["columns"]], data["data"]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise BadRequest(f"duplicate columns {duplicated}")
+        if not all(isinstance(r, list) and len(r) == len(names) for r in rows):
+            raise BadRequest(f"every row of dataframe_split.data must be a list of {len(names)} values")
+        transposed = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        return Columns(names, {n: list(v) for n, v in zip(names, transposed, strict=True)}, len(rows))
+    if key == "inputs" and isinstance(data, dict):
+        values = {str(k): v if isinstance(v, list) else [v] for k, v in data.items()}
+        lengths = {len(v) for v in values.values()}
+        if len(lengths) > 1:
+            raise BadRequest(f"every column of inputs must have the same length, got lengths {sorted(lengths)}")
+        return Columns(list(values), values, lengths.pop() if lengths else 0)
+    return _from_records(data, key)
+
+
+def _as_float(value: Any, column: str) -> float:
+    if value is None:
+        return float("nan")
+    if type(value) in (float, int, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise BadRequest(f"column {column!r} must be numeric, got {value!r}")
+
+
+def _as_category(value: Any, column: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if type(value) in (int, float, bool):
+        return None if value != value else str(value)  # NaN is missing
+    raise BadRequest(f"column {column!r} must hold scalar values, got {value!r}")
+
+
+def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
+    """Check the request against the model signature and convert every value, naming the first bad field."""
+    missing = [c for c in model.columns if c not in columns.values]
+    if missing:
+        raise BadRequest(f"missing columns {missing}; the model needs {list(model.columns)}")
+    unknown = [c for c in columns.names if c not in model.columns]
+    if unknown:
+        raise BadRequest(f"unknown columns {unknown}; the model needs {list(model.columns)}")
+    if columns.rows == 0:
+        raise BadRequest("no rows to score")
+    values = {c: [_as_float(v, c) for v in columns.values[c]] for c in model.numeric}
+    values.update({c: [_as_category(v, c) for v in columns.values[c]] for c in model.categorical})
+    return Columns(list(model.columns), values, columns.rows, model.numeric)
+
+
+def columns_to_frame(batch: list[Columns]) -> pd.DataFrame:
+    """One DataFrame for a whole micro-batch (runs in the scoring thread)."""
+    first = batch[0]
+    if len(batch) == 1:
+        merged = first.values
+    else:
+        merged = {n: [v for part in batch for v in part.values[n]] for n in first.names}
+    return pd.DataFrame(
+        {n: np.asarray(merged[n], dtype=np.float64 if n in first.numeric else object) for n in first.names},
+        columns=first.names,
+    )
+
+
+def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
+    """The request as a DataFrame (for callers outside the serving hot path)."""
+    columns = parse_columns(body, content_type)
+    return pd.DataFrame(columns.values, columns=columns.names)
 
 
 def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
-    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-    if duplicated:
-        raise BadRequest(f"duplicate columns {duplicated}")
-    missing = [c for c in model.columns if c not in frame.columns]
-    if missing:
-        raise BadRequest(f"missing columns {missing}; the model needs {list(model.columns)}")
-    unknown = [c for c in frame.columns if c not in model.columns]
-    if unknown:
-        raise BadRequest(f"unknown columns {unknown}; the model needs {list(model.columns)}")
-    if frame.empty:
-        raise BadRequest("no rows to score")
-    out = {}
-    for column in model.numeric:
-        try:
-            out[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
-        except (ValueError, TypeError) as exc:
-            raise BadRequest(f"column {column!r} must be numeric ({exc})") from exc
-    for column in model.categorical:
-        values = frame[column]
-        nested = values.map(lambda v: isinstance(v, (list, dict, tuple, set)))
-        if nested.any():
-            raise BadRequest(f"column {column!r} must hold scalar values, got {values[nested].iloc[0]!r}")
-        out[column] = values.astype(object).where(values.notna(), None)
-    return pd.DataFrame(out, columns=list(model.columns))
+    if frame.columns.duplicated().any():
+        raise BadRequest(f"duplicate columns {sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})}")
+    frame = frame.astype(object).where(frame.notna(), None)
+    columns = Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
+    return columns_to_frame([conform_columns(columns, model)])
 
 
 class ServiceMetrics:
@@ -163,13 +234,14 @@ class ServiceMetrics:
                   registry=self.registry).set_function(lambda: prediction_log.rows_written)
 
 
-def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_seconds: float | None = None,
+def create_app(model_name: str | None = None, alias: str | None = None, poll_seconds: float | None = None,
                prediction_log: PredictionLog | None = None, log_predictions: bool | None = None,
                max_body_bytes: int | None = None) -> FastAPI:
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()  # the same store as the DAG, whatever the working directory
     model_name = model_name or os.environ.get("MLOPS_SERVING_MODEL", "flights_delay")
+    alias = alias or os.environ.get("MLOPS_SERVING_ALIAS", CHAMPION)
     poll_seconds = float(os.environ.get("MLOPS_SERVING_POLL_S", "30") if poll_seconds is None else poll_seconds)
     if log_predictions is None:
         log_predictions = os.environ.get("MLOPS_PREDICTION_LOG", "on").lower() not in ("off", "0", "false")
@@ -178,6 +250,8 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
     max_body_bytes = max_body_bytes or int(os.environ.get("MLOPS_SERVING_MAX_BODY_BYTES", 10 * 1024 * 1024))
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
     app.state.prediction_log = prediction_log
+    batcher = MicroBatcher(combine=columns_to_frame)
+    app.state.batcher = batcher
     metrics = ServiceMetrics(prediction_log)
     state: dict[str, LoadedModel | None] = {"model": None}
     swap_lock = threading.Lock()
@@ -205,6 +279,7 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
 
     @app.on_event("startup")
     async def _startup() -> None:
+        batcher.start()
         try:
             await asyncio.to_thread(refresh)
         except Exception:
@@ -217,6 +292,7 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
 
     @app.on_event("shutdown")
     async def _shutdown() -> None:
+        await batcher.stop()
         if prediction_log is not None:
             await asyncio.to_thread(prediction_log.close)
 
@@ -277,21 +353,20 @@ def create_app(model_name: str | None = None, alias: str = CHAMPION, poll_second
         if len(body) > max_body_bytes:
             return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
         try:
-            frame = conform(parse_frame(body, request.headers.get("content-type", "")), model)
+            columns = conform_columns(parse_columns(body, request.headers.get("content-type", "")), model)
         except BadRequest as exc:
             return error(400, str(exc))
         try:
-            # Off the event loop: a large batch must not stall /ping and the other requests.
-            probabilities = await asyncio.to_thread(model.model.predict_proba, frame)
+            # Batched with concurrent requests, scored off the event loop.
+            probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
-        probabilities = np.asarray(probabilities)
         if prediction_log is not None:
             prediction_log.submit(ServedBatch(
                 request_id=request_id, served_at=now(), model_name=model.name, model_version=model.version,
-                route="champion", features=frame.to_dict(orient="records"),
+                route="champion", features=columns.values,
                 predictions=probabilities[:, 1].tolist()))
-        metrics.rows.inc(len(frame))
+        metrics.rows.inc(columns.rows)
         return Response(orjson.dumps({"predictions": probabilities.tolist(), "request_id": request_id},
                                      option=orjson.OPT_SERIALIZE_NUMPY),
                         media_type="application/json", headers={"X-Model-Version": model.version})

@@ -45,7 +45,7 @@ class ServedBatch:
     model_name: str
     model_version: str
     route: str
-    features: list[dict]
+    features: list[dict] | dict[str, list]  # rows, or columns (turned into rows by the writer thread)
     predictions: list[float]
 
 
@@ -115,7 +115,7 @@ class PredictionLog:
             {"request_id": b.request_id, "row_index": i, "served_at": b.served_at, "model_name": b.model_name,
              "model_version": b.model_version, "route": b.route, "features": orjson.dumps(row).decode(),
              "prediction": float(p)}
-            for b in batches for i, (row, p) in enumerate(zip(b.features, b.predictions, strict=True))
+            for b in batches for i, (row, p) in enumerate(zip(_rows(b.features), b.predictions, strict=True))
         ]
         attempt = 0
         while True:  # never drop rows: a failing database grows the backlog, which /metrics shows
@@ -131,6 +131,13 @@ class PredictionLog:
         with self._lock:
             self._pending_rows -= rows
         self.rows_written += rows
+
+def _rows(features: list[dict] | dict[str, list]) -> list[dict]:
+    if isinstance(features, dict):
+        names = list(features)
+        return [dict(zip(names, values, strict=True)) for values in zip(*features.values(), strict=True)]
+    return features
+
 
 def now() -> datetime:
     return datetime.now(UTC)

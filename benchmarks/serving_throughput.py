@@ -1,0 +1,173 @@
+"""Prediction service throughput and latency against `mlflow models serve` on the same model.
+
+Needs the stack up (`make up`: a champion in the MLflow server) and `wrk` (Debian package). Side by
+side in one run, single-row requests over loopback at concurrency 8 and 32, then 1,000-row requests:
+  - `mlflow models serve` (1 worker, --env-manager local),
+  - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON),
+  - the model called in-process, one row per call and 1,000 rows per call.
+
+    uv run python benchmarks/serving_throughput.py [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} not ready: {log.read_text()[-2000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def wrk(url: str, body: str, connections: int, seconds: int) -> dict:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                      f"wrk.body = {json.dumps(body)}\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          f"{url}/invocations"], capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"qps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50"), "p99": ms("99"),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "errors": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors
+            else ""}
+
+
+def in_process(rows: list[dict], batch: list[dict]) -> tuple[float, float]:
+    import mlflow
+    import pandas as pd
+
+    model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
+    one, many = pd.DataFrame(rows[:1]), pd.DataFrame(batch)
+    for _ in range(5):
+        model.predict_proba(one)
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < 5:
+        model.predict_proba(one)
+        n += 1
+    single = n / (time.perf_counter() - started)
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < 5:
+        model.predict_proba(many)
+        n += 1
+    return single, n * len(batch) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=15)
+    args = parser.parse_args()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")}
+    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    scratch = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+
+    from pipelines.config import StatePaths
+    state = StatePaths.from_env()
+    import pandas as pd
+
+    holdout = sorted(state.root.glob("work/*/*/holdout.parquet"))[-1]
+    from pipelines.config import load_model_config
+    from pipelines.training import model_inputs
+
+    frame = model_inputs(pd.read_parquet(holdout), load_model_config(MODEL).features)
+    records = json.loads(frame.head(1000).to_json(orient="records"))
+    single = json.dumps({"dataframe_records": records[:1]})
+    thousand = json.dumps({"dataframe_records": records})
+
+    servers = {
+        "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+                                "--env-manager", "local", "-h", "127.0.0.1", "-w", "1", "-p"],
+        "ours, 1 worker": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "1", "--port"],
+        "ours, 2 workers": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "2", "--port"],
+    }
+    results: dict[str, dict] = {}
+    for name, command in servers.items():
+        port = free_port()
+        log = scratch / f"{name.replace(' ', '_').replace(',', '')}.log"
+        server_env = {**env, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
+                      "MLOPS_SERVING_POLL_S": "3600"}
+        process = start([*command, str(port)], server_env, log)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+            url = f"http://127.0.0.1:{port}"
+            warm = wrk(url, single, 8, 3)
+            results[name] = {f"c{c}": wrk(url, single, c, args.seconds) for c in (8, 32)}
+            results[name]["warmup"] = warm
+            results[name]["batch1000"] = wrk(url, thousand, 4, args.seconds)
+        finally:
+            stop(process)
+        print(f"{name}: " + " | ".join(
+            f"{k}: {v['qps']:.0f} req/s p50 {v['p50']:.1f} ms p99 {v['p99']:.1f} ms errors {v['errors']}"
+            for k, v in results[name].items() if k != "warmup"), flush=True)
+
+    single_rate, batch_rate = in_process(records, records)
+    base = results["mlflow models serve"]
+    print(f"in-process: {single_rate:.0f} single-row predictions/s, {batch_rate:,.0f} rows/s in 1,000-row calls")
+    for name in ("ours, 1 worker", "ours, 2 workers"):
+        ours = results[name]
+        print(f"{name} vs mlflow models serve: c8 {ours['c8']['qps'] / base['c8']['qps']:.1f}x QPS "
+              f"(p99 {ours['c8']['p99']:.0f} ms, goal <= 50), c32 {ours['c32']['qps'] / base['c32']['qps']:.1f}x QPS "
+              f"(goal >= 10x; p99 {ours['c32']['p99']:.0f} ms, goal <= 100), 1,000-row requests "
+              f"{ours['batch1000']['qps'] * 1000:,.0f} vs {base['batch1000']['qps'] * 1000:,.0f} rows/s")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
+    with engine.connect() as connection:
+        logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
+    served = sum(r["warmup"]["requests"] + r["c8"]["requests"] + r["c32"]["requests"]
+                 + 1000 * r["batch1000"]["requests"] for n, r in results.items() if n.startswith("ours"))
+    print(f"prediction log: {logged:,} rows written; wrk counted {served:,} rows answered by our services "
+          "(requests still in flight when wrk stops are served and logged but not counted)")
+
+
+if __name__ == "__main__":
+    main()

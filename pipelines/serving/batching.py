@@ -1,0 +1,119 @@
+"""Adaptive micro-batching: concurrent requests share one ``predict_proba`` call.
+
+A sklearn Pipeline spends almost all of a single-row call on per-call overhead (here ~11 ms for one
+row, ~21 ms for 1,000 rows). The batcher takes every request that is waiting when the model becomes
+free and scores them together: under light load a request is scored alone with no added delay; under
+heavy load batches grow by themselves while the previous batch is being scored (the "dynamic batching"
+of Triton, BentoML and Ray Serve, with a zero wait window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    model: Any
+    payload: Any  # one request's rows: a DataFrame, or whatever ``combine`` accepts
+    rows: int
+    future: asyncio.Future = field(repr=False)
+
+
+def concat_frames(payloads: list[pd.DataFrame]) -> pd.DataFrame:
+    return payloads[0] if len(payloads) == 1 else pd.concat(payloads, ignore_index=True)
+
+
+class MicroBatcher:
+    """``combine`` turns the payloads of one batch into the model's input; it runs in the scoring thread,
+    off the event loop, so building the batch's DataFrame costs the requests nothing."""
+
+    def __init__(self, max_rows: int = 2048, combine: Callable[[list[Any]], Any] = concat_frames):
+        self.max_rows = max_rows
+        self.combine = combine
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task | None = None
+        self.batches = 0
+        self.rows = 0
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+
+    async def predict_proba(self, model: Any, payload: Any, rows: int | None = None) -> np.ndarray:
+        """Score ``payload`` with ``model`` (anything with predict_proba), batched with concurrent calls."""
+        rows = len(payload) if rows is None else rows
+        if self._queue is None:
+            return np.asarray(await asyncio.to_thread(self._predict, model, [payload]))
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(model, payload, rows, future))
+        return await future
+
+    def _predict(self, model: Any, payloads: list[Any]) -> np.ndarray:
+        return np.asarray(model.predict_proba(self.combine(payloads)))
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            first = await self._queue.get()
+            batch, rows = [first], first.rows
+            while rows < self.max_rows and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item.model is not first.model:  # a model swap mid-batch: score it in the next batch
+                    await self._requeue_front(item)
+                    break
+                batch.append(item)
+                rows += item.rows
+            await self._score(batch)
+
+    async def _requeue_front(self, item: _Pending) -> None:
+        rest = [item]
+        while not self._queue.empty():
+            rest.append(self._queue.get_nowait())
+        for pending in rest:
+            self._queue.put_nowait(pending)
+
+    async def _score(self, batch: list[_Pending]) -> None:
+        model = batch[0].model
+        try:
+            scores = await asyncio.to_thread(self._predict, model, [p.payload for p in batch])
+        except Exception:
+            if len(batch) == 1:
+                self._fail(batch[0])
+                return
+            # One request's rows broke the batch: score each alone so only that request fails.
+            for pending in batch:
+                await self._score([pending])
+            return
+        self.batches += 1
+        self.rows += len(scores)
+        start = 0
+        for pending in batch:
+            end = start + pending.rows
+            if not pending.future.done():
+                pending.future.set_result(scores[start:end])
+            start = end
+
+    @staticmethod
+    def _fail(pending: _Pending) -> None:
+        import sys
+
+        if not pending.future.done():
+            pending.future.set_exception(sys.exc_info()[1] or RuntimeError("prediction failed"))

@@ -1,0 +1,87 @@
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.serving.batching import MicroBatcher
+
+
+class SlowModel:
+    """predict_proba with a fixed per-call cost, like a sklearn Pipeline; refuses the value -1."""
+
+    def __init__(self):
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        with self.lock:
+            self.calls += 1
+        time.sleep(0.01)
+        x = frame["x"].to_numpy(dtype=float)
+        if (x == -1).any():
+            raise ValueError("x = -1 is not allowed")
+        p = 1 / (1 + np.exp(-x))
+        return np.column_stack([1 - p, p])
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_calls_and_get_their_own_rows():
+    model = SlowModel()
+
+    async def scenario():
+        batcher = MicroBatcher()
+        batcher.start()
+        frames = [pd.DataFrame({"x": [float(i), float(i) + 0.5][: 1 + i % 2]}) for i in range(64)]
+        results = await asyncio.gather(*(batcher.predict_proba(model, f) for f in frames))
+        await batcher.stop()
+        return frames, results, batcher
+
+    frames, results, batcher = run(scenario())
+    for frame, result in zip(frames, results, strict=True):
+        np.testing.assert_allclose(result, SlowModel().predict_proba(frame))
+    assert model.calls == batcher.batches < 64 // 4  # far fewer calls than requests
+    assert batcher.rows == sum(len(f) for f in frames)
+
+
+def test_a_bad_request_fails_alone():
+    model = SlowModel()
+
+    async def scenario():
+        batcher = MicroBatcher()
+        batcher.start()
+        frames = [pd.DataFrame({"x": [1.0]}), pd.DataFrame({"x": [-1.0]}), pd.DataFrame({"x": [2.0]})]
+        results = await asyncio.gather(*(batcher.predict_proba(model, f) for f in frames), return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    good, bad, also_good = run(scenario())
+    assert isinstance(bad, ValueError) and "-1" in str(bad)
+    assert good.shape == (1, 2) and also_good.shape == (1, 2)
+
+
+def test_requests_for_different_models_are_never_mixed():
+    first, second = SlowModel(), SlowModel()
+
+    async def scenario():
+        batcher = MicroBatcher()
+        batcher.start()
+        calls = [batcher.predict_proba(first if i % 2 else second, pd.DataFrame({"x": [float(i)]}))
+                 for i in range(20)]
+        results = await asyncio.gather(*calls)
+        await batcher.stop()
+        return results
+
+    results = run(scenario())
+    assert len(results) == 20 and first.calls >= 1 and second.calls >= 1
+
+
+@pytest.mark.parametrize("rows", [1, 500])
+def test_without_a_running_batcher_calls_go_straight_through(rows):
+    result = run(MicroBatcher().predict_proba(SlowModel(), pd.DataFrame({"x": np.zeros(rows)})))
+    assert result.shape == (rows, 2)
