@@ -20,11 +20,14 @@ DOC = """\
 **Steps**: ingest the landed files of the data interval → validate them with the Great Expectations suite
 `include/{suite}` (a failing batch is quarantined and the run stops here) → version the training snapshot
 with DVC → time-based split → train {n_candidates} hyperparameter candidates in parallel (MLflow child
-runs) → evaluate the best on the holdout against the current champion → **gate** → register the version
-and move the `champion` alias (the former champion keeps `previous`) → the prediction service loads it.
+runs) → evaluate the best on the holdout against the current champion → **gate** → **infra validation**
+(the candidate, served by a staging instance of the prediction service, must answer its input example and
+200 holdout rows with its evaluated predictions) → register the version and move the `champion` alias
+(the former champion keeps `previous`) → the prediction service loads it.
 
 **A rejected candidate** ends the run green with `register` and `deploy` *skipped*: the reasons are in
-the `gate` task log and on the MLflow run (`gate/decision.json`).
+the `gate` (or `infra_validate`) task log and on the MLflow run (`gate/decision.json`, tag
+`infra_validation_reason`).
 
 **Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
 (`[start, end)`, dates) and a `reason` that is stored on the model version.
@@ -124,6 +127,12 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             get_current_context()["ti"].xcom_push(key="decision", value=decision)
             return decision["promote"]
 
+        @task.short_circuit(ignore_downstream_trigger_rules=True)
+        def infra_validate(splits: dict, evaluation: dict) -> bool:
+            from pipelines import training_tasks as t
+
+            return t.infra_validate(cfg, _ctx(cfg), state(), splits, evaluation)["passed"]
+
         @task
         def register(splits: dict, evaluation: dict) -> dict:
             from pipelines import training_tasks as t
@@ -140,7 +149,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         splits = split(version(validate(ingest())))
         evaluation = evaluate(splits, train.partial(splits=splits).expand(hyperparameters=cfg.search.candidates()))
         promotion = register(splits, evaluation)
-        gate(splits, evaluation) >> promotion
+        gate(splits, evaluation) >> infra_validate(splits, evaluation) >> promotion
         deploy(promotion)
     return dag
 

@@ -372,6 +372,9 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "candidates": [{"run_id": c["run_id"], "params": c["params"], metric: c["validation_metrics"][metric]}
                        for c in candidates],
     }
+    scores_path = folder / "holdout_scores.parquet"
+    pd.DataFrame({"score": scores}).to_parquet(scores_path, index=False)
+    result["holdout_scores"] = str(scores_path)
     (folder / "evaluation.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False))
     pd.DataFrame(candidate.slices).to_csv(folder / "slices.csv", index=False)
     holdout_metrics = [Metric(f"holdout_{k}", v, int(time.time() * 1000), 0)
@@ -408,6 +411,38 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, eva
     return record
 
 
+# 7b. infra validation ----------------------------------------------------------------------------------
+def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict,
+                   sample_rows: int = 200) -> dict:
+    """Serve the candidate from a staging instance of the prediction service and check it answers with the
+    evaluated predictions. A failure is recorded on the run and stops the promotion."""
+    import mlflow
+    import pandas as pd
+
+    from pipelines.infra_validation import InfraValidation, serving_example_of, validate_in_staging
+    from pipelines.tracking import configure_mlflow
+    from pipelines.training import model_inputs
+
+    configure_mlflow(state)
+    holdout = pd.read_parquet(splits["holdout"])
+    scores = pd.read_parquet(evaluation["holdout_scores"])["score"].to_numpy()
+    sample = holdout.sample(n=min(sample_rows, len(holdout)), random_state=0)
+    try:
+        example = serving_example_of(evaluation["model_uri"])
+    except Exception as exc:
+        outcome = InfraValidation(False, f"cannot read the model's artifacts: {exc}")
+    else:
+        outcome = validate_in_staging(cfg.model_name, evaluation["model_uri"], model_inputs(sample, cfg.features),
+                                      scores[sample.index.to_numpy()], example)
+    (log.info if outcome.passed else log.error)("infra validation %s: %s",
+                                                "passed" if outcome.passed else "FAILED", outcome.reason)
+    client = mlflow.MlflowClient()
+    for run_id in (splits["parent_run_id"], evaluation["best_run_id"]):
+        client.set_tag(run_id, "infra_validation", "passed" if outcome.passed else "failed")
+        client.set_tag(run_id, "infra_validation_reason", outcome.reason[:4900])
+    return asdict(outcome)
+
+
 # 8. register and promote --------------------------------------------------------------------------------
 def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict,
              decision: dict) -> dict:
@@ -426,6 +461,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "gate_summary": decision["summary"][:4900],
         "threshold": str(evaluation["threshold"]),
         "holdout_start": splits["holdout_start"],
+        "infra_validation": "passed",
         "holdout_roc_auc": f"{evaluation['candidate']['metrics']['roc_auc']:.4f}",
         "mlflow_parent_run_id": splits["parent_run_id"],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import logging
 import os
 import threading
@@ -57,21 +58,26 @@ class LoadedModel:
                 "threshold": self.tags.get("threshold"), "loaded_at": self.loaded_at}
 
 
+def load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str, str]) -> LoadedModel:
+    import mlflow
+
+    model = mlflow.sklearn.load_model(uri)
+    schema = mlflow.models.get_model_info(uri).signature.inputs
+    numeric = tuple(c.name for c in schema.inputs if c.type.name in ("double", "float", "long", "integer"))
+    categorical = tuple(c.name for c in schema.inputs if c.name not in numeric)
+    return LoadedModel(name, version, alias, model, numeric, categorical, tags,
+                       datetime.now(UTC).isoformat(timespec="seconds"))
+
+
 def load_registered(name: str, alias: str) -> LoadedModel:
     import mlflow
 
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()
-    client = mlflow.MlflowClient()
-    version = client.get_model_version_by_alias(name, alias)
-    uri = f"models:/{name}/{version.version}"
-    model = mlflow.sklearn.load_model(uri)
-    schema = mlflow.models.get_model_info(uri).signature.inputs
-    numeric = tuple(c.name for c in schema.inputs if c.type.name in ("double", "float", "long", "integer"))
-    categorical = tuple(c.name for c in schema.inputs if c.name not in numeric)
-    return LoadedModel(name, str(version.version), alias, model, numeric, categorical, dict(version.tags),
-                       datetime.now(UTC).isoformat(timespec="seconds"))
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    return load_model_uri(name, f"models:/{name}/{version.version}", str(version.version), alias,
+                          dict(version.tags))
 
 
 def current_alias_version(name: str, alias: str) -> str | None:
@@ -122,7 +128,10 @@ def parse_columns(body: bytes, content_type: str) -> Columns:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from exc
+        try:  # MLflow clients (and its saved input examples) may send NaN / Infinity tokens
+            payload = json.loads(body)
+        except ValueError:
+            raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise BadRequest("the JSON body must be an object with one of " + ", ".join(_FORMATS))
     keys = [k for k in _FORMATS if k in payload]
@@ -237,7 +246,9 @@ class ServiceMetrics:
 
 def create_app(model_name: str | None = None, alias: str | None = None, poll_seconds: float | None = None,
                prediction_log: PredictionLog | None = None, log_predictions: bool | None = None,
-               max_body_bytes: int | None = None) -> FastAPI:
+               max_body_bytes: int | None = None, model_uri: str | None = None) -> FastAPI:
+    """The service for ``model_name@alias``; with ``model_uri`` a staging instance serving that one model
+    (no registry alias, no polling): what infra validation runs a candidate in before promotion."""
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()  # the same store as the DAG, whatever the working directory
@@ -260,6 +271,10 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     def refresh() -> LoadedModel | None:
         """Load the alias's version if it differs from the one served. Safe to call concurrently."""
         with swap_lock:
+            if model_uri is not None:
+                if state["model"] is None:
+                    state["model"] = load_model_uri(model_name, model_uri, "candidate", "staging", {})
+                return state["model"]
             wanted = current_alias_version(model_name, alias)
             served = state["model"]
             if wanted is None or (served is not None and served.version == wanted):
@@ -270,7 +285,8 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
             # (full collections over a loaded sklearn pipeline showed up as tail latency).
             gc.collect()
             gc.freeze()
-            metrics.model_version.labels(model_name).set(float(loaded.version))
+            if loaded.version.isdigit():
+                metrics.model_version.labels(model_name).set(float(loaded.version))
             log.info("now serving %s v%s (@%s)", model_name, loaded.version, alias)
             return loaded
 

@@ -48,7 +48,8 @@ def test_one_rollback_dag_per_model_config(dagbag):
 
 def test_training_dag_shape(dagbag):
     dag = dagbag.dags["train_flights_delay"]
-    order = ["ingest", "validate", "version", "split", "train", "evaluate", "gate", "register", "deploy"]
+    order = ["ingest", "validate", "version", "split", "train", "evaluate", "gate", "infra_validate", "register",
+             "deploy"]
     assert set(order) == set(dag.task_ids)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"

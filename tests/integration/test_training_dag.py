@@ -122,6 +122,7 @@ def test_first_run_makes_a_champion_that_is_served(training_dag, landed, predict
     assert tags["airflow_run_id"] == run.run_id
     assert len(tags["data_hash"]) == 32 and tags["gate_decision"] == "approved"
     assert tags["git_commit"] and tags["training_reason"] == "integration test"
+    assert tags["infra_validation"] == "passed" and _states(run)["infra_validate"] == "success"
     # The data hash names the exact bytes in the DVC remote.
     assert (state_root / "dvc" / "remote" / "files" / "md5" / tags["data_hash"][:2]
             / tags["data_hash"][2:]).is_file()
@@ -155,6 +156,7 @@ def test_worse_candidate_is_rejected_and_champion_kept(training_dag, landed, pre
     states = _states(run)
     assert run.state == "success", states
     assert states["gate"] == "success" and states["register"] == "skipped" and states["deploy"] == "skipped"
+    assert states["infra_validate"] == "skipped"
 
     assert client.get_model_version_by_alias(MODEL, "champion").version == before
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before

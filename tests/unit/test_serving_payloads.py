@@ -46,3 +46,8 @@ def test_malformed_bodies(body, content_type, message):
 def test_bad_columns_are_named(frame, message):
     with pytest.raises(BadRequest, match=message):
         conform(frame, MODEL)
+
+
+def test_nan_tokens_as_mlflow_clients_send_them():
+    frame = parse_frame(b'{"dataframe_split": {"columns": ["x", "c"], "data": [[NaN, "a"]]}}', "application/json")
+    assert frame["x"].isna().all()
