@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from pipelines.registry import CHAMPION
+from pipelines.registry import CHALLENGER, CHAMPION
 from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.prediction_log import PredictionLog, ServedBatch, now
 
@@ -242,13 +243,20 @@ class ServiceMetrics:
                   registry=self.registry).set_function(lambda: prediction_log.backlog)
             Gauge("prediction_log_rows_written", "Rows written to the prediction log",
                   registry=self.registry).set_function(lambda: prediction_log.rows_written)
+            Gauge("prediction_log_rows_failed", "Rows the prediction log could not write (not transient)",
+                  registry=self.registry).set_function(lambda: prediction_log.rows_failed)
 
 
 def create_app(model_name: str | None = None, alias: str | None = None, poll_seconds: float | None = None,
                prediction_log: PredictionLog | None = None, log_predictions: bool | None = None,
-               max_body_bytes: int | None = None, model_uri: str | None = None) -> FastAPI:
+               max_body_bytes: int | None = None, model_uri: str | None = None,
+               challenger_mode: str | None = None, canary_share: float | None = None) -> FastAPI:
     """The service for ``model_name@alias``; with ``model_uri`` a staging instance serving that one model
-    (no registry alias, no polling): what infra validation runs a candidate in before promotion."""
+    (no registry alias, no polling): what infra validation runs a candidate in before promotion.
+
+    ``challenger_mode`` (``$MLOPS_SERVING_CHALLENGER``): ``off``; ``shadow``: the ``challenger`` alias scores
+    every request too, logged with route ``shadow`` and never returned; ``canary``: ``canary_share`` of the
+    requests (``$MLOPS_SERVING_CANARY_SHARE``, sticky by request id) are answered by the challenger."""
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()  # the same store as the DAG, whatever the working directory
@@ -260,13 +268,30 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     if log_predictions and prediction_log is None:
         prediction_log = PredictionLog()
     max_body_bytes = max_body_bytes or int(os.environ.get("MLOPS_SERVING_MAX_BODY_BYTES", 10 * 1024 * 1024))
+    challenger_mode = challenger_mode or os.environ.get("MLOPS_SERVING_CHALLENGER", "off")
+    if challenger_mode not in ("off", "shadow", "canary"):
+        raise ValueError(f"challenger mode must be off, shadow or canary, got {challenger_mode!r}")
+    canary_share = float(os.environ.get("MLOPS_SERVING_CANARY_SHARE", "0.1") if canary_share is None
+                         else canary_share)
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
     app.state.prediction_log = prediction_log
     batcher = MicroBatcher(combine=columns_to_frame)
     app.state.batcher = batcher
     metrics = ServiceMetrics(prediction_log)
-    state: dict[str, LoadedModel | None] = {"model": None}
+    state: dict[str, LoadedModel | None] = {"model": None, "challenger": None}
     swap_lock = threading.Lock()
+    shadow_tasks: set[asyncio.Task] = set()
+
+    def refresh_challenger() -> None:
+        if challenger_mode == "off" or model_uri is not None:
+            return
+        wanted = current_alias_version(model_name, CHALLENGER)
+        served = state["challenger"]
+        if wanted is None:
+            state["challenger"] = None
+        elif served is None or served.version != wanted:
+            state["challenger"] = load_registered(model_name, CHALLENGER)
+            log.info("challenger %s v%s in %s mode", model_name, wanted, challenger_mode)
 
     def refresh() -> LoadedModel | None:
         """Load the alias's version if it differs from the one served. Safe to call concurrently."""
@@ -275,6 +300,7 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
                 if state["model"] is None:
                     state["model"] = load_model_uri(model_name, model_uri, "candidate", "staging", {})
                 return state["model"]
+            refresh_challenger()
             wanted = current_alias_version(model_name, alias)
             served = state["model"]
             if wanted is None or (served is not None and served.version == wanted):
@@ -317,6 +343,8 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
 
     @app.on_event("shutdown")
     async def _shutdown() -> None:
+        if shadow_tasks:
+            await asyncio.gather(*shadow_tasks, return_exceptions=True)
         await batcher.stop()
         if prediction_log is not None:
             await asyncio.to_thread(prediction_log.close)
@@ -336,7 +364,9 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         model = state["model"]
         if model is None:
             return JSONResponse({"status": "no_model", "model": model_name, "alias": alias}, status_code=503)
-        return JSONResponse(model.health())
+        challenger = state["challenger"]
+        return JSONResponse({**model.health(), "challenger_mode": challenger_mode,
+                             "challenger_version": challenger.version if challenger else None})
 
     @app.get("/version")
     async def version() -> dict:
@@ -367,8 +397,28 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         response.headers["X-Request-ID"] = request_id
         return response
 
+    def route_for(request_id: str) -> tuple[str, LoadedModel | None]:
+        challenger = state["challenger"]
+        if challenger_mode == "canary" and challenger is not None \
+                and zlib.crc32(request_id.encode()) % 10_000 < canary_share * 10_000:
+            return "canary", challenger
+        return "champion", state["model"]
+
+    async def shadow(columns: Columns, request_id: str) -> None:
+        challenger = state["challenger"]
+        try:
+            conformed = conform_columns(columns, challenger)
+            scores = await batcher.predict_proba(challenger.model, conformed, conformed.rows)
+        except Exception as exc:  # the shadow never affects the caller; say why it could not score
+            log.warning("shadow %s v%s could not score request %s: %s", model_name, challenger.version,
+                        request_id, exc)
+            return
+        if prediction_log is not None:
+            prediction_log.submit(ServedBatch(request_id, now(), challenger.name, challenger.version, "shadow",
+                                              conformed.values, scores[:, 1].tolist()))
+
     async def score(request: Request, request_id: str) -> Response:
-        model = state["model"]
+        route, model = route_for(request_id)
         if model is None:
             return error(503, f"no {model_name}@{alias} loaded yet", "MODEL_NOT_LOADED")
         declared = request.headers.get("content-length")
@@ -378,7 +428,8 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         if len(body) > max_body_bytes:
             return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
         try:
-            columns = conform_columns(parse_columns(body, request.headers.get("content-type", "")), model)
+            parsed = parse_columns(body, request.headers.get("content-type", ""))
+            columns = conform_columns(parsed, model)
         except BadRequest as exc:
             return error(400, str(exc))
         try:
@@ -389,11 +440,16 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         if prediction_log is not None:
             prediction_log.submit(ServedBatch(
                 request_id=request_id, served_at=now(), model_name=model.name, model_version=model.version,
-                route="champion", features=columns.values,
+                route=route, features=columns.values,
                 predictions=probabilities[:, 1].tolist()))
+        if challenger_mode == "shadow" and state["challenger"] is not None:
+            task = asyncio.get_running_loop().create_task(shadow(parsed, request_id))
+            shadow_tasks.add(task)
+            task.add_done_callback(shadow_tasks.discard)
         metrics.rows.inc(columns.rows)
         return Response(orjson.dumps({"predictions": probabilities.tolist(), "request_id": request_id},
                                      option=orjson.OPT_SERIALIZE_NUMPY),
-                        media_type="application/json", headers={"X-Model-Version": model.version})
+                        media_type="application/json",
+                        headers={"X-Model-Version": model.version, "X-Model-Route": route})
 
     return app

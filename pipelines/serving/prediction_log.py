@@ -26,7 +26,9 @@ METADATA = sa.MetaData()
 PREDICTIONS = sa.Table(
     "prediction_log",
     METADATA,
-    sa.Column("request_id", sa.String(64), nullable=False),
+    # A surrogate key: request ids come from clients, who may resend one (a retry is served and logged twice).
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
     sa.Column("row_index", sa.Integer, nullable=False),
     sa.Column("served_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("model_name", sa.String(200), nullable=False),
@@ -34,7 +36,6 @@ PREDICTIONS = sa.Table(
     sa.Column("route", sa.String(16), nullable=False),  # champion (returned) or shadow (scored, not returned)
     sa.Column("features", sa.Text, nullable=False),     # JSON object of the row as scored
     sa.Column("prediction", sa.Float, nullable=False),  # probability of the positive class
-    sa.PrimaryKeyConstraint("request_id", "row_index", "route"),
 )
 
 
@@ -73,6 +74,7 @@ class PredictionLog:
         self._pending_rows = 0
         self._lock = threading.Lock()
         self.rows_written = 0
+        self.rows_failed = 0
         self.write_errors = 0
         self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._writer.start()
@@ -117,20 +119,29 @@ class PredictionLog:
              "prediction": float(p)}
             for b in batches for i, (row, p) in enumerate(zip(_rows(b.features), b.predictions, strict=True))
         ]
-        attempt = 0
+        attempt, written = 0, False
         while True:  # never drop rows: a failing database grows the backlog, which /metrics shows
             attempt += 1
             try:
                 with self.engine.begin() as connection:
                     connection.execute(PREDICTIONS.insert(), records)
+                written = True
                 break
-            except sa.exc.DBAPIError:  # a locked SQLite file, a database restart
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):  # a locked SQLite file, a database restart
                 self.write_errors += 1
                 log.exception("prediction log write of %d rows failed (attempt %d), retrying", rows, attempt)
                 time.sleep(min(5.0, 0.2 * attempt))
+            except sa.exc.DBAPIError:  # not transient: retrying would wedge the writer; count it and say so
+                self.write_errors += 1
+                log.exception("prediction log could not write %d rows", rows)
+                break
         with self._lock:
             self._pending_rows -= rows
-        self.rows_written += rows
+        if written:
+            self.rows_written += rows
+        else:
+            self.rows_failed += rows
+
 
 def _rows(features: list[dict] | dict[str, list]) -> list[dict]:
     if isinstance(features, dict):

@@ -45,3 +45,11 @@ def test_a_locked_database_delays_rows_but_loses_none(tmp_path):
         connection.exec_driver_sql("COMMIT")
     log.close()
     assert log.rows_written == 5 and log.backlog == 0
+
+
+def test_a_resent_request_id_is_logged_again_not_wedged(tmp_path):
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", flush_seconds=0.01)
+    log.submit(batch("same", 2))
+    log.submit(batch("same", 2))
+    log.close()
+    assert (log.rows_written, log.rows_failed, log.backlog) == (4, 0, 0)

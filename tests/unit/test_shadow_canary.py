@@ -1,0 +1,92 @@
+"""A challenger in shadow (scored and logged, never returned) or on a canary share of the traffic."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from pipelines.config import FeaturesConfig, SearchConfig
+from pipelines.training import model_inputs, train_candidate
+
+FEATURES = FeaturesConfig(builder="x.y", numeric=["signal"], categorical=["group"], target="label", event_time="t")
+ROW = {"signal": 0.8, "group": "a"}
+
+
+def frame(n: int, seed: int, flip: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=n)
+    return pd.DataFrame({"signal": signal, "group": rng.choice(["a", "b"], size=n),
+                         "label": ((signal < 0) if flip else (signal > 0)).astype(int)})
+
+
+@pytest.fixture()
+def registry(tmp_path, monkeypatch):
+    """v1 (champion) says P(1) is high for a positive signal; v2 (challenger) says the opposite."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from pipelines.registry import promote_version, register_version
+    from pipelines.tracking import configure_mlflow, log_sklearn_model
+
+    configure_mlflow()
+    experiment = mlflow.create_experiment("cc", artifact_location=(tmp_path / "artifacts").as_uri())
+    client = mlflow.MlflowClient()
+    versions = []
+    for i, flip in enumerate((False, True)):
+        trained = train_candidate(frame(400, i, flip), frame(100, 7, flip), FEATURES, SearchConfig(), {})
+        with mlflow.start_run(experiment_id=experiment):
+            info = log_sklearn_model(trained.model, model_inputs(frame(3, 5, flip), FEATURES))
+        versions.append(register_version(client, "cc", info.model_uri, {"airflow_run_id": str(i),
+                                                                        "airflow_dag_id": "d"}))
+    promote_version(client, "cc", versions[0])
+    client.set_registered_model_alias("cc", "challenger", versions[1])
+    return tmp_path
+
+
+def logged(tmp_path) -> pd.DataFrame:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
+    return pd.read_sql("select request_id, model_version, route, prediction from prediction_log", engine)
+
+
+def app(tmp_path, **options):
+    from pipelines.serving.app import create_app
+    from pipelines.serving.prediction_log import PredictionLog
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
+    return TestClient(create_app("cc", poll_seconds=0, prediction_log=log, **options))
+
+
+def test_shadow_is_scored_and_logged_but_never_returned(registry):
+    with app(registry, challenger_mode="shadow") as client:
+        assert client.get("/health").json()["challenger_version"] == "2"
+        answers = [client.post("/invocations", json={"dataframe_records": [ROW]}, headers={"X-Request-ID": f"r{i}"})
+                   for i in range(20)]
+    assert all(a.headers["X-Model-Version"] == "1" and a.headers["X-Model-Route"] == "champion" for a in answers)
+    assert all(a.json()["predictions"][0][1] > 0.5 for a in answers)  # the champion's view, never the shadow's
+    rows = logged(registry)
+    assert sorted(rows.groupby(["route", "model_version"]).size().items()) == [
+        (("champion", "1"), 20), (("shadow", "2"), 20)]
+    shadow = rows[rows.route == "shadow"]
+    assert (shadow.prediction < 0.5).all() and set(shadow.request_id) == {f"r{i}" for i in range(20)}
+
+
+def test_canary_share_is_answered_by_the_challenger_and_sticky(registry):
+    with app(registry, challenger_mode="canary", canary_share=0.3) as client:
+        answers = {f"r{i}": client.post("/invocations", json={"dataframe_records": [ROW]},
+                                        headers={"X-Request-ID": f"r{i}"}) for i in range(400)}
+        again = client.post("/invocations", json={"dataframe_records": [ROW]}, headers={"X-Request-ID": "r7"})
+    routes = {rid: a.headers["X-Model-Route"] for rid, a in answers.items()}
+    canary = [rid for rid, route in routes.items() if route == "canary"]
+    assert 0.2 < len(canary) / len(routes) < 0.4
+    assert all(answers[rid].headers["X-Model-Version"] == "2" for rid in canary)
+    assert again.headers["X-Model-Route"] == routes["r7"]  # the same request id takes the same route
+    rows = logged(registry)
+    assert set(rows[rows.route == "canary"].model_version) == {"2"}
+    assert (rows.route == "canary").sum() == len(canary) + (routes["r7"] == "canary")
+
+
+def test_without_a_challenger_everything_goes_to_the_champion(registry):
+    mlflow.MlflowClient().delete_registered_model_alias("cc", "challenger")
+    with app(registry, challenger_mode="canary", canary_share=1.0) as client:
+        answer = client.post("/invocations", json={"dataframe_records": [ROW]})
+    assert answer.headers["X-Model-Route"] == "champion" and answer.headers["X-Model-Version"] == "1"
