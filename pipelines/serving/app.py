@@ -59,6 +59,17 @@ class LoadedModel:
                 "threshold": self.tags.get("threshold"), "loaded_at": self.loaded_at}
 
 
+def request_model(model: LoadedModel):
+    """The typed ``/predict`` request for this model's signature (pydantic; unknown fields are refused)."""
+    from pydantic import ConfigDict, Field, create_model
+
+    row_fields = {c: (float | None, Field(...)) for c in model.numeric}
+    row_fields.update({c: (str | None, Field(...)) for c in model.categorical})
+    row = create_model(f"{model.name}_row", __config__=ConfigDict(extra="forbid"), **row_fields)
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
+                        rows=(list[row], Field(..., min_length=1, description="One object per row to score")))
+
+
 def load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str, str]) -> LoadedModel:
     import mlflow
 
@@ -386,6 +397,58 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         if loaded is None:
             return error(503, f"{model_name}@{alias} does not exist yet", "RESOURCE_DOES_NOT_EXIST")
         return JSONResponse(loaded.health())
+
+    def openapi_with_signature() -> dict:
+        """The OpenAPI document, with /predict's request schema taken from the served model's signature."""
+        from fastapi.openapi.utils import get_openapi
+
+        document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        model = state["model"]
+        if model is not None:
+            schema = request_model(model).model_json_schema(ref_template="#/components/schemas/{model}")
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(schema.pop("$defs", {}))
+            components["PredictRequest"] = schema
+            document["paths"]["/predict"]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+            }
+        return document
+
+    app.openapi = openapi_with_signature
+
+    @app.post("/predict", summary="Score rows typed by the model signature",
+              responses={200: {"description": "P(positive class) per row, the model version and request id"},
+                         422: {"description": "A row does not match the signature: the field is named"}})
+    async def predict(request: Request) -> Response:
+        from pydantic import ValidationError
+
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        model = state["model"]
+        if model is None:
+            return error(503, f"no {model_name}@{alias} loaded yet", "MODEL_NOT_LOADED")
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
+        try:
+            rows = request_model(model).model_validate_json(body).rows
+        except ValidationError as exc:
+            detail = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+            return JSONResponse({"error_code": "INVALID_INPUT", "message": f"{len(detail)} invalid field(s)",
+                                 "detail": detail[:20]}, status_code=422)
+        columns = conform_columns(Columns(list(model.columns), {c: [getattr(r, c) for r in rows]
+                                                                for c in model.columns}, len(rows)), model)
+        probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
+        if prediction_log is not None:
+            prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, "champion",
+                                              columns.values, probabilities[:, 1].tolist()))
+        metrics.rows.inc(columns.rows)
+        metrics.requests.labels("200").inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        return Response(orjson.dumps({"request_id": request_id, "model": model.name, "model_version": model.version,
+                                      "probabilities": probabilities[:, 1].tolist()}),
+                        media_type="application/json", headers={"X-Request-ID": request_id})
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:

@@ -108,3 +108,25 @@ def test_oversized_body_gets_a_413(tmp_path, monkeypatch):
         rows = frame(20, 1)[["signal", "noise", "group"]]
         answer = client.post("/invocations", json={"dataframe_records": rows.to_dict(orient="records")})
         assert answer.status_code == 413 and "200-byte limit" in answer.json()["message"]
+
+
+def test_typed_predict_endpoint_and_its_openapi_schema(service):
+    rows = frame(2, 5)[["signal", "noise", "group"]].to_dict(orient="records")
+    answer = service.post("/predict", json={"rows": rows})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_version"] == "1" and len(body["probabilities"]) == 2
+    expected = service.model.predict_proba(model_inputs(pd.DataFrame(rows), FEATURES))[:, 1]
+    np.testing.assert_allclose(body["probabilities"], expected)
+
+    schema = service.get("/openapi.json").json()
+    assert schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictRequest"}
+    row = schema["components"]["schemas"]["toy_row"]
+    assert set(row["required"]) == {"signal", "noise", "group"} and row["additionalProperties"] is False
+
+    bad = service.post("/predict", json={"rows": [{"signal": "far", "noise": 1.0, "group": "a", "extra": 1}]})
+    assert bad.status_code == 422
+    fields = {d["field"] for d in bad.json()["detail"]}
+    assert {"rows.0.signal", "rows.0.extra"} <= fields
+    assert service.post("/predict", json={"rows": []}).status_code == 422
