@@ -1,0 +1,93 @@
+"""Bounded soak: a fixed request rate for a fixed time against our service; 0 errors and rows logged =
+rows served are the goals.
+
+Needs the stack up (`make up`: a champion in the MLflow server). The service runs with its prediction log
+in a scratch SQLite file; after the run it is stopped (which drains the log) and the log is compared with
+what the client saw.
+
+    uv run python benchmarks/serving_soak.py --rate 200 --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serving_throughput as bench  # noqa: E402  (the same server start/stop helpers)
+
+
+async def drive(url: str, body: bytes, rate: float, seconds: float) -> tuple[Counter, set[str], list[float]]:
+    statuses: Counter = Counter()
+    ok_ids: set[str] = set()
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        async def one(request_id: str) -> None:
+            started = time.perf_counter()
+            try:
+                response = await client.post("/invocations", content=body, headers={
+                    "Content-Type": "application/json", "X-Request-ID": request_id})
+                statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    ok_ids.add(request_id)
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+            latencies.append(time.perf_counter() - started)
+
+        tasks, start, total = [], time.perf_counter(), int(rate * seconds)
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(f"soak-{i}")))
+        await asyncio.gather(*tasks)
+    return statuses, ok_ids, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="bench_soak_"))
+    env = {**os.environ, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
+           "MLOPS_SERVING_POLL_S": "3600"}
+    port = bench.free_port()
+    log = scratch / "server.log"
+    process = bench.start([sys.executable, "-m", "pipelines.serving", "--port", str(port)], env, log)
+    row = {"distance": 1400.0, "sched_dep_hour": 17.5, "sched_arr_hour": 20.0, "day_of_week": 4.0, "temp": 30.0,
+           "dewp": 20.0, "humid": 60.0, "wind_dir": 270.0, "wind_speed": 12.0, "precip": 0.0, "visib": 10.0,
+           "carrier": "UA", "origin": "EWR", "dest": "IAH"}
+    body = json.dumps({"dataframe_records": [row]}).encode()
+    try:
+        bench.wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+        statuses, ok_ids, latencies = asyncio.run(drive(f"http://127.0.0.1:{port}", body, args.rate,
+                                                        args.minutes * 60))
+    finally:
+        bench.stop(process)  # SIGTERM: the service drains its prediction log before exiting
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
+    with engine.connect() as connection:
+        logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
+        logged_ids = {r[0] for r in connection.execute(sa.text("select request_id from prediction_log"))}
+    latencies.sort()
+    errors = sum(n for status, n in statuses.items() if status != 200)
+    print(f"soak: {sum(statuses.values()):,} requests at {args.rate:.0f}/s for {args.minutes:g} min | statuses "
+          f"{dict(statuses)} | errors {errors} | p50 {1000 * latencies[len(latencies) // 2]:.1f} ms "
+          f"p99 {1000 * latencies[int(len(latencies) * 0.99)]:.1f} ms | rows served {len(ok_ids):,}, "
+          f"rows logged {logged:,}, every served request logged: {ok_ids <= logged_ids}")
+
+
+if __name__ == "__main__":
+    main()
