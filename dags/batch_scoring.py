@@ -5,7 +5,7 @@ Wiring only; the step lives in ``pipelines.batch_scoring``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
@@ -26,7 +26,7 @@ def build_scoring_dag(cfg: ModelConfig) -> DAG:
         description=f"Batch scoring with {cfg.model_name}@champion",
         doc_md=DOC.format(name=cfg.name, model=cfg.model_name),
         schedule=None,
-        start_date=datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day),
+        start_date=cfg.start_datetime,
         catchup=False,
         tags=["scoring", cfg.name],
         default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=20)},

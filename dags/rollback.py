@@ -5,7 +5,7 @@ Wiring only; the steps live in ``pipelines.training_tasks``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
@@ -26,7 +26,7 @@ def build_rollback_dag(cfg: ModelConfig) -> DAG:
         description=f"Roll back the champion of {cfg.model_name}",
         doc_md=DOC.format(name=cfg.name, model=cfg.model_name),
         schedule=None,
-        start_date=datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day),
+        start_date=cfg.start_datetime,
         catchup=False,
         max_active_runs=1,
         tags=["deployment", "rollback", cfg.name],

@@ -6,7 +6,7 @@ parses with nothing heavier than airflow.sdk, pydantic and PyYAML.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 
@@ -51,7 +51,6 @@ def _close_mlflow_run_on_failure(context) -> None:
 
 
 def build_training_dag(cfg: ModelConfig) -> DAG:
-    start = datetime(cfg.start_date.year, cfg.start_date.month, cfg.start_date.day)
     interval = cfg.default_interval
     with DAG(
         dag_id=f"train_{cfg.name}",
@@ -59,7 +58,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         doc_md=DOC.format(name=cfg.name, description=cfg.description.strip(), suite=cfg.expectation_suite,
                           n_candidates=len(cfg.search.candidates())),
         schedule=CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None,
-        start_date=start,
+        start_date=cfg.start_datetime,
         catchup=False,
         max_active_runs=1,
         tags=["training", cfg.name, *cfg.tags],

@@ -4,9 +4,9 @@ who serve in batch rather than over HTTP."""
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pandas as pd
 
@@ -39,7 +39,7 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     import mlflow
 
     from pipelines.features import load_builder
-    from pipelines.ingest import ingest_feed
+    from pipelines.ingest import ingest_examples
     from pipelines.storage import fresh_temp_dir, write_parquet_atomic
     from pipelines.tracking import configure_mlflow
 
@@ -49,16 +49,10 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     key = f"{start.isoformat()}_{end.isoformat()}"
     scratch = fresh_temp_dir(state.root / "scoring" / cfg.name / key)
     try:
-        feeds = {
-            feed.name: pd.read_parquet(ingest_feed(feed, state.landing(cfg.name, feed.name), start, end,
-                                                   scratch / f"{feed.name}.parquet").path)
-            for feed in cfg.feeds
-        }
+        _, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), start, end, scratch,
+                                      load_builder(cfg.features.builder))
     finally:
-        import shutil
-
         shutil.rmtree(scratch, ignore_errors=True)
-    examples = load_builder(cfg.features.builder)(feeds)
     keep = [c for c in ("example_id", cfg.features.event_time, *cfg.features.slices) if c in examples.columns]
     scored = examples[list(dict.fromkeys(keep))].copy()
     scored["score"] = score_examples(model, examples, cfg.features)
@@ -69,6 +63,3 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     log.info("scored %d examples of %s with %s v%s -> %s", result.rows, key, cfg.model_name, version.version, path)
     return asdict(result)
 
-
-def default_output(state: StatePaths, cfg: ModelConfig, start: date, end: date) -> Path:
-    return state.root / "predictions" / cfg.name / f"{start.isoformat()}_{end.isoformat()}.parquet"

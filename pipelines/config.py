@@ -7,7 +7,7 @@ files at parse time, so it must import nothing heavier than pydantic and PyYAML.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,6 +160,11 @@ class ModelConfig(_Strict):
     def model_name(self) -> str:
         """Name in the MLflow Model Registry."""
         return self.registered_model_name or self.name
+
+    @property
+    def start_datetime(self) -> datetime:
+        """``start_date`` as the naive datetime Airflow DAGs take (UTC by Airflow's default)."""
+        return datetime(self.start_date.year, self.start_date.month, self.start_date.day)
 
     @property
     def expectation_suite_path(self) -> Path:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class FeedBatch:
     files: int
     rows_read: int
     rows: int
+    frame: pd.DataFrame = field(repr=False, compare=False)  # what was written, to avoid reading it back
 
     @property
     def duplicates_dropped(self) -> int:
@@ -101,4 +103,14 @@ def ingest_feed(feed: FeedConfig, landing_dir: Path, start: date, end: date, des
     combined = pd.concat(frames, ignore_index=True)
     deduplicated = combined.drop_duplicates(subset=feed.key, keep="last").reset_index(drop=True)
     write_parquet_atomic(deduplicated, dest)
-    return FeedBatch(feed=feed.name, path=dest, files=len(files), rows_read=len(combined), rows=len(deduplicated))
+    return FeedBatch(feed=feed.name, path=dest, files=len(files), rows_read=len(combined), rows=len(deduplicated),
+                     frame=deduplicated)
+
+
+def ingest_examples(
+    feeds: list[FeedConfig], landing_dir: Callable[[str], Path], start: date, end: date, folder: Path,
+    build: Callable[[dict[str, pd.DataFrame]], pd.DataFrame],
+) -> tuple[dict[str, FeedBatch], pd.DataFrame]:
+    """Every feed of [start, end) as a Parquet partition in ``folder``, then the examples built from them."""
+    batches = {f.name: ingest_feed(f, landing_dir(f.name), start, end, folder / f"{f.name}.parquet") for f in feeds}
+    return batches, build({name: batch.frame for name, batch in batches.items()})

@@ -111,10 +111,8 @@ def _validated(cfg: ModelConfig, state: StatePaths) -> Path:
 
 # 1. ingest ----------------------------------------------------------------------------------------------
 def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
-    import pandas as pd
-
     from pipelines.features import load_builder
-    from pipelines.ingest import ingest_feed
+    from pipelines.ingest import ingest_examples
     from pipelines.storage import fresh_temp_dir, replace_dir, write_parquet_atomic
 
     incoming = _incoming(cfg, ctx, state)
@@ -122,13 +120,8 @@ def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     # must not leave a new first feed beside stale files.
     scratch = fresh_temp_dir(incoming)
     try:
-        batches = {
-            feed.name: ingest_feed(feed, state.landing(cfg.name, feed.name), ctx.start, ctx.end,
-                                   scratch / f"{feed.name}.parquet")
-            for feed in cfg.feeds
-        }
-        feeds = {name: pd.read_parquet(batch.path) for name, batch in batches.items()}
-        examples = load_builder(cfg.features.builder)(feeds)
+        batches, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), ctx.start,
+                                            ctx.end, scratch, load_builder(cfg.features.builder))
         write_parquet_atomic(examples, scratch / "examples.parquet")
         replace_dir(scratch, incoming)
     finally:

@@ -19,6 +19,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,11 @@ class LoadedModel:
     @property
     def columns(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
+
+    @cached_property
+    def request_schema(self):
+        """The typed ``/predict`` request, built once per loaded model (not per request)."""
+        return request_model(self)
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "model": self.name, "version": self.version, "alias": self.alias,
@@ -405,7 +411,7 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         document = get_openapi(title=app.title, version=app.version, routes=app.routes)
         model = state["model"]
         if model is not None:
-            schema = request_model(model).model_json_schema(ref_template="#/components/schemas/{model}")
+            schema = model.request_schema.model_json_schema(ref_template="#/components/schemas/{model}")
             components = document.setdefault("components", {}).setdefault("schemas", {})
             components.update(schema.pop("$defs", {}))
             components["PredictRequest"] = schema
@@ -417,48 +423,67 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
 
     app.openapi = openapi_with_signature
 
+    async def instrumented(request: Request, handler) -> Response:
+        """Request id, latency and status metrics for every scoring endpoint."""
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        response = await handler(request, request_id)
+        metrics.requests.labels(str(response.status_code)).inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    async def read_body(request: Request) -> bytes | Response:
+        too_large = error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
+            return too_large
+        body = await request.body()
+        return too_large if len(body) > max_body_bytes else body
+
+    async def score_and_log(model: LoadedModel, route: str, columns: Columns, request_id: str):
+        """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
+        probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
+        if prediction_log is not None:
+            prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
+                                              columns.values, probabilities[:, 1].tolist()))
+        metrics.rows.inc(columns.rows)
+        return probabilities
+
     @app.post("/predict", summary="Score rows typed by the model signature",
               responses={200: {"description": "P(positive class) per row, the model version and request id"},
                          422: {"description": "A row does not match the signature: the field is named"}})
     async def predict(request: Request) -> Response:
+        return await instrumented(request, typed_score)
+
+    async def typed_score(request: Request, request_id: str) -> Response:
         from pydantic import ValidationError
 
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         model = state["model"]
         if model is None:
             return error(503, f"no {model_name}@{alias} loaded yet", "MODEL_NOT_LOADED")
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
         try:
-            rows = request_model(model).model_validate_json(body).rows
+            rows = model.request_schema.model_validate_json(body).rows
         except ValidationError as exc:
             detail = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
             return JSONResponse({"error_code": "INVALID_INPUT", "message": f"{len(detail)} invalid field(s)",
                                  "detail": detail[:20]}, status_code=422)
         columns = conform_columns(Columns(list(model.columns), {c: [getattr(r, c) for r in rows]
                                                                 for c in model.columns}, len(rows)), model)
-        probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
-        if prediction_log is not None:
-            prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, "champion",
-                                              columns.values, probabilities[:, 1].tolist()))
-        metrics.rows.inc(columns.rows)
-        metrics.requests.labels("200").inc()
-        metrics.latency.observe(time.perf_counter() - started)
+        try:
+            probabilities = await score_and_log(model, "champion", columns, request_id)
+        except (ValueError, TypeError) as exc:
+            return error(400, f"the model cannot score this input: {exc}")
         return Response(orjson.dumps({"request_id": request_id, "model": model.name, "model_version": model.version,
                                       "probabilities": probabilities[:, 1].tolist()}),
-                        media_type="application/json", headers={"X-Request-ID": request_id})
+                        media_type="application/json")
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await score(request, request_id)
-        metrics.requests.labels(str(response.status_code)).inc()
-        metrics.latency.observe(time.perf_counter() - started)
-        response.headers["X-Request-ID"] = request_id
-        return response
+        return await instrumented(request, score)
 
     def route_for(request_id: str) -> tuple[str, LoadedModel | None]:
         challenger = state["challenger"]
@@ -470,46 +495,31 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     async def shadow(columns: Columns, request_id: str) -> None:
         challenger = state["challenger"]
         try:
-            conformed = conform_columns(columns, challenger)
-            scores = await batcher.predict_proba(challenger.model, conformed, conformed.rows)
+            await score_and_log(challenger, "shadow", conform_columns(columns, challenger), request_id)
         except Exception as exc:  # the shadow never affects the caller; say why it could not score
             log.warning("shadow %s v%s could not score request %s: %s", model_name, challenger.version,
                         request_id, exc)
-            return
-        if prediction_log is not None:
-            prediction_log.submit(ServedBatch(request_id, now(), challenger.name, challenger.version, "shadow",
-                                              conformed.values, scores[:, 1].tolist()))
 
     async def score(request: Request, request_id: str) -> Response:
         route, model = route_for(request_id)
         if model is None:
             return error(503, f"no {model_name}@{alias} loaded yet", "MODEL_NOT_LOADED")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            return error(413, f"request body over the {max_body_bytes}-byte limit", "REQUEST_TOO_LARGE")
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
         try:
             parsed = parse_columns(body, request.headers.get("content-type", ""))
             columns = conform_columns(parsed, model)
         except BadRequest as exc:
             return error(400, str(exc))
         try:
-            # Batched with concurrent requests, scored off the event loop.
-            probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
+            probabilities = await score_and_log(model, route, columns, request_id)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
-        if prediction_log is not None:
-            prediction_log.submit(ServedBatch(
-                request_id=request_id, served_at=now(), model_name=model.name, model_version=model.version,
-                route=route, features=columns.values,
-                predictions=probabilities[:, 1].tolist()))
         if challenger_mode == "shadow" and state["challenger"] is not None:
             task = asyncio.get_running_loop().create_task(shadow(parsed, request_id))
             shadow_tasks.add(task)
             task.add_done_callback(shadow_tasks.discard)
-        metrics.rows.inc(columns.rows)
         return Response(orjson.dumps({"predictions": probabilities.tolist(), "request_id": request_id},
                                      option=orjson.OPT_SERIALIZE_NUMPY),
                         media_type="application/json",
