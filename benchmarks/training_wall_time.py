@@ -63,7 +63,8 @@ def reference_steps(tables) -> dict[str, float]:
                           for params in cfg.search.candidates()]
             evaluation = timed("evaluate", t.evaluate, cfg, ctx, state, splits, candidates)
             decision = timed("gate", t.gate, cfg, ctx, state, splits, evaluation)
-            if decision["promote"]:
+            if decision["promote"] and timed("infra_validate", t.infra_validate, cfg, ctx, state, splits,
+                                              evaluation)["passed"]:
                 timed("register", t.register, cfg, ctx, state, splits, evaluation, decision)
                 timed("deploy (model load)", load_registered, cfg.model_name, "champion")
             return timings
