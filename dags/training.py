@@ -143,7 +143,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         def deploy(promotion: dict) -> dict:
             from pipelines import training_tasks as t
 
-            return t.deploy(cfg, promotion)
+            return t.deploy(cfg, promotion, state())
 
         splits = split(version(validate(ingest())))
         evaluation = evaluate(splits, train.partial(splits=splits).expand(hyperparameters=cfg.search.candidates()))

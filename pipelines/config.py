@@ -119,6 +119,11 @@ class GatePolicy(_Strict):
 class ServingConfig(_Strict):
     url: str = Field("http://127.0.0.1:8000", description="Overridden by $MLOPS_SERVING_URL.")
     reload_timeout_s: float = 60.0
+    rollout: Literal["direct", "shadow", "canary"] = Field(
+        "direct", description="direct: a candidate that passes the gate becomes champion at once. shadow / "
+        "canary: it becomes the challenger, scored beside the champion (shadow) or answering canary_share of "
+        "the requests, until an operator promotes or retires it with the promote_<model> DAG.")
+    canary_share: float = Field(0.1, gt=0, lt=1, description="Share of requests a canary challenger answers.")
 
 
 class ModelConfig(_Strict):

@@ -16,6 +16,29 @@ class Promotion:
     model_name: str
     version: str
     previous_version: str | None
+    alias: str = CHAMPION
+    # The aliases as they were before the move, so a deploy that fails can put them back.
+    before: dict[str, str | None] | None = None
+    rollout: str = "direct"
+
+
+class AliasMoveError(ValueError):
+    """An operator asked for an alias move that cannot be made (nothing to roll back to, no challenger...)."""
+
+
+def aliases(client, model_name: str) -> dict[str, str | None]:
+    return {a: alias_version(client, model_name, a) for a in (CHAMPION, PREVIOUS, CHALLENGER)}
+
+
+def restore_aliases(client, model_name: str, before: dict[str, str | None]) -> None:
+    """Put ``champion``/``previous``/``challenger`` back as they were (champion first: it is what is served)."""
+    for alias in (CHAMPION, PREVIOUS, CHALLENGER):
+        version = before.get(alias)
+        if version is None:
+            if alias_version(client, model_name, alias) is not None:
+                client.delete_registered_model_alias(model_name, alias)
+        else:
+            client.set_registered_model_alias(model_name, alias, version)
 
 
 def alias_version(client, model_name: str, alias: str) -> str | None:
@@ -57,9 +80,10 @@ def register_version(client, model_name: str, model_uri: str, tags: dict[str, st
 def promote_version(client, model_name: str, version: str) -> Promotion:
     """challenger -> champion; the former champion keeps ``previous``. Each alias move is one atomic write,
     ordered so that ``champion`` always points at a registered, servable version."""
-    current = alias_version(client, model_name, CHAMPION)
+    before = aliases(client, model_name)
+    current = before[CHAMPION]
     if current == version:
-        return Promotion(model_name, version, alias_version(client, model_name, PREVIOUS))
+        return Promotion(model_name, version, before[PREVIOUS], before=before)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     try:
         if current is not None:
@@ -68,30 +92,59 @@ def promote_version(client, model_name: str, version: str) -> Promotion:
     finally:
         # Whether the move succeeded or not, no challenger alias is left behind; a retry starts over.
         client.delete_registered_model_alias(model_name, CHALLENGER)
-    return Promotion(model_name, version, current)
+    return Promotion(model_name, version, current, before=before)
 
 
-class RollbackError(ValueError):
-    pass
+def stage_challenger(client, model_name: str, version: str, rollout: str, canary_share: float) -> Promotion:
+    """Make ``version`` the ``challenger``: the service scores it in shadow, or answers ``canary_share`` of
+    the traffic with it, as its version tags say. ``champion`` does not move until it is promoted."""
+    if rollout not in ("shadow", "canary"):
+        raise ValueError(f"a challenger rolls out in shadow or canary, not {rollout!r}")
+    before = aliases(client, model_name)
+    client.set_model_version_tag(model_name, version, "rollout", rollout)
+    client.set_model_version_tag(model_name, version, "canary_share", f"{canary_share:g}")
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    return Promotion(model_name, version, before[CHAMPION], alias=CHALLENGER, before=before, rollout=rollout)
+
+
+def promote_challenger(client, model_name: str, reason: str) -> Promotion:
+    """The operator's verdict on a shadow or canary rollout: ``challenger`` becomes ``champion``."""
+    version = alias_version(client, model_name, CHALLENGER)
+    if version is None:
+        raise AliasMoveError(f"{model_name} has no '{CHALLENGER}' version to promote")
+    client.set_model_version_tag(model_name, version, "promotion_reason", reason[:4900])
+    return promote_version(client, model_name, version)
+
+
+def retire_challenger(client, model_name: str, reason: str) -> Promotion:
+    """The other verdict: the challenger stops being scored; ``champion`` is untouched."""
+    before = aliases(client, model_name)
+    version = before[CHALLENGER]
+    if version is None:
+        raise AliasMoveError(f"{model_name} has no '{CHALLENGER}' version to retire")
+    client.set_model_version_tag(model_name, version, "retired_reason", reason[:4900])
+    client.delete_registered_model_alias(model_name, CHALLENGER)
+    return Promotion(model_name, before[CHAMPION] or "", before[PREVIOUS], before=before, rollout="retired")
 
 
 def rollback(client, model_name: str, reason: str, to_version: str | None = None) -> Promotion:
     """Move ``champion`` back to ``previous`` (or to ``to_version``). The demoted version becomes
     ``previous``, so a rollback can itself be undone; both versions record why."""
-    current = alias_version(client, model_name, CHAMPION)
-    target = str(to_version) if to_version else alias_version(client, model_name, PREVIOUS)
+    before = aliases(client, model_name)
+    current = before[CHAMPION]
+    target = str(to_version) if to_version else before[PREVIOUS]
     if target is None:
-        raise RollbackError(f"{model_name} has no '{PREVIOUS}' version to roll back to: name a version")
+        raise AliasMoveError(f"{model_name} has no '{PREVIOUS}' version to roll back to: name a version")
     try:
         client.get_model_version(model_name, target)
     except Exception as exc:
-        raise RollbackError(f"{model_name} version {target} does not exist") from exc
+        raise AliasMoveError(f"{model_name} version {target} does not exist") from exc
     if target == current:
-        raise RollbackError(f"{model_name} version {target} is already the champion")
+        raise AliasMoveError(f"{model_name} version {target} is already the champion")
     client.set_registered_model_alias(model_name, CHAMPION, target)
     if current is not None:
         client.set_registered_model_alias(model_name, PREVIOUS, current)
         client.set_model_version_tag(model_name, current, "demoted_reason", reason[:4900])
     client.set_model_version_tag(model_name, target, "rollback_reason", reason[:4900])
     client.set_model_version_tag(model_name, target, "rolled_back_from", str(current))
-    return Promotion(model_name, target, current)
+    return Promotion(model_name, target, current, before=before)

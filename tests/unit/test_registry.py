@@ -100,14 +100,57 @@ def test_rollback_to_previous_and_back_again(client):
 
 
 def test_rollback_refuses_what_it_cannot_do(client):
-    from pipelines.registry import RollbackError, rollback
+    from pipelines.registry import AliasMoveError, rollback
 
     v1 = register(client, "run-1")
     promote_version(client, "toy", v1)
-    with pytest.raises(RollbackError, match="no 'previous' version"):
+    with pytest.raises(AliasMoveError, match="no 'previous' version"):
         rollback(client, "toy", "why")
-    with pytest.raises(RollbackError, match="version 7 does not exist"):
+    with pytest.raises(AliasMoveError, match="version 7 does not exist"):
         rollback(client, "toy", "why", to_version="7")
-    with pytest.raises(RollbackError, match="already the champion"):
+    with pytest.raises(AliasMoveError, match="already the champion"):
         rollback(client, "toy", "why", to_version=v1)
     assert alias_version(client, "toy", "champion") == v1
+
+
+def test_staged_challenger_leaves_champion_until_promoted(client):
+    from pipelines.registry import promote_challenger, stage_challenger
+
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    v2 = register(client, "run-2")
+    staged = stage_challenger(client, "toy", v2, "canary", 0.25)
+    assert (staged.alias, staged.rollout) == ("challenger", "canary")
+    assert (alias_version(client, "toy", "champion"), alias_version(client, "toy", "challenger")) == (v1, v2)
+    assert client.get_model_version("toy", v2).tags["canary_share"] == "0.25"
+    promoted = promote_challenger(client, "toy", "canary AUC 0.74 vs 0.71 over 2 days")
+    assert (promoted.version, promoted.previous_version) == (v2, v1)
+    assert alias_version(client, "toy", "challenger") is None
+    assert alias_version(client, "toy", "previous") == v1
+    assert client.get_model_version("toy", v2).tags["promotion_reason"].startswith("canary AUC")
+
+
+def test_retired_challenger_stops_without_touching_champion(client):
+    from pipelines.registry import AliasMoveError, retire_challenger, stage_challenger
+
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    with pytest.raises(AliasMoveError, match="no 'challenger'"):
+        retire_challenger(client, "toy", "nothing staged")
+    v2 = register(client, "run-2")
+    stage_challenger(client, "toy", v2, "shadow", 0.1)
+    retire_challenger(client, "toy", "shadow log loss worse")
+    assert alias_version(client, "toy", "challenger") is None and alias_version(client, "toy", "champion") == v1
+    assert client.get_model_version("toy", v2).tags["retired_reason"] == "shadow log loss worse"
+
+
+def test_restore_aliases_undoes_a_promotion(client):
+    from pipelines.registry import restore_aliases
+
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    v2 = register(client, "run-2")
+    promotion = promote_version(client, "toy", v2)
+    restore_aliases(client, "toy", promotion.before)
+    assert alias_version(client, "toy", "champion") == v1
+    assert alias_version(client, "toy", "previous") is None

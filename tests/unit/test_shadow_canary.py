@@ -90,3 +90,22 @@ def test_without_a_challenger_everything_goes_to_the_champion(registry):
     with app(registry, challenger_mode="canary", canary_share=1.0) as client:
         answer = client.post("/invocations", json={"dataframe_records": [ROW]})
     assert answer.headers["X-Model-Route"] == "champion" and answer.headers["X-Model-Version"] == "1"
+
+
+def test_by_default_the_challenger_runs_as_its_version_tags_say(registry):
+    """The training DAG stages a challenger with rollout tags; the service follows them, no restart."""
+    from pipelines.registry import retire_challenger, stage_challenger
+
+    client_ = mlflow.MlflowClient()
+    stage_challenger(client_, "cc", "2", "canary", 0.5)
+    with app(registry) as client:
+        state = client.post("/admin/reload").json()
+        assert (state["challenger_mode"], state["challenger_version"], state["canary_share"]) == ("canary", "2", 0.5)
+        routes = [client.post("/invocations", json={"dataframe_records": [ROW]}).headers["X-Model-Route"]
+                  for _ in range(200)]
+        assert 0.35 < routes.count("canary") / len(routes) < 0.65
+        retire_challenger(client_, "cc", "canary worse on PR AUC")
+        state = client.post("/admin/reload").json()
+        assert (state["challenger_mode"], state["challenger_version"]) == ("off", None)
+        answer = client.post("/invocations", json={"dataframe_records": [ROW]})
+    assert answer.headers["X-Model-Route"] == "champion"
