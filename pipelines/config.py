@@ -126,6 +126,48 @@ class ServingConfig(_Strict):
     canary_share: float = Field(0.1, gt=0, lt=1, description="Share of requests a canary challenger answers.")
 
 
+class DriftPolicy(_Strict):
+    """Evidently's per-column drift tests (defaults: normed Wasserstein / Jensen-Shannon at 0.1)."""
+
+    drift_share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of columns drifts.")
+    methods: dict[str, str] = Field(default_factory=dict, description="Per-column Evidently stat test name.")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-column drift threshold.")
+    key_features: dict[str, float] = Field(
+        default_factory=dict, description="Features whose drift score alone is a breach above this value.")
+    prediction_threshold: float = Field(0.2, description="Breach when the scores' normed Wasserstein distance "
+                                        "to the reference's scores reaches this.")
+
+
+class RetrainPolicy(_Strict):
+    """When breaches start a retrain: N breaching windows in a row (hysteresis: a window only clears the
+    streak when every signal is back under ``clear_ratio`` x its threshold), then no second trigger for
+    ``cooldown_days`` of data time."""
+
+    on: list[Literal["dataset_drift", "key_feature_drift", "prediction_drift", "performance"]] = Field(
+        default_factory=lambda: ["dataset_drift", "key_feature_drift", "performance"])
+    consecutive_windows: int = Field(2, ge=1)
+    clear_ratio: float = Field(0.8, gt=0, le=1)
+    cooldown_days: int = Field(14, ge=0)
+
+
+class MonitoringConfig(_Strict):
+    schedule: str | None = Field("@daily", description="Cron or preset for monitor_<model>; None = manual.")
+    window_days: int = Field(1, ge=1, description="Days of logged predictions one run judges.")
+    labels_feed: str = Field("outcomes", description="Landed feed of actual outcomes: request_id, row_index "
+                             "and the target column, joined to the prediction log by request id.")
+    label_lookback_days: int = Field(3, ge=0, description="Earlier windows whose realized metrics are "
+                                     "recomputed as their late labels arrive.")
+    min_rows: int = Field(200, ge=1, description="Smaller windows are reported but never judged.")
+    max_missing_share: float = Field(0.05, description="Data quality alert above this share of missing values.")
+    drift: DriftPolicy = DriftPolicy()
+    performance_floors: dict[Literal["roc_auc", "pr_auc", "f1"], float] | None = Field(
+        None, description="Realized-metric floors; default: the gate's floors.")
+    retrain: RetrainPolicy = RetrainPolicy()
+    report_sample_rows: int = Field(20_000, ge=100, description="Rows per side in Evidently's HTML report.")
+    alert_webhook: str | None = Field(None, description="POST alerts here as JSON; $MLOPS_ALERT_WEBHOOK too.")
+    alert_emails: list[str] = Field(default_factory=list, description="Also e-mail alerts (SMTP from $SMTP_*).")
+
+
 class ModelConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
@@ -137,6 +179,7 @@ class ModelConfig(_Strict):
     search: SearchConfig = SearchConfig()
     gate: GatePolicy = GatePolicy()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     schedule: str | None = Field(None, description="Cron expression for scheduled retraining; None = manual.")
     start_date: date = date(2013, 1, 1)
     default_interval: tuple[date, date] | None = Field(
@@ -160,6 +203,11 @@ class ModelConfig(_Strict):
         if len(names) != len(set(names)) or not names:
             raise ValueError(f"feeds must be a non-empty list of unique names, got {names}")
         return feeds
+
+    @property
+    def realized_floors(self) -> dict[str, float]:
+        return dict(self.monitoring.performance_floors if self.monitoring.performance_floors is not None
+                    else self.gate.floors)
 
     @property
     def model_name(self) -> str:

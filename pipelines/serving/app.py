@@ -198,6 +198,35 @@ def _as_category(value: Any, column: str) -> str | None:
     raise BadRequest(f"column {column!r} must hold scalar values, got {value!r}")
 
 
+def split_event_time(columns: Columns, column: str | None) -> tuple[Columns, list[datetime | None] | None]:
+    """Take the optional event-time column out of the request (it is logged, never scored)."""
+    if not column or column not in columns.values:
+        return columns, None
+    times = []
+    for value in columns.values[column]:
+        if value is None:
+            times.append(None)
+            continue
+        try:
+            stamp = datetime.fromtimestamp(value, UTC) if type(value) in (int, float) \
+                else datetime.fromisoformat(value)
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise BadRequest(f"column {column!r} must be an ISO 8601 time or epoch seconds, got {value!r}") from None
+        times.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+    names = [n for n in columns.names if n != column]
+    return Columns(names, {n: columns.values[n] for n in names}, columns.rows, columns.numeric), times
+
+
+def event_time_column(model_name: str) -> str | None:
+    """``$MLOPS_SERVING_EVENT_TIME_COLUMN``, else the event time of the model's config, if there is one."""
+    if "MLOPS_SERVING_EVENT_TIME_COLUMN" in os.environ:
+        return os.environ["MLOPS_SERVING_EVENT_TIME_COLUMN"] or None
+    from pipelines.config import MODELS_DIR, load_model_config
+
+    path = MODELS_DIR / f"{model_name}.yaml"
+    return load_model_config(path).features.event_time if path.is_file() else None
+
+
 def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
     """Check the request against the model signature and convert every value, naming the first bad field."""
     missing = [c for c in model.columns if c not in columns.values]
@@ -267,7 +296,8 @@ class ServiceMetrics:
 def create_app(model_name: str | None = None, alias: str | None = None, poll_seconds: float | None = None,
                prediction_log: PredictionLog | None = None, log_predictions: bool | None = None,
                max_body_bytes: int | None = None, model_uri: str | None = None,
-               challenger_mode: str | None = None, canary_share: float | None = None) -> FastAPI:
+               challenger_mode: str | None = None, canary_share: float | None = None,
+               event_time: str | None = None) -> FastAPI:
     """The service for ``model_name@alias``; with ``model_uri`` a staging instance serving that one model
     (no registry alias, no polling): what infra validation runs a candidate in before promotion.
 
@@ -293,6 +323,7 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     if canary_share is None and os.environ.get("MLOPS_SERVING_CANARY_SHARE"):
         canary_share = float(os.environ["MLOPS_SERVING_CANARY_SHARE"])
     workers = int(os.environ.get("MLOPS_SERVING_WORKERS", "1"))
+    event_time = event_time or event_time_column(model_name)
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
     app.state.prediction_log = prediction_log
     batcher = MicroBatcher(combine=columns_to_frame)
@@ -457,12 +488,13 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         body = await request.body()
         return too_large if len(body) > max_body_bytes else body
 
-    async def score_and_log(model: LoadedModel, route: str, columns: Columns, request_id: str):
+    async def score_and_log(model: LoadedModel, route: str, columns: Columns, request_id: str,
+                            event_times: list[datetime | None] | None = None):
         """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
         probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
         if prediction_log is not None:
             prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
-                                              columns.values, probabilities[:, 1].tolist()))
+                                              columns.values, probabilities[:, 1].tolist(), event_times))
         metrics.rows.inc(columns.rows)
         return probabilities
 
@@ -508,10 +540,10 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
             return "canary", challenger
         return "champion", state["model"]
 
-    async def shadow(columns: Columns, request_id: str) -> None:
+    async def shadow(columns: Columns, request_id: str, event_times: list[datetime | None] | None) -> None:
         challenger = state["challenger"]
         try:
-            await score_and_log(challenger, "shadow", conform_columns(columns, challenger), request_id)
+            await score_and_log(challenger, "shadow", conform_columns(columns, challenger), request_id, event_times)
         except Exception as exc:  # the shadow never affects the caller; say why it could not score
             log.warning("shadow %s v%s could not score request %s: %s", model_name, challenger.version,
                         request_id, exc)
@@ -524,16 +556,17 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         if isinstance(body, Response):
             return body
         try:
-            parsed = parse_columns(body, request.headers.get("content-type", ""))
+            parsed, event_times = split_event_time(parse_columns(body, request.headers.get("content-type", "")),
+                                                   event_time)
             columns = conform_columns(parsed, model)
         except BadRequest as exc:
             return error(400, str(exc))
         try:
-            probabilities = await score_and_log(model, route, columns, request_id)
+            probabilities = await score_and_log(model, route, columns, request_id, event_times)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
         if state["route"] == "shadow" and state["challenger"] is not None:
-            task = asyncio.get_running_loop().create_task(shadow(parsed, request_id))
+            task = asyncio.get_running_loop().create_task(shadow(parsed, request_id, event_times))
             shadow_tasks.add(task)
             task.add_done_callback(shadow_tasks.discard)
         return Response(orjson.dumps({"predictions": probabilities.tolist(), "request_id": request_id},

@@ -31,6 +31,9 @@ PREDICTIONS = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=False, index=True),
     sa.Column("row_index", sa.Integer, nullable=False),
     sa.Column("served_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # When the predicted event happens (e.g. the flight's scheduled hour), if the client sent it: monitoring
+    # windows use it, else served_at. Replays of past data rely on it.
+    sa.Column("event_time", sa.DateTime(timezone=True), nullable=True, index=True),
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False),
     sa.Column("route", sa.String(16), nullable=False),  # champion (returned) or shadow (scored, not returned)
@@ -48,6 +51,7 @@ class ServedBatch:
     route: str
     features: list[dict] | dict[str, list]  # rows, or columns (turned into rows by the writer thread)
     predictions: list[float]
+    event_times: list[datetime | None] | None = None
 
 
 def default_url() -> str:
@@ -68,7 +72,7 @@ class PredictionLog:
             def _wal(dbapi_connection, _record):  # readers (the monitoring DAG) never block the writer
                 dbapi_connection.execute("PRAGMA journal_mode=WAL")
                 dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-        METADATA.create_all(self.engine)
+        create_table(self.engine)
         self._queue: queue.SimpleQueue[ServedBatch | None] = queue.SimpleQueue()
         self._max_batch_rows, self._flush_seconds = max_batch_rows, flush_seconds
         self._pending_rows = 0
@@ -116,7 +120,7 @@ class PredictionLog:
         records = [
             {"request_id": b.request_id, "row_index": i, "served_at": b.served_at, "model_name": b.model_name,
              "model_version": b.model_version, "route": b.route, "features": orjson.dumps(row).decode(),
-             "prediction": float(p)}
+             "prediction": float(p), "event_time": b.event_times[i] if b.event_times else None}
             for b in batches for i, (row, p) in enumerate(zip(_rows(b.features), b.predictions, strict=True))
         ]
         attempt, written = 0, False
@@ -141,6 +145,17 @@ class PredictionLog:
             self.rows_written += rows
         else:
             self.rows_failed += rows
+
+
+def create_table(engine: sa.Engine) -> None:
+    """Create ``prediction_log``, or add the columns a log written by an earlier release lacks."""
+    METADATA.create_all(engine)
+    present = {c["name"] for c in sa.inspect(engine).get_columns(PREDICTIONS.name)}
+    with engine.begin() as connection:
+        for column in PREDICTIONS.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {PREDICTIONS.name} ADD COLUMN {column.name} {kind}")
 
 
 def _rows(features: list[dict] | dict[str, list]) -> list[dict]:

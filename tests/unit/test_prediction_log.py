@@ -80,3 +80,21 @@ def test_a_resent_request_id_is_logged_again_not_wedged(log_url):
     log.close()
     assert (log.rows_written, log.rows_failed, log.backlog) == (4, 0, 0)
     log.engine.dispose()
+
+
+def test_a_log_from_an_earlier_release_gains_the_new_columns(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE prediction_log (id INTEGER PRIMARY KEY, request_id VARCHAR(64) NOT NULL, row_index INTEGER "
+            "NOT NULL, served_at DATETIME NOT NULL, model_name VARCHAR(200) NOT NULL, model_version VARCHAR(32) "
+            "NOT NULL, route VARCHAR(16) NOT NULL, features TEXT NOT NULL, prediction FLOAT NOT NULL)")
+        connection.exec_driver_sql("INSERT INTO prediction_log VALUES (1, 'old', 0, '2026-01-01', 'm', '1', "
+                                   "'champion', '{}', 0.5)")
+    log = PredictionLog(url, flush_seconds=0.01)
+    log.submit(batch("new", 1))
+    log.close()
+    with log.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one() == 2
+    assert "event_time" in {c["name"] for c in sa.inspect(log.engine).get_columns("prediction_log")}

@@ -109,3 +109,18 @@ def test_by_default_the_challenger_runs_as_its_version_tags_say(registry):
         assert (state["challenger_mode"], state["challenger_version"]) == ("off", None)
         answer = client.post("/invocations", json={"dataframe_records": [ROW]})
     assert answer.headers["X-Model-Route"] == "champion"
+
+
+def test_the_event_time_column_is_logged_not_scored(registry):
+    with app(registry, challenger_mode="off", event_time="t") as client:
+        good = client.post("/invocations", json={"dataframe_records": [{**ROW, "t": "2013-07-01T17:00:00Z"},
+                                                                       {**ROW, "t": None}]},
+                           headers={"X-Request-ID": "timed"})
+        bad = client.post("/invocations", json={"dataframe_records": [{**ROW, "t": "yesterday"}]})
+        untimed = client.post("/invocations", json={"dataframe_records": [ROW]}, headers={"X-Request-ID": "plain"})
+    assert good.status_code == 200 and untimed.status_code == 200
+    assert bad.status_code == 400 and "'t'" in bad.json()["message"]
+    engine = sa.create_engine(f"sqlite:///{registry / 'predictions.db'}")
+    rows = pd.read_sql("select request_id, event_time, features from prediction_log order by id", engine)
+    assert str(rows.event_time[0]).startswith("2013-07-01 17:00:00") and rows.event_time[1:].isna().all()
+    assert '"t"' not in rows.features[0]
