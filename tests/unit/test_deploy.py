@@ -6,6 +6,7 @@ from sklearn.dummy import DummyClassifier
 
 from pipelines.config import ModelConfig, ServingConfig
 from pipelines.registry import alias_version, promote_version, register_version
+from pipelines.tracking import configure_mlflow
 from pipelines.training_tasks import deploy, serves
 
 
@@ -13,7 +14,7 @@ from pipelines.training_tasks import deploy, serves
 def client(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
+    configure_mlflow()  # tracking and registry: an earlier test may have left another registry URI set
     experiment = mlflow.create_experiment("deploy_test", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",

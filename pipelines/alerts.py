@@ -1,0 +1,78 @@
+"""Alerts: always logged; POSTed as JSON to a webhook and e-mailed when the model config (or the
+environment) names one. Sending never fails the caller: a monitoring run whose webhook is down still
+records its numbers, and says the alert could not be delivered.
+
+Kinds: dataset_drift, key_feature_drift, prediction_drift, performance, data_quality, data_validation_failed,
+retrain_triggered, gate_rejected, run_failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+from pipelines.config import ModelConfig
+
+log = logging.getLogger("pipelines.alerts")
+
+
+def alert(cfg: ModelConfig, kind: str, message: str, details: dict[str, Any] | None = None) -> dict:
+    event = {"kind": kind, "model": cfg.name, "message": message, "details": details or {},
+             "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    log.warning("ALERT %s %s: %s", kind, cfg.name, message)
+    delivered = {"log": True}
+    webhook = cfg.monitoring.alert_webhook or os.environ.get("MLOPS_ALERT_WEBHOOK")
+    if webhook:
+        delivered["webhook"] = _post(webhook, event)
+    emails = cfg.monitoring.alert_emails or [e for e in os.environ.get("MLOPS_ALERT_EMAILS", "").split(",") if e]
+    if emails:
+        delivered["email"] = _mail(emails, event)
+    return {**event, "delivered": delivered}
+
+
+def _post(url: str, event: dict) -> bool:
+    import httpx
+
+    try:
+        httpx.post(url, json=event, timeout=5).raise_for_status()
+        return True
+    except httpx.HTTPError as exc:
+        log.error("alert webhook %s failed: %s", url, exc)
+        return False
+
+
+def _mail(recipients: list[str], event: dict) -> bool:
+    """Through the SMTP server of $SMTP_HOST (port $SMTP_PORT, default 25; sender $SMTP_FROM)."""
+    host = os.environ.get("SMTP_HOST")
+    if not host:
+        log.error("alert e-mail to %s not sent: set SMTP_HOST", recipients)
+        return False
+    mail = EmailMessage()
+    mail["Subject"] = f"[mlops-loop] {event['kind']}: {event['model']}"
+    mail["From"] = os.environ.get("SMTP_FROM", "mlops-loop@localhost")
+    mail["To"] = ", ".join(recipients)
+    mail.set_content(f"{event['message']}\n\n{event['details']}")
+    try:
+        with smtplib.SMTP(host, int(os.environ.get("SMTP_PORT", "25")), timeout=10) as smtp:
+            smtp.send_message(mail)
+        return True
+    except (OSError, smtplib.SMTPException) as exc:
+        log.error("alert e-mail to %s failed: %s", recipients, exc)
+        return False
+
+
+def failure_callback(cfg: ModelConfig):
+    """An Airflow ``on_failure_callback``: a task that failed for good raises a ``run_failed`` alert."""
+
+    def on_failure(context) -> None:
+        ti = context.get("task_instance") or context.get("ti")
+        alert(cfg, "run_failed", f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')} failed in run "
+              f"{context.get('run_id')}: {context.get('exception')}",
+              {"dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
+               "run_id": context.get("run_id")})
+
+    return on_failure

@@ -1,0 +1,209 @@
+"""Continuous monitoring, the pure steps: what a window of served predictions says, and what to do about it.
+
+A *window* is the rows the prediction service logged for one interval of event time (or serving time, when
+clients send no event time). For each window this module measures data drift and prediction drift against
+the champion's training snapshot (``pipelines.drift``), data quality, and, once the delayed labels have
+arrived, realized performance; then the retrain policy of the model config turns the history of windows
+into one decision. No I/O here: ``pipelines.monitoring_tasks`` reads and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import ModelConfig, MonitoringConfig
+from pipelines.drift import ReferenceProfile, dataset_drift
+from pipelines.metrics import classification_metrics, json_safe, slice_metrics
+
+PREDICTION = "prediction"
+
+
+@dataclass
+class WindowMeasurement:
+    """One window's numbers, as stored in the ``monitoring_metrics`` table."""
+
+    window_start: date
+    window_end: date
+    model_version: str | None
+    rows: int
+    drift_share: float | None = None
+    dataset_drift: bool | None = None
+    drift_scores: dict[str, float | None] = field(default_factory=dict)
+    drifted_columns: list[str] = field(default_factory=list)
+    prediction_drift: float | None = None
+    missing_shares: dict[str, float] = field(default_factory=dict)
+    quality_alerts: list[str] = field(default_factory=list)
+    labelled_rows: int = 0
+    pending_labels: int = 0
+    realized: dict[str, float | None] = field(default_factory=dict)
+    realized_slices: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def data_quality(frame: pd.DataFrame, columns: list[str], max_missing_share: float) -> tuple[dict, list[str]]:
+    """Share of missing values per column; an alert for each column above ``max_missing_share``."""
+    if frame.empty:
+        return {}, []
+    shares = {c: float(frame[c].isna().mean()) if c in frame.columns else 1.0 for c in columns}
+    alerts = [f"{c}: {share:.1%} of rows missing (limit {max_missing_share:.0%})"
+              for c, share in shares.items() if share > max_missing_share]
+    return shares, alerts
+
+
+def join_labels(window: pd.DataFrame, labels: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
+    """Served rows with their actual outcome, joined on (request id, row index). Rows whose label has not
+    arrived are counted, never guessed. A label sent twice counts once (the last one landed wins)."""
+    if labels.empty or window.empty:
+        return window.iloc[0:0].assign(**{target: pd.Series(dtype="int64")}), len(window)
+    labels = labels.drop_duplicates(subset=["request_id", "row_index"], keep="last")
+    joined = window.merge(labels[["request_id", "row_index", target]], on=["request_id", "row_index"], how="left")
+    known = joined[joined[target].notna()]
+    return known.assign(**{target: known[target].astype("int64")}), int(joined[target].isna().sum())
+
+
+def realized_performance(labelled: pd.DataFrame, cfg: ModelConfig, threshold: float) -> tuple[dict, list[dict]]:
+    """The gate's metrics (and its slice metrics) on served rows whose outcome is known."""
+    target = cfg.features.target
+    if labelled.empty:
+        return {}, []
+    truth, scores = labelled[target].to_numpy(), labelled[PREDICTION].to_numpy()
+    slices = [c for c in cfg.features.slices if c in labelled.columns]
+    return (json_safe(classification_metrics(truth, scores, threshold)),
+            [json_safe(r) for r in slice_metrics(labelled, truth, scores, slices, threshold)])
+
+
+def measure_window(cfg: ModelConfig, window: pd.DataFrame, profile: ReferenceProfile, start: date, end: date,
+                   model_version: str | None) -> WindowMeasurement:
+    """Drift of every feature and of the predictions, and data quality, for one window of served rows.
+
+    ``window`` holds one column per feature plus ``prediction``; ``profile`` was built from the champion's
+    training snapshot (with the champion's own scores on it as ``prediction``)."""
+    policy = cfg.monitoring
+    columns = [*cfg.features.numeric, *cfg.features.categorical]
+    measurement = WindowMeasurement(start, end, model_version, len(window))
+    measurement.missing_shares, measurement.quality_alerts = data_quality(window, columns, policy.max_missing_share)
+    if window.empty:
+        return measurement
+    features = ReferenceProfile({c: p for c, p in profile.columns.items() if c != PREDICTION}, profile.rows)
+    summary = dataset_drift(features, window, policy.drift.drift_share, policy.drift.methods, policy.drift.thresholds)
+    measurement.drift_share, measurement.dataset_drift = summary.share, summary.dataset_drift
+    measurement.drift_scores = {c.column: None if np.isnan(c.score) else round(c.score, 6) for c in summary.columns}
+    measurement.drifted_columns = summary.drifted()
+    if PREDICTION in profile.columns:
+        from pipelines.drift import column_drift
+
+        scored = column_drift(profile.columns[PREDICTION], window[PREDICTION], method="wasserstein",
+                              threshold=policy.drift.prediction_threshold)
+        measurement.prediction_drift = None if np.isnan(scored.score) else round(scored.score, 6)
+    return measurement
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    detail: str
+
+
+def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list[Signal]:
+    """The policy's signals this window raises. ``scale`` < 1 lowers every drift threshold: a window only
+    *clears* a streak when no signal fires even at ``clear_ratio`` x the thresholds (hysteresis)."""
+    policy = cfg.monitoring
+    found: list[Signal] = []
+    if m.rows < policy.min_rows:
+        return found
+    if m.drift_share is not None and m.drift_share >= policy.drift.drift_share * scale:
+        found.append(Signal("dataset_drift", f"{m.drift_share:.0%} of columns drifted ({', '.join(m.drifted_columns)})"
+                            f"; limit {policy.drift.drift_share * scale:.0%}"))
+    for column, limit in policy.drift.key_features.items():
+        score = m.drift_scores.get(column)
+        if score is not None and score >= limit * scale:
+            found.append(Signal("key_feature_drift", f"{column} drift {score:.3f} >= {limit * scale:.3f}"))
+    if m.prediction_drift is not None and m.prediction_drift >= policy.drift.prediction_threshold * scale:
+        found.append(Signal("prediction_drift", f"prediction drift {m.prediction_drift:.3f} >= "
+                            f"{policy.drift.prediction_threshold * scale:.3f}"))
+    if m.labelled_rows >= policy.min_rows:
+        for metric, floor in cfg.realized_floors.items():
+            value = m.realized.get(metric)
+            if value is not None and value < floor:
+                found.append(Signal("performance", f"realized {metric} {value:.3f} < floor {floor:.3f} "
+                                    f"({m.labelled_rows} labelled rows)"))
+    return [s for s in found if s.name in policy.retrain.on]
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """What the decision needs to know of an earlier window (a row of the time series)."""
+
+    window_end: date
+    breached: bool
+    cleared: bool
+    decision: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "retrain", "hold" (breaching, not yet or not allowed), "ok", "insufficient", "invalid_data"
+    signals: list[Signal]
+    streak: int
+    reason: str
+
+    @property
+    def retrain(self) -> bool:
+        return self.action == "retrain"
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "signals": [asdict(s) for s in self.signals], "streak": self.streak,
+                "reason": self.reason}
+
+
+def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], data_valid: bool) -> Decision:
+    """Retrain when the window breaches and so did the ``consecutive_windows - 1`` windows before it (a
+    window that neither breaches nor clears holds the streak), unless a retrain was started less than
+    ``cooldown_days`` of data time ago. Only windows since the last retrain count, so one long drift starts
+    at most one retrain per cooldown; new data that failed validation never starts one."""
+    policy: MonitoringConfig = cfg.monitoring
+    if m.rows < policy.min_rows:
+        return Decision("insufficient", [], 0, f"{m.rows} rows served in the window, fewer than {policy.min_rows}")
+    signals = breaches(m, cfg)
+    if not signals:
+        return Decision("ok", [], 0, "no signal")
+    streak = 1
+    last_retrain: date | None = None
+    for record in sorted(history, key=lambda r: r.window_end, reverse=True):
+        if record.window_end >= m.window_end:
+            continue
+        if record.decision == "retrain":
+            last_retrain = record.window_end
+            break
+        if record.breached:
+            streak += 1
+        elif record.cleared:
+            break
+    if last_retrain is None:
+        last_retrain = max((r.window_end for r in history if r.decision == "retrain" and r.window_end < m.window_end),
+                           default=None)
+    summary = "; ".join(s.detail for s in signals)
+    if streak < policy.retrain.consecutive_windows:
+        return Decision("hold", signals, streak, f"breach {streak} of {policy.retrain.consecutive_windows} in a row: "
+                        f"{summary}")
+    if last_retrain is not None and m.window_end < last_retrain + timedelta(days=policy.retrain.cooldown_days):
+        return Decision("hold", signals, streak, f"cooldown: a retrain started for the window ending {last_retrain}, "
+                        f"next allowed from {last_retrain + timedelta(days=policy.retrain.cooldown_days)}: {summary}")
+    if not data_valid:
+        return Decision("invalid_data", signals, streak, f"the window's landed data failed validation, so it "
+                        f"cannot start a retrain: {summary}")
+    return Decision("retrain", signals, streak, f"{streak} breaching windows in a row: {summary}")
+
+
+def record_of(m: WindowMeasurement, cfg: ModelConfig, decision: str) -> WindowRecord:
+    """How this window will count in later decisions (too few rows: neither breaches nor clears)."""
+    if m.rows < cfg.monitoring.min_rows:
+        return WindowRecord(m.window_end, False, False, decision)
+    return WindowRecord(m.window_end, bool(breaches(m, cfg)),
+                        not breaches(m, cfg, scale=cfg.monitoring.retrain.clear_ratio), decision)

@@ -1,0 +1,77 @@
+"""The monitoring time series: one row per (model, window), in a SQL table the UI and benchmarks read.
+
+SQLite under ``$MLOPS_HOME/monitoring`` on the embedded stack; any SQLAlchemy URL via
+``$MLOPS_MONITORING_DB_URL`` (PostgreSQL in production). A re-run of a window replaces its row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+METADATA = sa.MetaData()
+WINDOWS = sa.Table(
+    "monitoring_metrics",
+    METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("window_start", sa.Date, nullable=False),
+    sa.Column("window_end", sa.Date, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("airflow_run_id", sa.String(250)),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("drift_share", sa.Float),
+    sa.Column("dataset_drift", sa.Boolean),
+    sa.Column("prediction_drift", sa.Float),
+    sa.Column("labelled_rows", sa.Integer, nullable=False, default=0),
+    sa.Column("pending_labels", sa.Integer, nullable=False, default=0),
+    sa.Column("realized_roc_auc", sa.Float),
+    sa.Column("realized_pr_auc", sa.Float),
+    sa.Column("realized_brier", sa.Float),
+    sa.Column("data_valid", sa.Boolean),
+    sa.Column("breached", sa.Boolean, nullable=False, default=False),
+    sa.Column("cleared", sa.Boolean, nullable=False, default=True),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("triggered_run_id", sa.String(250)),
+    sa.Column("report_path", sa.Text),
+    sa.Column("details", sa.Text, nullable=False, default="{}"),  # JSON: per-column scores, slices, quality
+    sa.UniqueConstraint("model_name", "window_start", "window_end", name="uq_monitoring_window"),
+)
+
+
+def default_url() -> str:
+    url = os.environ.get("MLOPS_MONITORING_DB_URL")
+    if url:
+        return url
+    folder = Path(os.environ.get("MLOPS_HOME", Path(__file__).resolve().parents[1] / ".state")) / "monitoring"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'monitoring.db'}"
+
+
+def engine(url: str | None = None) -> sa.Engine:
+    created = sa.create_engine(url or default_url(), future=True)
+    METADATA.create_all(created)
+    return created
+
+
+def save_window(connection, row: dict) -> None:
+    """Insert or replace the row of (model, window_start, window_end)."""
+    row = {**row, "computed_at": row.get("computed_at") or datetime.now(UTC),
+           "details": json.dumps(row.get("details", {}), default=str)}
+    connection.execute(WINDOWS.delete().where(
+        (WINDOWS.c.model_name == row["model_name"]) & (WINDOWS.c.window_start == row["window_start"])
+        & (WINDOWS.c.window_end == row["window_end"])))
+    connection.execute(WINDOWS.insert(), [row])
+
+
+def load_windows(connection, model_name: str, since: date | None = None) -> list[dict]:
+    query = sa.select(WINDOWS).where(WINDOWS.c.model_name == model_name)
+    if since is not None:
+        query = query.where(WINDOWS.c.window_end >= since)
+    return [dict(r._mapping) for r in connection.execute(query.order_by(WINDOWS.c.window_end))]

@@ -1,0 +1,425 @@
+"""The monitoring DAG's steps at the I/O edge: read the prediction log, the landed labels and the champion's
+snapshot; call the pure steps of ``pipelines.monitoring``; write the time series, reports and alerts.
+
+Each function takes the typed config, a ``MonitorContext`` and the state paths, and returns a small
+JSON-able dict (XCom). Heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import ModelConfig, StatePaths
+from pipelines.training_tasks import _as_date
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorContext:
+    dag_id: str
+    run_id: str
+    start: date
+    end: date
+    reason: str = ""
+
+    @property
+    def window_key(self) -> str:
+        return f"{self.start.isoformat()}_{self.end.isoformat()}"
+
+    @property
+    def retrain_run_id(self) -> str:
+        return f"retrain__{self.dag_id}__{self.window_key}"
+
+
+def monitor_context_from(context: dict[str, Any], cfg: ModelConfig) -> MonitorContext:
+    """A scheduled run judges its data interval; a manual one the ``window_start``/``window_end`` Params,
+    else the ``window_days`` before its logical date."""
+    params = dict(context.get("params") or {})
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    run_type = str(getattr(run_type, "value", run_type) or "")
+    start, end = _as_date(params.get("window_start")), _as_date(params.get("window_end"))
+    if run_type in ("scheduled", "backfill") and context.get("data_interval_start") is not None:
+        start, end = _as_date(context["data_interval_start"]), _as_date(context["data_interval_end"])
+    if end is None:
+        end = _as_date(context.get("data_interval_end") or context.get("logical_date")) or datetime.now(UTC).date()
+    if start is None:
+        start = end - timedelta(days=cfg.monitoring.window_days)
+    if start >= end:
+        raise ValueError(f"monitoring window [{start}, {end}) is empty: give window_start < window_end")
+    dag = context.get("dag")
+    return MonitorContext(getattr(dag, "dag_id", None) or context.get("dag_id", "manual"),
+                          str(context.get("run_id", "manual")), start, end, str(params.get("reason") or ""))
+
+
+def _stamp(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _run_key(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")
+
+
+def monitoring_dir(cfg: ModelConfig, state: StatePaths) -> Path:
+    return state.root / "monitoring" / cfg.name
+
+
+# champion and reference ----------------------------------------------------------------------------------
+def champion_version(cfg: ModelConfig, state: StatePaths):
+    import mlflow
+
+    from pipelines.registry import CHAMPION
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow(state)
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(cfg.model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException as exc:
+        raise LookupError(f"{cfg.model_name} has no champion yet: nothing to monitor") from exc
+
+
+def snapshot_path(state: StatePaths, tags: dict[str, str]) -> Path:
+    """The champion's exact training snapshot, found by its DVC data hash: the object in the DVC remote
+    (or, when the remote is not a local folder, fetched at the recorded git revision of the DVC repo)."""
+    md5 = tags.get("data_hash") or ""
+    local = state.dvc_remote / "files" / "md5" / md5[:2] / md5[2:]
+    if len(md5) == 32 and local.is_file():
+        return local
+    import dvc.api
+
+    target = monitoring_dir_for_hash(state, md5)
+    if not target.is_file():
+        with dvc.api.open(tags["data_path"], repo=str(state.dvc_repo), rev=tags.get("data_rev"), mode="rb") as src:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+            tmp.replace(target)
+    return target
+
+
+def monitoring_dir_for_hash(state: StatePaths, md5: str) -> Path:
+    return state.root / "monitoring" / "_snapshots" / f"{md5}.parquet"
+
+
+def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
+    """The reference profile of a champion version, built once (evidently#506) and cached beside the
+    monitoring state: per-column value counts of its training snapshot, and of its own scores on it."""
+    import mlflow
+    import pandas as pd
+
+    from pipelines.drift import ColumnProfile, ReferenceProfile, profile_reference, value_counts
+    from pipelines.monitoring import PREDICTION
+    from pipelines.training import model_inputs
+
+    path = monitoring_dir(cfg, state) / "reference" / f"v{version.version}_{version.tags.get('data_hash')}.parquet"
+    if path.is_file():
+        return path
+    snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
+    profile = profile_reference(snapshot, cfg.features.numeric, cfg.features.categorical)
+    model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{version.version}")
+    scores = model.predict_proba(model_inputs(snapshot, cfg.features))[:, 1]
+    values, counts = value_counts(pd.Series(scores), "numeric")
+    profile = ReferenceProfile({**profile.columns, PREDICTION: ColumnProfile(PREDICTION, "numeric", values, counts)},
+                               profile.rows)
+    profile.save(path)
+    log.info("reference profile of %s v%s: %d rows of snapshot %s -> %s", cfg.model_name, version.version,
+             len(snapshot), version.tags.get("data_hash"), path)
+    return path
+
+
+# reading the window ---------------------------------------------------------------------------------------
+def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None):
+    """The rows the service answered (route champion or canary) for [start, end) of event time (serving
+    time for rows sent without one): features, prediction, request id, row index, model version."""
+    import orjson
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from pipelines.serving.prediction_log import PREDICTIONS, create_table
+
+    engine = sa.create_engine(url or _log_url(), future=True)
+    create_table(engine)
+    when = sa.func.coalesce(PREDICTIONS.c.event_time, PREDICTIONS.c.served_at)
+    query = (sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row_index, PREDICTIONS.c.model_version,
+                       PREDICTIONS.c.route, PREDICTIONS.c.features, PREDICTIONS.c.prediction)
+             .where(PREDICTIONS.c.model_name == cfg.model_name)
+             .where(PREDICTIONS.c.route.in_(["champion", "canary"]))
+             .where(when >= _stamp(start)).where(when < _stamp(end)))
+    with engine.connect() as connection:
+        logged = pd.DataFrame(connection.execute(query).all(),
+                              columns=["request_id", "row_index", "model_version", "route", "features", "prediction"])
+    engine.dispose()
+    columns = [*cfg.features.numeric, *cfg.features.categorical]
+    features = pd.DataFrame.from_records([orjson.loads(f) for f in logged["features"]], columns=columns) \
+        if len(logged) else pd.DataFrame(columns=columns)
+    for column in cfg.features.numeric:
+        features[column] = pd.to_numeric(features[column], errors="coerce")
+    return pd.concat([logged.drop(columns="features").reset_index(drop=True), features], axis=1)
+
+
+def _log_url() -> str:
+    from pipelines.serving.prediction_log import default_url
+
+    return default_url()
+
+
+def read_labels(cfg: ModelConfig, state: StatePaths, start: date, end: date):
+    """Outcomes landed as ``landing/<model>/<labels_feed>/YYYY-MM-DD.csv|parquet`` for days in [start, end):
+    request_id, row_index and the target column."""
+    import pandas as pd
+
+    folder = state.landing(cfg.name, cfg.monitoring.labels_feed)
+    target = cfg.features.target
+    frames = []
+    for path in sorted(folder.glob("*.*")) if folder.is_dir() else []:
+        try:
+            day = date.fromisoformat(path.name.split(".")[0])
+        except ValueError:
+            continue
+        if not start <= day < end:
+            continue
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"request_id": str})
+        missing = {"request_id", "row_index", target} - set(frame.columns)
+        if missing:
+            raise ValueError(f"labels file {path} lacks columns {sorted(missing)}: it needs request_id, row_index "
+                             f"and {target}")
+        frames.append(frame[["request_id", "row_index", target]])
+    if not frames:
+        return pd.DataFrame({"request_id": pd.Series(dtype=str), "row_index": pd.Series(dtype="int64"),
+                             target: pd.Series(dtype="int64")})
+    return pd.concat(frames, ignore_index=True)
+
+
+# 1. validate the window's new data ------------------------------------------------------------------------
+def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
+    """The window's landed data against the model's expectation suite. Only data that passes can start a
+    retrain; a failure is reported and alerted, never raised (the drift numbers are still worth having)."""
+    from pipelines.features import load_builder
+    from pipelines.ingest import LandingFileError, ingest_examples
+    from pipelines.storage import fresh_temp_dir, write_text_atomic
+    from pipelines.validation import load_suite_spec, render_report, validate_frame
+
+    work = monitoring_dir(cfg, state) / "work" / _run_key(mctx.run_id)
+    scratch = fresh_temp_dir(work)
+    report = state.reports(cfg.name) / "monitoring" / mctx.window_key / "validation.html"
+    try:
+        _, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), mctx.start, mctx.end,
+                                      scratch, load_builder(cfg.features.builder))
+    except (LandingFileError, FileNotFoundError, ValueError) as exc:
+        return {"valid": False, "summary": f"no valid landed data for {mctx.window_key}: {exc}", "report": None}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
+    write_text_atomic(render_report(outcome, f"{cfg.name} window {mctx.window_key}"), report)
+    summary = "passed" if outcome.success else \
+        f"failed: {'; '.join(o.describe() for o in outcome.failures)[:800]}"
+    if not outcome.success:
+        from pipelines.alerts import alert
+
+        alert(cfg, "data_validation_failed", f"{cfg.name} window {mctx.window_key}: landed data {summary}",
+              {"report": str(report)})
+    return {"valid": bool(outcome.success), "summary": summary, "report": str(report), "rows": len(examples)}
+
+
+# 2. measure -----------------------------------------------------------------------------------------------
+def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
+    """Drift, prediction drift, data quality and realized performance of the window; late labels update the
+    realized metrics of the ``label_lookback_days`` before it."""
+    from pipelines.drift import ReferenceProfile
+    from pipelines.monitoring import measure_window
+    from pipelines.storage import write_parquet_atomic
+
+    version = champion_version(cfg, state)
+    profile = ReferenceProfile.load(reference_profile(cfg, state, version))
+    window = read_window(cfg, mctx.start, mctx.end)
+    measurement = measure_window(cfg, window, profile, mctx.start, mctx.end, str(version.version))
+    _add_realized(cfg, state, measurement, window, float(version.tags.get("threshold") or 0.5))
+    sample = window.sample(n=min(len(window), cfg.monitoring.report_sample_rows), random_state=0)
+    sample_path = write_parquet_atomic(sample, monitoring_dir(cfg, state) / "work" / _run_key(mctx.run_id)
+                                       / "window_sample.parquet")
+    log.info("window %s: %d rows, drift share %s, prediction drift %s, realized %s (%d labelled, %d pending)",
+             mctx.window_key, measurement.rows, measurement.drift_share, measurement.prediction_drift,
+             measurement.realized.get("roc_auc"), measurement.labelled_rows, measurement.pending_labels)
+    return {**json.loads(json.dumps(measurement.as_dict(), default=str)), "sample_path": str(sample_path),
+            "champion_run_id": version.run_id, "threshold": version.tags.get("threshold"),
+            "champion_interval": version.tags.get("data_interval", "")}
+
+
+def _add_realized(cfg: ModelConfig, state: StatePaths, measurement, window, threshold: float) -> None:
+    from pipelines.monitoring import join_labels, realized_performance
+
+    horizon = measurement.window_end + timedelta(days=cfg.monitoring.label_lookback_days + 1)
+    labels = read_labels(cfg, state, measurement.window_start, horizon)
+    labelled, pending = join_labels(window, labels, cfg.features.target)
+    measurement.labelled_rows, measurement.pending_labels = len(labelled), pending
+    measurement.realized, measurement.realized_slices = realized_performance(labelled, cfg, threshold)
+
+
+def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, threshold: float) -> int:
+    """Recompute the realized metrics of earlier windows that were still waiting for labels."""
+    from pipelines import monitoring_store as store
+    from pipelines.monitoring import WindowMeasurement
+
+    engine = store.engine()
+    since = mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)
+    updated = 0
+    with engine.begin() as connection:
+        for row in store.load_windows(connection, cfg.name, since=since):
+            if row["window_end"] > mctx.start or row["pending_labels"] == 0:
+                continue
+            window = read_window(cfg, row["window_start"], row["window_end"])
+            m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], len(window))
+            _add_realized(cfg, state, m, window, threshold)
+            if m.labelled_rows == row["labelled_rows"]:
+                continue
+            details = json.loads(row["details"] or "{}")
+            details.update(realized=m.realized, realized_slices=m.realized_slices)
+            store.save_window(connection, {**{k: v for k, v in row.items() if k != "id"},
+                                           "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
+                                           "realized_roc_auc": m.realized.get("roc_auc"),
+                                           "realized_pr_auc": m.realized.get("pr_auc"),
+                                           "realized_brier": m.realized.get("brier"), "details": details,
+                                           "computed_at": None})
+            updated += 1
+    engine.dispose()
+    return updated
+
+
+# 3. decide ------------------------------------------------------------------------------------------------
+def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: dict, validation: dict) -> dict:
+    """Apply the retrain policy to this window and its history, store the window's row, alert, and log the
+    numbers to the champion's MLflow run. Returns the decision and, for a retrain, the training run's conf."""
+    from pipelines import monitoring_store as store
+    from pipelines.alerts import alert
+    from pipelines.monitoring import WindowMeasurement, WindowRecord, decide as policy_decision, record_of
+
+    fields = set(WindowMeasurement.__dataclass_fields__)
+    m = WindowMeasurement(**{k: v for k, v in measured.items() if k in fields})
+    m.window_start, m.window_end = _as_date(m.window_start), _as_date(m.window_end)
+    refreshed = refresh_late_labels(cfg, mctx, state, float(measured.get("threshold") or 0.5))
+    engine = store.engine()
+    with engine.begin() as connection:
+        history = [WindowRecord(r["window_end"], r["breached"], r["cleared"], r["decision"])
+                   for r in store.load_windows(connection, cfg.name)
+                   if (r["window_start"], r["window_end"]) != (m.window_start, m.window_end)]
+        decision = policy_decision(cfg, m, history, bool(validation.get("valid")))
+        record = record_of(m, cfg, decision.action)
+        conf = retrain_conf(cfg, mctx, measured, decision.reason) if decision.retrain else None
+        store.save_window(connection, {
+            "model_name": cfg.name, "window_start": m.window_start, "window_end": m.window_end,
+            "airflow_run_id": mctx.run_id, "model_version": m.model_version, "rows": m.rows,
+            "drift_share": m.drift_share, "dataset_drift": m.dataset_drift, "prediction_drift": m.prediction_drift,
+            "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
+            "realized_roc_auc": m.realized.get("roc_auc"), "realized_pr_auc": m.realized.get("pr_auc"),
+            "realized_brier": m.realized.get("brier"), "data_valid": bool(validation.get("valid")),
+            "breached": record.breached, "cleared": record.cleared, "decision": decision.action,
+            "reason": decision.reason, "triggered_run_id": mctx.retrain_run_id if decision.retrain else None,
+            "details": {"drift_scores": m.drift_scores, "drifted_columns": m.drifted_columns,
+                        "missing_shares": m.missing_shares, "quality_alerts": m.quality_alerts,
+                        "realized": m.realized, "realized_slices": m.realized_slices,
+                        "signals": decision.as_dict()["signals"], "validation": validation},
+        })
+    engine.dispose()
+    for signal in decision.signals:
+        alert(cfg, signal.name, f"{cfg.name} window {mctx.window_key}: {signal.detail}",
+              {"decision": decision.action, "window": mctx.window_key})
+    for quality in m.quality_alerts:
+        alert(cfg, "data_quality", f"{cfg.name} window {mctx.window_key}: {quality}", {"window": mctx.window_key})
+    if decision.retrain:
+        alert(cfg, "retrain_triggered", f"{cfg.name}: retraining ({decision.reason})", conf)
+    _log_to_mlflow(cfg, state, measured.get("champion_run_id"), m, decision.action)
+    log.info("window %s decision %s: %s (late labels refreshed for %d windows)", mctx.window_key,
+             decision.action, decision.reason, refreshed)
+    return {**decision.as_dict(), "retrain": decision.retrain, "conf": conf, "window": mctx.window_key,
+            "trigger_run_id": mctx.retrain_run_id}
+
+
+def retrain_conf(cfg: ModelConfig, mctx: MonitorContext, measured: dict, reason: str) -> dict:
+    """The training run's conf: the new data since the champion's interval, up to this window's end."""
+    champion_end = None
+    interval = measured.get("champion_interval") or ""
+    if "_" in interval:
+        champion_end = _as_date(interval.split("_")[-1])
+    start = champion_end if champion_end and champion_end < mctx.end else mctx.start
+    return {"data_interval_start": start.isoformat(), "data_interval_end": mctx.end.isoformat(),
+            "reason": f"{mctx.dag_id} {mctx.window_key}: {reason}"[:480], "triggered_by": mctx.run_id}
+
+
+def _log_to_mlflow(cfg: ModelConfig, state: StatePaths, run_id: str | None, m, action: str) -> None:
+    """The window's numbers as metrics of the champion's run, stepped by day (the MLflow UI draws the series)."""
+    if not run_id:
+        return
+    import mlflow
+    from mlflow.entities import Metric
+
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow(state)
+    stamp = int(_stamp(m.window_end).timestamp() * 1000)
+    step = m.window_end.toordinal()
+    values = {"monitor_rows": m.rows, "monitor_drift_share": m.drift_share,
+              "monitor_prediction_drift": m.prediction_drift,
+              "monitor_retrain": 1.0 if action == "retrain" else 0.0,
+              **{f"monitor_realized_{k}": v for k, v in m.realized.items() if k in ("roc_auc", "pr_auc", "brier")}}
+    metrics = [Metric(k, float(v), stamp, step) for k, v in values.items() if v is not None]
+    try:
+        mlflow.MlflowClient().log_batch(run_id, metrics=metrics)
+    except mlflow.exceptions.MlflowException:
+        log.exception("could not log monitoring metrics to run %s", run_id)
+
+
+# 4. report ------------------------------------------------------------------------------------------------
+def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: dict) -> dict:
+    """Evidently's full drift and data summary report (HTML) on a sample of each side, saved with the
+    window and logged to the champion's MLflow run."""
+    import mlflow
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    from pipelines import monitoring_store as store
+    from pipelines.tracking import configure_mlflow
+
+    window = pd.read_parquet(measured["sample_path"])
+    if window.empty:
+        return {"report": None}
+    version = champion_version(cfg, state)
+    reference = pd.read_parquet(snapshot_path(state, dict(version.tags)))
+    reference = reference.sample(n=min(len(reference), cfg.monitoring.report_sample_rows), random_state=0)
+    columns = [*cfg.features.numeric, *cfg.features.categorical]
+    definition = DataDefinition(numerical_columns=list(cfg.features.numeric),
+                                categorical_columns=list(cfg.features.categorical))
+    drift = cfg.monitoring.drift
+    snapshot = Report([DataDriftPreset(drift_share=drift.drift_share, per_column_method=drift.methods or None,
+                                       per_column_threshold=drift.thresholds or None),
+                       DataSummaryPreset()]).run(
+        current_data=Dataset.from_pandas(window[columns], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition))
+    path = state.reports(cfg.name) / "monitoring" / mctx.window_key / "drift_report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.html")
+    snapshot.save_html(str(tmp))
+    tmp.replace(path)
+    configure_mlflow(state)
+    try:
+        mlflow.MlflowClient().log_artifact(version.run_id, str(path), artifact_path=f"monitoring/{mctx.window_key}")
+    except mlflow.exceptions.MlflowException:
+        log.exception("could not log the drift report to run %s", version.run_id)
+    engine = store.engine()
+    with engine.begin() as connection:
+        connection.execute(store.WINDOWS.update()
+                           .where(store.WINDOWS.c.model_name == cfg.name)
+                           .where(store.WINDOWS.c.window_start == mctx.start)
+                           .where(store.WINDOWS.c.window_end == mctx.end).values(report_path=str(path)))
+    engine.dispose()
+    shutil.rmtree(Path(measured["sample_path"]).parent, ignore_errors=True)
+    return {"report": str(path)}
