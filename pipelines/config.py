@@ -143,7 +143,7 @@ class RetrainPolicy(_Strict):
     streak when every signal is back under ``clear_ratio`` x its threshold), then no second trigger for
     ``cooldown_days`` of data time."""
 
-    on: list[Literal["dataset_drift", "key_feature_drift", "prediction_drift", "performance"]] = Field(
+    signals: list[Literal["dataset_drift", "key_feature_drift", "prediction_drift", "performance"]] = Field(
         default_factory=lambda: ["dataset_drift", "key_feature_drift", "performance"])
     consecutive_windows: int = Field(2, ge=1)
     clear_ratio: float = Field(0.8, gt=0, le=1)
@@ -204,6 +204,16 @@ class ModelConfig(_Strict):
             raise ValueError(f"feeds must be a non-empty list of unique names, got {names}")
         return feeds
 
+    @model_validator(mode="after")
+    def _monitored_columns_exist(self) -> ModelConfig:
+        drift = self.monitoring.drift
+        known = {*self.features.numeric, *self.features.categorical}
+        unknown = sorted({*drift.methods, *drift.thresholds, *drift.key_features} - known)
+        if unknown:
+            raise ValueError(f"monitoring.drift names columns {unknown} that are not features of the model "
+                             f"({sorted(known)})")
+        return self
+
     @property
     def realized_floors(self) -> dict[str, float]:
         return dict(self.monitoring.performance_floors if self.monitoring.performance_floors is not None
@@ -253,7 +263,10 @@ class StatePaths(BaseModel):
         return cls(root=Path(os.environ.get("MLOPS_HOME", PROJECT_ROOT / ".state")).resolve())
 
     def landing(self, model: str, feed: str) -> Path:
-        return self.root / "landing" / model / feed
+        return self.landing_root(model) / feed
+
+    def landing_root(self, model: str) -> Path:
+        return self.root / "landing" / model
 
     def quarantine(self, model: str) -> Path:
         return self.root / "quarantine" / model

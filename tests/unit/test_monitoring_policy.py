@@ -1,0 +1,97 @@
+"""The retrain policy: a noisy window starts nothing, a long drift starts one retrain per cooldown, data
+that failed validation starts none, and late labels are counted, not guessed."""
+
+from datetime import date, timedelta
+
+import pandas as pd
+import pytest
+
+from pipelines.config import MonitoringConfig, RetrainPolicy
+from pipelines.monitoring import WindowMeasurement, WindowRecord, decide, join_labels, record_of
+
+DAY0 = date(2013, 7, 1)
+
+
+@pytest.fixture()
+def cfg(flights_config):
+    monitoring = MonitoringConfig(min_rows=100, retrain=RetrainPolicy(consecutive_windows=2, cooldown_days=7,
+                                                                      clear_ratio=0.5))
+    return flights_config.model_copy(update={"monitoring": monitoring})
+
+
+def window(day: int, share: float, rows: int = 1000) -> WindowMeasurement:
+    start = DAY0 + timedelta(days=day)
+    return WindowMeasurement(start, start + timedelta(days=1), "1", rows, drift_share=share,
+                             dataset_drift=share >= 0.5)
+
+
+def replay(cfg, shares: list[float], valid: bool = True) -> list[str]:
+    """Decide each window in order, as the DAG does, and return the actions."""
+    history: list[WindowRecord] = []
+    actions = []
+    for day, share in enumerate(shares):
+        m = window(day, share)
+        decision = decide(cfg, m, history, valid)
+        history.append(record_of(m, cfg, decision.action))
+        actions.append(decision.action)
+    return actions
+
+
+def test_one_noisy_window_starts_nothing(cfg):
+    assert replay(cfg, [0.1, 0.6, 0.1, 0.1, 0.6, 0.1]) == ["ok", "hold", "ok", "ok", "hold", "ok"]
+
+
+def test_a_window_between_the_thresholds_holds_the_streak(cfg):
+    # 0.3 is under the 0.5 threshold but over the 0.25 clearing level: the streak is neither broken nor grown.
+    assert replay(cfg, [0.6, 0.3, 0.6]) == ["hold", "ok", "retrain"]
+
+
+def test_a_long_drift_starts_one_retrain_per_cooldown(cfg):
+    actions = replay(cfg, [0.7] * 12)
+    assert actions.count("retrain") == 2
+    assert actions[:2] == ["hold", "retrain"]
+    first, second = [i for i, a in enumerate(actions) if a == "retrain"]
+    assert second - first >= 7
+
+
+def test_data_that_failed_validation_never_starts_a_retrain(cfg):
+    assert "retrain" not in replay(cfg, [0.7] * 4, valid=False)
+    assert replay(cfg, [0.7] * 4, valid=False)[1:] == ["invalid_data"] * 3
+
+
+def test_a_gap_in_the_windows_ends_the_streak(cfg):
+    m = window(30, 0.7)
+    earlier = record_of(window(0, 0.7), cfg, "hold")  # a breach a month ago is not "the window before"
+    assert decide(cfg, m, [earlier], True).action == "hold"
+    yesterday = record_of(window(29, 0.7), cfg, "hold")
+    assert decide(cfg, m, [earlier, yesterday], True).action == "retrain"
+
+
+def test_small_windows_are_reported_not_judged(cfg):
+    assert decide(cfg, window(0, 0.9, rows=50), [], True).action == "insufficient"
+
+
+def test_realized_performance_below_floor_is_a_breach(cfg):
+    m = window(0, 0.0)
+    m.labelled_rows, m.realized = 500, {"roc_auc": 0.52, "pr_auc": 0.4}
+    decision = decide(cfg, m, [], True)
+    assert decision.action == "hold" and decision.signals[0].name == "performance"
+    assert "roc_auc 0.520 < floor 0.600" in decision.reason
+
+
+def test_key_feature_drift_alone_is_a_breach(cfg):
+    cfg = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(
+        update={"drift": cfg.monitoring.drift.model_copy(update={"key_features": {"temp": 1.0}})})})
+    m = window(0, 0.1)
+    m.drift_scores = {"temp": 1.4}
+    assert [s.name for s in decide(cfg, m, [], True).signals] == ["key_feature_drift"]
+
+
+def test_labels_join_by_request_and_row_and_pending_ones_are_counted():
+    served = pd.DataFrame({"request_id": ["a", "a", "b", "c"], "row_index": [0, 1, 0, 0],
+                           "prediction": [0.9, 0.2, 0.5, 0.4]})
+    labels = pd.DataFrame({"request_id": ["a", "a", "b", "b"], "row_index": [0, 1, 0, 0], "delayed": [1, 0, 0, 1]})
+    joined, pending = join_labels(served, labels, "delayed")
+    assert pending == 1  # request c has no outcome yet
+    assert joined[["request_id", "row_index", "delayed"]].values.tolist() == [["a", 0, 1], ["a", 1, 0], ["b", 0, 1]]
+    # b's outcome landed twice: the last one wins
