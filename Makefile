@@ -7,7 +7,7 @@ UV := python3 -m uv
 endif
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: up down status test bench install lint clean
+.PHONY: up down status test bench install lint clean simulate
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
@@ -21,6 +21,9 @@ down:
 
 status:
 	@$(UV) run --frozen --no-sync python scripts/stack.py status
+
+simulate:
+	@$(UV) run --frozen --no-sync python scripts/simulate.py
 
 test: install
 	@$(UV) run --frozen --no-sync python -m pytest

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from pipelines.alerts import failure_callback
 from pipelines.config import ModelConfig, StatePaths, list_model_configs
 
 DOC = """\
@@ -29,7 +30,8 @@ def build_scoring_dag(cfg: ModelConfig) -> DAG:
         start_date=cfg.start_datetime,
         catchup=False,
         tags=["scoring", cfg.name],
-        default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=20)},
+        default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=20),
+                      "on_failure_callback": failure_callback(cfg)},
         params={
             "data_interval_start": Param(None, type=["null", "string"], format="date", title="Interval start",
                                          description="First landed day to score, YYYY-MM-DD."),

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from pipelines.alerts import failure_callback
 from pipelines.config import ModelConfig, StatePaths, list_model_configs
 
 ROLLBACK_DOC = """\
@@ -33,7 +34,8 @@ def build_rollback_dag(cfg: ModelConfig) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["deployment", "rollback", cfg.name],
-        default_args={"owner": cfg.owner, "retries": 1, "retry_delay": timedelta(seconds=10)},
+        default_args={"owner": cfg.owner, "retries": 1, "retry_delay": timedelta(seconds=10),
+                      "on_failure_callback": failure_callback(cfg)},
         params={
             "reason": Param("", type="string", minLength=3, title="Reason",
                             description="Why the champion is rolled back; stored on both versions."),
@@ -85,7 +87,8 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["deployment", "promote", cfg.name],
-        default_args={"owner": cfg.owner, "retries": 1, "retry_delay": timedelta(seconds=10)},
+        default_args={"owner": cfg.owner, "retries": 1, "retry_delay": timedelta(seconds=10),
+                      "on_failure_callback": failure_callback(cfg)},
         params={
             "action": Param("promote", type="string", enum=["promote", "retire"], title="Decision",
                             description="promote: challenger becomes champion. retire: drop the challenger."),

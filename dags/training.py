@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 
+from pipelines.alerts import failure_callback
 from pipelines.config import ModelConfig, StatePaths, list_model_configs
 
 DOC = """\
@@ -40,8 +41,19 @@ def _ctx(cfg: ModelConfig):
     return run_context_from(get_current_context(), cfg)
 
 
+def _on_failure(cfg: ModelConfig):
+    alert = failure_callback(cfg)
+
+    def callback(context) -> None:
+        """A task that failed for good raises a run_failed alert, and ends the run's parent MLflow run as
+        FAILED (not left RUNNING)."""
+        alert(context)
+        _close_mlflow_run_on_failure(context)
+
+    return callback
+
+
 def _close_mlflow_run_on_failure(context) -> None:
-    """A task that failed for good ends the run's parent MLflow run as FAILED (not left RUNNING)."""
     from pipelines import training_tasks as t
 
     ti = context["ti"]
@@ -64,7 +76,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         tags=["training", cfg.name, *cfg.tags],
         default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=20),
                       "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=2),
-                      "on_failure_callback": _close_mlflow_run_on_failure},
+                      "on_failure_callback": _on_failure(cfg)},
         params={
             "data_interval_start": Param(str(interval[0]) if interval else None, type=["null", "string"],
                                          format="date", title="Interval start (inclusive)",

@@ -401,6 +401,11 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, eva
         client.set_tag(run_id, "gate_summary", decision.summary()[:4900])
     client.log_dict(splits["parent_run_id"], record, "gate/decision.json")
     client.set_terminated(splits["parent_run_id"], status="FINISHED")
+    if not decision.promote:
+        from pipelines.alerts import alert
+
+        alert(cfg, "gate_rejected", f"{ctx.dag_id} {ctx.run_id}: {decision.summary()}"[:2000],
+              {"run_id": ctx.run_id, "reason": ctx.reason, "parent_run_id": splits["parent_run_id"]})
     return record
 
 

@@ -36,7 +36,8 @@ FIRST_INTERVAL = ("2013-01-01", "2013-04-01")
 TASK_PRELOAD = ",".join([
     "airflow.sdk", "airflow.sdk.execution_time.task_runner", "pandas", "pyarrow.parquet", "sklearn.ensemble",
     "sklearn.metrics", "sklearn.calibration", "mlflow", "mlflow.sklearn", "skops.io", "great_expectations",
-    "dvc.repo", "matplotlib.pyplot", "httpx", "pipelines.training_tasks",
+    "dvc.repo", "matplotlib.pyplot", "httpx", "evidently", "evidently.presets", "pipelines.training_tasks",
+    "pipelines.monitoring_tasks",
 ])
 
 

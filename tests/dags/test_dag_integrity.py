@@ -77,3 +77,17 @@ def test_dag_file_imports_no_heavy_library(dag_file):
     result = subprocess.run([sys.executable, "-c", probe, str(dag_file)], capture_output=True, text=True, check=True)
     [heavy] = [line[len("HEAVY="):] for line in result.stdout.splitlines() if line.startswith("HEAVY=")]
     assert heavy == "", f"{dag_file.name} imports {heavy} at parse time"
+
+
+def test_every_task_alerts_when_it_fails_for_good(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            assert task.on_failure_callback, f"{dag_id}.{task.task_id} raises no alert when it fails"
+
+
+def test_monitoring_dag_shape(dagbag):
+    dag = dagbag.dags["monitor_flights_delay"]
+    assert {"validate_window", "measure"} <= dag.get_task("decide").upstream_task_ids
+    assert dag.get_task("retrain").trigger_dag_id == "train_flights_delay"
+    assert "retrain" in dag.get_task("retrain_needed").downstream_task_ids
+    assert set(dag.params.keys()) == {"window_start", "window_end", "reason"}

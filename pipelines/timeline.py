@@ -1,0 +1,136 @@
+"""The monitoring timeline: drift, realized performance and the champion over time, with every retrain.
+
+Reads the ``monitoring_metrics`` rows (``pipelines.monitoring_store``) and the retrain outcomes, and
+renders a PNG and a self-contained HTML page (the PNG inline, and the tables).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Retrain:
+    window_end: str
+    reason: str
+    run_id: str
+    run_state: str        # the training run's state in Airflow
+    gate_decision: str    # approved / rejected / (none: the run stopped before the gate)
+    gate_summary: str
+    version: str | None   # the registered version, when approved
+
+
+def windows_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["window_end"] = pd.to_datetime(frame["window_end"])
+    frame["details"] = frame["details"].map(lambda d: json.loads(d) if isinstance(d, str) else (d or {}))
+    return frame.sort_values("window_end").reset_index(drop=True)
+
+
+def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> bytes:
+    """Three panels over window end date: drift (share and key features), realized ROC AUC, champion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policy = cfg.monitoring
+    figure, (drift_ax, perf_ax, version_ax) = plt.subplots(3, 1, figsize=(12, 8.5), sharex=True,
+                                                             gridspec_kw={"height_ratios": [3, 2, 1.2]})
+    when = windows["window_end"]
+    drift_ax.plot(when, windows["drift_share"], color="tab:red", marker="o", ms=3, label="drifted share of columns")
+    drift_ax.axhline(policy.drift.drift_share, color="tab:red", ls="--", lw=0.8,
+                     label=f"dataset drift at {policy.drift.drift_share:.0%}")
+    drift_ax.set_ylabel("drift share")
+    drift_ax.set_ylim(0, 1)
+    if policy.drift.key_features:
+        key_ax = drift_ax.twinx()
+        for (column, limit), color in zip(policy.drift.key_features.items(), ["tab:orange", "tab:purple", "tab:brown"],
+                                          strict=False):
+            scores = windows["details"].map(lambda d, c=column: (d.get("drift_scores") or {}).get(c))
+            key_ax.plot(when, scores / limit, color=color, lw=1, label=f"{column} drift / its limit {limit:g}")
+        key_ax.axhline(1.0, color="grey", ls=":", lw=0.8)
+        key_ax.set_ylabel("key feature drift / limit")
+        key_ax.legend(loc="upper right", fontsize=8)
+    drift_ax.legend(loc="upper left", fontsize=8)
+    perf_ax.plot(when, windows["realized_roc_auc"], color="tab:blue", marker="o", ms=3, label="realized ROC AUC")
+    floor = cfg.realized_floors.get("roc_auc")
+    if floor is not None:
+        perf_ax.axhline(floor, color="tab:blue", ls="--", lw=0.8, label=f"floor {floor}")
+    perf_ax.set_ylabel("ROC AUC")
+    perf_ax.legend(loc="lower left", fontsize=8)
+    versions = pd.to_numeric(windows["model_version"], errors="coerce")
+    version_ax.step(when, versions, where="post", color="tab:green")
+    version_ax.set_ylabel("champion")
+    version_ax.yaxis.get_major_locator().set_params(integer=True)
+    for retrain in retrains:
+        x = pd.Timestamp(retrain.window_end)
+        color = "tab:green" if retrain.gate_decision == "approved" else "tab:grey"
+        for ax in (drift_ax, perf_ax, version_ax):
+            ax.axvline(x, color=color, lw=1.2, alpha=0.7)
+        outcome = f"v{retrain.version}" if retrain.version else (retrain.gate_decision or retrain.run_state)
+        label = f"retrain → {outcome}"
+        drift_ax.annotate(label, (x, 0.97), rotation=90, va="top", ha="right", fontsize=7, color=color)
+    drift_ax.set_title(f"{cfg.name}: monitoring timeline ({len(windows)} windows, {len(retrains)} retrains)")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def render_html(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain], png: bytes) -> str:
+    def table(headers: list[str], rows: list[list]) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
+                       for row in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def number(value, digits=3):
+        return None if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+    retrain_rows = [[r.window_end, r.reason, r.run_id, r.run_state, r.gate_decision, r.gate_summary, r.version]
+                    for r in retrains]
+    window_rows = [[str(w.window_start), str(w.window_end.date()), w.model_version, w.rows, number(w.drift_share, 2),
+                    number(w.prediction_drift), number(w.realized_roc_auc), w.labelled_rows, w.pending_labels,
+                    w.data_valid, w.decision, w.reason] for w in windows.itertuples()]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{cfg.name} monitoring timeline</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px;margin-bottom:2em}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}}th{{background:#eee}}</style></head>
+<body><h1>{html.escape(cfg.name)}: monitoring timeline</h1>
+<img alt="timeline" src="data:image/png;base64,{base64.b64encode(png).decode()}" style="max-width:100%">
+<h2>Retrains ({len(retrains)})</h2>
+{table(["window end", "reason", "training run", "run state", "gate", "gate summary", "new version"], retrain_rows)}
+<h2>Windows ({len(windows)})</h2>
+{table(["start", "end", "champion", "rows", "drift share", "prediction drift", "realized ROC AUC", "labelled",
+        "pending labels", "data valid", "decision", "reason"], window_rows)}
+</body></html>"""
+
+
+def write_timeline(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain], folder: Path) -> dict[str, Path]:
+    from pipelines.storage import write_text_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    png = plot(cfg, windows, retrains)
+    png_path = folder / "timeline.png"
+    tmp = png_path.with_suffix(".tmp")
+    tmp.write_bytes(png)
+    tmp.replace(png_path)
+    html_path = write_text_atomic(render_html(cfg, windows, retrains, png), folder / "timeline.html")
+    retrains_path = write_text_atomic(
+        "| window end | reason | run | state | gate | new version |\n|---|---|---|---|---|---|\n" + "".join(
+            f"| {r.window_end} | {r.reason} | {r.run_id} | {r.run_state} | {r.gate_decision} | {r.version or ''} |\n"
+            for r in retrains), folder / "retrains.md")
+    return {"png": png_path, "html": html_path, "retrains": retrains_path}
