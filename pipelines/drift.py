@@ -162,10 +162,25 @@ def _jensenshannon(ref: ColumnProfile, values: np.ndarray, counts: np.ndarray) -
     return float(distance.jensenshannon(ref_share, cur_share))
 
 
-def column_drift(ref: ColumnProfile, current: pd.Series, method: str | None = None,
+def combine(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
+    """The counts of two parts of one column (e.g. two chunks of a window read in turn)."""
+    values = np.concatenate((a.values, b.values))
+    weights = np.concatenate((a.counts, b.counts))
+    if a.kind == "numeric":
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return ColumnProfile(a.name, a.kind, distinct, np.bincount(inverse, weights=weights).astype(np.int64))
+    summed = pd.Series(weights, index=pd.Index(values, dtype=object)).groupby(level=0, sort=False).sum()
+    return ColumnProfile(a.name, a.kind, summed.index.to_numpy(dtype=object), summed.to_numpy(dtype=np.int64))
+
+
+def column_drift(ref: ColumnProfile, current: pd.Series | ColumnProfile, method: str | None = None,
                  threshold: float | None = None) -> ColumnDrift:
-    """Drift of one column of the window against its reference profile, as Evidently would score it."""
-    values, counts = value_counts(current, ref.kind)
+    """Drift of one column of the window (its values, or its value counts) against its reference profile,
+    as Evidently would score it."""
+    if isinstance(current, ColumnProfile):
+        values, counts = current.values, current.counts
+    else:
+        values, counts = value_counts(current, ref.kind)
     cur_rows = int(counts.sum())
     if cur_rows == 0 or ref.rows == 0:
         return ColumnDrift(ref.name, "empty", threshold or DEFAULT_THRESHOLD, float("nan"), False, cur_rows)
@@ -189,7 +204,7 @@ def column_drift(ref: ColumnProfile, current: pd.Series, method: str | None = No
     return _evidently_stattest(ref, current, None if method == "evidently_default" else method, threshold)
 
 
-def _evidently_stattest(ref: ColumnProfile, current: pd.Series, method: str | None,
+def _evidently_stattest(ref: ColumnProfile, current: pd.Series | ColumnProfile, method: str | None,
                         threshold: float | None) -> ColumnDrift:
     """Small references, or a method named in the config: Evidently's registered stat test itself."""
     from evidently.legacy.calculations.stattests import get_stattest
@@ -197,6 +212,8 @@ def _evidently_stattest(ref: ColumnProfile, current: pd.Series, method: str | No
 
     kind = ColumnType.Numerical if ref.kind == "numeric" else ColumnType.Categorical
     reference = ref.expanded()
+    if isinstance(current, ColumnProfile):
+        current = current.expanded()
     if ref.kind == "numeric":
         current = pd.to_numeric(current, errors="coerce")
     current = current.replace([np.inf, -np.inf], np.nan).dropna().reset_index(drop=True)
@@ -216,13 +233,15 @@ class DriftSummary:
         return [c.column for c in self.columns if c.drifted]
 
 
-def dataset_drift(profile: ReferenceProfile, current: pd.DataFrame, drift_share: float = 0.5,
+def dataset_drift(profile: ReferenceProfile, current: pd.DataFrame | ReferenceProfile, drift_share: float = 0.5,
                   methods: dict[str, str] | None = None, thresholds: dict[str, float] | None = None) -> DriftSummary:
-    """Every profiled column of ``current``; dataset drift when the drifted share reaches ``drift_share``
-    (Evidently's ``DriftedColumnsCount`` rule)."""
+    """Every profiled column of ``current`` (a frame, or the window's own profile of value counts); dataset
+    drift when the drifted share reaches ``drift_share`` (Evidently's ``DriftedColumnsCount`` rule)."""
     methods, thresholds = methods or {}, thresholds or {}
-    results = [column_drift(ref, current[name], methods.get(name), thresholds.get(name))
-               for name, ref in profile.columns.items() if name in current.columns]
+    present = current.columns if isinstance(current, pd.DataFrame) else current.columns.keys()
+    results = [column_drift(ref, current[name] if isinstance(current, pd.DataFrame) else current.columns[name],
+                            methods.get(name), thresholds.get(name))
+               for name, ref in profile.columns.items() if name in present]
     scored = [r for r in results if r.method != "empty"]
     share = sum(r.drifted for r in scored) / len(scored) if scored else 0.0
     return DriftSummary(results, share, bool(scored) and share >= drift_share)

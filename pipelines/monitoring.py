@@ -46,11 +46,58 @@ class WindowMeasurement:
         return asdict(self)
 
 
-def data_quality(frame: pd.DataFrame, columns: list[str], max_missing_share: float) -> tuple[dict, list[str]]:
+@dataclass
+class WindowScan:
+    """A window of served rows, reduced as it is read (in chunks: a 10M-row window never sits in memory as
+    rows): per-column value counts (the window's own profile), missing counts, the rows needed to join the
+    labels, and a uniform sample for Evidently's report."""
+
+    rows: int
+    profile: ReferenceProfile
+    missing: dict[str, int]
+    served: pd.DataFrame  # request_id, row_index, prediction and the slice columns
+    sample: pd.DataFrame
+
+
+def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> WindowScan:
+    """Reduce an iterable of row frames (feature columns + ``prediction``, ``request_id``, ``row_index``)."""
+    from pipelines.drift import ColumnProfile, combine, profile_reference
+
+    numeric = [*cfg.features.numeric, PREDICTION]
+    categorical = list(cfg.features.categorical)
+    keep = ["request_id", "row_index", PREDICTION, *[c for c in cfg.features.slices if c in categorical + numeric]]
+    rng = np.random.default_rng(seed)
+    rows, profile, missing = 0, None, dict.fromkeys(numeric + categorical, 0)
+    served, sample = [], pd.DataFrame()
+    for chunk in chunks:
+        if chunk.empty:
+            continue
+        rows += len(chunk)
+        part = profile_reference(chunk, numeric, categorical)
+        profile = part.columns if profile is None else {c: combine(profile[c], part.columns[c]) for c in profile}
+        for column in missing:
+            missing[column] += int(chunk[column].isna().sum())
+        served.append(chunk[keep].astype({c: "category" for c in keep if c in categorical}))
+        # A uniform sample of the whole window: every row draws a key, the smallest keys are kept.
+        keyed = chunk.assign(_key=rng.random(len(chunk)))
+        sample = pd.concat([sample, keyed]).nsmallest(sample_rows, "_key") if len(sample) else \
+            keyed.nsmallest(sample_rows, "_key")
+    if profile is None:
+        profile = {c: ColumnProfile(c, "numeric" if c in numeric else "categorical", np.array([]),
+                                    np.zeros(0, dtype=np.int64)) for c in numeric + categorical}
+    served_frame = pd.concat(served, ignore_index=True) if served else pd.DataFrame(columns=keep)
+    for column in served_frame.columns:
+        if isinstance(served_frame[column].dtype, pd.CategoricalDtype):
+            served_frame[column] = served_frame[column].astype(object)
+    return WindowScan(rows, ReferenceProfile(profile, rows), missing, served_frame,
+                      sample.drop(columns="_key", errors="ignore").reset_index(drop=True))
+
+
+def data_quality(scan: WindowScan, columns: list[str], max_missing_share: float) -> tuple[dict, list[str]]:
     """Share of missing values per column; an alert for each column above ``max_missing_share``."""
-    if frame.empty:
+    if scan.rows == 0:
         return {}, []
-    shares = {c: float(frame[c].isna().mean()) if c in frame.columns else 1.0 for c in columns}
+    shares = {c: scan.missing.get(c, scan.rows) / scan.rows for c in columns}
     alerts = [f"{c}: {share:.1%} of rows missing (limit {max_missing_share:.0%})"
               for c, share in shares.items() if share > max_missing_share]
     return shares, alerts
@@ -78,27 +125,29 @@ def realized_performance(labelled: pd.DataFrame, cfg: ModelConfig, threshold: fl
             [json_safe(r) for r in slice_metrics(labelled, truth, scores, slices, threshold)])
 
 
-def measure_window(cfg: ModelConfig, window: pd.DataFrame, profile: ReferenceProfile, start: date, end: date,
+def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile, start: date, end: date,
                    model_version: str | None) -> WindowMeasurement:
     """Drift of every feature and of the predictions, and data quality, for one window of served rows.
 
-    ``window`` holds one column per feature plus ``prediction``; ``profile`` was built from the champion's
-    training snapshot (with the champion's own scores on it as ``prediction``)."""
+    ``profile`` was built from the champion's training snapshot (with the champion's own scores on it as
+    ``prediction``); ``scan`` holds the window's counts."""
+    from pipelines.drift import column_drift
+
     policy = cfg.monitoring
     columns = [*cfg.features.numeric, *cfg.features.categorical]
-    measurement = WindowMeasurement(start, end, model_version, len(window))
-    measurement.missing_shares, measurement.quality_alerts = data_quality(window, columns, policy.max_missing_share)
-    if window.empty:
+    measurement = WindowMeasurement(start, end, model_version, scan.rows)
+    measurement.missing_shares, measurement.quality_alerts = data_quality(scan, columns, policy.max_missing_share)
+    if scan.rows == 0:
         return measurement
     features = ReferenceProfile({c: p for c, p in profile.columns.items() if c != PREDICTION}, profile.rows)
-    summary = dataset_drift(features, window, policy.drift.drift_share, policy.drift.methods, policy.drift.thresholds)
+    current = ReferenceProfile({c: p for c, p in scan.profile.columns.items() if c != PREDICTION}, scan.rows)
+    summary = dataset_drift(features, current, policy.drift.drift_share, policy.drift.methods,
+                            policy.drift.thresholds)
     measurement.drift_share, measurement.dataset_drift = summary.share, summary.dataset_drift
     measurement.drift_scores = {c.column: None if np.isnan(c.score) else round(c.score, 6) for c in summary.columns}
     measurement.drifted_columns = summary.drifted()
-    if PREDICTION in profile.columns:
-        from pipelines.drift import column_drift
-
-        scored = column_drift(profile.columns[PREDICTION], window[PREDICTION], method="wasserstein",
+    if PREDICTION in profile.columns and PREDICTION in scan.profile.columns:
+        scored = column_drift(profile.columns[PREDICTION], scan.profile.columns[PREDICTION], method="wasserstein",
                               threshold=policy.drift.prediction_threshold)
         measurement.prediction_drift = None if np.isnan(scored.score) else round(scored.score, 6)
     return measurement

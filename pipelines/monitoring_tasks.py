@@ -138,9 +138,10 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
 
 
 # reading the window ---------------------------------------------------------------------------------------
-def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None):
+def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None, chunk_rows: int = 200_000):
     """The rows the service answered (route champion or canary) for [start, end) of event time (serving
-    time for rows sent without one): features, prediction, request id, row index, model version."""
+    time for rows sent without one), in chunks of ``chunk_rows``: features, prediction, request id, row
+    index, model version. Streamed from the database, so a window's size is bounded by disk, not memory."""
     import orjson
     import pandas as pd
     import sqlalchemy as sa
@@ -151,20 +152,30 @@ def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None
     create_table(engine)
     when = sa.func.coalesce(PREDICTIONS.c.event_time, PREDICTIONS.c.served_at)
     query = (sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row_index, PREDICTIONS.c.model_version,
-                       PREDICTIONS.c.route, PREDICTIONS.c.features, PREDICTIONS.c.prediction)
+                       PREDICTIONS.c.features, PREDICTIONS.c.prediction)
              .where(PREDICTIONS.c.model_name == cfg.model_name)
              .where(PREDICTIONS.c.route.in_(["champion", "canary"]))
              .where(when >= _stamp(start)).where(when < _stamp(end)))
-    with engine.connect() as connection:
-        logged = pd.DataFrame(connection.execute(query).all(),
-                              columns=["request_id", "row_index", "model_version", "route", "features", "prediction"])
-    engine.dispose()
     columns = [*cfg.features.numeric, *cfg.features.categorical]
-    features = pd.DataFrame.from_records([orjson.loads(f) for f in logged["features"]], columns=columns) \
-        if len(logged) else pd.DataFrame(columns=columns)
-    for column in cfg.features.numeric:
-        features[column] = pd.to_numeric(features[column], errors="coerce")
-    return pd.concat([logged.drop(columns="features").reset_index(drop=True), features], axis=1)
+    try:
+        with engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            for rows in result.partitions(chunk_rows):
+                logged = pd.DataFrame(rows, columns=["request_id", "row_index", "model_version", "features",
+                                                     "prediction"])
+                features = pd.DataFrame.from_records([orjson.loads(f) for f in logged.pop("features")],
+                                                     columns=columns)
+                for column in cfg.features.numeric:
+                    features[column] = pd.to_numeric(features[column], errors="coerce")
+                yield pd.concat([logged, features], axis=1)
+    finally:
+        engine.dispose()
+
+
+def scan_window(cfg: ModelConfig, start: date, end: date, sample_rows: int | None = None):
+    from pipelines.monitoring import scan_chunks
+
+    return scan_chunks(cfg, read_window(cfg, start, end), sample_rows or cfg.monitoring.report_sample_rows)
 
 
 def _log_url() -> str:
@@ -241,11 +252,10 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
 
     version = champion_version(cfg, state)
     profile = ReferenceProfile.load(reference_profile(cfg, state, version))
-    window = read_window(cfg, mctx.start, mctx.end)
-    measurement = measure_window(cfg, window, profile, mctx.start, mctx.end, str(version.version))
-    _add_realized(cfg, state, measurement, window, float(version.tags.get("threshold") or 0.5))
-    sample = window.sample(n=min(len(window), cfg.monitoring.report_sample_rows), random_state=0)
-    sample_path = write_parquet_atomic(sample, monitoring_dir(cfg, state) / "work" / _run_key(mctx.run_id)
+    scan = scan_window(cfg, mctx.start, mctx.end)
+    measurement = measure_window(cfg, scan, profile, mctx.start, mctx.end, str(version.version))
+    _add_realized(cfg, state, measurement, scan.served, float(version.tags.get("threshold") or 0.5))
+    sample_path = write_parquet_atomic(scan.sample, monitoring_dir(cfg, state) / "work" / _run_key(mctx.run_id)
                                        / "window_sample.parquet")
     log.info("window %s: %d rows, drift share %s, prediction drift %s, realized %s (%d labelled, %d pending)",
              mctx.window_key, measurement.rows, measurement.drift_share, measurement.prediction_drift,
@@ -277,9 +287,9 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
         for row in store.load_windows(connection, cfg.name, since=since):
             if row["window_end"] > mctx.start or row["pending_labels"] == 0:
                 continue
-            window = read_window(cfg, row["window_start"], row["window_end"])
-            m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], len(window))
-            _add_realized(cfg, state, m, window, threshold)
+            scan = scan_window(cfg, row["window_start"], row["window_end"], sample_rows=1)
+            m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], scan.rows)
+            _add_realized(cfg, state, m, scan.served, threshold)
             if m.labelled_rows == row["labelled_rows"]:
                 continue
             details = json.loads(row["details"] or "{}")

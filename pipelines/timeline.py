@@ -39,31 +39,29 @@ def windows_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> bytes:
-    """Three panels over window end date: drift (share and key features), realized ROC AUC, champion."""
+    """Four panels over window end date: drift share, key features' drift, realized ROC AUC, champion."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     policy = cfg.monitoring
-    figure, (drift_ax, perf_ax, version_ax) = plt.subplots(3, 1, figsize=(12, 8.5), sharex=True,
-                                                             gridspec_kw={"height_ratios": [3, 2, 1.2]})
+    figure, (drift_ax, key_ax, perf_ax, version_ax) = plt.subplots(
+        4, 1, figsize=(12, 10), sharex=True, gridspec_kw={"height_ratios": [2.2, 2, 2, 1]})
     when = windows["window_end"]
     drift_ax.plot(when, windows["drift_share"], color="tab:red", marker="o", ms=3, label="drifted share of columns")
     drift_ax.axhline(policy.drift.drift_share, color="tab:red", ls="--", lw=0.8,
                      label=f"dataset drift at {policy.drift.drift_share:.0%}")
     drift_ax.set_ylabel("drift share")
     drift_ax.set_ylim(0, 1)
-    if policy.drift.key_features:
-        key_ax = drift_ax.twinx()
-        for (column, limit), color in zip(policy.drift.key_features.items(), ["tab:orange", "tab:purple", "tab:brown"],
-                                          strict=False):
-            scores = windows["details"].map(lambda d, c=column: (d.get("drift_scores") or {}).get(c))
-            key_ax.plot(when, scores / limit, color=color, lw=1, label=f"{column} drift / its limit {limit:g}")
-        key_ax.axhline(1.0, color="grey", ls=":", lw=0.8)
-        key_ax.set_ylabel("key feature drift / limit")
-        key_ax.legend(loc="upper right", fontsize=8)
     drift_ax.legend(loc="upper left", fontsize=8)
+    for (column, limit), color in zip(policy.drift.key_features.items(),
+                                      ["tab:orange", "tab:purple", "tab:brown", "tab:olive"], strict=False):
+        scores = pd.to_numeric(windows["details"].map(lambda d, c=column: (d.get("drift_scores") or {}).get(c)))
+        key_ax.plot(when, scores / limit, color=color, marker="o", ms=3, label=f"{column} drift / its limit {limit:g}")
+    key_ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="key feature limit")
+    key_ax.set_ylabel("key feature drift\n(1 = limit)")
+    key_ax.legend(loc="upper left", fontsize=8)
     perf_ax.plot(when, windows["realized_roc_auc"], color="tab:blue", marker="o", ms=3, label="realized ROC AUC")
     floor = cfg.realized_floors.get("roc_auc")
     if floor is not None:
@@ -77,7 +75,7 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
     for retrain in retrains:
         x = pd.Timestamp(retrain.window_end)
         color = "tab:green" if retrain.gate_decision == "approved" else "tab:grey"
-        for ax in (drift_ax, perf_ax, version_ax):
+        for ax in (drift_ax, key_ax, perf_ax, version_ax):
             ax.axvline(x, color=color, lw=1.2, alpha=0.7)
         outcome = f"v{retrain.version}" if retrain.version else (retrain.gate_decision or retrain.run_state)
         label = f"retrain → {outcome}"

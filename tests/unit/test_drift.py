@@ -75,3 +75,19 @@ def test_an_empty_window_column_is_reported_not_scored():
     summary = dataset_drift(profile_reference(reference, NUMERIC, CATEGORICAL), current)
     [empty] = [c for c in summary.columns if c.column == "with_nans"]
     assert empty.method == "empty" and not empty.drifted and empty.current_rows == 0
+
+
+def test_a_window_counted_in_chunks_scores_like_the_whole_window():
+    from pipelines.drift import combine
+
+    reference, current = frames(20_000, 1, False), frames(6_000, 2, True)
+    profile = profile_reference(reference, NUMERIC, CATEGORICAL)
+    parts = [profile_reference(current.iloc[i:i + 1_000], NUMERIC, CATEGORICAL) for i in range(0, 6_000, 1_000)]
+    merged = {c: parts[0].columns[c] for c in NUMERIC + CATEGORICAL}
+    for part in parts[1:]:
+        merged = {c: combine(merged[c], part.columns[c]) for c in merged}
+    chunked = dataset_drift(profile, ReferenceProfile(merged, len(current)))
+    whole = dataset_drift(profile, current)
+    assert [(c.column, c.drifted) for c in chunked.columns] == [(c.column, c.drifted) for c in whole.columns]
+    for a, b in zip(chunked.columns, whole.columns, strict=True):
+        assert a.score == pytest.approx(b.score, rel=1e-9, abs=1e-12)
