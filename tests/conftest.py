@@ -6,6 +6,7 @@ Set before anything imports airflow: Airflow reads its configuration once, at im
 import os
 import pathlib
 import tempfile
+import uuid
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _HOME = pathlib.Path(tempfile.mkdtemp(prefix="mlops_test_"))
@@ -56,3 +57,22 @@ def flights_config():
     from pipelines.config import load_model_config
 
     return load_model_config("flights_delay")
+
+
+@pytest.fixture()
+def postgres_url():
+    """A throw-away database on the PostgreSQL of the production topology ($MLOPS_TEST_POSTGRES_URL)."""
+    import sqlalchemy as sa
+
+    server = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {server}: {exc.orig}")
+    yield f"{server}/{name}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()

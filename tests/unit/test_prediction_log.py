@@ -1,6 +1,4 @@
-import os
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -11,23 +9,6 @@ from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog, ServedB
 def batch(request_id: str, rows: int) -> ServedBatch:
     return ServedBatch(request_id, now(), "m", "3", "champion", [{"x": float(i), "c": "a"} for i in range(rows)],
                        [i / rows for i in range(rows)])
-
-
-@pytest.fixture()
-def postgres_url():
-    """A throw-away database on the PostgreSQL of the production topology ($MLOPS_TEST_POSTGRES_URL)."""
-    server = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"mlops_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {server}: {exc.orig}")
-    yield f"{server}/{name}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
