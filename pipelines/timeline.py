@@ -54,19 +54,21 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
                      label=f"dataset drift at {policy.drift.drift_share:.0%}")
     drift_ax.set_ylabel("drift share")
     drift_ax.set_ylim(0, 1)
-    drift_ax.legend(loc="upper left", fontsize=8)
+    drift_ax.legend(loc="center left", fontsize=8)
     for (column, limit), color in zip(policy.drift.key_features.items(),
                                       ["tab:orange", "tab:purple", "tab:brown", "tab:olive"], strict=False):
         scores = pd.to_numeric(windows["details"].map(lambda d, c=column: (d.get("drift_scores") or {}).get(c)))
         key_ax.plot(when, scores / limit, color=color, marker="o", ms=3, label=f"{column} drift / its limit {limit:g}")
     key_ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="key feature limit")
     key_ax.set_ylabel("key feature drift\n(1 = limit)")
-    key_ax.legend(loc="upper left", fontsize=8)
-    perf_ax.plot(when, windows["realized_roc_auc"], color="tab:blue", marker="o", ms=3, label="realized ROC AUC")
-    floor = cfg.realized_floors.get("roc_auc")
-    if floor is not None:
-        perf_ax.axhline(floor, color="tab:blue", ls="--", lw=0.8, label=f"floor {floor}")
-    perf_ax.set_ylabel("ROC AUC")
+    key_ax.legend(loc="center left", fontsize=8)
+    for (metric, floor), color in zip(cfg.realized_floors.items(), ["tab:blue", "tab:cyan", "tab:gray"], strict=False):
+        column = f"realized_{metric}"
+        if column not in windows:
+            continue
+        perf_ax.plot(when, windows[column], color=color, marker="o", ms=3, label=f"realized {metric}")
+        perf_ax.axhline(floor, color=color, ls="--", lw=0.8, label=f"{metric} floor {floor}")
+    perf_ax.set_ylabel("realized (labelled rows)")
     perf_ax.legend(loc="lower left", fontsize=8)
     versions = pd.to_numeric(windows["model_version"], errors="coerce")
     version_ax.step(when, versions, where="post", color="tab:green")
