@@ -268,17 +268,19 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
 def _add_realized(cfg: ModelConfig, state: StatePaths, measurement, window, threshold: float) -> None:
     from pipelines.monitoring import join_labels, realized_performance
 
+    # Label files are dated by the data's own calendar day, windows by UTC event time: look a day either side.
     horizon = measurement.window_end + timedelta(days=cfg.monitoring.label_lookback_days + 1)
-    labels = read_labels(cfg, state, measurement.window_start, horizon)
+    labels = read_labels(cfg, state, measurement.window_start - timedelta(days=1), horizon)
     labelled, pending = join_labels(window, labels, cfg.features.target)
     measurement.labelled_rows, measurement.pending_labels = len(labelled), pending
     measurement.realized, measurement.realized_slices = realized_performance(labelled, cfg, threshold)
 
 
 def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, threshold: float) -> int:
-    """Recompute the realized metrics of earlier windows that were still waiting for labels."""
+    """Recompute the realized metrics of earlier windows that were still waiting for labels, and how those
+    windows count in later decisions (a late performance breach joins the streak)."""
     from pipelines import monitoring_store as store
-    from pipelines.monitoring import WindowMeasurement
+    from pipelines.monitoring import WindowMeasurement, record_of
 
     engine = store.engine()
     since = mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)
@@ -288,13 +290,19 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
             if row["window_end"] > mctx.start or row["pending_labels"] == 0:
                 continue
             scan = scan_window(cfg, row["window_start"], row["window_end"], sample_rows=1)
-            m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], scan.rows)
+            details = json.loads(row["details"] or "{}")
+            m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], scan.rows,
+                                  drift_share=row["drift_share"], dataset_drift=row["dataset_drift"],
+                                  drift_scores=details.get("drift_scores") or {},
+                                  drifted_columns=details.get("drifted_columns") or [],
+                                  prediction_drift=row["prediction_drift"])
             _add_realized(cfg, state, m, scan.served, threshold)
             if m.labelled_rows == row["labelled_rows"]:
                 continue
-            details = json.loads(row["details"] or "{}")
             details.update(realized=m.realized, realized_slices=m.realized_slices)
+            record = record_of(m, cfg, row["decision"])
             store.save_window(connection, {**{k: v for k, v in row.items() if k != "id"},
+                                           "breached": record.breached, "cleared": record.cleared,
                                            "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
                                            "realized_roc_auc": m.realized.get("roc_auc"),
                                            "realized_pr_auc": m.realized.get("pr_auc"),

@@ -59,11 +59,12 @@ def land_outcomes(cfg: ModelConfig, state: StatePaths, day: date, outcomes: pd.D
 
 
 def replay_days(cfg: ModelConfig, state: StatePaths, source: ReplaySource, url: str, start: date, end: date,
-                client: httpx.Client | None = None, labels: bool = True) -> dict[str, int]:
-    """Land, serve and (unless ``labels`` is False: outcomes not known yet) label every day of [start, end)."""
+                client: httpx.Client | None = None, labels: bool = True) -> dict:
+    """Land, serve and (unless ``labels`` is False: outcomes not known yet) label every day of [start, end).
+    Outcomes not landed are returned under ``pending`` (day -> outcomes), to land later with land_outcomes."""
     owned = client is None
     client = client or httpx.Client()
-    served = 0
+    served, pending = 0, {}
     try:
         source.land(state.landing_root(cfg.name), start, end)
         for day in pd.date_range(start, end, freq="D", inclusive="left").date:
@@ -72,8 +73,10 @@ def replay_days(cfg: ModelConfig, state: StatePaths, source: ReplaySource, url: 
             served += len(outcomes)
             if labels:
                 land_outcomes(cfg, state, day, outcomes)
+            else:
+                pending[day] = outcomes
     finally:
         if owned:
             client.close()
     log.info("replayed %s..%s: %d rows served", start, end, served)
-    return {"rows_served": served}
+    return {"rows_served": served, "pending": pending}
