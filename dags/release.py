@@ -52,7 +52,7 @@ def build_rollback_dag(cfg: ModelConfig) -> DAG:
             params = get_current_context()["params"]
             return t.rollback(cfg, state(), params["reason"], params.get("to_version"))
 
-        @task
+        @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
         def deploy(promotion: dict) -> dict:
             from pipelines import training_tasks as t
 
@@ -105,7 +105,7 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
             params = get_current_context()["params"]
             return t.release_challenger(cfg, state(), params["action"], params["reason"])
 
-        @task
+        @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
         def deploy(promotion: dict) -> dict:
             from pipelines import training_tasks as t
 

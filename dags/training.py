@@ -151,7 +151,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             decision = get_current_context()["ti"].xcom_pull(task_ids="gate", key="decision")
             return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision)
 
-        @task(retries=1)
+        @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
         def deploy(promotion: dict) -> dict:
             from pipelines import training_tasks as t
 

@@ -40,7 +40,7 @@ def _post(url: str, event: dict) -> bool:
     try:
         httpx.post(url, json=event, timeout=5).raise_for_status()
         return True
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # noqa: BLE001 (a bad URL or a refused connection: say so, never fail the caller)
         log.error("alert webhook %s failed: %s", url, exc)
         return False
 
@@ -60,7 +60,7 @@ def _mail(recipients: list[str], event: dict) -> bool:
         with smtplib.SMTP(host, int(os.environ.get("SMTP_PORT", "25")), timeout=10) as smtp:
             smtp.send_message(mail)
         return True
-    except (OSError, smtplib.SMTPException) as exc:
+    except Exception as exc:  # noqa: BLE001 (a bad port, a refused login: say so, never fail the caller)
         log.error("alert e-mail to %s failed: %s", recipients, exc)
         return False
 

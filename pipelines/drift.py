@@ -89,7 +89,9 @@ def value_counts(series: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray]:
             return values, np.zeros(0, dtype=np.int64)
         starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
         return values[starts], np.diff(np.append(starts, values.size)).astype(np.int64)
-    counts = series.value_counts(dropna=True, sort=False)
+    # Categories are compared as text: the prediction service logs every category as a string, and a
+    # reference read from Parquet may hold ints or bools (a month, a flag).
+    counts = series.dropna().astype(str).value_counts(sort=False)
     return counts.index.to_numpy(dtype=object), counts.to_numpy(dtype=np.int64)
 
 

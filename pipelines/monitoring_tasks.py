@@ -139,9 +139,10 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
 
 # reading the window ---------------------------------------------------------------------------------------
 def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None, chunk_rows: int = 200_000):
-    """The rows the service answered (route champion or canary) for [start, end) of event time (serving
-    time for rows sent without one), in chunks of ``chunk_rows``: features, prediction, request id, row
-    index, model version. Streamed from the database, so a window's size is bounded by disk, not memory."""
+    """The rows the champion answered (canary and shadow rows are the challenger's) for [start, end) of
+    event time (serving time for rows sent without one), in chunks of ``chunk_rows``: features, prediction,
+    request id, row index, model version. Streamed from the database, so a window's size is bounded by disk,
+    not memory."""
     import orjson
     import pandas as pd
     import sqlalchemy as sa
@@ -154,7 +155,7 @@ def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None
     query = (sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row_index, PREDICTIONS.c.model_version,
                        PREDICTIONS.c.features, PREDICTIONS.c.prediction)
              .where(PREDICTIONS.c.model_name == cfg.model_name)
-             .where(PREDICTIONS.c.route.in_(["champion", "canary"]))
+             .where(PREDICTIONS.c.route == "champion")
              .where(when >= _stamp(start)).where(when < _stamp(end)))
     columns = [*cfg.features.numeric, *cfg.features.categorical]
     try:
@@ -284,33 +285,33 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
 
     engine = store.engine()
     since = mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)
-    updated = 0
+    with engine.connect() as connection:
+        rows = [r for r in store.load_windows(connection, cfg.name, since=since)
+                if r["window_end"] <= mctx.start and r["pending_labels"] > 0]
+    updates = []  # computed outside any transaction: scanning a window can take a while
+    for row in rows:
+        scan = scan_window(cfg, row["window_start"], row["window_end"], sample_rows=1)
+        details = json.loads(row["details"] or "{}")
+        m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], scan.rows,
+                              drift_share=row["drift_share"], dataset_drift=row["dataset_drift"],
+                              drift_scores=details.get("drift_scores") or {},
+                              drifted_columns=details.get("drifted_columns") or [],
+                              prediction_drift=row["prediction_drift"])
+        _add_realized(cfg, state, m, scan.served, threshold)
+        if m.labelled_rows == row["labelled_rows"]:
+            continue
+        details.update(realized=m.realized, realized_slices=m.realized_slices)
+        record = record_of(m, cfg, row["decision"])
+        updates.append({**{k: v for k, v in row.items() if k != "id"},
+                        "breached": record.breached, "cleared": record.cleared,
+                        "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
+                        "realized_roc_auc": m.realized.get("roc_auc"), "realized_pr_auc": m.realized.get("pr_auc"),
+                        "realized_brier": m.realized.get("brier"), "details": details, "computed_at": None})
     with engine.begin() as connection:
-        for row in store.load_windows(connection, cfg.name, since=since):
-            if row["window_end"] > mctx.start or row["pending_labels"] == 0:
-                continue
-            scan = scan_window(cfg, row["window_start"], row["window_end"], sample_rows=1)
-            details = json.loads(row["details"] or "{}")
-            m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], scan.rows,
-                                  drift_share=row["drift_share"], dataset_drift=row["dataset_drift"],
-                                  drift_scores=details.get("drift_scores") or {},
-                                  drifted_columns=details.get("drifted_columns") or [],
-                                  prediction_drift=row["prediction_drift"])
-            _add_realized(cfg, state, m, scan.served, threshold)
-            if m.labelled_rows == row["labelled_rows"]:
-                continue
-            details.update(realized=m.realized, realized_slices=m.realized_slices)
-            record = record_of(m, cfg, row["decision"])
-            store.save_window(connection, {**{k: v for k, v in row.items() if k != "id"},
-                                           "breached": record.breached, "cleared": record.cleared,
-                                           "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
-                                           "realized_roc_auc": m.realized.get("roc_auc"),
-                                           "realized_pr_auc": m.realized.get("pr_auc"),
-                                           "realized_brier": m.realized.get("brier"), "details": details,
-                                           "computed_at": None})
-            updated += 1
+        for update in updates:
+            store.save_window(connection, update)
     engine.dispose()
-    return updated
+    return len(updates)
 
 
 # 3. decide ------------------------------------------------------------------------------------------------

@@ -486,7 +486,9 @@ def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -
 
     If the service does not get there in ``serving.reload_timeout_s``, the aliases are put back as they were
     before the move (the service keeps, or returns to, the model it served) and the task fails with the
-    service's last answer: a failed deploy never leaves ``champion`` on a version nobody serves."""
+    service's last answer: a failed deploy never leaves ``champion`` on a version nobody serves. The task
+    has no retries: a retry would read the restored aliases and report the old state as deployed; it already
+    retries the service for ``reload_timeout_s``."""
     import mlflow
 
     from pipelines.registry import CHALLENGER, CHAMPION, alias_version, restore_aliases
@@ -499,7 +501,7 @@ def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -
     url = serving_url(cfg)
     try:
         answer = wait_until_served(cfg, url, wanted)
-    except RuntimeError:
+    except Exception:  # whatever went wrong (timeout, a garbled answer), the service did not follow
         if promotion.get("before") is not None:
             restore_aliases(client, cfg.model_name, promotion["before"])
             log.error("deploy failed: %s aliases restored to %s", cfg.model_name, promotion["before"])
@@ -534,7 +536,7 @@ def wait_until_served(cfg: ModelConfig, url: str, wanted: dict[str, str | None])
             response = httpx.post(f"{url}/admin/reload", params={"model": cfg.model_name}, timeout=30)
             last = response.json() if response.headers.get("content-type", "").startswith("application/json") \
                 else response.text
-            if response.status_code == 200 and serves(last, wanted):
+            if response.status_code == 200 and isinstance(last, dict) and serves(last, wanted):
                 ready.add(last.get("pid", 0))
                 if len(ready) >= int(last.get("workers", 1)):
                     return last

@@ -212,7 +212,8 @@ def split_event_time(columns: Columns, column: str | None) -> tuple[Columns, lis
                 else datetime.fromisoformat(value)
         except (TypeError, ValueError, OverflowError, OSError):
             raise BadRequest(f"column {column!r} must be an ISO 8601 time or epoch seconds, got {value!r}") from None
-        times.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+        # Stored in UTC: SQLite keeps a timestamp's wall time and drops its offset.
+        times.append(stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC))
     names = [n for n in columns.names if n != column]
     return Columns(names, {n: columns.values[n] for n in names}, columns.rows, columns.numeric), times
 

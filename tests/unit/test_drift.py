@@ -91,3 +91,12 @@ def test_a_window_counted_in_chunks_scores_like_the_whole_window():
     assert [(c.column, c.drifted) for c in chunked.columns] == [(c.column, c.drifted) for c in whole.columns]
     for a, b in zip(chunked.columns, whole.columns, strict=True):
         assert a.score == pytest.approx(b.score, rel=1e-9, abs=1e-12)
+
+
+def test_categories_compare_as_text_whatever_their_type(tmp_path):
+    """A reference read from Parquet may hold ints (a month); the service logs every category as text."""
+    reference = pd.DataFrame({"month": np.tile([1, 2, 3], 2000)})
+    logged = pd.DataFrame({"month": np.tile(["1", "2", "3"], 500)})
+    profile = ReferenceProfile.load(profile_reference(reference, [], ["month"]).save(tmp_path / "p.parquet"))
+    [month] = dataset_drift(profile, logged).columns
+    assert month.score == pytest.approx(0.0, abs=1e-12) and not month.drifted

@@ -124,3 +124,12 @@ def test_the_event_time_column_is_logged_not_scored(registry):
     rows = pd.read_sql("select request_id, event_time, features from prediction_log order by id", engine)
     assert str(rows.event_time[0]).startswith("2013-07-01 17:00:00") and rows.event_time[1:].isna().all()
     assert '"t"' not in rows.features[0]
+
+
+def test_an_event_time_with_an_offset_is_logged_in_utc(registry):
+    with app(registry, challenger_mode="off", event_time="t") as client:
+        answer = client.post("/invocations", json={"dataframe_records": [{**ROW, "t": "2013-01-01T20:00:00-05:00"}]})
+    assert answer.status_code == 200
+    engine = sa.create_engine(f"sqlite:///{registry / 'predictions.db'}")
+    stamp = pd.read_sql("select event_time from prediction_log", engine).event_time[0]
+    assert str(stamp).startswith("2013-01-02 01:00:00")
