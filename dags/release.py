@@ -8,6 +8,7 @@ Wiring only; the steps live in ``pipelines.training_tasks``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
@@ -24,42 +25,51 @@ reason on both versions, and waits until the prediction service serves the resto
 """
 
 
-def build_rollback_dag(cfg: ModelConfig) -> DAG:
+def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params: dict, move_task_id: str,
+                 move: Callable[[dict], dict]) -> DAG:
+    """An operator's release form: ``move`` the aliases from the form's params, then deploy what they say."""
     with DAG(
-        dag_id=f"rollback_{cfg.name}",
-        description=f"Roll back the champion of {cfg.model_name}",
-        doc_md=ROLLBACK_DOC.format(name=cfg.name, model=cfg.model_name),
+        dag_id=f"{kind}_{cfg.name}",
+        description=description,
+        doc_md=doc,
         schedule=None,
         start_date=cfg.start_datetime,
         catchup=False,
         max_active_runs=1,
-        tags=["deployment", "rollback", cfg.name],
+        tags=["deployment", kind, cfg.name],
         default_args={"owner": cfg.owner, "retries": 1, "retry_delay": timedelta(seconds=10),
                       "on_failure_callback": failure_callback(cfg)},
-        params={
-            "reason": Param("", type="string", minLength=3, title="Reason",
-                            description="Why the champion is rolled back; stored on both versions."),
-            "to_version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
-                                description="Registry version to restore; empty = the 'previous' alias."),
-        },
+        params=params,
     ) as dag:
-        state = StatePaths.from_env
 
-        @task(retries=0)  # an operator's decision, not a transient failure: never replayed by itself
-        def move_champion_back() -> dict:
-            from pipelines import training_tasks as t
-
-            params = get_current_context()["params"]
-            return t.rollback(cfg, state(), params["reason"], params.get("to_version"))
+        @task(task_id=move_task_id, retries=0)  # an operator's decision, not a transient failure
+        def move_aliases() -> dict:
+            return move(get_current_context()["params"])
 
         @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
         def deploy(promotion: dict) -> dict:
             from pipelines import training_tasks as t
 
-            return t.deploy(cfg, promotion, state())
+            return t.deploy(cfg, promotion, StatePaths.from_env())
 
-        deploy(move_champion_back())
+        deploy(move_aliases())
     return dag
+
+
+def build_rollback_dag(cfg: ModelConfig) -> DAG:
+    def move(params: dict) -> dict:
+        from pipelines import training_tasks as t
+
+        return t.rollback(cfg, StatePaths.from_env(), params["reason"], params.get("to_version"))
+
+    return _release_dag(cfg, "rollback", f"Roll back the champion of {cfg.model_name}",
+                        ROLLBACK_DOC.format(name=cfg.name, model=cfg.model_name), {
+                            "reason": Param("", type="string", minLength=3, title="Reason",
+                                            description="Why the champion is rolled back; stored on both versions."),
+                            "to_version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
+                                                description="Registry version to restore; empty = the 'previous' "
+                                                            "alias."),
+                        }, "move_champion_back", move)
 
 
 PROMOTE_DOC = """\
@@ -78,41 +88,20 @@ Your reason is stored on the version; the run ends when every service worker ser
 
 
 def build_promote_dag(cfg: ModelConfig) -> DAG:
-    with DAG(
-        dag_id=f"promote_{cfg.name}",
-        description=f"Promote or retire the challenger of {cfg.model_name}",
-        doc_md=PROMOTE_DOC.format(name=cfg.name, model=cfg.model_name),
-        schedule=None,
-        start_date=cfg.start_datetime,
-        catchup=False,
-        max_active_runs=1,
-        tags=["deployment", "promote", cfg.name],
-        default_args={"owner": cfg.owner, "retries": 1, "retry_delay": timedelta(seconds=10),
-                      "on_failure_callback": failure_callback(cfg)},
-        params={
-            "action": Param("promote", type="string", enum=["promote", "retire"], title="Decision",
-                            description="promote: challenger becomes champion. retire: drop the challenger."),
-            "reason": Param("", type="string", minLength=3, title="Reason",
-                            description="What the shadow or canary traffic showed; stored on the version."),
-        },
-    ) as dag:
-        state = StatePaths.from_env
+    def move(params: dict) -> dict:
+        from pipelines import training_tasks as t
 
-        @task(retries=0)  # an operator's decision, not a transient failure
-        def move_aliases() -> dict:
-            from pipelines import training_tasks as t
+        return t.release_challenger(cfg, StatePaths.from_env(), params["action"], params["reason"])
 
-            params = get_current_context()["params"]
-            return t.release_challenger(cfg, state(), params["action"], params["reason"])
-
-        @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
-        def deploy(promotion: dict) -> dict:
-            from pipelines import training_tasks as t
-
-            return t.deploy(cfg, promotion, state())
-
-        deploy(move_aliases())
-    return dag
+    return _release_dag(cfg, "promote", f"Promote or retire the challenger of {cfg.model_name}",
+                        PROMOTE_DOC.format(name=cfg.name, model=cfg.model_name), {
+                            "action": Param("promote", type="string", enum=["promote", "retire"], title="Decision",
+                                            description="promote: challenger becomes champion. retire: drop the "
+                                                        "challenger."),
+                            "reason": Param("", type="string", minLength=3, title="Reason",
+                                            description="What the shadow or canary traffic showed; stored on the "
+                                                        "version."),
+                        }, "move_aliases", move)
 
 
 for _cfg in list_model_configs():

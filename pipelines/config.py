@@ -252,6 +252,17 @@ def list_model_configs(models_dir: Path = MODELS_DIR) -> list[ModelConfig]:
     return [load_model_config(p) for p in sorted(models_dir.glob("*.yaml"))]
 
 
+def database_url(env_var: str, folder: str, filename: str) -> str:
+    """``$env_var`` (any SQLAlchemy URL: PostgreSQL in production), else a SQLite file under
+    ``$MLOPS_HOME/<folder>/`` (the embedded default)."""
+    url = os.environ.get(env_var)
+    if url:
+        return url
+    directory = StatePaths.from_env().root / folder
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / filename}"
+
+
 class StatePaths(BaseModel):
     """Every piece of runtime state lives under one folder: ``$MLOPS_HOME`` (default ``<project>/.state``)."""
 

@@ -7,11 +7,11 @@ SQLite under ``$MLOPS_HOME/monitoring`` on the embedded stack; any SQLAlchemy UR
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
+
+from pipelines.config import database_url
 
 METADATA = sa.MetaData()
 WINDOWS = sa.Table(
@@ -46,12 +46,7 @@ WINDOWS = sa.Table(
 
 
 def default_url() -> str:
-    url = os.environ.get("MLOPS_MONITORING_DB_URL")
-    if url:
-        return url
-    folder = Path(os.environ.get("MLOPS_HOME", Path(__file__).resolve().parents[1] / ".state")) / "monitoring"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'monitoring.db'}"
+    return database_url("MLOPS_MONITORING_DB_URL", "monitoring", "monitoring.db")
 
 
 def engine(url: str | None = None) -> sa.Engine:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import ModelConfig, StatePaths
-from pipelines.training_tasks import _as_date
+from pipelines.training_tasks import _as_date, run_key
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +62,6 @@ def monitor_context_from(context: dict[str, Any], cfg: ModelConfig) -> MonitorCo
 
 def _stamp(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def _run_key(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")
 
 
 def monitoring_dir(cfg: ModelConfig, state: StatePaths) -> Path:
@@ -147,9 +142,9 @@ def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None
     import pandas as pd
     import sqlalchemy as sa
 
-    from pipelines.serving.prediction_log import PREDICTIONS, create_table
+    from pipelines.serving.prediction_log import PREDICTIONS, create_table, default_url
 
-    engine = sa.create_engine(url or _log_url(), future=True)
+    engine = sa.create_engine(url or default_url(), future=True)
     create_table(engine)
     when = sa.func.coalesce(PREDICTIONS.c.event_time, PREDICTIONS.c.served_at)
     query = (sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row_index, PREDICTIONS.c.model_version,
@@ -177,12 +172,6 @@ def scan_window(cfg: ModelConfig, start: date, end: date, sample_rows: int | Non
     from pipelines.monitoring import scan_chunks
 
     return scan_chunks(cfg, read_window(cfg, start, end), sample_rows or cfg.monitoring.report_sample_rows)
-
-
-def _log_url() -> str:
-    from pipelines.serving.prediction_log import default_url
-
-    return default_url()
 
 
 def read_labels(cfg: ModelConfig, state: StatePaths, start: date, end: date):
@@ -221,7 +210,7 @@ def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -
     from pipelines.storage import fresh_temp_dir, write_text_atomic
     from pipelines.validation import load_suite_spec, render_report, validate_frame
 
-    work = monitoring_dir(cfg, state) / "work" / _run_key(mctx.run_id)
+    work = monitoring_dir(cfg, state) / "work" / run_key(mctx.run_id)
     scratch = fresh_temp_dir(work)
     report = state.reports(cfg.name) / "monitoring" / mctx.window_key / "validation.html"
     try:
@@ -256,7 +245,7 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     scan = scan_window(cfg, mctx.start, mctx.end)
     measurement = measure_window(cfg, scan, profile, mctx.start, mctx.end, str(version.version))
     _add_realized(cfg, state, measurement, scan.served, float(version.tags.get("threshold") or 0.5))
-    sample_path = write_parquet_atomic(scan.sample, monitoring_dir(cfg, state) / "work" / _run_key(mctx.run_id)
+    sample_path = write_parquet_atomic(scan.sample, monitoring_dir(cfg, state) / "work" / run_key(mctx.run_id)
                                        / "window_sample.parquet")
     log.info("window %s: %d rows, drift share %s, prediction drift %s, realized %s (%d labelled, %d pending)",
              mctx.window_key, measurement.rows, measurement.drift_share, measurement.prediction_drift,
@@ -305,13 +294,17 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
         updates.append({**{k: v for k, v in row.items() if k != "id"},
                         "breached": record.breached, "cleared": record.cleared,
                         "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
-                        "realized_roc_auc": m.realized.get("roc_auc"), "realized_pr_auc": m.realized.get("pr_auc"),
-                        "realized_brier": m.realized.get("brier"), "details": details, "computed_at": None})
+                        **realized_columns(m), "details": details, "computed_at": None})
     with engine.begin() as connection:
         for update in updates:
             store.save_window(connection, update)
     engine.dispose()
     return len(updates)
+
+
+def realized_columns(m) -> dict[str, float | None]:
+    """The realized metrics the time series keeps in columns (the rest stay in ``details``)."""
+    return {f"realized_{metric}": m.realized.get(metric) for metric in ("roc_auc", "pr_auc", "brier")}
 
 
 # 3. decide ------------------------------------------------------------------------------------------------
@@ -340,8 +333,7 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
             "airflow_run_id": mctx.run_id, "model_version": m.model_version, "rows": m.rows,
             "drift_share": m.drift_share, "dataset_drift": m.dataset_drift, "prediction_drift": m.prediction_drift,
             "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
-            "realized_roc_auc": m.realized.get("roc_auc"), "realized_pr_auc": m.realized.get("pr_auc"),
-            "realized_brier": m.realized.get("brier"), "data_valid": bool(validation.get("valid")),
+            **realized_columns(m), "data_valid": bool(validation.get("valid")),
             "breached": record.breached, "cleared": record.cleared, "decision": decision.action,
             "reason": decision.reason, "triggered_run_id": mctx.retrain_run_id if decision.retrain else None,
             "details": {"drift_scores": m.drift_scores, "drifted_columns": m.drifted_columns,

@@ -37,11 +37,16 @@ class RunContext:
 
     @property
     def run_key(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.run_id).strip("_")
+        return run_key(self.run_id)
 
     @property
     def interval_key(self) -> str:
         return f"{self.start.isoformat()}_{self.end.isoformat()}"
+
+
+def run_key(run_id: str) -> str:
+    """An Airflow run id as a safe file or tag name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")
 
 
 def _as_date(value: Any) -> date | None:

@@ -9,16 +9,16 @@ any SQLAlchemy URL). The queue is unbounded on purpose: under a burst the backlo
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import sqlalchemy as sa
+
+from pipelines.config import database_url
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,7 @@ class ServedBatch:
 
 
 def default_url() -> str:
-    url = os.environ.get("MLOPS_PREDICTION_LOG_URL")
-    if url:
-        return url
-    folder = Path(os.environ.get("MLOPS_HOME", Path(__file__).resolve().parents[2] / ".state")) / "serving"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'predictions.db'}"
+    return database_url("MLOPS_PREDICTION_LOG_URL", "serving", "predictions.db")
 
 
 class PredictionLog:
