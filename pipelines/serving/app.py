@@ -327,7 +327,8 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     event_time = event_time or event_time_column(model_name)
     app = FastAPI(title=f"{model_name} prediction service", version="0.1.0")
     app.state.prediction_log = prediction_log
-    batcher = MicroBatcher(combine=columns_to_frame)
+    batcher = MicroBatcher(combine=columns_to_frame,
+                           model_threads=int(os.environ.get("MLOPS_SERVING_MODEL_THREADS", "1")))
     app.state.batcher = batcher
     metrics = ServiceMetrics(prediction_log)
     state: dict[str, Any] = {"model": None, "challenger": None, "route": "off", "share": 0.0}
@@ -386,10 +387,6 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
 
     @app.on_event("startup")
     async def _startup() -> None:
-        from threadpoolctl import threadpool_limits
-
-        # One scoring thread per worker: OpenMP threads would fight the event loop for the cores.
-        threadpool_limits(limits=int(os.environ.get("MLOPS_SERVING_MODEL_THREADS", "1")))
         batcher.start()
         try:
             await asyncio.to_thread(refresh)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads  # loads OpenMP, as a loaded model has
 
 from pipelines.serving.batching import MicroBatcher
 
@@ -85,3 +86,34 @@ def test_requests_for_different_models_are_never_mixed():
 def test_without_a_running_batcher_calls_go_straight_through(rows):
     result = run(MicroBatcher().predict_proba(SlowModel(), pd.DataFrame({"x": np.zeros(rows)})))
     assert result.shape == (rows, 2)
+
+
+class ThreadProbe:
+    """A model that reports the thread it was called on and the OpenMP threads sklearn would use there."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        self.seen = (threading.current_thread().name, _openmp_effective_n_threads())
+        return np.zeros((len(frame), 2))
+
+
+def test_batches_are_scored_on_one_thread_capped_at_one_openmp_thread():
+    # The cap is per thread for OpenMP: set on the event loop's thread it would not reach the scoring
+    # thread, and a model with one OpenMP thread per core spin-waits against the event loop.
+    from threadpoolctl import threadpool_limits
+
+    probe = ThreadProbe()
+
+    async def scenario():
+        batcher = MicroBatcher()
+        batcher.start()
+        names = set()
+        for _ in range(5):
+            await batcher.predict_proba(probe, pd.DataFrame({"x": [1.0]}))
+            names.add(probe.seen[0])
+        await batcher.stop()
+        return names, probe.seen[1]
+
+    with threadpool_limits(limits=2, user_api="openmp"):  # what the caller's thread allows does not leak in
+        names, openmp_threads = run(scenario())
+    assert len(names) == 1 and names.pop().startswith("scoring")
+    assert openmp_threads == 1
