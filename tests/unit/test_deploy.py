@@ -1,26 +1,17 @@
 """The deploy task: waits for every worker, and a deploy that cannot complete puts the aliases back."""
 
-import mlflow
 import pytest
-from sklearn.dummy import DummyClassifier
 
 from pipelines.config import ModelConfig, ServingConfig
 from pipelines.registry import alias_version, promote_version, register_version
-from pipelines.tracking import configure_mlflow
 from pipelines.training_tasks import deploy, serves
 
 
 @pytest.fixture()
-def client(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    configure_mlflow()  # tracking and registry: an earlier test may have left another registry URI set
-    experiment = mlflow.create_experiment("deploy_test", artifact_location=(tmp_path / "artifacts").as_uri())
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",
-                                        serialization_format="cloudpickle")
-    client = mlflow.MlflowClient()
-    client.model_uri = info.model_uri
+def client(toy_registry):
+    """A registry client with one logged model (``client.model_uri``) to register versions of."""
+    client = toy_registry.client
+    client.model_uri = toy_registry.log_constant().uri
     return client
 
 

@@ -1,37 +1,17 @@
 """A candidate must be served by a staging instance of the service with its evaluated predictions."""
 
-import mlflow
-import numpy as np
-import pandas as pd
 import pytest
+from toy_models import FEATURES, toy_frame
 
-from pipelines.config import FeaturesConfig, SearchConfig
 from pipelines.infra_validation import serving_example_of, validate_in_staging
-from pipelines.training import model_inputs, train_candidate
-
-FEATURES = FeaturesConfig(builder="x.y", numeric=["signal"], categorical=["group"], target="label", event_time="t")
-
-
-def frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    signal = rng.normal(size=n)
-    signal[::17] = np.nan
-    return pd.DataFrame({"signal": signal, "group": rng.choice(["a", "b", None], size=n),
-                         "label": (np.nan_to_num(signal) > 0).astype(int)})
+from pipelines.training import model_inputs
 
 
 @pytest.fixture()
-def candidate(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from pipelines.tracking import configure_mlflow, log_sklearn_model
-
-    configure_mlflow()
-    experiment = mlflow.create_experiment("infra", artifact_location=(tmp_path / "artifacts").as_uri())
-    trained = train_candidate(frame(400, 1), frame(200, 2), FEATURES, SearchConfig(), {})
-    with mlflow.start_run(experiment_id=experiment):
-        info = log_sklearn_model(trained.model, model_inputs(frame(5, 3), FEATURES))
-    sample = model_inputs(frame(120, 4), FEATURES)
-    return info.model_uri, sample, trained.model.predict_proba(sample)[:, 1]
+def candidate(toy_registry):
+    logged = toy_registry.log(seed=1, missing=True)
+    sample = model_inputs(toy_frame(120, 4, missing=True), FEATURES)
+    return logged.uri, sample, logged.model.predict_proba(sample)[:, 1]
 
 
 def test_candidate_serving_its_evaluated_predictions_passes(candidate):

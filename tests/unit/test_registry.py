@@ -1,24 +1,15 @@
 """Alias moves against a real (SQLite) MLflow registry."""
 
-import mlflow
 import pytest
-from sklearn.dummy import DummyClassifier
 
 from pipelines.registry import alias_version, promote_version, register_version
 
 
 @pytest.fixture()
-def client(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.create_experiment("registry_test", artifact_location=(tmp_path / "artifacts").as_uri())
-    with mlflow.start_run(experiment_id=experiment) as run:
-        info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",
-                                        serialization_format="cloudpickle")
-    client = mlflow.MlflowClient()
-    client.model_uri, client.run_id = info.model_uri, run.info.run_id
+def client(toy_registry):
+    """A registry client with one logged model (``client.model_uri``) to register versions of."""
+    client = toy_registry.client
+    client.model_uri = toy_registry.log_constant().uri
     return client
 
 

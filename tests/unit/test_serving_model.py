@@ -1,42 +1,30 @@
 """The prediction service on a real model logged and registered in a SQLite MLflow store."""
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from toy_models import WITH_NOISE as FEATURES
+from toy_models import ToyRegistry, toy_frame
 
-from pipelines.config import FeaturesConfig, SearchConfig
-from pipelines.training import model_inputs, train_candidate
-
-FEATURES = FeaturesConfig(builder="x.y", numeric=["signal", "noise"], categorical=["group"], target="label",
-                          event_time="t")
+from pipelines.training import model_inputs
 
 
 def frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    signal = rng.normal(size=n)
-    return pd.DataFrame({"signal": signal, "noise": rng.normal(size=n), "group": rng.choice(["a", "b"], size=n),
-                         "label": (signal > 0).astype(int)})
+    return toy_frame(n, seed, noise=True)
 
 
 def _client(tmp_path, monkeypatch, **app_options) -> TestClient:
     """A TestClient on an app serving a freshly trained, logged and promoted model."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from pipelines.registry import promote_version, register_version
+    from pipelines.registry import promote_version
     from pipelines.serving.app import create_app
-    from pipelines.tracking import configure_mlflow, log_sklearn_model
 
-    configure_mlflow()
-    experiment = mlflow.create_experiment("serving", artifact_location=(tmp_path / "artifacts").as_uri())
-    trained = train_candidate(frame(500, 1), frame(200, 2), FEATURES, SearchConfig(), {})
-    with mlflow.start_run(experiment_id=experiment):
-        info = log_sklearn_model(trained.model, model_inputs(frame(5, 3), FEATURES))
-    client = mlflow.MlflowClient()
-    version = register_version(client, "toy", info.model_uri, {"data_hash": "h" * 32})
-    promote_version(client, "toy", version)
+    registry = ToyRegistry(tmp_path)
+    logged = registry.log(seed=1, noise=True, rows=500, features=FEATURES)
+    promote_version(registry.client, "toy", registry.register("toy", logged, {"data_hash": "h" * 32}))
     test_client = TestClient(create_app("toy", poll_seconds=0, **app_options))
-    test_client.model = trained.model
+    test_client.model = logged.model
     return test_client
 
 

@@ -1,45 +1,23 @@
 """A challenger in shadow (scored and logged, never returned) or on a canary share of the traffic."""
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from pipelines.config import FeaturesConfig, SearchConfig
-from pipelines.training import model_inputs, train_candidate
-
-FEATURES = FeaturesConfig(builder="x.y", numeric=["signal"], categorical=["group"], target="label", event_time="t")
 ROW = {"signal": 0.8, "group": "a"}
 
 
-def frame(n: int, seed: int, flip: bool) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    signal = rng.normal(size=n)
-    return pd.DataFrame({"signal": signal, "group": rng.choice(["a", "b"], size=n),
-                         "label": ((signal < 0) if flip else (signal > 0)).astype(int)})
-
-
 @pytest.fixture()
-def registry(tmp_path, monkeypatch):
+def registry(toy_registry, tmp_path):
     """v1 (champion) says P(1) is high for a positive signal; v2 (challenger) says the opposite."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from pipelines.registry import promote_version, register_version
-    from pipelines.tracking import configure_mlflow, log_sklearn_model
+    from pipelines.registry import promote_version
 
-    configure_mlflow()
-    experiment = mlflow.create_experiment("cc", artifact_location=(tmp_path / "artifacts").as_uri())
-    client = mlflow.MlflowClient()
-    versions = []
-    for i, flip in enumerate((False, True)):
-        trained = train_candidate(frame(400, i, flip), frame(100, 7, flip), FEATURES, SearchConfig(), {})
-        with mlflow.start_run(experiment_id=experiment):
-            info = log_sklearn_model(trained.model, model_inputs(frame(3, 5, flip), FEATURES))
-        versions.append(register_version(client, "cc", info.model_uri, {"airflow_run_id": str(i),
-                                                                        "airflow_dag_id": "d"}))
-    promote_version(client, "cc", versions[0])
-    client.set_registered_model_alias("cc", "challenger", versions[1])
+    versions = [toy_registry.register("cc", toy_registry.log(seed=i, flip=flip))
+                for i, flip in enumerate((False, True))]
+    promote_version(toy_registry.client, "cc", versions[0])
+    toy_registry.client.set_registered_model_alias("cc", "challenger", versions[1])
     return tmp_path
 
 

@@ -5,41 +5,18 @@ import threading
 import time
 
 import httpx
-import mlflow
-import numpy as np
-import pandas as pd
 import uvicorn
 
-from pipelines.config import FeaturesConfig, SearchConfig
-from pipelines.training import model_inputs, train_candidate
 
-FEATURES = FeaturesConfig(builder="x.y", numeric=["signal"], categorical=["group"], target="label", event_time="t")
-
-
-def frame(n: int, seed: int, flip: bool = False) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    signal = rng.normal(size=n)
-    label = (signal > 0) if not flip else (signal < 0)
-    return pd.DataFrame({"signal": signal, "group": rng.choice(["a", "b"], size=n), "label": label.astype(int)})
-
-
-def test_swap_under_load_drops_and_fails_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from pipelines.registry import promote_version, register_version
+def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
+    from pipelines.registry import promote_version
     from pipelines.serving.app import create_app
     from pipelines.serving.prediction_log import PredictionLog
-    from pipelines.tracking import configure_mlflow, log_sklearn_model
 
-    configure_mlflow()
-    experiment = mlflow.create_experiment("swap", artifact_location=(tmp_path / "artifacts").as_uri())
-    client = mlflow.MlflowClient()
-    versions = []
-    for i, flip in enumerate((False, True)):  # two visibly different models
-        trained = train_candidate(frame(300, i, flip), frame(100, 9, flip), FEATURES, SearchConfig(), {})
-        with mlflow.start_run(experiment_id=experiment):
-            info = log_sklearn_model(trained.model, model_inputs(frame(3, 5), FEATURES))
-        versions.append(register_version(client, "swap", info.model_uri, {"airflow_run_id": f"r{i}",
-                                                                          "airflow_dag_id": "d"}))
+    # two visibly different models
+    versions = [toy_registry.register("swap", toy_registry.log(seed=i, flip=flip, rows=300))
+                for i, flip in enumerate((False, True))]
+    client = toy_registry.client
     promote_version(client, "swap", versions[0])
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
