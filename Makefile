@@ -11,7 +11,7 @@ export UV_COMPILE_BYTECODE := 1
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --extra production
 
 up: install
 	@$(UV) run --frozen --no-sync python scripts/stack.py up

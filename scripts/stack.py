@@ -1,9 +1,21 @@
-"""Bring the embedded stack up or down: MLflow server, prediction service and Airflow 3 (SQLite,
-LocalExecutor), all state under $MLOPS_HOME (default .state/).
+"""Bring the stack up or down: MLflow server, prediction service and Airflow 3, project state under
+$MLOPS_HOME (default .state/).
 
     python scripts/stack.py up      # start everything, land Jan-Mar 2013, train, print the addresses
+    python scripts/stack.py up --topology production
     python scripts/stack.py down    # stop every process it started (whole process groups)
     python scripts/stack.py status
+
+Two topologies, the same code:
+  embedded (default)  Airflow on SQLite with the LocalExecutor, MLflow on SQLite, the prediction log
+                      and the monitoring store in SQLite files.
+  production          docker-compose.yaml's topology on services already running on this machine:
+                      Airflow on PostgreSQL with the CeleryExecutor on Redis (plus a Celery worker),
+                      MLflow on PostgreSQL, the prediction log and the monitoring store in PostgreSQL.
+                      $MLOPS_PG_SERVER (default postgresql+psycopg2://postgres@127.0.0.1:5432) and
+                      $MLOPS_PG_DATABASE_PREFIX (default mlops: databases mlops_airflow, mlops_mlflow,
+                      mlops_monitoring, created when missing); $MLOPS_REDIS_URL (redis://127.0.0.1:6379/0).
+                      Needs the `production` extra (`uv sync --extra production`).
 
 Each component runs in its own session (process group) with a pid file, so `down` stops the
 component and every child it forked (LocalExecutor workers, uvicorn workers): no orphans.
@@ -33,12 +45,62 @@ SERVING_PORT = int(os.environ.get("SERVING_PORT", "8000"))
 MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")
 ADMIN_USER, ADMIN_PASSWORD = "admin", os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
 FIRST_INTERVAL = ("2013-01-01", "2013-04-01")
+TOPOLOGIES = ("embedded", "production")
+PG_SERVER = os.environ.get("MLOPS_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+PG_PREFIX = os.environ.get("MLOPS_PG_DATABASE_PREFIX", "mlops")
+REDIS_URL = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/0")
 TASK_PRELOAD = ",".join([
     "airflow.sdk", "airflow.sdk.execution_time.task_runner", "pandas", "pyarrow.parquet", "sklearn.ensemble",
     "sklearn.metrics", "sklearn.calibration", "mlflow", "mlflow.sklearn", "skops.io", "great_expectations",
     "dvc.repo", "matplotlib.pyplot", "httpx", "evidently", "evidently.presets", "pipelines.training_tasks",
     "pipelines.monitoring_tasks",
 ])
+
+
+def topology(requested: str | None = None) -> str:
+    """The topology of the stack in $MLOPS_HOME: the one asked for (remembered for `down` and `status`),
+    else the one it was brought up with, else embedded."""
+    remembered = STATE / "topology"
+    if requested:
+        STATE.mkdir(parents=True, exist_ok=True)
+        remembered.write_text(requested)
+        return requested
+    return remembered.read_text().strip() if remembered.exists() else "embedded"
+
+
+def pg_url(database: str) -> str:
+    return f"{PG_SERVER}/{PG_PREFIX}_{database}"
+
+
+def ensure_pg_databases() -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            for database in ("airflow", "mlflow", "monitoring"):
+                name = f"{PG_PREFIX}_{database}"
+                if connection.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name}).first():
+                    continue
+                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+                print(f"  created PostgreSQL database {name}")
+    except sa.exc.OperationalError as exc:
+        raise SystemExit(f"no PostgreSQL at {PG_SERVER} ($MLOPS_PG_SERVER): {exc.orig}") from exc
+    finally:
+        admin.dispose()
+
+
+def production_env() -> dict[str, str]:
+    """docker-compose.yaml's settings, pointed at this machine's PostgreSQL and Redis."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url("airflow"),
+        "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url("airflow").replace("+psycopg2", "", 1),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+        "MLOPS_PREDICTION_LOG_URL": pg_url("monitoring"),
+        "MLOPS_MONITORING_DB_URL": pg_url("monitoring"),
+    }
 
 
 def stack_env() -> dict[str, str]:
@@ -86,6 +148,10 @@ def stack_env() -> dict[str, str]:
         "MLOPS_SERVING_POLL_S": "15",
         "PYTHONDONTWRITEBYTECODE": "",
     }
+    if topology() == "production":
+        env.update(production_env())
+        for local_only in ("AIRFLOW__SCHEDULER__MP_START_METHOD", "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"):
+            env.pop(local_only)  # LocalExecutor settings; Celery workers fork their own task processes
     lines = [f"export {k}={json.dumps(v)}" for k, v in env.items()] + [f'export PATH="{VENV_BIN}:$PATH"']
     (STATE / "env.sh").write_text("# source this file to use the airflow / mlflow CLIs on the stack\n"
                                   + "\n".join(lines) + "\n")
@@ -94,15 +160,19 @@ def stack_env() -> dict[str, str]:
 
 def components() -> dict[str, list[str]]:
     mlflow_dir = STATE / "mlflow"
+    production = topology() == "production"
+    backend_store = pg_url("mlflow") if production else f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    celery_worker = {"airflow-celery-worker": [str(VENV_BIN / "airflow"), "celery", "worker"]} if production else {}
     return {
         "mlflow": [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri",
-                   f"sqlite:///{mlflow_dir / 'mlflow.db'}", "--artifacts-destination", str(mlflow_dir / "artifacts"),
+                   backend_store, "--artifacts-destination", str(mlflow_dir / "artifacts"),
                    "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1"],
         "serving": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--port", str(SERVING_PORT)],
         "airflow-api-server": [str(VENV_BIN / "airflow"), "api-server", "--port", str(AIRFLOW_PORT)],
         "airflow-scheduler": [str(VENV_BIN / "airflow"), "scheduler"],
         "airflow-dag-processor": [str(VENV_BIN / "airflow"), "dag-processor"],
         "airflow-triggerer": [str(VENV_BIN / "airflow"), "triggerer"],
+        **celery_worker,
     }
 
 
@@ -188,11 +258,16 @@ def trigger_and_wait(dag_id: str, conf: dict, timeout: float = 1800) -> dict:
     raise SystemExit(f"run {run_id} did not finish within {timeout:.0f}s")
 
 
-def up(train: bool = True) -> None:
+def up(train: bool = True, requested_topology: str | None = None) -> None:
+    if requested_topology and requested_topology != topology() and any(_pid(name) for name in components()):
+        raise SystemExit(f"the stack in {STATE} is running as {topology()}: `make down` first")
+    production = topology(requested_topology) == "production"
     env = stack_env()
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
-    print(f"state folder: {STATE}")
-    print("initialising the Airflow metadata database (SQLite)...")
+    print(f"state folder: {STATE} ({topology()} topology)")
+    if production:
+        ensure_pg_databases()
+    print(f"initialising the Airflow metadata database ({'PostgreSQL' if production else 'SQLite'})...")
     subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=open(STATE / "logs" / "airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
     print("initialising the DVC repository and its local remote...")
@@ -270,8 +345,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--no-train", action="store_true", help="start the stack without the first training run")
+    parser.add_argument("--topology", choices=TOPOLOGIES, default=os.environ.get("MLOPS_TOPOLOGY"),
+                        help="embedded (default) or production; `down` and `status` use the one `up` used")
     args = parser.parse_args()
-    {"up": lambda: up(train=not args.no_train), "down": down, "status": status}[args.command]()
+    {"up": lambda: up(train=not args.no_train, requested_topology=args.topology), "down": down,
+     "status": status}[args.command]()
 
 
 if __name__ == "__main__":

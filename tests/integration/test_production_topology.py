@@ -1,0 +1,113 @@
+"""The production topology, natively: the same code on PostgreSQL, the CeleryExecutor on Redis and an MLflow
+server on PostgreSQL (docker-compose.yaml's services, started by `scripts/stack.py up --topology production`
+on this machine's PostgreSQL and Redis)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_SERVER = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("MLOPS_TEST_REDIS", "127.0.0.1:6379")
+MODEL = "flights_delay"
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _reachable(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture()
+def production_env(tmp_path):
+    """A stack environment of its own: throw-away databases, a Redis database, free ports, a temp state."""
+    pg_address = PG_SERVER.rsplit("@", 1)[-1]
+    if not (_reachable(pg_address) and _reachable(REDIS)):
+        pytest.skip(f"needs PostgreSQL at {pg_address} and Redis at {REDIS}")
+    prefix = f"mlops_t{uuid.uuid4().hex[:10]}"
+    redis_url = f"redis://{REDIS}/{1 + uuid.uuid4().int % 15}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
+    env.update(MLOPS_HOME=str(tmp_path / "state"), MLOPS_PG_SERVER=PG_SERVER, MLOPS_PG_DATABASE_PREFIX=prefix,
+               MLOPS_REDIS_URL=redis_url, AIRFLOW_PORT=str(_free_port()), MLFLOW_PORT=str(_free_port()),
+               SERVING_PORT=str(_free_port()))
+    yield env
+    subprocess.run([sys.executable, "scripts/stack.py", "down"], env=env, cwd=ROOT, capture_output=True, timeout=180)
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for database in ("airflow", "mlflow", "monitoring"):
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _scalar(database_url: str, query: str, **params):
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(query), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served(production_env):
+    env = production_env
+    up = subprocess.run([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=1200)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    assert "(production topology)" in up.stdout
+    tasks = next(line for line in up.stdout.splitlines() if line.strip().startswith("tasks:"))
+    assert "register=success" in tasks and "deploy=success" in tasks, tasks
+
+    database = f"{PG_SERVER}/{env['MLOPS_PG_DATABASE_PREFIX']}"
+    # Airflow's metadata is in PostgreSQL, and its tasks went through Celery (the result backend's rows).
+    assert _scalar(f"{database}_airflow", "select count(*) from dag_run where dag_id = :d and state = 'success'",
+                   d=f"train_{MODEL}") == 1
+    succeeded = _scalar(f"{database}_airflow", "select count(*) from task_instance where dag_id = :d and "
+                        "state = 'success'", d=f"train_{MODEL}")
+    assert succeeded >= 10
+    assert _scalar(f"{database}_airflow", "select count(*) from celery_taskmeta where status = 'SUCCESS'") >= succeeded
+    # The MLflow server keeps the registry in PostgreSQL.
+    assert _scalar(f"{database}_mlflow", "select version from registered_model_aliases where name = :m and "
+                   "alias = 'champion'", m=MODEL) == 1
+
+    # The service serves that champion and logs what it serves to PostgreSQL.
+    from pipelines.config import load_model_config
+    from pipelines.training import model_inputs
+
+    holdout = sorted(Path(env["MLOPS_HOME"]).glob("work/*/*/holdout.parquet"))[-1]
+    rows = model_inputs(pd.read_parquet(holdout).head(3), load_model_config(MODEL).features)
+    serving = f"http://127.0.0.1:{env['SERVING_PORT']}"
+    assert httpx.get(f"{serving}/health", timeout=10).json()["version"] == "1"
+    answer = httpx.post(f"{serving}/invocations", timeout=30, headers={"X-Request-ID": "production-topology"},
+                        json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == 3
+    deadline, logged = time.monotonic() + 30, 0
+    while time.monotonic() < deadline and logged < 3:
+        logged = _scalar(f"{database}_monitoring", "select count(*) from prediction_log where request_id = :r",
+                         r="production-topology") or 0
+        time.sleep(0.5)
+    assert logged == 3
