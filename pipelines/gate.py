@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from pipelines.config import GatePolicy
@@ -69,25 +70,29 @@ def _at_least(check: str, observed: float | None, floor: float, what: str) -> Re
     return Reason(check, passed, observed, f">= {floor:.4f}", f"{what} {_fmt(observed)} {verb} floor {floor:.4f}")
 
 
+def _at_most(check: str, observed: float | None, ceiling: float, what: str) -> Reason:
+    passed = observed is not None and not math.isnan(observed) and observed <= ceiling
+    verb = "within" if passed else "above"
+    return Reason(check, passed, observed, f"<= {ceiling:.4f}", f"{what} {_fmt(observed)} {verb} ceiling {ceiling:.4f}")
+
+
 def decide_promotion(
     candidate: EvaluationReport, champion: EvaluationReport | None, policy: GatePolicy,
-    champion_error: str | None = None,
+    higher_is_better: Mapping[str, bool], champion_error: str | None = None,
 ) -> PromotionDecision:
-    """Floors, ceilings, a margin over the champion on the same holdout, and per-slice floors.
+    """Floors, ceilings, a margin over the champion on the same holdout, and per-slice bounds.
 
-    Every check is evaluated (no short-circuit) so the operator sees all reasons at once. A champion that
-    exists but could not be scored (``champion_error``) fails the comparison: "cannot compare" is never
-    read as "no champion".
+    ``policy`` has its defaults filled in (``ModelConfig.gate_policy``); ``higher_is_better`` is the task
+    type's metric directions, so a margin on a lower-is-better metric (RMSE, log loss) asks the candidate to
+    be *lower* by at least ``min_margin``. Every check is evaluated (no short-circuit) so the operator sees
+    all reasons at once. A champion that exists but could not be scored (``champion_error``) fails the
+    comparison: "cannot compare" is never read as "no champion".
     """
     reasons: list[Reason] = []
-    for metric, floor in sorted(policy.floors.items()):
+    for metric, floor in sorted((policy.floors or {}).items()):
         reasons.append(_at_least(f"floor:{metric}", candidate.metrics.get(metric), floor, metric))
     for metric, ceiling in sorted(policy.ceilings.items()):
-        observed = candidate.metrics.get(metric)
-        passed = observed is not None and not math.isnan(observed) and observed <= ceiling
-        verb = "within" if passed else "above"
-        reasons.append(Reason(f"ceiling:{metric}", passed, observed, f"<= {ceiling:.4f}",
-                              f"{metric} {_fmt(observed)} {verb} ceiling {ceiling:.4f}"))
+        reasons.append(_at_most(f"ceiling:{metric}", candidate.metrics.get(metric), ceiling, metric))
 
     metric = policy.margin_metric
     if champion_error:
@@ -98,12 +103,15 @@ def decide_promotion(
                               "no current champion: the first model that passes the floors becomes champion"))
     else:
         ours, theirs = candidate.metrics.get(metric), champion.metrics.get(metric)
-        delta = ours - theirs if ours is not None and theirs is not None else float("nan")
-        passed = not math.isnan(delta) and delta >= policy.min_margin
+        sign = 1 if higher_is_better[metric] else -1
+        gain = sign * (ours - theirs) if ours is not None and theirs is not None else float("nan")
+        passed = not math.isnan(gain) and gain >= policy.min_margin
+        direction = "higher" if sign > 0 else "lower"
         reasons.append(Reason(
-            f"margin:{metric}", passed, None if math.isnan(delta) else delta, f">= {policy.min_margin:+.4f}",
+            f"margin:{metric}", passed, None if math.isnan(gain) else gain, f">= {policy.min_margin:+.4f}",
             f"{metric} {_fmt(ours)} vs champion v{champion.model_version} {_fmt(theirs)} on the same holdout: "
-            f"{delta:+.4f} {'meets' if passed else 'misses'} margin {policy.min_margin:+.4f}",
+            f"{gain:+.4f} better ({direction} is better) {'meets' if passed else 'misses'} margin "
+            f"{policy.min_margin:+.4f}",
         ))
 
     if champion is not None and candidate.data_hash and candidate.data_hash == champion.data_hash:
@@ -118,9 +126,10 @@ def decide_promotion(
                               "the comparison would favour the champion; train on a later interval"))
 
     for rule in policy.slice_floors:
+        bound = rule.floor if rule.floor is not None else rule.ceiling
         rows = [r for r in candidate.slice_rows(rule.column) if rule.value is None or r["value"] == rule.value]
         if not rows:
-            reasons.append(Reason(f"slice:{rule.column}", False, None, f">= {rule.floor:.4f}",
+            reasons.append(Reason(f"slice:{rule.column}", False, None, f"{bound:.4f}",
                                   f"slice {rule.column}={rule.value or '*'} has no rows in the holdout"))
         for row in rows:
             name = f"{rule.column}={row['value']}"
@@ -128,6 +137,7 @@ def decide_promotion(
                 reasons.append(Reason(f"slice:{name}:{rule.metric}", True, row.get(rule.metric), "not gated",
                                       f"slice {name} has {int(row['rows'])} rows < {rule.min_rows}: not gated"))
                 continue
-            reasons.append(_at_least(f"slice:{name}:{rule.metric}", row.get(rule.metric), rule.floor,
-                                     f"slice {name} {rule.metric}"))
+            check, what = f"slice:{name}:{rule.metric}", f"slice {name} {rule.metric}"
+            reasons.append(_at_least(check, row.get(rule.metric), rule.floor, what) if rule.floor is not None
+                           else _at_most(check, row.get(rule.metric), rule.ceiling, what))
     return PromotionDecision(promote=all(r.passed for r in reasons), reasons=reasons)

@@ -21,7 +21,8 @@ class InfraValidation:
 
 def validate_in_staging(model_name: str, model_uri: str, sample: pd.DataFrame, expected: np.ndarray,
                         serving_example: str | None, tolerance: float = 1e-6) -> InfraValidation:
-    """``sample`` holds model inputs; ``expected`` the positive-class scores evaluation computed for them;
+    """``sample`` holds model inputs; ``expected`` the output evaluation computed for them (class
+    probabilities, or values);
     ``serving_example`` the raw body MLflow saved beside the model (it may hold NaN tokens)."""
     import orjson
     from fastapi.testclient import TestClient
@@ -44,16 +45,16 @@ def validate_in_staging(model_name: str, model_uri: str, sample: pd.DataFrame, e
             answer = client.post("/invocations", content=body, headers={"Content-Type": "application/json"})
             if answer.status_code != 200:
                 return InfraValidation(False, f"holdout sample got HTTP {answer.status_code}: {answer.text[:500]}")
-            served = np.asarray(answer.json()["predictions"], dtype=float)[:, 1]
+            served = np.asarray(answer.json()["predictions"], dtype=float)
     except Exception as exc:  # anything that stops the service from serving is a failed validation
         return InfraValidation(False, f"the staging service failed: {type(exc).__name__}: {exc}")
     if served.shape != expected.shape:
         return InfraValidation(False, f"served {served.shape[0]} predictions for {expected.shape[0]} rows")
     diff = float(np.max(np.abs(served - expected))) if served.size else 0.0
     if not diff <= tolerance:
-        worst = int(np.argmax(np.abs(served - expected)))
+        worst = int(np.unravel_index(np.argmax(np.abs(served - expected)), served.shape)[0])
         return InfraValidation(False, f"served predictions differ from evaluation by up to {diff:.3g} "
-                                      f"(row {worst}: served {served[worst]:.6f}, evaluated {expected[worst]:.6f})",
+                                      f"(row {worst}: served {served[worst]}, evaluated {expected[worst]})",
                                len(served), diff)
     return InfraValidation(True, f"{len(served)} holdout rows and the input example served with the evaluated "
                                  f"predictions (max difference {diff:.1e})", len(served), diff)

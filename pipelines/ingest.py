@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import ColumnType, FeedConfig
+from pipelines.errors import DataError
 from pipelines.storage import write_parquet_atomic
 
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 
 
-class LandingFileError(ValueError):
+class LandingFileError(DataError):
     """A landed file cannot be used. The message names the file; the file itself is left in place."""
 
 
@@ -101,7 +102,8 @@ def ingest_feed(feed: FeedConfig, landing_dir: Path, start: date, end: date, des
         )
     frames = [read_landed_file(path, feed) for path in files]
     combined = pd.concat(frames, ignore_index=True)
-    deduplicated = combined.drop_duplicates(subset=feed.key, keep="last").reset_index(drop=True)
+    deduplicated = (combined.drop_duplicates(subset=feed.key, keep="last") if feed.key else combined) \
+        .reset_index(drop=True)
     write_parquet_atomic(deduplicated, dest)
     return FeedBatch(feed=feed.name, path=dest, files=len(files), rows_read=len(combined), rows=len(deduplicated),
                      frame=deduplicated)

@@ -17,9 +17,18 @@ import pandas as pd
 
 from pipelines.config import ModelConfig, MonitoringConfig
 from pipelines.drift import ReferenceProfile, dataset_drift
-from pipelines.metrics import classification_metrics, json_safe, slice_metrics
+from pipelines.metrics import json_safe
 
 PREDICTION = "prediction"
+
+
+def prediction_values(scores, kind: str) -> pd.Series:
+    """The logged scores as drift measures them: numbers (a probability, a value), or the predicted class's
+    index as a category."""
+    series = pd.Series(scores)
+    if kind == "categorical":
+        return series.astype("Int64").astype(str).where(series.notna(), None)
+    return series.astype("float64")
 
 
 @dataclass
@@ -63,8 +72,9 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
     """Reduce an iterable of row frames (feature columns + ``prediction``, ``request_id``, ``row_index``)."""
     from pipelines.drift import ColumnProfile, combine, profile_reference
 
-    numeric = [*cfg.features.numeric, PREDICTION]
-    categorical = list(cfg.features.categorical)
+    prediction_kind = cfg.task_type.prediction_kind
+    numeric = [*cfg.features.numeric, *([PREDICTION] if prediction_kind == "numeric" else [])]
+    categorical = [*cfg.features.categorical, *([PREDICTION] if prediction_kind == "categorical" else [])]
     keep = ["request_id", "row_index", PREDICTION, *[c for c in cfg.features.slices if c in categorical + numeric]]
     rng = np.random.default_rng(seed)
     rows, profile, missing = 0, None, dict.fromkeys(numeric + categorical, 0)
@@ -73,7 +83,8 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
         if chunk.empty:
             continue
         rows += len(chunk)
-        part = profile_reference(chunk, numeric, categorical)
+        part = profile_reference(chunk.assign(**{PREDICTION: prediction_values(chunk[PREDICTION], prediction_kind)}),
+                                 numeric, categorical)
         profile = part.columns if profile is None else {c: combine(profile[c], part.columns[c]) for c in profile}
         for column in missing:
             missing[column] += int(chunk[column].isna().sum())
@@ -107,22 +118,25 @@ def join_labels(window: pd.DataFrame, labels: pd.DataFrame, target: str) -> tupl
     """Served rows with their actual outcome, joined on (request id, row index). Rows whose label has not
     arrived are counted, never guessed. A label sent twice counts once (the last one landed wins)."""
     if labels.empty or window.empty:
-        return window.iloc[0:0].assign(**{target: pd.Series(dtype="int64")}), len(window)
+        return window.iloc[0:0].assign(**{target: pd.Series(dtype=object)}), len(window)
     labels = labels.drop_duplicates(subset=["request_id", "row_index"], keep="last")
     joined = window.merge(labels[["request_id", "row_index", target]], on=["request_id", "row_index"], how="left")
     known = joined[joined[target].notna()]
-    return known.assign(**{target: known[target].astype("int64")}), int(joined[target].isna().sum())
+    return known.reset_index(drop=True), int(joined[target].isna().sum())
 
 
-def realized_performance(labelled: pd.DataFrame, cfg: ModelConfig, threshold: float) -> tuple[dict, list[dict]]:
-    """The gate's metrics (and its slice metrics) on served rows whose outcome is known."""
-    target = cfg.features.target
+def realized_performance(labelled: pd.DataFrame, cfg: ModelConfig, classes: list[str] | None,
+                         threshold: float | None) -> tuple[dict, list[dict]]:
+    """The task type's realized metrics (overall and per slice) on served rows whose outcome is known;
+    ``classes`` and ``threshold`` are the champion's."""
+    task = cfg.task_type
     if labelled.empty:
         return {}, []
-    truth, scores = labelled[target].to_numpy(), labelled[PREDICTION].to_numpy()
+    truth, scores = task.labels(labelled[cfg.features.target]), labelled[PREDICTION].to_numpy()
     slices = [c for c in cfg.features.slices if c in labelled.columns]
-    return (json_safe(classification_metrics(truth, scores, threshold)),
-            [json_safe(r) for r in slice_metrics(labelled, truth, scores, slices, threshold)])
+    return (json_safe(task.realized(truth, scores, classes, threshold)),
+            [json_safe(r) for r in task.slice_metrics(labelled, truth, scores, slices, classes, threshold,
+                                                      realized=True)])
 
 
 def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile, start: date, end: date,
@@ -147,7 +161,8 @@ def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile
     measurement.drift_scores = {c.column: None if np.isnan(c.score) else round(c.score, 6) for c in summary.columns}
     measurement.drifted_columns = summary.drifted()
     if PREDICTION in profile.columns and PREDICTION in scan.profile.columns:
-        scored = column_drift(profile.columns[PREDICTION], scan.profile.columns[PREDICTION], method="wasserstein",
+        method = "wasserstein" if cfg.task_type.prediction_kind == "numeric" else "jensenshannon"
+        scored = column_drift(profile.columns[PREDICTION], scan.profile.columns[PREDICTION], method=method,
                               threshold=policy.drift.prediction_threshold)
         measurement.prediction_drift = None if np.isnan(scored.score) else round(scored.score, 6)
     return measurement
@@ -181,6 +196,11 @@ def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list
             value = m.realized.get(metric)
             if value is not None and value < floor:
                 found.append(Signal("performance", f"realized {metric} {value:.3f} < floor {floor:.3f} "
+                                    f"({m.labelled_rows} labelled rows)"))
+        for metric, ceiling in cfg.realized_ceilings.items():
+            value = m.realized.get(metric)
+            if value is not None and value > ceiling:
+                found.append(Signal("performance", f"realized {metric} {value:.3f} > ceiling {ceiling:.3f} "
                                     f"({m.labelled_rows} labelled rows)"))
     return [s for s in found if s.name in policy.retrain.signals]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import ModelConfig, StatePaths
-from pipelines.training_tasks import _as_date, run_key
+from pipelines.run_context import as_date, run_key
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ def monitor_context_from(context: dict[str, Any], cfg: ModelConfig) -> MonitorCo
     dag_run = context.get("dag_run")
     run_type = getattr(dag_run, "run_type", None)
     run_type = str(getattr(run_type, "value", run_type) or "")
-    start, end = _as_date(params.get("window_start")), _as_date(params.get("window_end"))
+    start, end = as_date(params.get("window_start")), as_date(params.get("window_end"))
     if run_type in ("scheduled", "backfill") and context.get("data_interval_end") is not None:
-        start, end = None, _as_date(context["data_interval_end"])
+        start, end = None, as_date(context["data_interval_end"])
     if end is None:
-        end = _as_date(context.get("data_interval_end") or context.get("logical_date")) or datetime.now(UTC).date()
+        end = as_date(context.get("data_interval_end") or context.get("logical_date")) or datetime.now(UTC).date()
     if start is None:
         start = end - timedelta(days=cfg.monitoring.window_days)
     if start >= end:
@@ -113,8 +113,8 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
     import pandas as pd
 
     from pipelines.drift import ColumnProfile, ReferenceProfile, profile_reference, value_counts
-    from pipelines.monitoring import PREDICTION
-    from pipelines.training import model_inputs
+    from pipelines.monitoring import PREDICTION, prediction_values
+    from pipelines.training import model_classes, model_inputs
 
     path = monitoring_dir(cfg, state) / "reference" / f"v{version.version}_{version.tags.get('data_hash')}.parquet"
     if path.is_file():
@@ -122,9 +122,11 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
     snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
     profile = profile_reference(snapshot, cfg.features.numeric, cfg.features.categorical)
     model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{version.version}")
-    scores = model.predict_proba(model_inputs(snapshot, cfg.features))[:, 1]
-    values, counts = value_counts(pd.Series(scores), "numeric")
-    profile = ReferenceProfile({**profile.columns, PREDICTION: ColumnProfile(PREDICTION, "numeric", values, counts)},
+    task = cfg.task_type
+    scores = task.scores(task.output(model, model_inputs(snapshot, cfg.features)), model_classes(model))
+    kind = task.prediction_kind
+    values, counts = value_counts(prediction_values(scores, kind), kind)
+    profile = ReferenceProfile({**profile.columns, PREDICTION: ColumnProfile(PREDICTION, kind, values, counts)},
                                profile.rows)
     profile.save(path)
     log.info("reference profile of %s v%s: %d rows of snapshot %s -> %s", cfg.model_name, version.version,
@@ -197,7 +199,7 @@ def read_labels(cfg: ModelConfig, state: StatePaths, start: date, end: date):
         frames.append(frame[["request_id", "row_index", target]])
     if not frames:
         return pd.DataFrame({"request_id": pd.Series(dtype=str), "row_index": pd.Series(dtype="int64"),
-                             target: pd.Series(dtype="int64")})
+                             target: pd.Series(dtype=object)})
     return pd.concat(frames, ignore_index=True)
 
 
@@ -205,7 +207,7 @@ def read_labels(cfg: ModelConfig, state: StatePaths, start: date, end: date):
 def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     """The window's landed data against the model's expectation suite. Only data that passes can start a
     retrain; a failure is reported and alerted, never raised (the drift numbers are still worth having)."""
-    from pipelines.features import load_builder
+    from pipelines.features import examples_builder
     from pipelines.ingest import LandingFileError, ingest_examples
     from pipelines.storage import fresh_temp_dir, write_text_atomic
     from pipelines.validation import load_suite_spec, render_report, validate_frame
@@ -215,7 +217,7 @@ def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -
     report = state.reports(cfg.name) / "monitoring" / mctx.window_key / "validation.html"
     try:
         _, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), mctx.start, mctx.end,
-                                      scratch, load_builder(cfg.features.builder))
+                                      scratch, examples_builder(cfg))
     except (LandingFileError, FileNotFoundError, ValueError) as exc:
         return {"valid": False, "summary": f"no valid landed data for {mctx.window_key}: {exc}", "report": None}
     finally:
@@ -244,18 +246,26 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     profile = ReferenceProfile.load(reference_profile(cfg, state, version))
     scan = scan_window(cfg, mctx.start, mctx.end)
     measurement = measure_window(cfg, scan, profile, mctx.start, mctx.end, str(version.version))
-    _add_realized(cfg, state, measurement, scan.served, float(version.tags.get("threshold") or 0.5))
+    scoring = champion_scoring(dict(version.tags))
+    _add_realized(cfg, state, measurement, scan.served, scoring)
     sample_path = write_parquet_atomic(scan.sample, monitoring_dir(cfg, state) / "work" / run_key(mctx.run_id)
                                        / "window_sample.parquet")
     log.info("window %s: %d rows, drift share %s, prediction drift %s, realized %s (%d labelled, %d pending)",
              mctx.window_key, measurement.rows, measurement.drift_share, measurement.prediction_drift,
-             measurement.realized.get("roc_auc"), measurement.labelled_rows, measurement.pending_labels)
+             measurement.realized.get(cfg.margin_metric), measurement.labelled_rows, measurement.pending_labels)
     return {**json.loads(json.dumps(measurement.as_dict(), default=str)), "sample_path": str(sample_path),
-            "champion_run_id": version.run_id, "threshold": version.tags.get("threshold"),
+            "champion_run_id": version.run_id, "scoring": scoring,
             "champion_interval": version.tags.get("data_interval", "")}
 
 
-def _add_realized(cfg: ModelConfig, state: StatePaths, measurement, window, threshold: float) -> None:
+def champion_scoring(tags: dict[str, str]) -> dict[str, Any]:
+    """What the champion's logged scores need to be judged: its classes (in the order of its probability
+    columns) and its decision threshold, from its version tags."""
+    return {"classes": json.loads(tags["classes"]) if tags.get("classes") else None,
+            "threshold": float(tags["threshold"]) if tags.get("threshold") else None}
+
+
+def _add_realized(cfg: ModelConfig, state: StatePaths, measurement, window, scoring: dict[str, Any]) -> None:
     from pipelines.monitoring import join_labels, realized_performance
 
     # Label files are dated by the data's own calendar day, windows by UTC event time: look a day either side.
@@ -263,10 +273,11 @@ def _add_realized(cfg: ModelConfig, state: StatePaths, measurement, window, thre
     labels = read_labels(cfg, state, measurement.window_start - timedelta(days=1), horizon)
     labelled, pending = join_labels(window, labels, cfg.features.target)
     measurement.labelled_rows, measurement.pending_labels = len(labelled), pending
-    measurement.realized, measurement.realized_slices = realized_performance(labelled, cfg, threshold)
+    measurement.realized, measurement.realized_slices = realized_performance(labelled, cfg, scoring["classes"],
+                                                                             scoring["threshold"])
 
 
-def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, threshold: float) -> int:
+def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, scoring: dict[str, Any]) -> int:
     """Recompute the realized metrics of earlier windows that were still waiting for labels, and how those
     windows count in later decisions (a late performance breach joins the streak)."""
     from pipelines import monitoring_store as store
@@ -286,7 +297,7 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
                               drift_scores=details.get("drift_scores") or {},
                               drifted_columns=details.get("drifted_columns") or [],
                               prediction_drift=row["prediction_drift"])
-        _add_realized(cfg, state, m, scan.served, threshold)
+        _add_realized(cfg, state, m, scan.served, scoring)
         if m.labelled_rows == row["labelled_rows"]:
             continue
         details.update(realized=m.realized, realized_slices=m.realized_slices)
@@ -318,8 +329,8 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
 
     fields = set(WindowMeasurement.__dataclass_fields__)
     m = WindowMeasurement(**{k: v for k, v in measured.items() if k in fields})
-    m.window_start, m.window_end = _as_date(m.window_start), _as_date(m.window_end)
-    refreshed = refresh_late_labels(cfg, mctx, state, float(measured.get("threshold") or 0.5))
+    m.window_start, m.window_end = as_date(m.window_start), as_date(m.window_end)
+    refreshed = refresh_late_labels(cfg, mctx, state, measured.get("scoring") or champion_scoring({}))
     engine = store.engine()
     with engine.begin() as connection:
         history = [WindowRecord(r["window_start"], r["window_end"], r["breached"], r["cleared"], r["decision"])
@@ -361,7 +372,7 @@ def retrain_conf(cfg: ModelConfig, mctx: MonitorContext, measured: dict, reason:
     champion_end = None
     interval = measured.get("champion_interval") or ""
     if "_" in interval:
-        champion_end = _as_date(interval.split("_")[-1])
+        champion_end = as_date(interval.split("_")[-1])
     start = champion_end if champion_end and champion_end < mctx.end else mctx.start
     return {"data_interval_start": start.isoformat(), "data_interval_end": mctx.end.isoformat(),
             "reason": f"{mctx.dag_id} {mctx.window_key}: {reason}"[:480], "triggered_by": mctx.run_id}
@@ -382,7 +393,7 @@ def _log_to_mlflow(cfg: ModelConfig, state: StatePaths, run_id: str | None, m, a
     values = {"monitor_rows": m.rows, "monitor_drift_share": m.drift_share,
               "monitor_prediction_drift": m.prediction_drift,
               "monitor_retrain": 1.0 if action == "retrain" else 0.0,
-              **{f"monitor_realized_{k}": v for k, v in m.realized.items() if k in ("roc_auc", "pr_auc", "brier")}}
+              **{f"monitor_realized_{k}": v for k, v in m.realized.items() if k in cfg.task_type.metrics}}
     metrics = [Metric(k, float(v), stamp, step) for k, v in values.items() if v is not None]
     try:
         mlflow.MlflowClient().log_batch(run_id, metrics=metrics)

@@ -34,6 +34,8 @@ def send_examples(client: httpx.Client, url: str, cfg: ModelConfig, examples: pd
     served rows' (request_id, row_index, target) so their outcomes can be landed later."""
     columns = [*cfg.features.numeric, *cfg.features.categorical]
     event_time = cfg.features.event_time
+    if event_time is None:
+        raise ValueError(f"{cfg.name} has no event time: a replay sends each example with its event time")
     payload_frame = examples[columns].astype(object).where(examples[columns].notna(), None)
     times = examples[event_time].map(lambda t: t.isoformat() if pd.notna(t) else None)
     outcomes = []

@@ -38,8 +38,14 @@ def windows_frame(rows: list[dict]) -> pd.DataFrame:
     return frame.sort_values("window_end").reset_index(drop=True)
 
 
+def realized(windows: pd.DataFrame, metric: str) -> pd.Series:
+    """One realized metric per window (the task type's metrics are kept in each window's details)."""
+    return pd.to_numeric(windows["details"].map(lambda d: (d.get("realized") or {}).get(metric)), errors="coerce")
+
+
 def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> bytes:
-    """Four panels over window end date: drift share, key features' drift, realized ROC AUC, champion."""
+    """Four panels over window end date: drift share, key features' drift, realized metrics against their
+    floors and ceilings, champion."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,12 +68,11 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
     key_ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="key feature limit")
     key_ax.set_ylabel("key feature drift\n(1 = limit)")
     key_ax.legend(loc="center left", fontsize=8)
-    for (metric, floor), color in zip(cfg.realized_floors.items(), ["tab:blue", "tab:cyan", "tab:gray"], strict=False):
-        column = f"realized_{metric}"
-        if column not in windows:
-            continue
-        perf_ax.plot(when, windows[column], color=color, marker="o", ms=3, label=f"realized {metric}")
-        perf_ax.axhline(floor, color=color, ls="--", lw=0.8, label=f"{metric} floor {floor}")
+    bounds = [(m, "floor", v) for m, v in cfg.realized_floors.items()] + \
+        [(m, "ceiling", v) for m, v in cfg.realized_ceilings.items()]
+    for (metric, kind, bound), color in zip(bounds, ["tab:blue", "tab:cyan", "tab:gray", "tab:pink"], strict=False):
+        perf_ax.plot(when, realized(windows, metric), color=color, marker="o", ms=3, label=f"realized {metric}")
+        perf_ax.axhline(bound, color=color, ls="--", lw=0.8, label=f"{metric} {kind} {bound}")
     perf_ax.set_ylabel("realized (labelled rows)")
     perf_ax.legend(loc="lower left", fontsize=8)
     versions = pd.to_numeric(windows["model_version"], errors="coerce")
@@ -103,9 +108,11 @@ def render_html(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]
 
     retrain_rows = [[r.window_end, r.reason, r.run_id, r.run_state, r.gate_decision, r.gate_summary, r.version]
                     for r in retrains]
+    metric = cfg.margin_metric
     window_rows = [[str(w.window_start), str(w.window_end.date()), w.model_version, w.rows, number(w.drift_share, 2),
-                    number(w.prediction_drift), number(w.realized_roc_auc), w.labelled_rows, w.pending_labels,
-                    w.data_valid, w.decision, w.reason] for w in windows.itertuples()]
+                    number(w.prediction_drift), number((w.details.get("realized") or {}).get(metric)),
+                    w.labelled_rows, w.pending_labels, w.data_valid, w.decision, w.reason]
+                   for w in windows.itertuples()]
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{cfg.name} monitoring timeline</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px;margin-bottom:2em}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}}th{{background:#eee}}</style></head>
@@ -114,7 +121,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 <h2>Retrains ({len(retrains)})</h2>
 {table(["window end", "reason", "training run", "run state", "gate", "gate summary", "new version"], retrain_rows)}
 <h2>Windows ({len(windows)})</h2>
-{table(["start", "end", "champion", "rows", "drift share", "prediction drift", "realized ROC AUC", "labelled",
+{table(["start", "end", "champion", "rows", "drift share", "prediction drift", f"realized {metric}", "labelled",
         "pending labels", "data valid", "decision", "reason"], window_rows)}
 </body></html>"""
 

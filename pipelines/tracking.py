@@ -52,14 +52,20 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in _MODEL_REQUIREMENTS]
 
 
-def log_sklearn_model(model, input_example, name: str = "model"):
-    """Log a fitted Pipeline with signature and input example, serving predict_proba, saved with skops."""
+def log_sklearn_model(model, input_example, task, name: str = "model"):
+    """Log a fitted Pipeline with signature and input example, saved with skops. It is served (by pyfunc,
+    ``mlflow models serve`` and our service) through the task type's ``predict_method`` (``predict_proba``
+    for classifiers, ``predict`` for regressors), and its MLmodel metadata names the task type, target and
+    classes, so whoever loads the model knows what its answers mean."""
     import mlflow
     import skops.io as sio
     from mlflow.models import infer_signature
 
+    from pipelines.training import model_classes
+
+    predict_method = task.predict_method
     trusted = sio.get_untrusted_types(data=sio.dumps(model))
-    signature = infer_signature(input_example, model.predict_proba(input_example))
+    signature = infer_signature(input_example, getattr(model, predict_method)(input_example))
     return mlflow.sklearn.log_model(
         model,
         name=name,
@@ -68,5 +74,6 @@ def log_sklearn_model(model, input_example, name: str = "model"):
         pip_requirements=pip_requirements(),
         serialization_format="skops",
         skops_trusted_types=trusted,
-        pyfunc_predict_fn="predict_proba",
+        pyfunc_predict_fn=predict_method,
+        metadata=task.model_metadata(model_classes(model)),
     )

@@ -1,4 +1,4 @@
-"""Train: a scikit-learn Pipeline (ColumnTransformer + classifier) for one hyperparameter candidate."""
+"""Train: a scikit-learn Pipeline (ColumnTransformer + the task type's estimator) for one candidate."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from pipelines.config import FeaturesConfig, SearchConfig
-from pipelines.metrics import best_f1_threshold, classification_metrics
+from pipelines.task_types import TaskType
 
 
 @dataclass(frozen=True)
@@ -23,12 +21,12 @@ class TrainedCandidate:
     model: Pipeline
     params: dict[str, Any]
     validation_metrics: dict[str, float]
-    threshold: float
+    threshold: float | None
 
 
-def build_pipeline(features: FeaturesConfig, search: SearchConfig, params: dict[str, Any]) -> Pipeline:
-    n_numeric, n_categorical = len(features.numeric), len(features.categorical)
-    if search.estimator == "hist_gradient_boosting":
+def build_pipeline(task: TaskType, search: SearchConfig, params: dict[str, Any]) -> Pipeline:
+    features = task.features
+    if search.estimator == "gradient_boosting":
         encode = ColumnTransformer(
             [
                 ("numeric", "passthrough", features.numeric),
@@ -42,10 +40,6 @@ def build_pipeline(features: FeaturesConfig, search: SearchConfig, params: dict[
                 ),
             ],
             verbose_feature_names_out=False,
-        )
-        is_categorical = [False] * n_numeric + [True] * n_categorical
-        classifier = HistGradientBoostingClassifier(
-            categorical_features=is_categorical, random_state=search.random_state, **params
         )
     else:
         encode = ColumnTransformer(
@@ -63,8 +57,9 @@ def build_pipeline(features: FeaturesConfig, search: SearchConfig, params: dict[
                 ),
             ]
         )
-        classifier = LogisticRegression(max_iter=500, random_state=search.random_state, **params)
-    return Pipeline([("encode", encode), ("classify", classifier)])
+    is_categorical = [False] * len(features.numeric) + [True] * len(features.categorical)
+    estimator = task.estimator(search.estimator, params, is_categorical, search.random_state)
+    return Pipeline([("encode", encode), ("estimate", estimator)])
 
 
 def model_inputs(frame: pd.DataFrame, features: FeaturesConfig) -> pd.DataFrame:
@@ -74,15 +69,23 @@ def model_inputs(frame: pd.DataFrame, features: FeaturesConfig) -> pd.DataFrame:
     inputs = frame[features.inputs].copy()
     for column in features.categorical:
         inputs[column] = inputs[column].astype(object).where(inputs[column].notna(), None)
+        # One form per category whatever the file's type: 3 and "3" are the same value.
+        inputs[column] = inputs[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
     for column in features.numeric:
         inputs[column] = inputs[column].astype("float64")
     return inputs
 
 
+def model_classes(model) -> list[str] | None:
+    """A fitted classifier's classes as text (the order of its probability columns); None for a regressor."""
+    classes = getattr(model, "classes_", None)
+    return None if classes is None else [str(c) for c in classes]
+
+
 def train_candidate(
     train: pd.DataFrame,
     validation: pd.DataFrame,
-    features: FeaturesConfig,
+    task: TaskType,
     search: SearchConfig,
     params: dict[str, Any],
     shuffle_labels: bool = False,
@@ -91,19 +94,20 @@ def train_candidate(
 
     ``shuffle_labels`` is the gate fire drill: it breaks the link between features and label on purpose.
     """
-    labels = train[features.target].to_numpy()
-    if np.unique(labels).size < 2:
-        raise ValueError(f"training labels {features.target!r} hold a single class; nothing to learn")
+    features = task.features
+    task.check_target(train[features.target], "training rows")
+    labels = task.labels(train[features.target])
     if shuffle_labels:
         labels = np.random.default_rng(search.random_state).permutation(labels)
-    model = build_pipeline(features, search, params)
+    model = build_pipeline(task, search, params)
     model.fit(model_inputs(train, features), labels)
-    scores = model.predict_proba(model_inputs(validation, features))[:, 1]
-    truth = validation[features.target].to_numpy()
-    threshold = best_f1_threshold(truth, scores)
+    classes = model_classes(model)
+    output = task.output(model, model_inputs(validation, features))
+    truth = task.labels(validation[features.target])
+    threshold = task.fit_threshold(truth, output, classes)
     return TrainedCandidate(
         model=model,
         params=params,
-        validation_metrics=classification_metrics(truth, scores, threshold),
+        validation_metrics=task.evaluate(truth, output, classes, threshold),
         threshold=threshold,
     )

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.errors import DataError
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
@@ -38,13 +40,18 @@ class ValidationOutcome:
     def failures(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
 
+    def with_failure(self, check: str, column: str | None, observed: str) -> ValidationOutcome:
+        """This outcome with one more failed check (a rule of the project, not of the suite)."""
+        failed = ExpectationOutcome(check, column, False, observed, {})
+        return ValidationOutcome(self.suite, False, self.evaluated + 1, [failed, *self.outcomes])
+
     def failure_message(self) -> str:
         lines = [f"{len(self.failures)} of {self.evaluated} expectations of suite {self.suite!r} failed:"]
         lines += [f"  - {o.describe()}" for o in self.failures]
         return "\n".join(lines)
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     def __init__(self, outcome: ValidationOutcome, report_path: Path | None = None):
         self.outcome = outcome
         self.report_path = report_path

@@ -53,7 +53,7 @@ TASK_PRELOAD = ",".join([
     "airflow.sdk", "airflow.sdk.execution_time.task_runner", "pandas", "pyarrow.parquet", "sklearn.ensemble",
     "sklearn.metrics", "sklearn.calibration", "mlflow", "mlflow.sklearn", "skops.io", "great_expectations",
     "dvc.repo", "matplotlib.pyplot", "httpx", "evidently", "evidently.presets", "pipelines.training_tasks",
-    "pipelines.monitoring_tasks",
+    "pipelines.task_types", "pipelines.monitoring_tasks",
 ])
 
 

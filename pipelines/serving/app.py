@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from pipelines.registry import CHALLENGER, CHAMPION
 from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.prediction_log import PredictionLog, ServedBatch, now
+from pipelines.task_types import TaskType
 
 log = logging.getLogger("pipelines.serving")
 
@@ -49,6 +50,8 @@ class LoadedModel:
     categorical: tuple[str, ...]
     tags: dict[str, str]
     loaded_at: str
+    task: TaskType
+    classes: list[str] | None  # a classifier's classes, in the order of its probability columns
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -61,6 +64,7 @@ class LoadedModel:
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "model": self.name, "version": self.version, "alias": self.alias,
+                "task": self.task.name, "classes": self.classes,
                 "data_hash": self.tags.get("data_hash"), "git_commit": self.tags.get("git_commit"),
                 "threshold": self.tags.get("threshold"), "loaded_at": self.loaded_at}
 
@@ -79,12 +83,17 @@ def request_model(model: LoadedModel):
 def load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str, str]) -> LoadedModel:
     import mlflow
 
+    from pipelines.task_types import task_type_of_model
+    from pipelines.training import model_classes
+
     model = mlflow.sklearn.load_model(uri)
-    schema = mlflow.models.get_model_info(uri).signature.inputs
+    info = mlflow.models.get_model_info(uri)
+    schema = info.signature.inputs
     numeric = tuple(c.name for c in schema.inputs if c.type.name in ("double", "float", "long", "integer"))
     categorical = tuple(c.name for c in schema.inputs if c.name not in numeric)
+    task = task_type_of_model(info.metadata, model, list(numeric), list(categorical))
     return LoadedModel(name, version, alias, model, numeric, categorical, tags,
-                       datetime.now(UTC).isoformat(timespec="seconds"))
+                       datetime.now(UTC).isoformat(timespec="seconds"), task, model_classes(model))
 
 
 def load_registered(name: str, alias: str) -> LoadedModel:
@@ -489,15 +498,16 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
     async def score_and_log(model: LoadedModel, route: str, columns: Columns, request_id: str,
                             event_times: list[datetime | None] | None = None):
         """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
-        probabilities = await batcher.predict_proba(model.model, columns, columns.rows)
+        output = await batcher.predict(model.model, columns, columns.rows, model.task.predict_method)
         if prediction_log is not None:
-            prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
-                                              columns.values, probabilities[:, 1].tolist(), event_times))
+            prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route, columns.values,
+                                              model.task.scores(output, model.classes).tolist(), event_times))
         metrics.rows.inc(columns.rows)
-        return probabilities
+        return output
 
     @app.post("/predict", summary="Score rows typed by the model signature",
-              responses={200: {"description": "P(positive class) per row, the model version and request id"},
+              responses={200: {"description": "Per row: the class probabilities with the class names, or the "
+                                              "predicted value; the model version and request id"},
                          422: {"description": "A row does not match the signature: the field is named"}})
     async def predict(request: Request) -> Response:
         return await instrumented(request, typed_score)
@@ -520,11 +530,11 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         columns = conform_columns(Columns(list(model.columns), {c: [getattr(r, c) for r in rows]
                                                                 for c in model.columns}, len(rows)), model)
         try:
-            probabilities = await score_and_log(model, "champion", columns, request_id)
+            output = await score_and_log(model, "champion", columns, request_id)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
         return Response(orjson.dumps({"request_id": request_id, "model": model.name, "model_version": model.version,
-                                      "probabilities": probabilities[:, 1].tolist()}),
+                                      **model.task.answer(output, model.classes)}),
                         media_type="application/json")
 
     @app.post("/invocations")
@@ -560,14 +570,14 @@ def create_app(model_name: str | None = None, alias: str | None = None, poll_sec
         except BadRequest as exc:
             return error(400, str(exc))
         try:
-            probabilities = await score_and_log(model, route, columns, request_id, event_times)
+            output = await score_and_log(model, route, columns, request_id, event_times)
         except (ValueError, TypeError) as exc:
             return error(400, f"the model cannot score this input: {exc}")
         if state["route"] == "shadow" and state["challenger"] is not None:
             task = asyncio.get_running_loop().create_task(shadow(parsed, request_id, event_times))
             shadow_tasks.add(task)
             task.add_done_callback(shadow_tasks.discard)
-        return Response(orjson.dumps({"predictions": probabilities.tolist(), "request_id": request_id},
+        return Response(orjson.dumps({"predictions": output.tolist(), "request_id": request_id},
                                      option=orjson.OPT_SERIALIZE_NUMPY),
                         media_type="application/json",
                         headers={"X-Model-Version": model.version, "X-Model-Route": route})

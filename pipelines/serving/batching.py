@@ -1,4 +1,4 @@
-"""Adaptive micro-batching: concurrent requests share one ``predict_proba`` call.
+"""Adaptive micro-batching: concurrent requests share one ``predict_proba`` (or ``predict``) call.
 
 A sklearn Pipeline spends almost all of a single-row call on per-call overhead (here ~11 ms for one
 row, ~21 ms for 1,000 rows). The batcher takes every request that is waiting when the model becomes
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Pending:
     model: Any
+    method: str  # predict_proba or predict: the same for every request of one model
     payload: Any  # one request's rows: a DataFrame, or whatever ``combine`` accepts
     rows: int
     future: asyncio.Future = field(repr=False)
@@ -71,23 +72,25 @@ class MicroBatcher:
         if self._scoring_thread is not None:
             self._scoring_thread.shutdown(wait=False)
 
-    async def predict_proba(self, model: Any, payload: Any, rows: int | None = None) -> np.ndarray:
-        """Score ``payload`` with ``model`` (anything with predict_proba), batched with concurrent calls."""
+    async def predict(self, model: Any, payload: Any, rows: int | None = None,
+                      method: str = "predict_proba") -> np.ndarray:
+        """``model.<method>(payload)`` (a classifier's ``predict_proba``, a regressor's ``predict``), batched
+        with concurrent calls for the same model."""
         rows = len(payload) if rows is None else rows
         if self._queue is None:
-            return np.asarray(await asyncio.to_thread(self._predict, model, [payload]))
+            return np.asarray(await asyncio.to_thread(self._predict, model, method, [payload]))
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(model, payload, rows, future))
+        await self._queue.put(_Pending(model, method, payload, rows, future))
         return await future
 
-    def _predict(self, model: Any, payloads: list[Any]) -> np.ndarray:
-        return np.asarray(model.predict_proba(self.combine(payloads)))
+    def _predict(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
+        return np.asarray(getattr(model, method)(self.combine(payloads)))
 
-    def _predict_on_scoring_thread(self, model: Any, payloads: list[Any]) -> np.ndarray:
+    def _predict_on_scoring_thread(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
         if model is not self._capped_for:  # a new model may have loaded new native libraries: cap them too
             limit_native_threads(self.model_threads)
             self._capped_for = model
-        return self._predict(model, payloads)
+        return self._predict(model, method, payloads)
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -114,7 +117,8 @@ class MicroBatcher:
         model = batch[0].model
         try:
             scores = await asyncio.get_running_loop().run_in_executor(
-                self._scoring_thread, self._predict_on_scoring_thread, model, [p.payload for p in batch])
+                self._scoring_thread, self._predict_on_scoring_thread, model, batch[0].method,
+                [p.payload for p in batch])
         except Exception:
             if len(batch) == 1:
                 self._fail(batch[0])

@@ -27,10 +27,10 @@ def champion(tmp_path, monkeypatch, flights_tables):
         table = table[(table.month == 1) & (table.day <= 10)]
         feeds[feed.name] = cast_columns(table[list(feed.columns)], feed.columns, feed.name)
     examples = build_examples(feeds)
-    trained = train_candidate(examples.iloc[:5000], examples.iloc[5000:], CFG.features, CFG.search, {})
+    trained = train_candidate(examples.iloc[:5000], examples.iloc[5000:], CFG.task_type, CFG.search, {})
     experiment = mlflow.create_experiment("score", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
-        info = log_sklearn_model(trained.model, model_inputs(examples.head(3), CFG.features))
+        info = log_sklearn_model(trained.model, model_inputs(examples.head(3), CFG.features), CFG.task_type)
     client = mlflow.MlflowClient()
     promote_version(client, CFG.model_name, register_version(client, CFG.model_name, info.model_uri, {}))
     return trained.model

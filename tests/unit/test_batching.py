@@ -39,7 +39,7 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows():
         batcher = MicroBatcher()
         batcher.start()
         frames = [pd.DataFrame({"x": [float(i), float(i) + 0.5][: 1 + i % 2]}) for i in range(64)]
-        results = await asyncio.gather(*(batcher.predict_proba(model, f) for f in frames))
+        results = await asyncio.gather(*(batcher.predict(model, f) for f in frames))
         await batcher.stop()
         return frames, results, batcher
 
@@ -57,7 +57,7 @@ def test_a_bad_request_fails_alone():
         batcher = MicroBatcher()
         batcher.start()
         frames = [pd.DataFrame({"x": [1.0]}), pd.DataFrame({"x": [-1.0]}), pd.DataFrame({"x": [2.0]})]
-        results = await asyncio.gather(*(batcher.predict_proba(model, f) for f in frames), return_exceptions=True)
+        results = await asyncio.gather(*(batcher.predict(model, f) for f in frames), return_exceptions=True)
         await batcher.stop()
         return results
 
@@ -72,7 +72,7 @@ def test_requests_for_different_models_are_never_mixed():
     async def scenario():
         batcher = MicroBatcher()
         batcher.start()
-        calls = [batcher.predict_proba(first if i % 2 else second, pd.DataFrame({"x": [float(i)]}))
+        calls = [batcher.predict(first if i % 2 else second, pd.DataFrame({"x": [float(i)]}))
                  for i in range(20)]
         results = await asyncio.gather(*calls)
         await batcher.stop()
@@ -84,7 +84,7 @@ def test_requests_for_different_models_are_never_mixed():
 
 @pytest.mark.parametrize("rows", [1, 500])
 def test_without_a_running_batcher_calls_go_straight_through(rows):
-    result = run(MicroBatcher().predict_proba(SlowModel(), pd.DataFrame({"x": np.zeros(rows)})))
+    result = run(MicroBatcher().predict(SlowModel(), pd.DataFrame({"x": np.zeros(rows)})))
     assert result.shape == (rows, 2)
 
 
@@ -108,7 +108,7 @@ def test_batches_are_scored_on_one_thread_capped_at_one_openmp_thread():
         batcher.start()
         names = set()
         for _ in range(5):
-            await batcher.predict_proba(probe, pd.DataFrame({"x": [1.0]}))
+            await batcher.predict(probe, pd.DataFrame({"x": [1.0]}))
             names.add(probe.seen[0])
         await batcher.stop()
         return names, probe.seen[1]

@@ -3,8 +3,8 @@
 import pytest
 
 from pipelines.config import ModelConfig, ServingConfig
+from pipelines.deployment import deploy, serves
 from pipelines.registry import alias_version, promote_version, register_version
-from pipelines.training_tasks import deploy, serves
 
 
 @pytest.fixture()
@@ -67,7 +67,7 @@ def fake_service(answers):
 
 
 def test_deploy_waits_until_every_worker_serves_the_version(flights_config):
-    from pipelines.training_tasks import wait_until_served
+    from pipelines.deployment import wait_until_served
 
     worker = {"version": "3", "challenger_mode": "off", "workers": 2}
     # Worker 11 already serves v3; worker 12 answers v2 once (still loading), then v3.
@@ -81,7 +81,7 @@ def test_deploy_waits_until_every_worker_serves_the_version(flights_config):
 
 
 def test_deploy_fails_when_a_worker_never_follows(flights_config):
-    from pipelines.training_tasks import wait_until_served
+    from pipelines.deployment import wait_until_served
 
     worker = {"version": "3", "challenger_mode": "off", "workers": 2, "pid": 11}
     server, _ = fake_service([worker])  # the second worker never answers with v3

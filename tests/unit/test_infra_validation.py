@@ -11,7 +11,7 @@ from pipelines.training import model_inputs
 def candidate(toy_registry):
     logged = toy_registry.log(seed=1, missing=True)
     sample = model_inputs(toy_frame(120, 4, missing=True), FEATURES)
-    return logged.uri, sample, logged.model.predict_proba(sample)[:, 1]
+    return logged.uri, sample, logged.model.predict_proba(sample)
 
 
 def test_candidate_serving_its_evaluated_predictions_passes(candidate):
@@ -24,7 +24,7 @@ def test_candidate_serving_its_evaluated_predictions_passes(candidate):
 def test_different_predictions_are_caught_and_explained(candidate):
     uri, sample, expected = candidate
     shifted = expected.copy()
-    shifted[7] += 0.01
+    shifted[7, 1] += 0.01
     outcome = validate_in_staging("toy", uri, sample, shifted, None)
     assert not outcome.passed and "differ from evaluation by up to 0.01" in outcome.reason and "row 7" in outcome.reason
 

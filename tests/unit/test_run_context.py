@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines.config import load_model_config
-from pipelines.training_tasks import RunContext, run_context_from
+from pipelines.run_context import RunContext, run_context_from
 
 CFG = load_model_config("flights_delay")
 

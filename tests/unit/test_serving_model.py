@@ -104,7 +104,8 @@ def test_typed_predict_endpoint_and_its_openapi_schema(service):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model_version"] == "1" and len(body["probabilities"]) == 2
-    expected = service.model.predict_proba(model_inputs(pd.DataFrame(rows), FEATURES))[:, 1]
+    assert body["classes"] == ["0", "1"] and body["positive_class"] == "1"
+    expected = service.model.predict_proba(model_inputs(pd.DataFrame(rows), FEATURES))
     np.testing.assert_allclose(body["probabilities"], expected)
 
     schema = service.get("/openapi.json").json()

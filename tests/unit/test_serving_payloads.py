@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.serving.app import BadRequest, LoadedModel, conform, parse_frame
 
-MODEL = LoadedModel("m", "1", "champion", None, ("x",), ("c",), {}, "now")
+MODEL = LoadedModel("m", "1", "champion", None, ("x",), ("c",), {}, "now", task=None, classes=None)
 EXPECTED = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]})
 
 

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 
 from pipelines.config import FeaturesConfig, SearchConfig
+from pipelines.task_types import BinaryClassification
 from pipelines.training import train_candidate
 
-FEATURES = FeaturesConfig(builder="x.y", numeric=["signal", "noise"], categorical=["group"], target="label",
-                          event_time="t")
+FEATURES = FeaturesConfig(numeric=["signal", "noise"], categorical=["group"], target="label", event_time="t")
+BINARY = BinaryClassification(FEATURES)
 
 
 def synthetic(n: int, seed: int) -> pd.DataFrame:
@@ -19,9 +20,9 @@ def synthetic(n: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("estimator", ["hist_gradient_boosting", "logistic_regression"])
+@pytest.mark.parametrize("estimator", ["gradient_boosting", "linear"])
 def test_candidate_learns_the_signal(estimator):
-    trained = train_candidate(synthetic(3000, 1), synthetic(1000, 2), FEATURES, SearchConfig(estimator=estimator), {})
+    trained = train_candidate(synthetic(3000, 1), synthetic(1000, 2), BINARY, SearchConfig(estimator=estimator), {})
     assert trained.validation_metrics["roc_auc"] > 0.8
     assert 0 < trained.threshold < 1
     unseen = synthetic(5, 3).assign(group=["zzz"] * 5)  # a category never seen in training still scores
@@ -29,7 +30,7 @@ def test_candidate_learns_the_signal(estimator):
 
 
 def test_shuffled_labels_drill_learns_nothing():
-    trained = train_candidate(synthetic(3000, 1), synthetic(1000, 2), FEATURES, SearchConfig(), {},
+    trained = train_candidate(synthetic(3000, 1), synthetic(1000, 2), BINARY, SearchConfig(), {},
                               shuffle_labels=True)
     assert abs(trained.validation_metrics["roc_auc"] - 0.5) < 0.08
 
@@ -37,9 +38,9 @@ def test_shuffled_labels_drill_learns_nothing():
 def test_single_class_is_refused():
     frame = synthetic(100, 1).assign(label=0)
     with pytest.raises(ValueError, match="single class"):
-        train_candidate(frame, frame, FEATURES, SearchConfig(), {})
+        train_candidate(frame, frame, BINARY, SearchConfig(), {})
 
 
 def test_missing_feature_is_named():
     with pytest.raises(KeyError, match="noise"):
-        train_candidate(synthetic(100, 1).drop(columns="noise"), synthetic(50, 2), FEATURES, SearchConfig(), {})
+        train_candidate(synthetic(100, 1).drop(columns="noise"), synthetic(50, 2), BINARY, SearchConfig(), {})

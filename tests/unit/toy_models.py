@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import FeaturesConfig, SearchConfig
+from pipelines.task_types import BinaryClassification
+from pipelines.tracking import log_sklearn_model
 from pipelines.training import model_inputs, train_candidate
 
-FEATURES = FeaturesConfig(builder="x.y", numeric=["signal"], categorical=["group"], target="label", event_time="t")
-WITH_NOISE = FeaturesConfig(builder="x.y", numeric=["signal", "noise"], categorical=["group"], target="label",
+FEATURES = FeaturesConfig(numeric=["signal"], categorical=["group"], target="label", event_time="t")
+WITH_NOISE = FeaturesConfig(numeric=["signal", "noise"], categorical=["group"], target="label",
                             event_time="t")
 
 
@@ -56,11 +58,10 @@ class ToyRegistry:
         def frame(n: int, s: int) -> pd.DataFrame:
             return toy_frame(n, s, flip=flip, noise=noise, missing=missing)
 
-        trained = train_candidate(frame(rows, seed), frame(100, 100 + seed), features, SearchConfig(), {})
-        from pipelines.tracking import log_sklearn_model
-
+        task = BinaryClassification(features)
+        trained = train_candidate(frame(rows, seed), frame(100, 100 + seed), task, SearchConfig(), {})
         with mlflow.start_run(experiment_id=self.experiment):
-            info = log_sklearn_model(trained.model, model_inputs(frame(5, 5), features))
+            info = log_sklearn_model(trained.model, model_inputs(frame(5, 5), features), task)
         return LoggedModel(info.model_uri, trained.model)
 
     def log_constant(self) -> LoggedModel:

@@ -1,0 +1,110 @@
+"""Who runs a training step and on what: the Airflow run, its data interval and the code version.
+
+Built from an Airflow task context by the DAG files (or from any mapping with the same keys in a test),
+so the steps themselves never import Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pipelines.config import PROJECT_ROOT, ModelConfig
+
+# What a model version's code is: its steps, DAGs, plugins, configs and suites (not tests or docs).
+CODE_PATHS = ("pipelines", "dags", "plugins", "include", "scripts", "pyproject.toml", "uv.lock")
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is running and on what: the Airflow run id and the data interval [start, end)."""
+
+    dag_id: str
+    run_id: str
+    start: date
+    end: date
+    reason: str = ""
+    shuffle_labels: bool = False
+
+    @property
+    def run_key(self) -> str:
+        return run_key(self.run_id)
+
+    @property
+    def interval_key(self) -> str:
+        return f"{self.start.isoformat()}_{self.end.isoformat()}"
+
+
+def run_key(run_id: str) -> str:
+    """An Airflow run id as a safe file or tag name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")
+
+
+def as_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
+    """Build a RunContext from an Airflow task context (any mapping with the same keys works).
+
+    A scheduled or backfill run trains on its data interval. Any other run (manual, triggered by another
+    DAG) takes the ``data_interval_start``/``data_interval_end`` Params or conf, else the model's
+    ``default_interval``.
+    """
+    params = dict(context.get("params") or {})
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    run_type = str(getattr(run_type, "value", run_type) or "")
+    if run_type in ("scheduled", "backfill") and context.get("data_interval_start") is not None:
+        # The schedule owns the interval; the Params' defaults only prefill the manual trigger form.
+        start, end = as_date(context["data_interval_start"]), as_date(context["data_interval_end"])
+    else:
+        start, end = as_date(params.get("data_interval_start")), as_date(params.get("data_interval_end"))
+        if (start is None or end is None) and cfg.default_interval is not None:
+            start, end = start or cfg.default_interval[0], end or cfg.default_interval[1]
+        if start is None or end is None:
+            start = start or as_date(context.get("data_interval_start"))
+            end = end or as_date(context.get("data_interval_end"))
+        if start is None or end is None:
+            # No interval anywhere: everything landed from the model's start date up to the day the run was
+            # started (the run's own time, so a re-run covers the same days).
+            started = as_date(getattr(dag_run, "run_after", None) or context.get("logical_date"))
+            start = start or cfg.start_date
+            end = end or (started + timedelta(days=1) if started else None)
+    if start is None or end is None or start >= end:
+        raise ValueError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < "
+                         "data_interval_end (intervals are whole days; schedules run at most daily)")
+    dag = context.get("dag")
+    return RunContext(
+        dag_id=getattr(dag, "dag_id", None) or context.get("dag_id", "manual"),
+        run_id=str(context.get("run_id", "manual")),
+        start=start,
+        end=end,
+        reason=str(params.get("reason") or ""),
+        shuffle_labels=bool(params.get("gate_drill_shuffle_labels", False)),
+    )
+
+
+def git_commit() -> str:
+    """The project's code version, marked ``-dirty`` when the code or configs differ from the commit:
+    changed tracked files, or files git does not track yet (a new model config, suite or module)."""
+    try:
+        head = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=all",
+                                "--", *CODE_PATHS],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("MLOPS_GIT_COMMIT", "unknown")
+
+

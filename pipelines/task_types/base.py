@@ -1,0 +1,190 @@
+"""What every task type provides, and the parts they share (slice metrics, the slice plot)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pipelines.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.config import FeaturesConfig, ModelConfig
+
+
+class TargetError(DataError):
+    """The target column does not fit the model's task type (a data error: retrying cannot help)."""
+
+
+class TaskType:
+    """One task type. Class attributes describe it (readable at parse time); methods do the work.
+
+    Vocabulary: ``output`` is what the served model answers for a batch of rows (what ``mlflow models
+    serve`` answers for the same model: class probabilities, or values); ``scores`` is one number per row
+    derived from it (the positive class's probability, the predicted class's index, the value), which the
+    prediction log keeps and monitoring measures; ``classes`` is the fitted model's ``classes_`` as text.
+    """
+
+    name: ClassVar[str]
+    # metric -> higher is better
+    metrics: ClassVar[dict[str, bool]]
+    selection_metric: ClassVar[str]
+    default_floors: ClassVar[dict[str, float]] = {}
+    # Metrics that can be computed from the logged scores once the labels land.
+    realized_metrics: ClassVar[frozenset[str]]
+    predict_method: ClassVar[Literal["predict_proba", "predict"]]
+    # How monitoring treats the logged scores when it measures prediction drift.
+    prediction_kind: ClassVar[Literal["numeric", "categorical"]]
+    is_classifier: ClassVar[bool]
+
+    def __init__(self, features: FeaturesConfig):
+        self.features = features
+
+    # config ------------------------------------------------------------------------------------------------
+    @classmethod
+    def check_metric_names(cls, cfg: ModelConfig) -> None:
+        """Every metric a config names exists for this task type and points the right way."""
+        def known(metric: str, where: str) -> None:
+            if metric not in cls.metrics:
+                raise ValueError(f"{where}: {metric!r} is not a {cls.name} metric (use one of "
+                                 f"{sorted(cls.metrics)})")
+
+        def directed(metric: str, where: str, higher: bool) -> None:
+            known(metric, where)
+            if cls.metrics[metric] != higher:
+                wanted, given = ("ceiling", "floor") if higher else ("floor", "ceiling")
+                raise ValueError(f"{where}: {metric!r} is {'lower' if higher else 'higher'} is better, so it "
+                                 f"takes a {wanted}, not a {given}")
+
+        if cfg.search.selection_metric is not None:
+            known(cfg.search.selection_metric, "search.selection_metric")
+        for metric in cfg.gate.floors or {}:
+            directed(metric, "gate.floors", True)
+        for metric in cfg.gate.ceilings:
+            directed(metric, "gate.ceilings", False)
+        if cfg.gate.margin_metric is not None:
+            known(cfg.gate.margin_metric, "gate.margin_metric")
+        for bound in cfg.gate.slice_floors:
+            if bound.metric is not None:
+                directed(bound.metric, f"gate.slice_floors[{bound.column}]", bound.floor is not None)
+        for metric in cfg.monitoring.performance_floors or {}:
+            directed(metric, "monitoring.performance_floors", True)
+        for metric in cfg.monitoring.performance_ceilings or {}:
+            directed(metric, "monitoring.performance_ceilings", False)
+        for metric in [*(cfg.monitoring.performance_floors or {}), *(cfg.monitoring.performance_ceilings or {})]:
+            if metric not in cls.realized_metrics:
+                raise ValueError(f"monitoring: {metric!r} cannot be measured from the served {cls.name} "
+                                 f"predictions; use one of {sorted(cls.realized_metrics)}")
+        if cls.name != "binary" and cfg.features.positive_class is not None:
+            raise ValueError(f"features.positive_class only applies to binary models, not {cls.name}")
+
+    # target ------------------------------------------------------------------------------------------------
+    def target_problem(self, values: pd.Series) -> str | None:
+        """Why these target values cannot train this task type, or None."""
+        raise NotImplementedError
+
+    def check_target(self, values: pd.Series, where: str = "") -> None:
+        problem = self.target_problem(values)
+        if problem:
+            prefix = f"{where}: " if where else ""
+            raise TargetError(f"{prefix}target column {self.features.target!r} does not fit task "
+                              f"{self.name!r}: {problem}")
+
+    def labels(self, values: pd.Series) -> np.ndarray:
+        """The target as the estimator learns it (class labels as text, or floats)."""
+        raise NotImplementedError
+
+    def stratify_by(self, values: pd.Series) -> np.ndarray | None:
+        """Groups a random split keeps in proportion (the classes), or None."""
+        return self.labels(values) if self.is_classifier else None
+
+    def model_metadata(self, classes: list[str] | None) -> dict[str, Any]:
+        """What a logged model carries about its task (MLmodel ``metadata``): enough to rebuild this task
+        type when the model is served."""
+        return {"task": self.name, "target": self.features.target,
+                **({"classes": list(classes)} if classes is not None else {})}
+
+    # estimators --------------------------------------------------------------------------------------------
+    def estimator(self, kind: str, params: dict[str, Any], categorical_mask: list[bool], random_state: int):
+        """A scikit-learn estimator: ``gradient_boosting`` (native categorical support, fed ordinal codes)
+        or ``linear`` (fed scaled numbers and one-hot categories)."""
+        raise NotImplementedError
+
+    # output ------------------------------------------------------------------------------------------------
+    def output(self, model, inputs: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
+        return np.asarray(getattr(model, self.predict_method)(inputs))
+
+    def scores(self, output: np.ndarray, classes: list[str] | None) -> np.ndarray:
+        """One number per row of ``output``: what the prediction log keeps."""
+        raise NotImplementedError
+
+    def answer(self, output: np.ndarray, classes: list[str] | None) -> dict[str, Any]:
+        """The typed ``/predict`` answer's body for ``output``."""
+        return {"predictions": output.tolist()}
+
+    def batch_columns(self, output: np.ndarray, classes: list[str] | None) -> dict[str, np.ndarray]:
+        """The columns batch scoring writes for ``output``."""
+        return {"score": self.scores(output, classes)}
+
+    def fit_threshold(self, truth: np.ndarray, output: np.ndarray, classes: list[str] | None) -> float | None:
+        """A decision threshold chosen on the validation rows (binary only)."""
+        return None
+
+    # metrics -----------------------------------------------------------------------------------------------
+    def evaluate(self, truth: np.ndarray, output: np.ndarray, classes: list[str] | None,
+                 threshold: float | None) -> dict[str, float]:
+        """Every metric of the task type (and ``rows``) for ``truth`` (as ``labels`` gives it)."""
+        raise NotImplementedError
+
+    def realized(self, truth: np.ndarray, scores: np.ndarray, classes: list[str] | None,
+                 threshold: float | None) -> dict[str, float]:
+        """The ``realized_metrics`` from logged ``scores`` and the labels that landed later."""
+        raise NotImplementedError
+
+    def slice_metrics(self, frame: pd.DataFrame, truth: np.ndarray, values: np.ndarray, columns: list[str],
+                      classes: list[str] | None, threshold: float | None, realized: bool = False) -> list[dict]:
+        """One row per (column, value) of ``frame``: the metrics of that slice (``values``: the output, or
+        the logged scores when ``realized``)."""
+        import numpy as np
+
+        measure = self.realized if realized else self.evaluate
+        rows = []
+        truth, values = np.asarray(truth), np.asarray(values)
+        for column in columns:
+            keys = frame[column].astype(str).to_numpy()
+            for value in sorted(set(keys)):
+                mask = keys == value
+                rows.append({"column": column, "value": value,
+                             **measure(truth[mask], values[mask], classes, threshold)})
+        return rows
+
+    # plots -------------------------------------------------------------------------------------------------
+    def plot_evaluation(self, truth: np.ndarray, output: np.ndarray, classes: list[str] | None,
+                        metrics: dict[str, float], slices: list[dict], folder: Path,
+                        champion_output: np.ndarray | None = None) -> list[Path]:
+        """The plots that fit the task, as PNG files in ``folder``."""
+        raise NotImplementedError
+
+    def plot_slices(self, metrics: dict[str, float], slices: list[dict], folder: Path) -> list[Path]:
+        import pandas as pd
+
+        from pipelines.task_types.plots import figure
+
+        frame = pd.DataFrame(slices)
+        metric = self.selection_metric
+        if frame.empty or metric not in frame:
+            return []
+        frame["label"] = frame["column"] + "=" + frame["value"]
+        with figure(folder / "slices.png", (6, max(3, 0.25 * len(frame)))) as ax:
+            ax.barh(frame["label"], frame[metric].astype(float).fillna(0))
+            overall = metrics.get(metric)
+            if overall is not None and not math.isnan(overall):
+                ax.axvline(overall, color="k", ls=":", lw=1)
+            ax.set(xlabel=metric, title=f"{metric} per slice (dotted: overall)")
+        return [folder / "slices.png"]
+

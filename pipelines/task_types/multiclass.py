@@ -1,0 +1,135 @@
+"""Multiclass classification: a probability per class, judged by macro F1 (and accuracy, log loss). The
+prediction log keeps the predicted class (its index in the model's classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.task_types.base import TaskType
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# More distinct labels than this is a regression target (or an identifier), not classes.
+MAX_CLASSES = 50
+
+
+class MulticlassClassification(TaskType):
+    name = "multiclass"
+    metrics = {"macro_f1": True, "accuracy": True, "log_loss": False, "balanced_accuracy": True}
+    selection_metric = "macro_f1"
+    default_floors: dict[str, float] = {}
+    realized_metrics = frozenset({"macro_f1", "accuracy", "balanced_accuracy"})
+    predict_method = "predict_proba"
+    prediction_kind = "categorical"
+    is_classifier = True
+
+    def target_problem(self, values: pd.Series) -> str | None:
+        from pipelines.task_types.labels import describe_values, label_texts
+
+        missing = int(values.isna().sum())
+        if missing:
+            return f"{missing} rows have no label"
+        labels = sorted(set(label_texts(values)))
+        if len(labels) == 1:
+            return f"every row holds the single class {labels[0]!r}: there is nothing to learn"
+        if len(labels) > MAX_CLASSES:
+            return (f"it holds {len(labels)} distinct values (e.g. {describe_values(values)}), more than the "
+                    f"{MAX_CLASSES} classes a classifier takes (is it a regression target?)")
+        declared = self.features.classes
+        if declared is not None and set(labels) - set(declared):
+            return f"labels {sorted(set(labels) - set(declared))} are not in features.classes {declared}"
+        return None
+
+    def labels(self, values: pd.Series) -> np.ndarray:
+        from pipelines.task_types.labels import label_texts
+
+        return label_texts(values)
+
+    def estimator(self, kind: str, params: dict[str, Any], categorical_mask: list[bool], random_state: int):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.linear_model import LogisticRegression
+
+        if kind == "gradient_boosting":
+            return HistGradientBoostingClassifier(categorical_features=categorical_mask, random_state=random_state,
+                                                  **params)
+        return LogisticRegression(max_iter=1000, random_state=random_state, **params)
+
+    def scores(self, output: np.ndarray, classes: list[str] | None) -> np.ndarray:
+        import numpy as np
+
+        return np.argmax(output, axis=1).astype("float64")
+
+    def answer(self, output: np.ndarray, classes: list[str] | None) -> dict[str, Any]:
+        import numpy as np
+
+        return {"classes": list(classes), "predicted_class": [classes[i] for i in np.argmax(output, axis=1)],
+                "probabilities": output.tolist()}
+
+    def batch_columns(self, output: np.ndarray, classes: list[str] | None) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        best = np.argmax(output, axis=1)
+        return {"predicted_class": np.asarray(classes, dtype=object)[best], "score": output.max(axis=1)}
+
+    def _indices(self, truth: np.ndarray, classes: list[str]) -> np.ndarray:
+        import numpy as np
+
+        position = {c: i for i, c in enumerate(classes)}
+        return np.asarray([position.get(t, -1) for t in truth], dtype=int)
+
+    def evaluate(self, truth, output, classes, threshold) -> dict[str, float]:
+        import numpy as np
+        from sklearn.metrics import log_loss
+
+        metrics = self.realized(truth, self.scores(output, classes), classes, threshold)
+        index = self._indices(truth, classes)
+        known = index >= 0  # a class the model never saw has no probability to score
+        if known.any():
+            metrics["log_loss"] = float(log_loss(index[known], np.clip(output[known], 1e-7, 1),
+                                                 labels=list(range(len(classes)))))
+        else:
+            metrics["log_loss"] = float("nan")
+        return metrics
+
+    def realized(self, truth, scores, classes, threshold) -> dict[str, float]:
+        import numpy as np
+        from sklearn.metrics import balanced_accuracy_score, f1_score
+
+        index = self._indices(truth, classes)
+        predicted = np.asarray(scores).astype(int)
+        if index.size == 0:
+            return {"rows": 0.0}
+        return {
+            "macro_f1": float(f1_score(index, predicted, average="macro", labels=np.unique(index),
+                                       zero_division=0)),
+            "accuracy": float(np.mean(index == predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(index, predicted)),
+            "rows": float(index.size),
+        }
+
+    def plot_evaluation(self, truth, output, classes, metrics, slices, folder: Path,
+                        champion_output=None) -> list[Path]:
+        import numpy as np
+        from sklearn.metrics import confusion_matrix, f1_score
+
+        from pipelines.task_types.plots import figure
+
+        index, predicted = self._indices(truth, classes), np.argmax(output, axis=1)
+        ticks = list(range(len(classes)))
+        matrix = confusion_matrix(index, predicted, labels=ticks)
+        size = max(4, 0.5 * len(classes) + 2)
+        with figure(folder / "confusion_matrix.png", (size, size)) as ax:
+            ax.imshow(matrix, cmap="Blues")
+            for (i, j), count in np.ndenumerate(matrix):
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
+            ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes, xlabel="predicted",
+                   ylabel="actual", title=f"Confusion matrix (accuracy {metrics['accuracy']:.3f})")
+        per_class = f1_score(index, predicted, average=None, labels=ticks, zero_division=0)
+        with figure(folder / "class_f1.png", (6, max(3, 0.3 * len(classes)))) as ax:
+            ax.barh(classes, per_class)
+            ax.axvline(metrics["macro_f1"], color="k", ls=":", lw=1)
+            ax.set(xlabel="F1", xlim=(0, 1), title="F1 per class (dotted: macro F1)")
+        return [folder / "confusion_matrix.png", folder / "class_f1.png", *self.plot_slices(metrics, slices, folder)]
