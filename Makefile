@@ -7,7 +7,7 @@ UV := python3 -m uv
 endif
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: up down status test bench install lint clean simulate
+.PHONY: up down status test bench install lint clean simulate init train
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
@@ -21,6 +21,16 @@ down:
 
 status:
 	@$(UV) run --frozen --no-sync python scripts/stack.py status
+
+# Bring your own table: make init DATA=path/to/table.csv TARGET=column NAME=name [TASK=binary|multiclass|regression]
+init: install
+	@test -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(NAME)" || { echo "usage: make init DATA=table.csv TARGET=column NAME=name [TASK=...]"; exit 2; }
+	@$(UV) run --frozen --no-sync mlops-loop init "$(DATA)" --target "$(TARGET)" --name "$(NAME)" $(if $(TASK),--task "$(TASK)")
+
+# Train one model on the running stack and follow it: make train MODEL=name
+train:
+	@test -n "$(MODEL)" || { echo "usage: make train MODEL=name"; exit 2; }
+	@$(UV) run --frozen --no-sync mlops-loop train "$(MODEL)"
 
 simulate:
 	@$(UV) run --frozen --no-sync python scripts/simulate.py

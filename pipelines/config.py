@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-INCLUDE_DIR = PROJECT_ROOT / "include"
+# Model configs and suites; $MLOPS_INCLUDE_DIR points elsewhere (a folder with models/ and expectations/).
+INCLUDE_DIR = Path(os.environ.get("MLOPS_INCLUDE_DIR") or PROJECT_ROOT / "include").resolve()
 MODELS_DIR = INCLUDE_DIR / "models"
 
 ColumnType = Literal["int", "float", "string", "datetime"]
@@ -230,6 +231,8 @@ class ModelConfig(_Strict):
     task: TaskName = Field("binary", description="binary, multiclass or regression: what the model predicts "
                            "and how it is trained, judged, served and monitored.")
     registered_model_name: str | None = None
+    landing_zone: str | None = Field(None, description="Read the landed feeds of this other model (two models "
+                                     "of the same data); default: the model's own landing zone.")
     feeds: list[FeedConfig]
     features: FeaturesConfig
     expectation_suite: str | None = Field(None, description="Path to a Great Expectations suite, relative to "
@@ -329,6 +332,11 @@ class ModelConfig(_Strict):
         return "time" if self.features.event_time else "random"
 
     @property
+    def landing_name(self) -> str:
+        """Whose landing zone the feeds are read from: ``landing/<landing_name>/<feed>/``."""
+        return self.landing_zone or self.name
+
+    @property
     def model_name(self) -> str:
         """Name in the MLflow Model Registry."""
         return self.registered_model_name or self.name
@@ -354,6 +362,10 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
         raw = yaml.safe_load(path.read_text()) or {}
         if isinstance(raw, dict):
             raw.setdefault("name", path.stem)
+            # The suite lives beside the config: <include>/expectations/<name>.json.
+            suite = path.resolve().parents[1] / "expectations" / f"{raw['name']}.json"
+            raw.setdefault("expectation_suite", str(suite.relative_to(INCLUDE_DIR)) if suite.is_relative_to(
+                INCLUDE_DIR) else str(suite))
         return ModelConfig.model_validate(raw)
     except Exception as exc:  # pydantic's message already names each bad field
         raise ValueError(f"invalid model config {path}:\n{exc}") from exc

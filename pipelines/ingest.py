@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import ColumnType, FeedConfig
+from pipelines.config import ColumnType, FeedConfig, ModelConfig, StatePaths
 from pipelines.errors import DataError
 from pipelines.storage import write_parquet_atomic
 
@@ -116,3 +116,12 @@ def ingest_examples(
     """Every feed of [start, end) as a Parquet partition in ``folder``, then the examples built from them."""
     batches = {f.name: ingest_feed(f, landing_dir(f.name), start, end, folder / f"{f.name}.parquet") for f in feeds}
     return batches, build({name: batch.frame for name, batch in batches.items()})
+
+
+def ingest_model_examples(cfg: ModelConfig, state: StatePaths, start: date, end: date,
+                          folder: Path) -> tuple[dict[str, FeedBatch], pd.DataFrame]:
+    """The model's examples of [start, end): its feeds from its landing zone, through its builder."""
+    from pipelines.features import examples_builder
+
+    return ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.landing_name, feed), start, end, folder,
+                           examples_builder(cfg))

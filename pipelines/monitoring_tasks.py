@@ -207,8 +207,7 @@ def read_labels(cfg: ModelConfig, state: StatePaths, start: date, end: date):
 def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     """The window's landed data against the model's expectation suite. Only data that passes can start a
     retrain; a failure is reported and alerted, never raised (the drift numbers are still worth having)."""
-    from pipelines.features import examples_builder
-    from pipelines.ingest import LandingFileError, ingest_examples
+    from pipelines.ingest import LandingFileError, ingest_model_examples
     from pipelines.storage import fresh_temp_dir, write_text_atomic
     from pipelines.validation import load_suite_spec, render_report, validate_frame
 
@@ -216,8 +215,7 @@ def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -
     scratch = fresh_temp_dir(work)
     report = state.reports(cfg.name) / "monitoring" / mctx.window_key / "validation.html"
     try:
-        _, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), mctx.start, mctx.end,
-                                      scratch, examples_builder(cfg))
+        _, examples = ingest_model_examples(cfg, state, mctx.start, mctx.end, scratch)
     except (LandingFileError, FileNotFoundError, ValueError) as exc:
         return {"valid": False, "summary": f"no valid landed data for {mctx.window_key}: {exc}", "report": None}
     finally:

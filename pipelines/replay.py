@@ -68,7 +68,7 @@ def replay_days(cfg: ModelConfig, state: StatePaths, source: ReplaySource, url: 
     client = client or httpx.Client()
     served, pending = 0, {}
     try:
-        source.land(state.landing_root(cfg.name), start, end)
+        source.land(state.landing_root(cfg.landing_name), start, end)
         for day in pd.date_range(start, end, freq="D", inclusive="left").date:
             examples = source.examples(day, day + pd.Timedelta(days=1))
             outcomes = send_examples(client, url, cfg, examples, request_prefix=day.isoformat())

@@ -33,8 +33,7 @@ def _validated(cfg: ModelConfig, state: StatePaths) -> Path:
 
 # 1. ingest ----------------------------------------------------------------------------------------------
 def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
-    from pipelines.features import examples_builder
-    from pipelines.ingest import ingest_examples
+    from pipelines.ingest import ingest_model_examples
     from pipelines.storage import fresh_temp_dir, replace_dir, write_parquet_atomic
 
     incoming = _incoming(cfg, ctx, state)
@@ -42,8 +41,7 @@ def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     # must not leave a new first feed beside stale files.
     scratch = fresh_temp_dir(incoming)
     try:
-        batches, examples = ingest_examples(cfg.feeds, lambda feed: state.landing(cfg.name, feed), ctx.start,
-                                            ctx.end, scratch, examples_builder(cfg))
+        batches, examples = ingest_model_examples(cfg, state, ctx.start, ctx.end, scratch)
         write_parquet_atomic(examples, scratch / "examples.parquet")
         replace_dir(scratch, incoming)
     finally:
@@ -117,8 +115,9 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
         raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")
     frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     id_column = example_id_column(cfg, frame)
-    if id_column:
-        frame = frame.drop_duplicates(subset=[id_column], keep="last")
+    # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
+    # each run): each example once, from the latest batch. Without an id, an example is its content.
+    frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
     order = [c for c in (cfg.features.event_time, id_column) if c]
     if order:
         frame = frame.sort_values(order, kind="stable")

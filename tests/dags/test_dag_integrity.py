@@ -1,5 +1,8 @@
 """Every DAG loads, is documented, owned, tagged and retried, and parses fast."""
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +95,28 @@ def test_monitoring_dag_shape(dagbag):
     assert dag.get_task("retrain").trigger_dag_id == "train_flights_delay"
     assert "retrain" in dag.get_task("retrain_needed").downstream_task_ids
     assert set(dag.params.keys()) == {"window_start", "window_end", "reason"}
+
+
+def test_a_broken_model_config_fails_only_its_own_dags(tmp_path):
+    """A config with a bad field: its DAGs are stand-ins that fail naming the file and the field; every other
+    model's DAGs load as usual and the DAG files have no import error."""
+    include = tmp_path / "include"
+    shutil.copytree(DAGS.parent / "include", include)
+    broken = include / "models" / "broken.yaml"
+    broken.write_text((include / "models" / "penguins.yaml").read_text().replace("name: penguins", "name: broken")
+                      .replace("task: multiclass", "task: multiclas"))
+    probe = (
+        "import os, json; from airflow.dag_processing.dagbag import DagBag; "
+        "bag = DagBag(dag_folder=os.environ['AIRFLOW__CORE__DAGS_FOLDER'], safe_mode=False); "
+        "stand_in = bag.dags['train_broken']; "
+        "print('RESULT=' + json.dumps({'errors': list(bag.import_errors), 'dags': sorted(bag.dag_ids), "
+        "'tasks': stand_in.task_ids, 'doc': stand_in.doc_md, 'tags': sorted(stand_in.tags)}))"
+    )
+    env = {**os.environ, "MLOPS_INCLUDE_DIR": str(include)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("RESULT=")] or [result.stderr[-3000:]]
+    found = json.loads(line[len("RESULT="):])
+    assert found["errors"] == []
+    assert {"train_flights_delay", "train_penguins", "monitor_penguins", "rollback_broken"} <= set(found["dags"])
+    assert found["tasks"] == ["config_error"] and "config-error" in found["tags"]
+    assert str(broken) in found["doc"] and "task" in found["doc"] and "multiclas" in found["doc"]

@@ -78,7 +78,7 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
                         capture_output=True, text=True, timeout=1200)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     assert "(production topology)" in up.stdout
-    tasks = next(line for line in up.stdout.splitlines() if line.strip().startswith("tasks:"))
+    tasks = next(line for line in up.stdout.splitlines() if line.strip().startswith(f"train_{MODEL} tasks:"))
     assert "register=success" in tasks and "deploy=success" in tasks, tasks
 
     database = f"{PG_SERVER}/{env['MLOPS_PG_DATABASE_PREFIX']}"

@@ -1,0 +1,91 @@
+"""A small client of Airflow's REST API (v2) for the command line: trigger a DAG run and follow it.
+
+``make up``, ``make train`` and ``mlops-loop train`` use it against the stack's API server
+(``$AIRFLOW_PORT``, default 8080; user ``admin``, password ``$AIRFLOW_ADMIN_PASSWORD``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+FINISHED = ("success", "failed")
+
+
+@dataclass
+class AirflowApi:
+    url: str = field(default_factory=lambda: f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}")
+    username: str = "admin"
+    password: str = field(default_factory=lambda: os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin"))
+    _token: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self._token is None:
+            response = httpx.post(f"{self.url}/auth/token", timeout=30,
+                                  json={"username": self.username, "password": self.password})
+            response.raise_for_status()
+            self._token = response.json()["access_token"]
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/api/v2{path}", headers=self.headers(), timeout=30)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> dict:
+        """The DAG once the DAG processor has parsed it (a new model config takes one parsing pass)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get(f"/dags/{dag_id}")
+            if response.status_code == 200:
+                return response.json()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAG {dag_id} did not appear within {timeout:.0f}s: is its model config in "
+                                   "include/models and the stack up (`make status`)? See the Import Errors in the "
+                                   "Airflow UI")
+            time.sleep(2)
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        """Unpause the DAG and start a run; returns the run id."""
+        self.wait_for_dag(dag_id)
+        httpx.patch(f"{self.url}/api/v2/dags/{dag_id}", headers=self.headers(), json={"is_paused": False},
+                    timeout=30).raise_for_status()
+        response = httpx.post(f"{self.url}/api/v2/dags/{dag_id}/dagRuns", headers=self.headers(), timeout=30,
+                              json={"logical_date": None, "conf": conf})
+        response.raise_for_status()
+        return response.json()["dag_run_id"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        instances = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        return {f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"]
+                for t in instances}
+
+    def wait(self, runs: list[tuple[str, str]], timeout: float = 1800,
+             progress: Callable[[str, str], None] = print) -> dict[str, dict]:
+        """Follow runs ``[(dag_id, run_id), ...]`` until each has finished, reporting every task that
+        changes state through ``progress(dag_id, message)``. Returns each run with its task states."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, dict[str, str | None]] = {dag_id: {} for dag_id, _ in runs}
+        finished: dict[str, dict] = {}
+        while len(finished) < len(runs):
+            if time.monotonic() > deadline:
+                pending = [d for d, _ in runs if d not in finished]
+                raise TimeoutError(f"runs of {pending} did not finish within {timeout:.0f}s")
+            for dag_id, run_id in runs:
+                if dag_id in finished:
+                    continue
+                run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()
+                states = self.task_states(dag_id, run_id)
+                changed = [f"{task} {state}" for task, state in states.items()
+                           if state and seen[dag_id].get(task) != state]
+                if changed:
+                    progress(dag_id, ", ".join(changed))
+                seen[dag_id] = states
+                if run["state"] in FINISHED:
+                    finished[dag_id] = {**run, "tasks": states}
+                    progress(dag_id, f"run {run['state']}")
+            if len(finished) < len(runs):
+                time.sleep(3)
+        return finished

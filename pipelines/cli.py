@@ -1,0 +1,151 @@
+"""``mlops-loop``: bring your own table, train it, land more of it.
+
+    mlops-loop init DATA --target COLUMN --name NAME [--task binary|multiclass|regression]
+    mlops-loop train NAME [--start YYYY-MM-DD --end YYYY-MM-DD] [--reason TEXT]
+    mlops-loop land NAME DATA [--day YYYY-MM-DD]
+
+``init`` drafts ``include/models/<name>.yaml`` and ``include/expectations/<name>.json`` from the table for
+you to review, and lands the table. ``train`` starts ``train_<name>`` on the running stack and follows it.
+``make init`` and ``make train`` call these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from pipelines.config import INCLUDE_DIR, StatePaths
+
+
+def init(data: Path, target: str, name: str, task: str | None, force: bool, include: Path = INCLUDE_DIR,
+         state: StatePaths | None = None) -> dict:
+    """Draft the model config and suite from ``data``, check that they load, and land the table."""
+    import json
+
+    from pipelines.config import load_model_config
+    from pipelines.drafting import draft_model, render_config
+    from pipelines.landing import land_table, read_table
+    from pipelines.storage import write_text_atomic
+
+    state = state or StatePaths.from_env()
+    config_path = include / "models" / f"{name}.yaml"
+    suite_path = include / "expectations" / f"{name}.json"
+    existing = [str(p) for p in (config_path, suite_path) if p.exists()]
+    if existing and not force:
+        raise SystemExit(f"{', '.join(existing)} already exist: review and edit them, or pass --force to draft "
+                         "them again")
+    started = time.perf_counter()
+    frame = read_table(data)
+    step(f"read {data}: {len(frame):,} rows, {len(frame.columns)} columns ({time.perf_counter() - started:.1f}s)")
+    draft = draft_model(frame, target, name, task)
+    step(f"task {draft.task} ({draft.task_reason}); "
+         + (f"event time {draft.event_time!r}: time-based split" if draft.event_time
+            else "no event time: seeded random split"))
+    for column in draft.columns:
+        if column.role in ("dropped", "id"):
+            step(f"  {column.name}: {column.role}, {column.why}")
+    write_text_atomic(json.dumps(draft.suite, indent=2) + "\n", suite_path)
+    write_text_atomic(render_config(draft, Path(data).name), config_path)
+    try:
+        cfg = load_model_config(config_path)
+    except ValueError as exc:  # a draft that does not load is a bug here, never the user's to fix
+        config_path.unlink()
+        suite_path.unlink()
+        raise SystemExit(f"the drafted config does not load (nothing written): {exc}") from exc
+    step(f"wrote {config_path} and {suite_path} ({len(draft.suite['expectations'])} expectations)")
+    landed = land_table(frame, state.landing(cfg.landing_name, cfg.feeds[0].name), draft.event_time)
+    step(f"landed {len(landed)} file(s) under {landed[0].parent} ({time.perf_counter() - started:.1f}s in all)")
+    print(f"\nReview {config_path}, then train it:  make train MODEL={name}")
+    return {"config": config_path, "suite": suite_path, "landed": landed, "task": draft.task}
+
+
+def train(name: str, start: date | None, end: date | None, reason: str | None) -> int:
+    """Trigger ``train_<name>`` on the running stack, follow it task by task, and say what it made."""
+    from pipelines.airflow_api import AirflowApi
+
+    api = AirflowApi()
+    conf = {"reason": reason or "mlops-loop train"}
+    if start:
+        conf["data_interval_start"] = start.isoformat()
+    if end:
+        conf["data_interval_end"] = end.isoformat()
+    dag_id = f"train_{name}"
+    run_id = api.trigger(dag_id, conf)
+    step(f"triggered {dag_id} run {run_id}; following it (also in the Airflow UI)")
+    run = api.wait([(dag_id, run_id)], progress=lambda dag, message: step(f"  {message}"))[dag_id]
+    return report_runs({dag_id: run})
+
+
+def report_runs(runs: dict[str, dict]) -> int:
+    """One line per training run: its state, and what the gate and the registry made of it."""
+    failed = 0
+    for dag_id, run in runs.items():
+        tasks = run["tasks"]
+        if run["state"] != "success":
+            failed += 1
+            broken = [t for t, s in tasks.items() if s in ("failed", "upstream_failed")]
+            step(f"{dag_id}: run {run['dag_run_id']} FAILED at {', '.join(broken) or '?'}: the task log says why "
+                 "(Airflow UI, or .state/airflow/logs)")
+        elif tasks.get("register") == "skipped":
+            step(f"{dag_id}: the candidate was not promoted (gate or infra validation): the reasons are in the "
+                 "gate task log and on the MLflow run")
+        else:
+            step(f"{dag_id}: a new version is registered and deployed")
+    return 1 if failed else 0
+
+
+def land(name: str, data: Path, day: date | None) -> None:
+    """Land a later batch of a single-table model (one file per event day, or one for ``day``)."""
+    from pipelines.config import load_model_config
+    from pipelines.landing import land_table, read_table
+
+    cfg = load_model_config(name)
+    if cfg.features.builder is not None or len(cfg.feeds) != 1:
+        raise SystemExit(f"{name} has several feeds or a builder: land each feed's daily files under "
+                         f"{StatePaths.from_env().landing_root(cfg.landing_name)}/<feed>/")
+    landed = land_table(read_table(data), StatePaths.from_env().landing(cfg.landing_name, cfg.feeds[0].name),
+                        cfg.features.event_time, day)
+    step(f"landed {len(landed)} file(s) under {landed[0].parent}")
+
+
+def step(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mlops-loop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("init", help="draft a model config and suite from a table, and land it")
+    p.add_argument("data", type=Path, help="a .csv or .parquet table, one row per example")
+    p.add_argument("--target", required=True, help="the column to predict")
+    p.add_argument("--name", required=True, help="the model's name (lower case, digits, _)")
+    p.add_argument("--task", choices=["binary", "multiclass", "regression"], help="default: inferred")
+    p.add_argument("--force", action="store_true", help="draft again over an existing config and suite")
+    p = commands.add_parser("train", help="run train_<name> on the stack and follow it")
+    p.add_argument("name")
+    p.add_argument("--start", type=date.fromisoformat, help="first day of data (default: the model's)")
+    p.add_argument("--end", type=date.fromisoformat, help="day after the last day of data")
+    p.add_argument("--reason", help="stored on the model version")
+    p = commands.add_parser("land", help="land a later batch of a single-table model")
+    p.add_argument("name")
+    p.add_argument("data", type=Path)
+    p.add_argument("--day", type=date.fromisoformat, help="the batch's day when the table has no event time")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "init":
+            init(args.data, args.target, args.name, args.task, args.force)
+        elif args.command == "train":
+            sys.exit(train(args.name, args.start, args.end, args.reason))
+        else:
+            land(args.name, args.data, args.day)
+    except ValueError as exc:  # bad input: say what and where, no traceback
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,373 @@
+"""Draft a model from a user's own table: what ``mlops-loop init`` writes for review.
+
+Reads the table once and infers, column by column, the type each landed file must have and the role each
+column plays (a numeric or categorical feature, the target, the event time, an example id, or nothing a
+model can use); the task type from the target (scikit-learn's ``type_of_target``, with a regression for
+numbers with many distinct values); and a Great Expectations suite profiled from the data. Pure: the
+command in ``pipelines.cli`` reads the file and writes the drafts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import TaskName
+
+# A numeric target with more distinct values than this is a quantity to regress, not a set of classes.
+MAX_CLASSES_FOR_NUMBERS = 20
+# Text columns with at most this many distinct values are categories; more, and they are ids or free text.
+MAX_CATEGORIES = 200
+# Value sets are written into the suite for categories with at most this many values.
+MAX_VALUE_SET = 50
+TIME_NAME = re.compile(r"(^|_)(time|date|datetime|timestamp|ts|day|at)$|_at$|^date|^time", re.IGNORECASE)
+ID_NAME = re.compile(r"(^|_)id$|^id(_|$)|[a-z]Id$|ID$", re.IGNORECASE)
+
+
+class DraftError(ValueError):
+    """The table cannot be drafted as asked (the message says which column and why)."""
+
+
+@dataclass(frozen=True)
+class ColumnRole:
+    name: str
+    kind: str          # the feed type: int, float, string or datetime
+    role: str          # numeric, categorical, target, event_time, id, dropped
+    why: str = ""      # for dropped columns and inferred roles: a comment in the config
+
+
+@dataclass(frozen=True)
+class ModelDraft:
+    name: str
+    task: TaskName
+    task_reason: str
+    rows: int
+    columns: list[ColumnRole]
+    target: str
+    event_time: str | None
+    example_id: str | None
+    classes: list[str] | None
+    positive_class: str | None
+    positive_reason: str
+    slices: list[str]
+    start_date: date
+    default_interval: tuple[date, date] | None
+    holdout_days: int | None = None
+    validation_days: int | None = None
+    gate_floors: dict[str, float] = field(default_factory=dict)
+    gate_reason: str = ""
+    suite: dict = field(default_factory=dict)
+
+    def by_role(self, role: str) -> list[str]:
+        return [c.name for c in self.columns if c.role == role]
+
+
+def feed_kind(series: pd.Series) -> str:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if pd.api.types.is_bool_dtype(series):
+        return "string"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_float_dtype(series):
+        present = series.dropna()
+        return "int" if len(present) and bool(np.all(np.mod(present, 1) == 0)) and series.isna().sum() == 0 \
+            else "float"
+    return "string"
+
+
+def parse_times(series: pd.Series) -> pd.Series | None:
+    """The column as timestamps, if (nearly) every value is a date or time written as text."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        return None
+    present = series.dropna().astype(str)
+    if present.empty or not present.head(1000).str.match(r"^\d{4}-\d{2}-\d{2}").all():
+        return None
+    try:
+        parsed = pd.to_datetime(present.head(1000), utc=True, errors="coerce", format="ISO8601")
+    except (ValueError, TypeError):
+        return None
+    if parsed.notna().mean() < 0.99:
+        return None
+    return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+
+
+def infer_task(target: pd.Series, name: str) -> tuple[TaskName, str]:
+    """binary, multiclass or regression, and why."""
+    from sklearn.utils.multiclass import type_of_target
+
+    present = target.dropna()
+    if present.empty:
+        raise DraftError(f"target column {name!r} holds no values")
+    distinct = present.nunique()
+    if distinct < 2:
+        raise DraftError(f"target column {name!r} holds the single value {present.iloc[0]!r}: there is nothing "
+                         "to learn")
+    numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
+    kind = type_of_target(present.to_numpy() if numeric else present.astype(str).to_numpy())
+    if kind == "continuous" or (numeric and distinct > MAX_CLASSES_FOR_NUMBERS):
+        return "regression", f"{name!r} holds numbers with {distinct} distinct values"
+    if kind == "binary":
+        return "binary", f"{name!r} holds two values"
+    if not numeric and distinct > MAX_CATEGORIES:
+        raise DraftError(f"target column {name!r} holds {distinct} distinct text values: too many classes for a "
+                         "classifier and not numbers for a regression")
+    return "multiclass", f"{name!r} holds {distinct} classes"
+
+
+def infer_positive(classes: list[str]) -> tuple[str, str]:
+    from pipelines.task_types.binary import TRUTHY
+
+    truthy = [c for c in classes if c.lower() in TRUTHY]
+    if len(truthy) == 1:
+        return truthy[0], f"{truthy[0]!r} reads as the positive answer"
+    return classes[-1], f"no label reads as the positive answer: {classes[-1]!r} (the last in sorted order) " \
+                        "was picked, check it"
+
+
+def column_roles(frame: pd.DataFrame, target: str, event_time: str | None) -> list[ColumnRole]:
+    roles = []
+    rows = len(frame)
+    id_taken = False
+    for name in frame.columns:
+        series = frame[name]
+        kind = feed_kind(series)
+        if name == target:
+            roles.append(ColumnRole(name, kind, "target"))
+            continue
+        if name == event_time:
+            roles.append(ColumnRole(name, "datetime", "event_time", "orders the examples: a time-based split"))
+            continue
+        present = series.dropna()
+        distinct = present.nunique()
+        if distinct <= 1:
+            roles.append(ColumnRole(name, kind, "dropped", "one single value: nothing to learn from"))
+        elif not id_taken and distinct == rows and kind in ("int", "string") and (
+                ID_NAME.search(str(name)) or kind == "string"):
+            id_taken = True
+            roles.append(ColumnRole(name, kind, "id", "unique in every row: names an example, not a feature"))
+        elif kind == "datetime" or parse_times(series) is not None:
+            roles.append(ColumnRole(name, "datetime", "dropped", "a time: not a feature as it is"))
+        elif kind in ("int", "float"):
+            roles.append(ColumnRole(name, kind, "numeric"))
+        elif distinct > MAX_CATEGORIES or distinct > 0.5 * rows:
+            roles.append(ColumnRole(name, kind, "dropped", f"{distinct} distinct texts: an identifier or free text"))
+        else:
+            roles.append(ColumnRole(name, kind, "categorical"))
+    return roles
+
+
+def find_event_time(frame: pd.DataFrame, target: str) -> str | None:
+    """A column of times that orders the examples, preferring names like ``*_time``, ``date``, ``*_at``."""
+    candidates = [c for c in frame.columns if c != target and parse_times(frame[c]) is not None]
+    if not candidates:
+        return None
+    named = [c for c in candidates if TIME_NAME.search(str(c))]
+    return (named or candidates)[0]
+
+
+def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | None = None,
+                today: date | None = None) -> ModelDraft:
+    """Everything ``mlops-loop init`` writes for ``frame`` (with its times already parsed or not)."""
+    if target not in frame.columns:
+        raise DraftError(f"target column {target!r} is not in the table (its columns: {list(frame.columns)})")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise DraftError(f"model name {name!r} must be lower case letters, digits and _, starting with a letter")
+    if frame.empty:
+        raise DraftError("the table has no rows")
+    inferred, reason = infer_task(frame[target], target)
+    if task is None:
+        task = inferred
+    else:
+        reason = f"set by TASK= (the data suggests {inferred}: {reason})" if task != inferred else reason
+    event_time = find_event_time(frame, target)
+    if event_time is not None:
+        frame = frame.assign(**{event_time: parse_times(frame[event_time])})
+    roles = column_roles(frame, target, event_time)
+    ids = [r.name for r in roles if r.role == "id"]
+    classes = positive = None
+    positive_reason = ""
+    if task in ("binary", "multiclass"):
+        from pipelines.task_types.labels import label_texts
+
+        classes = sorted({str(v) for v in label_texts(frame[target]) if v is not None})
+        if task == "binary":
+            if len(classes) != 2:
+                raise DraftError(f"target column {target!r} holds {len(classes)} classes, a binary model needs two")
+            positive, positive_reason = infer_positive(classes)
+    categorical = [r.name for r in roles if r.role == "categorical"]
+    slices = [c for c in categorical if frame[c].nunique() <= 12][:2]
+    today = today or date.today()
+    interval = None
+    holdout_days = validation_days = None
+    if event_time:
+        days = frame[event_time].dt.tz_convert("UTC").dt.date
+        first, last = days.min(), days.max()
+        interval = (first, last + pd.Timedelta(days=1).to_pytimedelta())
+        span = (last - first).days + 1
+        if span < 42:  # the defaults (14 + 7 days) would leave too little to train on
+            holdout_days, validation_days = max(1, span // 6), max(1, span // 6)
+        start = first
+    else:
+        start = today
+    floors, gate_reason = {}, ""
+    if task == "multiclass":
+        majority = frame[target].value_counts(normalize=True).iloc[0]
+        floors = {"accuracy": math.floor(majority * 100) / 100}
+        gate_reason = f"always answering the most frequent class scores accuracy {majority:.3f}"
+    draft = ModelDraft(name=name, task=task, task_reason=reason, rows=len(frame), columns=roles, target=target,
+                       event_time=event_time, example_id=ids[0] if ids else None, classes=classes,
+                       positive_class=positive, positive_reason=positive_reason, slices=slices, start_date=start,
+                       default_interval=interval, holdout_days=holdout_days, validation_days=validation_days,
+                       gate_floors=floors, gate_reason=gate_reason)
+    return draft_with_suite(draft, frame)
+
+
+# the expectation suite ---------------------------------------------------------------------------------------
+def expectation(kind: str, meta: str = "", **kwargs) -> dict:
+    return {"type": kind, "kwargs": kwargs, "meta": {"notes": meta} if meta else {}}
+
+
+def _bound(value: float, kind: str, down: bool) -> float | int:
+    return math.floor(value) if down else math.ceil(value) if kind == "int" else round(value, 6)
+
+
+def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
+    """A Great Expectations suite profiled from the table: its column set and types, non-null shares with
+    headroom, numeric bounds with a margin, value sets of low-cardinality columns, row-count bounds."""
+    expectations = [
+        expectation("expect_table_columns_to_match_set", column_set=[c.name for c in draft.columns], exact_match=True),
+        expectation("expect_table_row_count_to_be_between", "a batch is at least one row; far more than the "
+                    "drafted table is suspicious", min_value=1, max_value=max(1000, 100 * len(frame))),
+    ]
+    for column in draft.columns:
+        name, series = column.name, frame[column.name]
+        if column.role == "dropped":
+            continue
+        missing = float(series.isna().mean())
+        if column.role in ("target", "id", "event_time") or missing == 0:
+            strict = column.role in ("target", "id", "event_time")
+            expectations.append(expectation(
+                "expect_column_values_to_not_be_null", "never missing in the drafted table",
+                column=name, **({} if strict else {"mostly": 0.95})))
+        else:
+            mostly = max(0.0, math.floor((1 - missing - max(0.05, missing)) * 100) / 100)
+            expectations.append(expectation(
+                "expect_column_values_to_not_be_null", f"{missing:.1%} missing in the drafted table",
+                column=name, mostly=mostly))
+        if column.role == "id":
+            expectations.append(expectation("expect_column_values_to_be_unique", column=name))
+        if column.role == "numeric" or (column.role == "target" and draft.task == "regression"):
+            values = pd.to_numeric(series, errors="coerce").dropna()
+            low, high = float(values.min()), float(values.max())
+            margin = 0.1 * (high - low) or abs(high) * 0.1 or 1.0
+            lower = low - margin if low < 0 or low - margin >= 0 else 0.0
+            expectations.append(expectation(
+                "expect_column_values_to_be_between", f"drafted range {low:g} .. {high:g}, widened by 10%",
+                column=name, min_value=_bound(lower, column.kind, True),
+                max_value=_bound(high + margin, column.kind, False), mostly=0.999))
+            expectations.append(expectation("expect_column_values_to_be_in_type_list", column=name,
+                                            type_list=["float64", "float", "int64", "int"]))
+        elif column.role == "target" and draft.classes is not None:
+            # Labels in the type a landed file gives them (an int column stays int), so the set compares.
+            labels = sorted({int(v) for v in series.dropna()}) if column.kind == "int" else \
+                sorted({str(v) for v in series.dropna()})
+            expectations.append(expectation(
+                "expect_column_values_to_be_in_set", "the classes of the drafted table", column=name,
+                value_set=labels))
+        elif column.role == "categorical":
+            # Missing values count as another type: allow as many as the not-null expectation does.
+            expectations.append(expectation("expect_column_values_to_be_in_type_list", column=name,
+                                            type_list=["object", "str", "string"], **({} if missing == 0 else {
+                                                "mostly": max(0.0, math.floor((1 - missing - max(0.05, missing))
+                                                                              * 100) / 100)})))
+            values = sorted({str(v) for v in series.dropna().astype(str)})
+            if len(values) <= MAX_VALUE_SET:
+                expectations.append(expectation(
+                    "expect_column_values_to_be_in_set", "the values of the drafted table; a new one in 1% of "
+                    "rows passes", column=name, value_set=values, mostly=0.99))
+    return {"name": f"{draft.name}_examples", "expectations": expectations,
+            "meta": {"model": draft.name, "drafted_by": "mlops-loop init", "rows_profiled": len(frame)}}
+
+
+def draft_with_suite(draft: ModelDraft, frame: pd.DataFrame) -> ModelDraft:
+    from dataclasses import replace
+
+    return replace(draft, suite=profile_suite(frame, draft))
+
+
+# the config ------------------------------------------------------------------------------------------------
+def _yaml_list(values: list[str], indent: int = 4, width: int = 110) -> str:
+    """A flow list, wrapped onto indented lines when long."""
+    items = [_scalar(v) for v in values]
+    lines, current = [], "["
+    for number, item in enumerate(items):
+        piece = item + ("," if number < len(items) - 1 else "")
+        if len(current) + len(piece) + 1 > width and current.strip() != "[":
+            lines.append(current.rstrip())
+            current = " " * indent
+        current += piece + " "
+    return "\n".join([*lines, current.rstrip() + "]"])
+
+
+def _scalar(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def render_config(draft: ModelDraft, source: str) -> str:
+    """The model config as a commented YAML file that says only what differs from the defaults."""
+    lines = [
+        f"# Drafted by `mlops-loop init` from {source} ({draft.rows:,} rows). Review it, then commit it with",
+        f"# expectations/{draft.name}.json. Everything not written here takes its default (pipelines/config.py).",
+        f"name: {draft.name}",
+        f"task: {draft.task}  # inferred: {draft.task_reason}",
+        "feeds:",
+        f"  - name: {draft.name}",
+    ]
+    if draft.example_id:
+        lines.append(f"    key: [{draft.example_id}]  # unique in every row: a re-landed row replaces the old one")
+    lines.append("    columns:")
+    for column in draft.columns:
+        note = f"  # not used by the model: {column.why}" if column.role == "dropped" else ""
+        lines.append(f"      {_scalar(column.name)}: {column.kind}{note}")
+    lines += [
+        "features:",
+        f"  numeric: {_yaml_list(draft.by_role('numeric'))}",
+        f"  categorical: {_yaml_list(draft.by_role('categorical'))}",
+        f"  target: {_scalar(draft.target)}",
+    ]
+    if draft.classes is not None:
+        lines.append(f"  classes: {_yaml_list(draft.classes)}")
+    if draft.positive_class is not None:
+        lines.append(f"  positive_class: {_scalar(draft.positive_class)}  # {draft.positive_reason}")
+    if draft.example_id:
+        lines.append(f"  example_id: {_scalar(draft.example_id)}")
+    if draft.event_time:
+        lines.append(f"  event_time: {_scalar(draft.event_time)}  # a time-based split: train on the past, "
+                     "hold out the latest days")
+    else:
+        lines.append("  # No event time in the table: a seeded random split, stratified for classifiers "
+                     "(split.holdout_fraction, split.validation_fraction: 0.15 each).")
+    if draft.slices:
+        lines.append(f"  slices: {_yaml_list(draft.slices)}  # evaluated apart; gate them with gate.slice_floors")
+    if draft.holdout_days is not None:
+        lines += ["split:  # the table spans few days: a shorter validation and holdout than 7 and 14 days",
+                  f"  holdout_days: {draft.holdout_days}", f"  validation_days: {draft.validation_days}"]
+    if draft.gate_floors:
+        floors = ", ".join(f"{k}: {v}" for k, v in draft.gate_floors.items())
+        lines += ["gate:", f"  floors: {{{floors}}}  # {draft.gate_reason}"]
+    lines.append(f"start_date: {draft.start_date.isoformat()}")
+    if draft.default_interval:
+        start, end = draft.default_interval
+        lines.append(f"default_interval: [{start.isoformat()}, {end.isoformat()}]  # the days of the drafted table")
+    lines.append(f"tags: [{draft.task}]")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,146 @@
+"""The task-type seam: what each task type accepts as a target, trains, answers, logs and measures."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.config import FeaturesConfig, ModelConfig, SearchConfig, load_model_config
+from pipelines.task_types import (
+    BinaryClassification,
+    MulticlassClassification,
+    Regression,
+    TargetError,
+    task_type_of_model,
+)
+from pipelines.training import model_classes, train_candidate
+
+FEATURES = FeaturesConfig(numeric=["x", "z"], categorical=["g"], target="y")
+
+
+def table(n: int, seed: int, task: str) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    g = rng.choice(["a", "b", "c"], size=n)
+    signal = x + 0.5 * (g == "a") + rng.normal(scale=0.5, size=n)
+    if task == "binary":
+        y = np.where(signal > 0.3, "Yes", "No")
+    elif task == "multiclass":
+        y = np.select([signal < -0.5, signal < 0.7], ["low", "mid"], "high")
+    else:
+        y = 200 + 50 * signal
+    return pd.DataFrame({"x": x, "z": z, "g": g, "y": y})
+
+
+@pytest.mark.parametrize(("task", "metric", "good"), [
+    (BinaryClassification, "roc_auc", lambda v: v > 0.85),
+    (MulticlassClassification, "macro_f1", lambda v: v > 0.6),
+    (Regression, "rmse", lambda v: v < 40),  # the noise alone is 25
+])
+@pytest.mark.parametrize("estimator", ["gradient_boosting", "linear"])
+def test_each_task_type_trains_both_estimators(task, metric, good, estimator):
+    kind = task(FEATURES)
+    trained = train_candidate(table(3000, 1, task.name), table(800, 2, task.name), kind,
+                              SearchConfig(estimator=estimator), {})
+    assert good(trained.validation_metrics[metric]), trained.validation_metrics
+    assert set(task.metrics) <= set(trained.validation_metrics)
+    rows = table(5, 3, task.name)[["x", "z", "g"]]
+    output = kind.output(trained.model, rows)
+    classes = model_classes(trained.model)
+    assert kind.scores(output, classes).shape == (5,)  # one number per row for the prediction log
+    if task is Regression:
+        assert output.shape == (5,) and classes is None and trained.threshold is None
+    else:
+        assert output.shape == (5, len(classes)) and np.allclose(output.sum(axis=1), 1)
+
+
+def test_binary_scores_the_positive_class_whatever_its_position():
+    kind = BinaryClassification(FeaturesConfig(numeric=["x"], target="y", positive_class="churned"))
+    output = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert kind.scores(output, ["churned", "stayed"]).tolist() == [0.9, 0.2]
+    answer = kind.answer(output, ["churned", "stayed"])
+    assert answer["classes"] == ["churned", "stayed"] and answer["positive_class"] == "churned"
+
+
+def test_binary_infers_an_obvious_positive_class_and_asks_for_others():
+    kind = BinaryClassification(FeaturesConfig(numeric=["x"], target="y"))
+    assert kind.positive_class(["No", "Yes"]) == "Yes" and kind.positive_class(["0", "1"]) == "1"
+    with pytest.raises(TargetError, match="set features.positive_class"):
+        kind.positive_class(["cat", "dog"])
+
+
+@pytest.mark.parametrize(("task", "values", "problem"), [
+    (BinaryClassification, ["a", "b", "c", "a"], "3 distinct values"),
+    (BinaryClassification, [1, 1, 1], "single class"),
+    (BinaryClassification, [0, 1, None], "1 rows have no label"),
+    (MulticlassClassification, list(range(914)), "914 distinct values"),
+    (MulticlassClassification, ["x", "x"], "single class"),
+    (Regression, ["12.5", "high", "3"], "it holds text"),
+    (Regression, [4.0, 4.0, 4.0], "same value"),
+])
+def test_a_target_that_does_not_fit_the_task_is_refused_naming_column_and_task(task, values, problem):
+    kind = task(FeaturesConfig(numeric=["x"], target="price"))
+    with pytest.raises(TargetError, match=problem) as refused:
+        kind.check_target(pd.Series(values), "batch 2013-01-01")
+    assert "'price'" in str(refused.value) and f"task '{task.name}'" in str(refused.value)
+
+
+def test_declared_classes_refuse_an_unknown_label():
+    kind = MulticlassClassification(FeaturesConfig(numeric=["x"], target="y", classes=["a", "b"]))
+    assert "['c']" in kind.target_problem(pd.Series(["a", "b", "c"]))
+
+
+def test_labels_are_text_whatever_the_file_made_of_them():
+    kind = BinaryClassification(FEATURES)
+    assert kind.labels(pd.Series([1.0, 0.0])).tolist() == ["1", "0"]
+    assert kind.labels(pd.Series([True, False])).tolist() == ["true", "false"]
+    assert kind.labels(pd.Series(pd.array([1, 0], dtype="Int64"))).tolist() == ["1", "0"]
+
+
+# The flights config as another task type would have it: no binary metrics, no positive class.
+NEUTRAL = {"gate.floors": {}, "gate.ceilings": {}, "gate.slice_floors": [], "gate.margin_metric": None,
+           "features.positive_class": None, "monitoring.performance_floors": None, "search.selection_metric": None}
+
+
+def _config(**changes) -> dict:
+    raw = yaml.safe_load(load_model_config("flights_delay").model_dump_json())
+    for dotted, value in changes.items():
+        node = raw
+        *path, last = dotted.split(".")
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"task": "regression", "gate.floors": {"roc_auc": 0.6}}, "'roc_auc' is not a regression metric"),
+    ({**NEUTRAL, "task": "regression", "gate.floors": {"rmse": 10.0}}, "'rmse' is lower is better, so it takes a "
+                                                                         "ceiling"),
+    ({"gate.ceilings": {"roc_auc": 0.9}}, "'roc_auc' is higher is better, so it takes a floor"),
+    ({"search.selection_metric": "accuracy_at_5"}, "not a binary metric"),
+    ({**NEUTRAL, "task": "multiclass", "features.positive_class": "1"}, "positive_class only applies to binary"),
+    ({**NEUTRAL, "task": "multiclass", "monitoring.performance_floors": {"log_loss": 1}},
+     "'log_loss' is lower is better"),
+])
+def test_metrics_a_config_names_must_fit_its_task(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.model_validate(_config(**changes))
+
+
+def test_defaults_come_from_the_task_type():
+    raw = _config(**{**NEUTRAL, "task": "regression", "gate.floors": None})
+    cfg = ModelConfig.model_validate(raw)
+    assert cfg.selection_metric == "rmse" and cfg.margin_metric == "rmse"
+    assert cfg.gate_policy.floors == {"r2": 0.0} and cfg.realized_floors == {"r2": 0.0}
+
+
+def test_a_served_model_knows_its_task_from_its_metadata_or_its_estimator():
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    three = DummyClassifier().fit([[0], [1], [2]], ["a", "b", "c"])
+    assert task_type_of_model({"task": "binary", "positive_class": "b"}, three, ["x"], []).name == "binary"
+    assert task_type_of_model(None, three, ["x"], []).name == "multiclass"
+    two = DummyClassifier().fit([[0], [1]], [0, 1])
+    assert task_type_of_model(None, two, ["x"], []).features.positive_class == "1"
+    assert task_type_of_model(None, DummyRegressor().fit([[0], [1]], [0.5, 2.0]), ["x"], []).name == "regression"
