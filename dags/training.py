@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from pipelines.alerts import failure_callback
 from pipelines.broken_config import stand_in_dag
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
-from pipelines.errors import DataError
+from pipelines.errors import InputError
 
 DOC = """\
 ### Continuous training for `{name}`
@@ -51,11 +51,11 @@ def _ctx(cfg: ModelConfig):
 
 
 @contextmanager
-def _data_errors_fail_at_once() -> Iterator[None]:
-    """Bad landed data is not transient: fail the task for good instead of retrying it with back-off."""
+def _bad_input_fails_at_once() -> Iterator[None]:
+    """Bad landed data or a bad interval is not transient: fail the task for good instead of retrying it."""
     try:
         yield
-    except DataError as exc:
+    except InputError as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -117,28 +117,28 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         def ingest() -> dict:
             from pipelines import training_tasks as t
 
-            with _data_errors_fail_at_once():
+            with _bad_input_fails_at_once():
                 return t.ingest(cfg, _ctx(cfg), state())
 
         @task(retries=0)
         def validate(ingested: dict) -> dict:
             from pipelines import training_tasks as t
 
-            with _data_errors_fail_at_once():
+            with _bad_input_fails_at_once():
                 return t.validate(cfg, _ctx(cfg), state())
 
         @task
         def version(validated: dict) -> dict:
             from pipelines import training_tasks as t
 
-            with _data_errors_fail_at_once():
+            with _bad_input_fails_at_once():
                 return t.snapshot(cfg, _ctx(cfg), state())
 
         @task
         def split(data: dict) -> dict:
             from pipelines import training_tasks as t
 
-            with _data_errors_fail_at_once():
+            with _bad_input_fails_at_once():
                 return t.split(cfg, _ctx(cfg), state(), data)
 
         @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}",
@@ -146,7 +146,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         def train(splits: dict, hyperparameters: dict) -> dict:
             from pipelines import training_tasks as t
 
-            with _data_errors_fail_at_once():
+            with _bad_input_fails_at_once():
                 return t.train(cfg, _ctx(cfg), state(), splits, hyperparameters)
 
         @task

@@ -17,10 +17,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-from pipelines.config import INCLUDE_DIR, StatePaths
+from pipelines.config import StatePaths, include_dir
 
 
-def init(data: Path, target: str, name: str, task: str | None, force: bool, include: Path = INCLUDE_DIR,
+def init(data: Path, target: str, name: str, task: str | None, force: bool, include: Path | None = None,
          state: StatePaths | None = None) -> dict:
     """Draft the model config and suite from ``data``, check that they load, and land the table."""
     import json
@@ -31,6 +31,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
     from pipelines.storage import write_text_atomic
 
     state = state or StatePaths.from_env()
+    include = include or include_dir()
     config_path = include / "models" / f"{name}.yaml"
     suite_path = include / "expectations" / f"{name}.json"
     existing = [str(p) for p in (config_path, suite_path) if p.exists()]

@@ -18,9 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# Model configs and suites; $MLOPS_INCLUDE_DIR points elsewhere (a folder with models/ and expectations/).
-INCLUDE_DIR = Path(os.environ.get("MLOPS_INCLUDE_DIR") or PROJECT_ROOT / "include").resolve()
-MODELS_DIR = INCLUDE_DIR / "models"
+
+
+def include_dir() -> Path:
+    """Model configs (``models/``) and their suites (``expectations/``): ``$MLOPS_INCLUDE_DIR``, else the
+    project's ``include/``. Read on each call, so a process can point at another folder."""
+    return Path(os.environ.get("MLOPS_INCLUDE_DIR") or PROJECT_ROOT / "include").resolve()
 
 ColumnType = Literal["int", "float", "string", "datetime"]
 TaskName = Literal["binary", "multiclass", "regression"]
@@ -348,14 +351,14 @@ class ModelConfig(_Strict):
 
     @property
     def expectation_suite_path(self) -> Path:
-        return INCLUDE_DIR / (self.expectation_suite or f"expectations/{self.name}.json")
+        return include_dir() / (self.expectation_suite or f"expectations/{self.name}.json")
 
 
 def load_model_config(name_or_path: str | Path) -> ModelConfig:
     """Load ``include/models/<name>.yaml`` (or an explicit path) into a validated ModelConfig."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = MODELS_DIR / f"{name_or_path}.yaml"
+        path = include_dir() / "models" / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"model config not found: {path}")
     try:
@@ -364,8 +367,8 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
             raw.setdefault("name", path.stem)
             # The suite lives beside the config: <include>/expectations/<name>.json.
             suite = path.resolve().parents[1] / "expectations" / f"{raw['name']}.json"
-            raw.setdefault("expectation_suite", str(suite.relative_to(INCLUDE_DIR)) if suite.is_relative_to(
-                INCLUDE_DIR) else str(suite))
+            raw.setdefault("expectation_suite", str(suite.relative_to(include_dir())) if suite.is_relative_to(
+                include_dir()) else str(suite))
         return ModelConfig.model_validate(raw)
     except Exception as exc:  # pydantic's message already names each bad field
         raise ValueError(f"invalid model config {path}:\n{exc}") from exc
@@ -381,11 +384,11 @@ class ConfigFile:
     error: str | None = None
 
 
-def read_model_configs(models_dir: Path = MODELS_DIR) -> list[ConfigFile]:
+def read_model_configs(models_dir: Path | None = None) -> list[ConfigFile]:
     """Every model config file, each loaded on its own: a broken file names itself and its field, and the
     other models are unaffected (a DAG file builds the good ones and a failing stand-in for the broken)."""
     found = []
-    for path in sorted(models_dir.glob("*.yaml")):
+    for path in sorted((models_dir or include_dir() / "models").glob("*.yaml")):
         try:
             found.append(ConfigFile(path.stem, path, load_model_config(path)))
         except Exception as exc:  # YAML syntax, validation: the message names the file and the field
@@ -395,7 +398,7 @@ def read_model_configs(models_dir: Path = MODELS_DIR) -> list[ConfigFile]:
     return found
 
 
-def list_model_configs(models_dir: Path = MODELS_DIR) -> list[ModelConfig]:
+def list_model_configs(models_dir: Path | None = None) -> list[ModelConfig]:
     """The valid model configs; each broken one is reported as a warning naming its file and field."""
     configs = []
     for entry in read_model_configs(models_dir):

@@ -1,5 +1,10 @@
-"""Errors in the data rather than in the machinery: a retry cannot fix them, so tasks fail at once."""
+"""Failures of the input rather than of the machinery: a retry cannot fix them, so tasks fail at once."""
 
 
-class DataError(ValueError):
+class InputError(ValueError):
+    """Bad input to a run: a landed file, a batch, a target, a form's data interval. The message says which
+    and why."""
+
+
+class DataError(InputError):
     """Landed data that cannot be used as it is: the message names the file or batch, the column and why."""

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pipelines.config import PROJECT_ROOT, ModelConfig
+from pipelines.errors import InputError
 
 # What a model version's code is: its steps, DAGs, plugins, configs and suites (not tests or docs).
 CODE_PATHS = ("pipelines", "dags", "plugins", "include", "scripts", "pyproject.toml", "uv.lock")
@@ -58,7 +59,7 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
 
     A scheduled or backfill run trains on its data interval. Any other run (manual, triggered by another
     DAG) takes the ``data_interval_start``/``data_interval_end`` Params or conf, else the model's
-    ``default_interval``.
+    ``default_interval``, else every day from the model's ``start_date`` to the day the run was started.
     """
     params = dict(context.get("params") or {})
     dag_run = context.get("dag_run")
@@ -72,8 +73,9 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
         if (start is None or end is None) and cfg.default_interval is not None:
             start, end = start or cfg.default_interval[0], end or cfg.default_interval[1]
         if start is None or end is None:
-            start = start or as_date(context.get("data_interval_start"))
-            end = end or as_date(context.get("data_interval_end"))
+            given = as_date(context.get("data_interval_start")), as_date(context.get("data_interval_end"))
+            if None not in given and given[0] < given[1]:  # a manual run's interval is empty (start == end)
+                start, end = start or given[0], end or given[1]
         if start is None or end is None:
             # No interval anywhere: everything landed from the model's start date up to the day the run was
             # started (the run's own time, so a re-run covers the same days).
@@ -81,7 +83,7 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
             start = start or cfg.start_date
             end = end or (started + timedelta(days=1) if started else None)
     if start is None or end is None or start >= end:
-        raise ValueError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < "
+        raise InputError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < "
                          "data_interval_end (intervals are whole days; schedules run at most daily)")
     dag = context.get("dag")
     return RunContext(

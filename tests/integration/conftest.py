@@ -53,25 +53,38 @@ def mlflow_server(monkeypatch_module, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prediction_service(monkeypatch_module, mlflow_server):
+def serve_on_loopback(monkeypatch_module):
+    """Serve an ASGI app with uvicorn on a free loopback port, as the stack does; it is where the DAGs deploy
+    ($MLOPS_SERVING_URL) until the module ends."""
     import uvicorn
 
+    servers = []
+
+    def serve(app) -> str:
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        monkeypatch_module.setenv("MLOPS_SERVING_URL", url)
+        return url
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def prediction_service(serve_on_loopback, mlflow_server):
     from pipelines.serving.app import create_app
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(MODEL, poll_seconds=0), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    monkeypatch_module.setenv("MLOPS_SERVING_URL", url)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    return serve_on_loopback(create_app(MODEL, poll_seconds=0))
 
 
 @pytest.fixture(scope="module")

@@ -53,3 +53,22 @@ def test_empty_interval_is_refused():
 def test_run_key_is_safe_for_paths_and_tags():
     key = RunContext("d", "manual__2013-01-01T00:00:00+00:00", date(2013, 1, 1), date(2013, 1, 2)).run_key
     assert key == "manual__2013-01-01T00_00_00_00_00"
+
+
+def test_a_manual_run_without_any_interval_takes_every_day_landed_up_to_its_start():
+    """A table without time (no default interval): a manual run's own interval is empty (start == end), so it
+    trains on everything from the model's start date to the day the run was started."""
+    cfg = load_model_config("penguins")
+    started = datetime(2027, 3, 9, 14, 30, tzinfo=UTC)
+    manual = {**context("manual", {}, interval=(started, started)), "dag_run": SimpleNamespace(
+        run_type=FakeRunType("manual"), run_after=started)}
+    ctx = run_context_from(manual, cfg)
+    assert (ctx.start, ctx.end) == (cfg.start_date, date(2027, 3, 10))
+
+
+def test_an_empty_interval_fails_as_bad_input_not_a_retryable_error():
+    from pipelines.errors import InputError
+
+    with pytest.raises(InputError, match="empty or unset"):
+        run_context_from(context("manual", {"data_interval_start": "2013-02-01", "data_interval_end": "2013-01-01"}),
+                         CFG)
