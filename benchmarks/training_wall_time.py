@@ -44,7 +44,7 @@ def reference_steps(tables) -> dict[str, float]:
         from pipelines.config import StatePaths, load_model_config
         from pipelines.features.flights import land_nycflights13
         from pipelines.run_context import RunContext
-        from pipelines.serving.app import load_registered
+        from pipelines.serving.models import load_registered
 
         cfg, state = load_model_config("flights_delay"), StatePaths.from_env()
         land_nycflights13(state.root / "landing" / cfg.name, INTERVAL[0], INTERVAL[1], tables=tables)

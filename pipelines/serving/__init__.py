@@ -1,1 +1,2 @@
-"""The prediction service: serves ``models:/<name>@champion`` and follows the alias without a restart."""
+"""The prediction service: serves ``models:/<name>@champion`` of every served model, each on its own routes,
+and follows the aliases without a restart."""

@@ -4,7 +4,9 @@ A sklearn Pipeline spends almost all of a single-row call on per-call overhead (
 row, ~21 ms for 1,000 rows). The batcher takes every request that is waiting when the model becomes
 free and scores them together: under light load a request is scored alone with no added delay; under
 heavy load batches grow by themselves while the previous batch is being scored (the "dynamic batching"
-of Triton, BentoML and Ray Serve, with a zero wait window).
+of Triton, BentoML and Ray Serve, with a zero wait window). One batcher serves every model of a worker:
+a batch holds the requests of one model only (several served models, or the old and the new version
+during a swap), and the others wait for the next batch, in the order they came.
 
 Batches are scored on one dedicated thread whose native thread pools (OpenMP, BLAS) are capped, by
 default at one thread, before a model's first batch. The cap has to be set on that thread: OpenMP's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,7 +56,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self._scoring_thread: ThreadPoolExecutor | None = None
-        self._capped_for: Any = None  # the model the scoring thread's native pools were last capped for
+        self._capped_for: weakref.WeakSet = weakref.WeakSet()  # the models the native pools were capped for
         self.batches = 0
         self.rows = 0
 
@@ -87,30 +90,40 @@ class MicroBatcher:
         return np.asarray(getattr(model, method)(self.combine(payloads)))
 
     def _predict_on_scoring_thread(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
-        if model is not self._capped_for:  # a new model may have loaded new native libraries: cap them too
+        try:
+            capped = model in self._capped_for
+        except TypeError:  # cannot be weakly referenced (or hashed): capped again on each batch
+            capped = False
+        if not capped:  # a new model may have loaded new native libraries: cap them too
             limit_native_threads(self.model_threads)
-            self._capped_for = model
+            try:
+                self._capped_for.add(model)
+            except TypeError:
+                pass
         return self._predict(model, method, payloads)
 
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
             first = await self._queue.get()
-            batch, rows = [first], first.rows
+            batch, rows, others = [first], first.rows, []
             while rows < self.max_rows and not self._queue.empty():
                 item = self._queue.get_nowait()
-                if item.model is not first.model:  # a model swap mid-batch: score it in the next batch
-                    await self._requeue_front(item)
-                    break
-                batch.append(item)
-                rows += item.rows
+                # Another model's request (a second served model, or the new version mid-swap) waits for the
+                # next batch, ahead of everything that came after it.
+                if item.model is first.model and item.method == first.method:
+                    batch.append(item)
+                    rows += item.rows
+                else:
+                    others.append(item)
+            if others:
+                self._requeue_front(others)
             await self._score(batch)
 
-    async def _requeue_front(self, item: _Pending) -> None:
-        rest = [item]
+    def _requeue_front(self, items: list[_Pending]) -> None:
         while not self._queue.empty():
-            rest.append(self._queue.get_nowait())
-        for pending in rest:
+            items.append(self._queue.get_nowait())
+        for pending in items:
             self._queue.put_nowait(pending)
 
     async def _score(self, batch: list[_Pending]) -> None:

@@ -6,25 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetError, TaskType
+from pipelines.task_types.base import TargetError
+from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
 # Label pairs whose positive class goes without saying.
 TRUTHY = {"1", "true", "yes", "y", "t", "positive", "pos"}
 
 
-class BinaryClassification(TaskType):
+class BinaryClassification(Classification):
     name = "binary"
     metrics = {"roc_auc": True, "pr_auc": True, "log_loss": False, "brier": False, "f1": True, "accuracy": True}
     selection_metric = "roc_auc"
     default_floors = {"roc_auc": 0.6}
     realized_metrics = frozenset(metrics)
-    predict_method = "predict_proba"
     prediction_kind = "numeric"
-    is_classifier = True
+    max_classes = 2
+    too_many_classes = "set task: multiclass or regression"
 
     def positive_class(self, classes: list[str]) -> str:
         declared = self.features.positive_class
@@ -43,40 +43,12 @@ class BinaryClassification(TaskType):
         return {**super().model_metadata(classes), "positive_class": self.positive_class(list(classes))}
 
     # target ------------------------------------------------------------------------------------------------
-    def target_problem(self, values: pd.Series) -> str | None:
-        from pipelines.task_types.labels import describe_values, label_texts
-
-        missing = int(values.isna().sum())
-        if missing:
-            return f"{missing} rows have no label"
-        labels = sorted(set(label_texts(values)))
-        if len(labels) == 1:
-            return f"every row holds the single class {labels[0]!r}: there is nothing to learn"
-        if len(labels) > 2:
-            return (f"it holds {len(labels)} distinct values (e.g. {describe_values(values)}), a binary classifier "
-                    "needs exactly two (set task: multiclass or regression)")
-        declared = self.features.classes
-        if declared is not None and set(labels) - set(declared):
-            return f"labels {sorted(set(labels) - set(declared))} are not in features.classes {declared}"
+    def labels_problem(self, labels: list[str]) -> str | None:
         try:
             self.positive_class(labels)
         except TargetError as exc:
             return str(exc)
         return None
-
-    def labels(self, values: pd.Series) -> np.ndarray:
-        from pipelines.task_types.labels import label_texts
-
-        return label_texts(values)
-
-    def estimator(self, kind: str, params: dict[str, Any], categorical_mask: list[bool], random_state: int):
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.linear_model import LogisticRegression
-
-        if kind == "gradient_boosting":
-            return HistGradientBoostingClassifier(categorical_features=categorical_mask, random_state=random_state,
-                                                  **params)
-        return LogisticRegression(max_iter=500, random_state=random_state, **params)
 
     # output ------------------------------------------------------------------------------------------------
     def scores(self, output: np.ndarray, classes: list[str] | None) -> np.ndarray:

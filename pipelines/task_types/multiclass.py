@@ -6,56 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TaskType
+from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
-# More distinct labels than this is a regression target (or an identifier), not classes.
-MAX_CLASSES = 50
-
-
-class MulticlassClassification(TaskType):
+class MulticlassClassification(Classification):
     name = "multiclass"
     metrics = {"macro_f1": True, "accuracy": True, "log_loss": False, "balanced_accuracy": True}
     selection_metric = "macro_f1"
     default_floors: dict[str, float] = {}
     realized_metrics = frozenset({"macro_f1", "accuracy", "balanced_accuracy"})
-    predict_method = "predict_proba"
     prediction_kind = "categorical"
-    is_classifier = True
-
-    def target_problem(self, values: pd.Series) -> str | None:
-        from pipelines.task_types.labels import describe_values, label_texts
-
-        missing = int(values.isna().sum())
-        if missing:
-            return f"{missing} rows have no label"
-        labels = sorted(set(label_texts(values)))
-        if len(labels) == 1:
-            return f"every row holds the single class {labels[0]!r}: there is nothing to learn"
-        if len(labels) > MAX_CLASSES:
-            return (f"it holds {len(labels)} distinct values (e.g. {describe_values(values)}), more than the "
-                    f"{MAX_CLASSES} classes a classifier takes (is it a regression target?)")
-        declared = self.features.classes
-        if declared is not None and set(labels) - set(declared):
-            return f"labels {sorted(set(labels) - set(declared))} are not in features.classes {declared}"
-        return None
-
-    def labels(self, values: pd.Series) -> np.ndarray:
-        from pipelines.task_types.labels import label_texts
-
-        return label_texts(values)
-
-    def estimator(self, kind: str, params: dict[str, Any], categorical_mask: list[bool], random_state: int):
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.linear_model import LogisticRegression
-
-        if kind == "gradient_boosting":
-            return HistGradientBoostingClassifier(categorical_features=categorical_mask, random_state=random_state,
-                                                  **params)
-        return LogisticRegression(max_iter=1000, random_state=random_state, **params)
+    max_classes = 50
 
     def scores(self, output: np.ndarray, classes: list[str] | None) -> np.ndarray:
         import numpy as np

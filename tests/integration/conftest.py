@@ -93,3 +93,19 @@ def monkeypatch_module():
         yield mp
 
 
+
+
+@pytest.fixture(scope="session")
+def dag_file():
+    """A DAG file of dags/ as a module, to build a DAG from a config the test made (``build_<kind>_dag``)."""
+    import importlib.util
+    import os
+
+    def load(name: str):
+        path = os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"{name}_dag_file", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,8 +1,6 @@
 """Short replays of 2013 through the live loop: the monitoring DAG (dag.test) against a real MLflow server
 and a real prediction service. A stable period starts no retrain; a drifted one starts exactly one."""
 
-import importlib.util
-import os
 from datetime import date
 
 import pytest
@@ -12,14 +10,6 @@ pytestmark = pytest.mark.integration
 
 MODEL = "flights_delay"
 TRAIN = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-02-15", "reason": "monitoring test"}
-
-
-def _dag_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_dag_file",
-                                                  os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +40,8 @@ def champion(dagbag, airflow_db, state_root, source, prediction_service):
 
 
 @pytest.fixture(scope="module")
-def monitor_dag(cfg, champion):
-    return _dag_module("monitoring").build_monitoring_dag(cfg)
+def monitor_dag(cfg, champion, dag_file):
+    return dag_file("monitoring").build_monitoring_dag(cfg)
 
 
 def _monitor(dag, start: str, end: str):

@@ -5,7 +5,6 @@ DAG measures the window's realized metrics."""
 
 import importlib.util
 import json
-import os
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -53,14 +52,6 @@ TABLES = {"churn": (customers, "churn", "binary", "roc_auc"),
           "species": (penguins, "species", "multiclass", "macro_f1")}
 
 
-def _dag_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_dag_file",
-                                                  os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def drafted(tmp_path_factory, state_root, monkeypatch_module):
     """`mlops-loop init` on each table: the configs and suites as drafted, the tables landed. The module's
@@ -88,8 +79,8 @@ def service(serve_on_loopback, mlflow_server):
 
 
 @pytest.fixture(scope="module")
-def champions(drafted, service, airflow_db):
-    training = _dag_module("training")
+def champions(drafted, service, airflow_db, dag_file):
+    training = dag_file("training")
     runs = {}
     for name, cfg in drafted.items():
         run = training.build_training_dag(cfg).test(run_conf={"reason": "own data test"})
@@ -106,7 +97,7 @@ def test_init_infers_each_task_type_and_split(drafted):
 
 
 def test_each_task_type_trains_a_champion_that_one_service_serves_like_mlflow(drafted, champions, service,
-                                                                               state_root):
+                                                                               state_root, dag_file):
     import httpx
     import mlflow
 
@@ -136,14 +127,13 @@ def test_each_task_type_trains_a_champion_that_one_service_serves_like_mlflow(dr
             if cfg.task == "multiclass":
                 assert served.shape == (len(rows), 3)
             outcomes[name] = examples[cfg.features.target]
-    _land_outcomes_and_monitor(drafted, outcomes, state_root)
+    _land_outcomes_and_monitor(drafted, outcomes, state_root, dag_file("monitoring"))
 
 
-def _land_outcomes_and_monitor(drafted, outcomes, state_root):
+def _land_outcomes_and_monitor(drafted, outcomes, state_root, monitoring):
     from pipelines import monitoring_store as store
     from pipelines.storage import write_parquet_atomic
 
-    monitoring = _dag_module("monitoring")
     today = datetime.now(UTC).date()
     for name, cfg in drafted.items():
         labels = pd.DataFrame({"request_id": f"own-{name}", "row_index": range(len(outcomes[name])),

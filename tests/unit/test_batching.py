@@ -82,6 +82,39 @@ def test_requests_for_different_models_are_never_mixed():
     assert len(results) == 20 and first.calls >= 1 and second.calls >= 1
 
 
+class RecordingModel(SlowModel):
+    """Remembers every batch of rows it scored."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[list[float]] = []
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        self.seen.append(frame["x"].tolist())
+        return super().predict_proba(frame)
+
+
+def test_interleaved_requests_for_two_models_are_batched_per_model():
+    """Two served models share one batcher: each batch holds one model's rows, and requests for the other
+    model wait for the next batch instead of cutting this one short."""
+    odd, even = RecordingModel(), RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher()
+        batcher.start()
+        calls = [batcher.predict(odd if i % 2 else even, pd.DataFrame({"x": [float(i)]})) for i in range(40)]
+        results = await asyncio.gather(*calls)
+        await batcher.stop()
+        return results
+
+    results = run(scenario())
+    assert all(x % 2 == 1 for batch in odd.seen for x in batch)
+    assert all(x % 2 == 0 for batch in even.seen for x in batch)
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result, SlowModel().predict_proba(pd.DataFrame({"x": [float(i)]})))
+    assert odd.calls + even.calls <= 6  # batched by model, not cut at every switch (that would be ~40 calls)
+
+
 @pytest.mark.parametrize("rows", [1, 500])
 def test_without_a_running_batcher_calls_go_straight_through(rows):
     result = run(MicroBatcher().predict(SlowModel(), pd.DataFrame({"x": np.zeros(rows)})))

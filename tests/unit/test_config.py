@@ -45,7 +45,8 @@ def test_config_suite_and_features_agree(cfg):
     suite = load_suite_spec(cfg.expectation_suite_path)
     [column_set] = [e["kwargs"]["column_set"] for e in suite["expectations"]
                     if e["type"] == "expect_table_columns_to_match_set"]
-    needed = {*cfg.features.inputs, cfg.features.target, cfg.features.event_time, *cfg.features.slices}
+    needed = {*cfg.features.inputs, cfg.features.target, *cfg.features.slices} | (
+        {cfg.features.event_time} if cfg.features.event_time else set())
     assert needed <= set(column_set), needed - set(column_set)
     not_null = {e["kwargs"]["column"] for e in suite["expectations"]
                 if e["type"] == "expect_column_values_to_not_be_null"}

@@ -72,3 +72,28 @@ def test_an_empty_interval_fails_as_bad_input_not_a_retryable_error():
     with pytest.raises(InputError, match="empty or unset"):
         run_context_from(context("manual", {"data_interval_start": "2013-02-01", "data_interval_end": "2013-01-01"}),
                          CFG)
+
+
+def test_the_code_version_is_dirty_when_a_config_is_untracked(tmp_path, monkeypatch):
+    """A model version trained from a config git does not know yet carries `-dirty`, like one trained from
+    a changed tracked file; files outside the code (notes, state) do not count."""
+    import subprocess
+
+    from pipelines import run_context
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "step.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first")
+    monkeypatch.setattr(run_context, "PROJECT_ROOT", tmp_path)
+    clean = run_context.git_commit()
+    assert len(clean) == 40
+    (tmp_path / "notes.txt").write_text("not code")
+    assert run_context.git_commit() == clean
+    (tmp_path / "include" / "models").mkdir(parents=True)
+    (tmp_path / "include" / "models" / "churn.yaml").write_text("name: churn\n")
+    assert run_context.git_commit() == clean + "-dirty"

@@ -81,9 +81,10 @@ def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch
         answer = client.post("/invocations", json={"dataframe_records": [{"signal": 1.0}]})
         assert answer.status_code == 400
         metrics = client.get("/metrics").text
-        assert 'prediction_requests_total{status="200"} 3.0' in metrics
-        assert 'prediction_requests_total{status="400"} 1.0' in metrics
-        assert "prediction_rows_total 14.0" in metrics
+        assert 'prediction_requests_total{model="toy",status="200"} 3.0' in metrics
+        assert 'prediction_requests_total{model="toy",status="400"} 1.0' in metrics
+        assert 'prediction_rows_total{model="toy"} 14.0' in metrics
+        assert 'prediction_model_version{model="toy"} 1.0' in metrics
     # leaving the client shuts the app down, which drains the log
     with log.engine.connect() as connection:
         rows = connection.execute(sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.prediction)).all()
@@ -109,8 +110,10 @@ def test_typed_predict_endpoint_and_its_openapi_schema(service):
     np.testing.assert_allclose(body["probabilities"], expected)
 
     schema = service.get("/openapi.json").json()
-    assert schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/PredictRequest"}
+    request = {"$ref": "#/components/schemas/toy_PredictRequest"}
+    assert schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == request
+    assert schema["paths"]["/models/toy/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"] == request
     row = schema["components"]["schemas"]["toy_row"]
     assert set(row["required"]) == {"signal", "noise", "group"} and row["additionalProperties"] is False
 

@@ -4,7 +4,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from pipelines.serving.app import BadRequest, LoadedModel, conform, parse_frame
+from pipelines.serving.models import LoadedModel
+from pipelines.serving.protocol import BadRequest, conform, parse_frame
 
 MODEL = LoadedModel("m", "1", "champion", None, ("x",), ("c",), {}, "now", task=None, classes=None)
 EXPECTED = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]})

@@ -1,0 +1,175 @@
+"""MLflow's scoring protocol: the request bodies ``mlflow models serve`` accepts, parsed into plain column
+lists (no DataFrame per request), checked against a model's signature, and turned into one DataFrame per
+micro-batch in the scoring thread."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pipelines.serving.models import LoadedModel
+
+
+class BadRequest(ValueError):
+    """The request cannot be scored; the message names the field (answered as a 400)."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """One request's rows, column by column: plain lists, no DataFrame per request."""
+
+    names: list[str]
+    values: dict[str, list]
+    rows: int
+    numeric: tuple[str, ...] = ()  # set once conformed to the model: these hold floats
+
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _from_records(records: Any, key: str) -> Columns:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadRequest(f"{key} must be a list of objects (one per row, keyed by column)")
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    return Columns(list(names), {n: [r.get(n) for r in records] for n in names}, len(records))
+
+
+def parse_columns(body: bytes, content_type: str) -> Columns:
+    """Every input format of ``mlflow models serve``: dataframe_split, dataframe_records, instances,
+    inputs (JSON) and CSV."""
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    if content_type == "text/csv":
+        try:
+            frame = pd.read_csv(io.BytesIO(body))
+        except Exception as exc:
+            raise BadRequest(f"malformed CSV body: {exc}") from exc
+        frame = frame.astype(object).where(frame.notna(), None)
+        return Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
+    if content_type != "application/json":
+        raise BadRequest("unsupported content type: use application/json or text/csv")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:  # MLflow clients (and its saved input examples) may send NaN / Infinity tokens
+            payload = json.loads(body)
+        except ValueError:
+            raise BadRequest(f"malformed JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("the JSON body must be an object with one of " + ", ".join(FORMATS))
+    keys = [k for k in FORMATS if k in payload]
+    if len(keys) != 1:
+        raise BadRequest(f"give exactly one of {', '.join(FORMATS)} (got {keys})")
+    key, data = keys[0], payload[keys[0]]
+    if key == "dataframe_split":
+        if not isinstance(data, dict) or not isinstance(data.get("columns"), list) \
+                or not isinstance(data.get("data"), list):
+            raise BadRequest("dataframe_split needs 'columns' (a list of names) and 'data' (a list of rows)")
+        names, rows = [str(c) for c in data["columns"]], data["data"]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise BadRequest(f"duplicate columns {duplicated}")
+        if not all(isinstance(r, list) and len(r) == len(names) for r in rows):
+            raise BadRequest(f"every row of dataframe_split.data must be a list of {len(names)} values")
+        transposed = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        return Columns(names, {n: list(v) for n, v in zip(names, transposed, strict=True)}, len(rows))
+    if key == "inputs" and isinstance(data, dict):
+        values = {str(k): v if isinstance(v, list) else [v] for k, v in data.items()}
+        lengths = {len(v) for v in values.values()}
+        if len(lengths) > 1:
+            raise BadRequest(f"every column of inputs must have the same length, got lengths {sorted(lengths)}")
+        return Columns(list(values), values, lengths.pop() if lengths else 0)
+    return _from_records(data, key)
+
+
+def _as_float(value: Any, column: str) -> float:
+    if value is None:
+        return float("nan")
+    if type(value) in (float, int, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise BadRequest(f"column {column!r} must be numeric, got {value!r}")
+
+
+def _as_category(value: Any, column: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if type(value) in (int, float, bool):
+        return None if value != value else str(value)  # NaN is missing
+    raise BadRequest(f"column {column!r} must hold scalar values, got {value!r}")
+
+
+def split_event_time(columns: Columns, column: str | None) -> tuple[Columns, list[datetime | None] | None]:
+    """Take the optional event-time column out of the request (it is logged, never scored)."""
+    if not column or column not in columns.values:
+        return columns, None
+    times = []
+    for value in columns.values[column]:
+        if value is None:
+            times.append(None)
+            continue
+        try:
+            stamp = datetime.fromtimestamp(value, UTC) if type(value) in (int, float) \
+                else datetime.fromisoformat(value)
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise BadRequest(f"column {column!r} must be an ISO 8601 time or epoch seconds, got {value!r}") from None
+        # Stored in UTC: SQLite keeps a timestamp's wall time and drops its offset.
+        times.append(stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+    names = [n for n in columns.names if n != column]
+    return Columns(names, {n: columns.values[n] for n in names}, columns.rows, columns.numeric), times
+
+
+def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
+    """Check the request against the model signature and convert every value, naming the first bad field."""
+    missing = [c for c in model.columns if c not in columns.values]
+    if missing:
+        raise BadRequest(f"missing columns {missing}; the model needs {list(model.columns)}")
+    unknown = [c for c in columns.names if c not in model.columns]
+    if unknown:
+        raise BadRequest(f"unknown columns {unknown}; the model needs {list(model.columns)}")
+    if columns.rows == 0:
+        raise BadRequest("no rows to score")
+    values = {c: [_as_float(v, c) for v in columns.values[c]] for c in model.numeric}
+    values.update({c: [_as_category(v, c) for v in columns.values[c]] for c in model.categorical})
+    return Columns(list(model.columns), values, columns.rows, model.numeric)
+
+
+def columns_to_frame(batch: list[Columns]) -> pd.DataFrame:
+    """One DataFrame for a whole micro-batch (runs in the scoring thread)."""
+    first = batch[0]
+    if len(batch) == 1:
+        merged = first.values
+    else:
+        merged = {n: [v for part in batch for v in part.values[n]] for n in first.names}
+    return pd.DataFrame(
+        {n: np.asarray(merged[n], dtype=np.float64 if n in first.numeric else object) for n in first.names},
+        columns=first.names,
+    )
+
+
+def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
+    """The request as a DataFrame (for callers outside the serving hot path)."""
+    columns = parse_columns(body, content_type)
+    return pd.DataFrame(columns.values, columns=columns.names)
+
+
+def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+    """``conform_columns`` for a DataFrame (for callers outside the serving hot path)."""
+    if frame.columns.duplicated().any():
+        raise BadRequest(f"duplicate columns {sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})}")
+    frame = frame.astype(object).where(frame.notna(), None)
+    columns = Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
+    return columns_to_frame([conform_columns(columns, model)])

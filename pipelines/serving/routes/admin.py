@@ -1,0 +1,49 @@
+"""``POST /admin/reload``: follow the registry's aliases now (the deploy task calls it; a poll does it too)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from pipelines.serving.errors import error_response, unknown_model
+from pipelines.serving.service import PredictionService
+
+router = APIRouter(tags=["admin"])
+
+
+@router.post("/admin/reload", summary="Load the versions the aliases name, for one model or all")
+async def reload(request: Request, model: str | None = None) -> JSONResponse:
+    """With ``model``: that model's state once it follows its aliases (``version``, ``challenger_mode``,
+    ``challenger_version``, ``pid``, ``workers``: deploy calls this until every worker serves the registry's
+    versions). Without: every model is reloaded; the default model's state, and each model's under
+    ``models`` (a 503 when one failed to load)."""
+    service: PredictionService = request.app.state.service
+    if model is None:
+        return await _reload_all(service)
+    slot = service.models.get(model)
+    if slot is None:  # a model config added since the service started?
+        await asyncio.to_thread(service.models.discover)
+        slot = service.models.get(model)
+    if slot is None:
+        return unknown_model(service.models, model)
+    try:
+        loaded = await service.reload(slot)
+    except Exception as exc:
+        return error_response(503, f"reload of {model} failed, still serving the previous model: {exc}",
+                              "RELOAD_FAILED")
+    if loaded is None:
+        return error_response(503, f"{model}@{slot.alias} does not exist yet", "RESOURCE_DOES_NOT_EXIST")
+    return JSONResponse(service.state_of(slot))
+
+
+async def _reload_all(service: PredictionService) -> JSONResponse:
+    outcomes = await service.reload_all()
+    failed = [name for name, outcome in outcomes.items() if isinstance(outcome, Exception)]
+    body = {**service.state_of(service.models.default_slot),
+            "models": {slot.name: service.state_of(slot) for slot in service.models}}
+    if failed:
+        body.update(error_code="RELOAD_FAILED", message=f"reload of {failed} failed; each still serves the "
+                                                        "model it served before")
+    return JSONResponse(body, status_code=503 if failed else 200)

@@ -1,0 +1,136 @@
+"""Scoring: MLflow's protocol on ``/invocations`` and the typed ``/predict``, for the default model and for
+every served model under ``/models/{name}/``.
+
+The request body is read raw (no FastAPI body model): parsing, checking and converting it is the
+protocol's job, and the typed request's schema is the served model's, which changes with the champion.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
+from pipelines.serving.models import ModelSlot
+from pipelines.serving.protocol import BadRequest, Columns, conform_columns, parse_columns, split_event_time
+from pipelines.serving.service import PredictionService
+
+router = APIRouter(tags=["scoring"])
+
+Handler = Callable[[PredictionService, ModelSlot, Request, str], Awaitable[Response]]
+
+PREDICT_RESPONSES = {
+    200: {"description": "Per row: the class probabilities with the class names, or the predicted value; the "
+                         "model version and request id"},
+    422: {"description": "A row does not match the signature: the field is named"},
+}
+
+
+@router.post("/invocations", summary="Score rows with the default model (MLflow's scoring protocol)")
+async def invocations(request: Request) -> Response:
+    service: PredictionService = request.app.state.service
+    return await _instrumented(service, service.models.default_slot, request, _score)
+
+
+@router.post("/models/{name}/invocations", summary="Score rows with the named model (MLflow's scoring protocol)")
+async def model_invocations(name: str, request: Request) -> Response:
+    service: PredictionService = request.app.state.service
+    slot = service.models.get(name)
+    if slot is None:
+        return unknown_model(service.models, name)
+    return await _instrumented(service, slot, request, _score)
+
+
+@router.post("/predict", summary="Score rows typed by the default model's signature", responses=PREDICT_RESPONSES)
+async def predict(request: Request) -> Response:
+    service: PredictionService = request.app.state.service
+    return await _instrumented(service, service.models.default_slot, request, _typed_score)
+
+
+# In the OpenAPI document as one path per served model, each with that model's request schema.
+@router.post("/models/{name}/predict", include_in_schema=False)
+async def model_predict(name: str, request: Request) -> Response:
+    service: PredictionService = request.app.state.service
+    slot = service.models.get(name)
+    if slot is None:
+        return unknown_model(service.models, name)
+    return await _instrumented(service, slot, request, _typed_score)
+
+
+async def _instrumented(service: PredictionService, slot: ModelSlot, request: Request, handler: Handler) -> Response:
+    """Request id, latency and status metrics for every scoring request."""
+    started = time.perf_counter()
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    response = await handler(service, slot, request, request_id)
+    service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+async def _read_body(service: PredictionService, request: Request) -> bytes | Response:
+    limit = service.max_body_bytes
+    declared = request.headers.get("content-length")
+    if not (declared and declared.isdigit() and int(declared) > limit):
+        body = await request.body()
+        if len(body) <= limit:
+            return body
+    return error_response(413, f"request body over the {limit}-byte limit", "REQUEST_TOO_LARGE")
+
+
+async def _score(service: PredictionService, slot: ModelSlot, request: Request, request_id: str) -> Response:
+    serving = slot.serving
+    route, model = serving.route_for(request_id)
+    if model is None:
+        return no_model_loaded(slot)
+    body = await _read_body(service, request)
+    if isinstance(body, Response):
+        return body
+    try:
+        parsed, event_times = split_event_time(parse_columns(body, request.headers.get("content-type", "")),
+                                               slot.event_time)
+        columns = conform_columns(parsed, model)
+    except BadRequest as exc:
+        return error_response(400, str(exc))
+    try:
+        output = await service.score(model, route, columns, request_id, event_times)
+    except (ValueError, TypeError) as exc:
+        return error_response(400, f"the model cannot score this input: {exc}")
+    shadow = serving.shadow
+    if shadow is not None:
+        service.shadow(shadow, parsed, request_id, event_times)
+    # What `mlflow models serve` answers for this model (class probabilities, or values), plus the request id.
+    return Response(orjson.dumps({"predictions": output.tolist(), "request_id": request_id},
+                                 option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json",
+                    headers={"X-Model-Version": model.version, "X-Model-Route": route})
+
+
+async def _typed_score(service: PredictionService, slot: ModelSlot, request: Request, request_id: str) -> Response:
+    from pydantic import ValidationError
+
+    model = slot.champion
+    if model is None:
+        return no_model_loaded(slot)
+    body = await _read_body(service, request)
+    if isinstance(body, Response):
+        return body
+    try:
+        rows = model.request_schema.model_validate_json(body).rows
+    except ValidationError as exc:
+        detail = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"error_code": "INVALID_INPUT", "message": f"{len(detail)} invalid field(s)",
+                             "detail": detail[:20]}, status_code=422)
+    columns = conform_columns(Columns(list(model.columns), {c: [getattr(r, c) for r in rows]
+                                                            for c in model.columns}, len(rows)), model)
+    try:
+        output = await service.score(model, "champion", columns, request_id)
+    except (ValueError, TypeError) as exc:
+        return error_response(400, f"the model cannot score this input: {exc}")
+    return Response(orjson.dumps({"request_id": request_id, "model": model.name, "model_version": model.version,
+                                  **model.task.answer(output, model.classes)}),
+                    media_type="application/json")

@@ -1,0 +1,115 @@
+"""The running service behind the routes: the served models, the micro-batcher they share, the prediction
+log and the metrics; scoring a request's rows, shadow scoring, and following the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from pipelines.serving.batching import MicroBatcher
+from pipelines.serving.metrics import ServiceMetrics
+from pipelines.serving.models import LoadedModel, ModelSlot, ServedModels
+from pipelines.serving.prediction_log import PredictionLog, ServedBatch, now
+from pipelines.serving.protocol import Columns, columns_to_frame, conform_columns
+from pipelines.serving.settings import ServingSettings
+
+log = logging.getLogger("pipelines.serving")
+
+
+class PredictionService:
+    def __init__(self, settings: ServingSettings, models: ServedModels, prediction_log: PredictionLog | None,
+                 metrics: ServiceMetrics):
+        self.settings = settings
+        self.models = models
+        self.prediction_log = prediction_log
+        self.metrics = metrics
+        # One scoring thread per worker for every model: it never mixes two models in one batch, and the
+        # models do not compete with each other (and the event loop) for the cores.
+        self.batcher = MicroBatcher(combine=columns_to_frame, model_threads=settings.model_threads)
+        self.max_body_bytes = settings.max_body_bytes
+        self.pid, self.workers = os.getpid(), settings.workers
+        self._shadow_tasks: set[asyncio.Task] = set()
+        self._poller: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.pid = os.getpid()  # a uvicorn worker builds its own app after the fork
+        self.batcher.start()
+        await self.reload_all()
+        if not self.models.served():
+            log.error("no model loaded at startup; /ping answers 503 until a champion exists")
+        if self.settings.poll_seconds > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="registry-poll")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        if self._shadow_tasks:
+            await asyncio.gather(*self._shadow_tasks, return_exceptions=True)
+        await self.batcher.stop()
+        if self.prediction_log is not None:
+            await asyncio.to_thread(self.prediction_log.close)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_seconds)
+            await self.reload_all()
+
+    async def reload(self, slot: ModelSlot) -> LoadedModel | None:
+        """Follow this model's aliases (loading off the event loop); raises when loading fails."""
+        try:
+            return await asyncio.to_thread(slot.refresh)
+        except Exception:
+            self.metrics.of(slot.name).load_failures.inc()
+            raise
+
+    async def reload_all(self) -> dict[str, LoadedModel | None | Exception]:
+        """Pick up new model configs, then follow every model's aliases, each on its own: a model that fails
+        to load keeps serving what it served (or nothing), and the others are not held up."""
+        try:
+            await asyncio.to_thread(self.models.discover)
+        except Exception:
+            log.exception("could not look for new models to serve; serving the known ones")
+        slots = list(self.models)
+        outcomes = await asyncio.gather(*(self.reload(slot) for slot in slots), return_exceptions=True)
+        for slot, outcome in zip(slots, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("reload of %s failed; still serving %s: %s", slot.name,
+                          f"v{slot.champion.version}" if slot.champion else "nothing", slot.last_error or outcome)
+        return {slot.name: outcome for slot, outcome in zip(slots, outcomes, strict=True)}
+
+    def state_of(self, slot: ModelSlot) -> dict[str, Any]:
+        """One model's state, with the worker that answers (deploy waits until every worker serves it)."""
+        return {**slot.state(), "pid": self.pid, "workers": self.workers}
+
+    async def score(self, model: LoadedModel, route: str, columns: Columns, request_id: str,
+                    event_times: list[datetime | None] | None = None) -> np.ndarray:
+        """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
+        output = await self.batcher.predict(model.model, columns, columns.rows, model.task.predict_method)
+        if self.prediction_log is not None:
+            self.prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
+                                                   columns.values, model.task.scores(output, model.classes).tolist(),
+                                                   event_times))
+        self.metrics.of(model.name).rows.inc(columns.rows)
+        return output
+
+    def shadow(self, challenger: LoadedModel, columns: Columns, request_id: str,
+               event_times: list[datetime | None] | None) -> None:
+        """Score the request with the challenger too, after the caller has its answer; logged, never
+        returned."""
+        task = asyncio.get_running_loop().create_task(self._shadow(challenger, columns, request_id, event_times))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(self, challenger: LoadedModel, columns: Columns, request_id: str,
+                      event_times: list[datetime | None] | None) -> None:
+        try:
+            await self.score(challenger, "shadow", conform_columns(columns, challenger), request_id, event_times)
+        except Exception as exc:  # the shadow never affects the caller; say why it could not score
+            log.warning("shadow %s v%s could not score request %s: %s", challenger.name, challenger.version,
+                        request_id, exc)
