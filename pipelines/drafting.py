@@ -122,16 +122,6 @@ def infer_task(target: pd.Series, name: str) -> tuple[TaskName, str]:
     return "multiclass", f"{name!r} holds {distinct} classes"
 
 
-def infer_positive(classes: list[str]) -> tuple[str, str]:
-    from pipelines.task_types.binary import TRUTHY
-
-    truthy = [c for c in classes if c.lower() in TRUTHY]
-    if len(truthy) == 1:
-        return truthy[0], f"{truthy[0]!r} reads as the positive answer"
-    return classes[-1], f"no label reads as the positive answer: {classes[-1]!r} (the last in sorted order) " \
-                        "was picked, check it"
-
-
 def column_roles(frame: pd.DataFrame, target: str, event_time: str | None) -> list[ColumnRole]:
     roles = []
     rows = len(frame)
@@ -192,16 +182,12 @@ def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | No
         frame = frame.assign(**{event_time: parse_times(frame[event_time])})
     roles = column_roles(frame, target, event_time)
     ids = [r.name for r in roles if r.role == "id"]
-    classes = positive = None
-    positive_reason = ""
-    if task in ("binary", "multiclass"):
-        from pipelines.task_types.labels import label_texts
+    from pipelines.task_types import TargetError, task_type_named
 
-        classes = sorted({str(v) for v in label_texts(frame[target]) if v is not None})
-        if task == "binary":
-            if len(classes) != 2:
-                raise DraftError(f"target column {target!r} holds {len(classes)} classes, a binary model needs two")
-            positive, positive_reason = infer_positive(classes)
+    try:
+        drafted = task_type_named(task).draft_target(frame[target])
+    except TargetError as exc:
+        raise DraftError(str(exc)) from None
     categorical = [r.name for r in roles if r.role == "categorical"]
     slices = [c for c in categorical if frame[c].nunique() <= 12][:2]
     today = today or date.today()
@@ -217,16 +203,12 @@ def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | No
         start = first
     else:
         start = today
-    floors, gate_reason = {}, ""
-    if task == "multiclass":
-        majority = frame[target].value_counts(normalize=True).iloc[0]
-        floors = {"accuracy": math.floor(majority * 100) / 100}
-        gate_reason = f"always answering the most frequent class scores accuracy {majority:.3f}"
     draft = ModelDraft(name=name, task=task, task_reason=reason, rows=len(frame), columns=roles, target=target,
-                       event_time=event_time, example_id=ids[0] if ids else None, classes=classes,
-                       positive_class=positive, positive_reason=positive_reason, slices=slices, start_date=start,
-                       default_interval=interval, holdout_days=holdout_days, validation_days=validation_days,
-                       gate_floors=floors, gate_reason=gate_reason)
+                       event_time=event_time, example_id=ids[0] if ids else None, classes=drafted.classes,
+                       positive_class=drafted.positive_class, positive_reason=drafted.positive_reason,
+                       slices=slices, start_date=start, default_interval=interval, holdout_days=holdout_days,
+                       validation_days=validation_days, gate_floors=drafted.gate_floors,
+                       gate_reason=drafted.gate_reason)
     return draft_with_suite(draft, frame)
 
 
@@ -264,7 +246,7 @@ def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
                 column=name, mostly=mostly))
         if column.role == "id":
             expectations.append(expectation("expect_column_values_to_be_unique", column=name))
-        if column.role == "numeric" or (column.role == "target" and draft.task == "regression"):
+        if column.role == "numeric" or (column.role == "target" and draft.classes is None):
             values = pd.to_numeric(series, errors="coerce").dropna()
             low, high = float(values.min()), float(values.max())
             margin = 0.1 * (high - low) or abs(high) * 0.1 or 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -17,6 +18,17 @@ if TYPE_CHECKING:
 
 class TargetError(DataError):
     """The target column does not fit the model's task type (a data error: retrying cannot help)."""
+
+
+@dataclass(frozen=True)
+class TargetDraft:
+    """What ``mlops-loop init`` writes about the target of a new model, with the reasons it gives."""
+
+    classes: list[str] | None = None
+    positive_class: str | None = None
+    positive_reason: str = ""
+    gate_floors: dict[str, float] = field(default_factory=dict)
+    gate_reason: str = ""
 
 
 class TaskType:
@@ -82,6 +94,11 @@ class TaskType:
             raise ValueError(f"features.positive_class only applies to binary models, not {cls.name}")
 
     # target ------------------------------------------------------------------------------------------------
+    @classmethod
+    def draft_target(cls, values: pd.Series) -> TargetDraft:
+        """The target settings a new model of this task type gets from its table (``mlops-loop init``)."""
+        return TargetDraft()
+
     def target_problem(self, values: pd.Series) -> str | None:
         """Why these target values cannot train this task type, or None."""
         raise NotImplementedError

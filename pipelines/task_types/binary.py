@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetError
+from pipelines.task_types.base import TargetDraft, TargetError
 from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 # Label pairs whose positive class goes without saying.
 TRUTHY = {"1", "true", "yes", "y", "t", "positive", "pos"}
@@ -38,6 +39,21 @@ class BinaryClassification(Classification):
             return truthy[0]
         raise TargetError(f"cannot tell which of the labels {classes} of {self.features.target!r} is the positive "
                           "class: set features.positive_class")
+
+    @classmethod
+    def draft_target(cls, values: pd.Series) -> TargetDraft:
+        from dataclasses import replace
+
+        drafted = super().draft_target(values)
+        classes = drafted.classes
+        if len(classes) != 2:
+            raise TargetError(f"target column {values.name!r} holds {len(classes)} classes, a binary model needs two")
+        truthy = [c for c in classes if c.lower() in TRUTHY]
+        if len(truthy) == 1:
+            return replace(drafted, positive_class=truthy[0], positive_reason=f"{truthy[0]!r} reads as the positive "
+                                                                              "answer")
+        return replace(drafted, positive_class=classes[-1], positive_reason=f"no label reads as the positive answer: "
+                       f"{classes[-1]!r} (the last in sorted order) was picked, check it")
 
     def model_metadata(self, classes: list[str] | None) -> dict[str, Any]:
         return {**super().model_metadata(classes), "positive_class": self.positive_class(list(classes))}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipelines.task_types.base import TaskType
+from pipelines.task_types.base import TargetDraft, TargetError, TaskType
 
 if TYPE_CHECKING:
     import numpy as np
@@ -16,6 +16,16 @@ class Classification(TaskType):
     is_classifier = True
     # The most classes a target may hold (more: it is a regression target or an identifier).
     max_classes: ClassVar[int]
+
+    @classmethod
+    def draft_target(cls, values: pd.Series) -> TargetDraft:
+        from pipelines.task_types.labels import label_texts
+
+        classes = sorted({v for v in label_texts(values) if v is not None})
+        if len(classes) > cls.max_classes:
+            raise TargetError(f"target column {values.name!r} holds {len(classes)} classes, more than the "
+                              f"{cls.max_classes} a {cls.name} classifier takes")
+        return TargetDraft(classes=classes)
 
     def target_problem(self, values: pd.Series) -> str | None:
         from pipelines.task_types.labels import describe_values, label_texts

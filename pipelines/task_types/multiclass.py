@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.task_types.base import TargetDraft
 from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 class MulticlassClassification(Classification):
     name = "multiclass"
@@ -19,6 +21,15 @@ class MulticlassClassification(Classification):
     realized_metrics = frozenset({"macro_f1", "accuracy", "balanced_accuracy"})
     prediction_kind = "categorical"
     max_classes = 50
+
+    @classmethod
+    def draft_target(cls, values: pd.Series) -> TargetDraft:
+        import math
+        from dataclasses import replace
+
+        majority = float(values.value_counts(normalize=True).iloc[0])
+        return replace(super().draft_target(values), gate_floors={"accuracy": math.floor(majority * 100) / 100},
+                       gate_reason=f"always answering the most frequent class scores accuracy {majority:.3f}")
 
     def scores(self, output: np.ndarray, classes: list[str] | None) -> np.ndarray:
         import numpy as np

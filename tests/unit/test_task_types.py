@@ -144,3 +144,26 @@ def test_a_served_model_knows_its_task_from_its_metadata_or_its_estimator():
     two = DummyClassifier().fit([[0], [1]], [0, 1])
     assert task_type_of_model(None, two, ["x"], []).features.positive_class == "1"
     assert task_type_of_model(None, DummyRegressor().fit([[0], [1]], [0.5, 2.0]), ["x"], []).name == "regression"
+
+
+@pytest.mark.parametrize(("task", "columns"), [
+    (BinaryClassification, {"score"}),
+    (MulticlassClassification, {"predicted_class", "score"}),
+    (Regression, {"prediction"}),
+])
+def test_batch_scoring_writes_the_task_types_columns(task, columns):
+    from pipelines.batch_scoring import score_examples
+
+    kind = task(FEATURES)
+    trained = train_candidate(table(600, 1, task.name), table(200, 2, task.name), kind, SearchConfig(), {})
+    examples = table(250, 3, task.name).set_index(pd.RangeIndex(1000, 1250))
+    scored = score_examples(trained.model, examples, kind, chunk_rows=100)  # three chunks
+    assert set(scored.columns) == columns and scored.index.equals(examples.index)
+    inputs = examples[["x", "z", "g"]]
+    if task is BinaryClassification:  # P(Yes): "Yes" sorts second
+        np.testing.assert_allclose(scored["score"], trained.model.predict_proba(inputs)[:, 1])
+    elif task is MulticlassClassification:
+        assert (scored["predicted_class"] == trained.model.predict(inputs)).all()
+        np.testing.assert_allclose(scored["score"], trained.model.predict_proba(inputs).max(axis=1))
+    else:
+        np.testing.assert_allclose(scored["prediction"], trained.model.predict(inputs))
