@@ -120,3 +120,21 @@ def test_a_broken_model_config_fails_only_its_own_dags(tmp_path):
     assert {"train_flights_delay", "train_penguins", "monitor_penguins", "rollback_broken"} <= set(found["dags"])
     assert found["tasks"] == ["config_error"] and "config-error" in found["tags"]
     assert str(broken) in found["doc"] and "task" in found["doc"] and "multiclas" in found["doc"]
+
+
+def test_bad_input_fails_a_training_task_at_once_and_other_errors_are_retried():
+    """A bad landed file, batch, target or interval cannot be fixed by a retry: the task fails for good
+    (AirflowFailException) instead of retrying twice with back-off; anything else keeps its retries."""
+    import runpy
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.ingest import LandingFileError
+
+    fails_at_once = runpy.run_path(str(DAGS / "training.py"))["_bad_input_fails_at_once"]
+    with pytest.raises(AirflowFailException, match="2013-01-05.csv: missing columns"):
+        with fails_at_once():
+            raise LandingFileError("landing/flights/2013-01-05.csv: missing columns ['dest']")
+    with pytest.raises(ConnectionError):
+        with fails_at_once():
+            raise ConnectionError("MLflow is restarting")
