@@ -116,7 +116,7 @@ def main() -> None:
     state = StatePaths.from_env()
     import pandas as pd
 
-    holdout = sorted(state.root.glob("work/*/*/holdout.parquet"))[-1]
+    holdout = sorted(state.root.glob(f"work/{MODEL}/*/holdout.parquet"))[-1]
     from pipelines.config import load_model_config
     from pipelines.training import model_inputs
 

@@ -56,7 +56,9 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
         _, examples = ingest_model_examples(cfg, state, start, end, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    keep = [c for c in ("example_id", cfg.features.example_id, cfg.features.event_time, *cfg.features.slices)
+    from pipelines.features import example_id_column
+
+    keep = [c for c in (example_id_column(cfg.features, examples), cfg.features.event_time, *cfg.features.slices)
             if c and c in examples.columns]
     scored = pd.concat([examples[list(dict.fromkeys(keep))], score_examples(model, examples, cfg.task_type)], axis=1)
     scored["model_name"], scored["model_version"] = cfg.model_name, str(version.version)

@@ -26,7 +26,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
     import json
 
     from pipelines.config import load_model_config
-    from pipelines.drafting import draft_model, render_config
+    from pipelines.drafting import draft_model, render_config, with_event_time
     from pipelines.landing import land_table, read_table
     from pipelines.storage import write_text_atomic
 
@@ -39,7 +39,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
         raise SystemExit(f"{', '.join(existing)} already exist: review and edit them, or pass --force to draft "
                          "them again")
     started = time.perf_counter()
-    frame = read_table(data)
+    frame, event_time = with_event_time(read_table(data), target)
     step(f"read {data}: {len(frame):,} rows, {len(frame.columns)} columns ({time.perf_counter() - started:.1f}s)")
     draft = draft_model(frame, target, name, task)
     step(f"task {draft.task} ({draft.task_reason}); "
@@ -57,7 +57,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
         suite_path.unlink()
         raise SystemExit(f"the drafted config does not load (nothing written): {exc}") from exc
     step(f"wrote {config_path} and {suite_path} ({len(draft.suite['expectations'])} expectations)")
-    landed = land_table(frame, state.landing(cfg.landing_name, cfg.feeds[0].name), draft.event_time)
+    landed = land_table(frame, state.landing(cfg.landing_name, cfg.feeds[0].name), event_time)
     step(f"landed {len(landed)} file(s) under {landed[0].parent} ({time.perf_counter() - started:.1f}s in all)")
     print(f"\nReview {config_path}, then train it:  make train MODEL={name}")
     return {"config": config_path, "suite": suite_path, "landed": landed, "task": draft.task}

@@ -283,8 +283,11 @@ class ModelConfig(_Strict):
     def _metrics_fit_the_task(self) -> ModelConfig:
         from pipelines.task_types import task_type_named
 
-        task = task_type_named(self.task)
-        task.check_metric_names(self)
+        task_type_named(self.task).check_metric_names(self)
+        return self
+
+    @model_validator(mode="after")
+    def _builder_for_several_feeds(self) -> ModelConfig:
         if self.features.builder is None and len(self.feeds) != 1:
             raise ValueError(f"features.builder is required with {len(self.feeds)} feeds: without one, the "
                              "single feed's rows are the examples")
@@ -366,9 +369,9 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
         if isinstance(raw, dict):
             raw.setdefault("name", path.stem)
             # The suite lives beside the config: <include>/expectations/<name>.json.
-            suite = path.resolve().parents[1] / "expectations" / f"{raw['name']}.json"
-            raw.setdefault("expectation_suite", str(suite.relative_to(include_dir())) if suite.is_relative_to(
-                include_dir()) else str(suite))
+            include, suite = include_dir(), path.resolve().parents[1] / "expectations" / f"{raw['name']}.json"
+            raw.setdefault("expectation_suite", str(suite.relative_to(include) if suite.is_relative_to(include)
+                                                    else suite))
         return ModelConfig.model_validate(raw)
     except Exception as exc:  # pydantic's message already names each bad field
         raise ValueError(f"invalid model config {path}:\n{exc}") from exc
@@ -391,10 +394,9 @@ def read_model_configs(models_dir: Path | None = None) -> list[ConfigFile]:
     for path in sorted((models_dir or include_dir() / "models").glob("*.yaml")):
         try:
             found.append(ConfigFile(path.stem, path, load_model_config(path)))
-        except Exception as exc:  # YAML syntax, validation: the message names the file and the field
-            message = str(exc) if str(path) in str(exc) else f"invalid model config {path}:\n{exc}"
-            logging.getLogger(__name__).error(message)
-            found.append(ConfigFile(path.stem, path, None, message))
+        except ValueError as exc:  # YAML syntax, validation: load_model_config names the file and the field
+            logging.getLogger(__name__).error(str(exc))
+            found.append(ConfigFile(path.stem, path, None, str(exc)))
     return found
 
 

@@ -81,22 +81,30 @@ def feed_kind(series: pd.Series) -> str:
     return "string"
 
 
-def parse_times(series: pd.Series) -> pd.Series | None:
-    """The column as timestamps, if (nearly) every value is a date or time written as text."""
+def looks_like_times(series: pd.Series) -> bool:
+    """A datetime column, or text whose values are (nearly all) ISO 8601 dates or times, judged on a sample."""
     if pd.api.types.is_datetime64_any_dtype(series):
-        return series
+        return True
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
-        return None
-    present = series.dropna().astype(str)
-    if present.empty or not present.head(1000).str.match(r"^\d{4}-\d{2}-\d{2}").all():
-        return None
+        return False
+    sample = series.dropna().head(1000).astype(str)
+    if sample.empty or not sample.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+        return False
     try:
-        parsed = pd.to_datetime(present.head(1000), utc=True, errors="coerce", format="ISO8601")
+        parsed = pd.to_datetime(sample, utc=True, errors="coerce", format="ISO8601")
     except (ValueError, TypeError):
-        return None
-    if parsed.notna().mean() < 0.99:
-        return None
-    return pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+        return False
+    return parsed.notna().mean() >= 0.99
+
+
+def with_event_time(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str | None]:
+    """The table with its event-time column (if it has one) parsed to UTC timestamps, and that column's name.
+    Parsing is the costly part of drafting a large table: done once, here; a parsed column is kept as is."""
+    event_time = find_event_time(frame, target)
+    if event_time is None or isinstance(frame[event_time].dtype, pd.DatetimeTZDtype):
+        return frame, event_time
+    return frame.assign(**{event_time: pd.to_datetime(frame[event_time], utc=True, errors="coerce",
+                                                      format="ISO8601")}), event_time
 
 
 def infer_task(target: pd.Series, name: str) -> tuple[TaskName, str]:
@@ -143,7 +151,7 @@ def column_roles(frame: pd.DataFrame, target: str, event_time: str | None) -> li
                 ID_NAME.search(str(name)) or kind == "string"):
             id_taken = True
             roles.append(ColumnRole(name, kind, "id", "unique in every row: names an example, not a feature"))
-        elif kind == "datetime" or parse_times(series) is not None:
+        elif kind == "datetime" or looks_like_times(series):
             roles.append(ColumnRole(name, "datetime", "dropped", "a time: not a feature as it is"))
         elif kind in ("int", "float"):
             roles.append(ColumnRole(name, kind, "numeric"))
@@ -156,7 +164,7 @@ def column_roles(frame: pd.DataFrame, target: str, event_time: str | None) -> li
 
 def find_event_time(frame: pd.DataFrame, target: str) -> str | None:
     """A column of times that orders the examples, preferring names like ``*_time``, ``date``, ``*_at``."""
-    candidates = [c for c in frame.columns if c != target and parse_times(frame[c]) is not None]
+    candidates = [c for c in frame.columns if c != target and looks_like_times(frame[c])]
     if not candidates:
         return None
     named = [c for c in candidates if TIME_NAME.search(str(c))]
@@ -165,7 +173,8 @@ def find_event_time(frame: pd.DataFrame, target: str) -> str | None:
 
 def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | None = None,
                 today: date | None = None) -> ModelDraft:
-    """Everything ``mlops-loop init`` writes for ``frame`` (with its times already parsed or not)."""
+    """Everything ``mlops-loop init`` writes for ``frame`` (its event time parsed by ``with_event_time``, or
+    not yet)."""
     if target not in frame.columns:
         raise DraftError(f"target column {target!r} is not in the table (its columns: {list(frame.columns)})")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -177,9 +186,7 @@ def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | No
         task = inferred
     else:
         reason = f"set by TASK= (the data suggests {inferred}: {reason})" if task != inferred else reason
-    event_time = find_event_time(frame, target)
-    if event_time is not None:
-        frame = frame.assign(**{event_time: parse_times(frame[event_time])})
+    frame, event_time = with_event_time(frame, target)
     roles = column_roles(frame, target, event_time)
     ids = [r.name for r in roles if r.role == "id"]
     from pipelines.task_types import TargetError, task_type_named

@@ -50,9 +50,10 @@ def validate_in_staging(model_name: str, model_uri: str, sample: pd.DataFrame, e
         return InfraValidation(False, f"the staging service failed: {type(exc).__name__}: {exc}")
     if served.shape != expected.shape:
         return InfraValidation(False, f"served {served.shape[0]} predictions for {expected.shape[0]} rows")
-    diff = float(np.max(np.abs(served - expected))) if served.size else 0.0
+    errors = np.abs(served - expected)
+    diff = float(errors.max()) if served.size else 0.0
     if not diff <= tolerance:
-        worst = int(np.unravel_index(np.argmax(np.abs(served - expected)), served.shape)[0])
+        worst = int(np.unravel_index(errors.argmax(), errors.shape)[0])
         return InfraValidation(False, f"served predictions differ from evaluation by up to {diff:.3g} "
                                       f"(row {worst}: served {served[worst]}, evaluated {expected[worst]})",
                                len(served), diff)

@@ -15,6 +15,17 @@ import pandas as pd
 from pipelines.storage import write_parquet_atomic
 
 
+def package_data(package: str, name: str) -> Path:
+    """A data file a Python package ships in its ``data/`` folder (found without importing the package:
+    some load every table when imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the {package} package is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / name
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV or Parquet table, or a ValueError naming the file and what is wrong with it."""
     path = Path(path)
@@ -37,7 +48,9 @@ def land_table(frame: pd.DataFrame, folder: Path, event_time: str | None = None,
     if event_time is None:
         day = day or date.today()
         return [write_parquet_atomic(frame.reset_index(drop=True), folder / f"{day.isoformat()}.parquet")]
-    times = pd.to_datetime(frame[event_time], utc=True, errors="coerce", format="ISO8601")
+    times = frame[event_time]
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):  # text as landed; already parsed by init
+        times = pd.to_datetime(times, utc=True, errors="coerce", format="ISO8601")
     if times.isna().any():
         raise ValueError(f"event time column {event_time!r}: {int(times.isna().sum())} rows have no readable time")
     typed = frame.assign(**{event_time: times})

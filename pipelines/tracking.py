@@ -63,9 +63,8 @@ def log_sklearn_model(model, input_example, task, name: str = "model"):
 
     from pipelines.training import model_classes
 
-    predict_method = task.predict_method
     trusted = sio.get_untrusted_types(data=sio.dumps(model))
-    signature = infer_signature(input_example, getattr(model, predict_method)(input_example))
+    signature = infer_signature(input_example, task.output(model, input_example))
     return mlflow.sklearn.log_model(
         model,
         name=name,
@@ -74,6 +73,6 @@ def log_sklearn_model(model, input_example, task, name: str = "model"):
         pip_requirements=pip_requirements(),
         serialization_format="skops",
         skops_trusted_types=trusted,
-        pyfunc_predict_fn=predict_method,
+        pyfunc_predict_fn=task.predict_method,
         metadata=task.model_metadata(model_classes(model)),
     )

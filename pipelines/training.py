@@ -68,9 +68,9 @@ def model_inputs(frame: pd.DataFrame, features: FeaturesConfig) -> pd.DataFrame:
         raise KeyError(f"examples lack feature columns {missing}")
     inputs = frame[features.inputs].copy()
     for column in features.categorical:
-        inputs[column] = inputs[column].astype(object).where(inputs[column].notna(), None)
-        # One form per category whatever the file's type: 3 and "3" are the same value.
-        inputs[column] = inputs[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        # One form per category whatever the file's type (3 and "3" are the same value); missing is None.
+        values = inputs[column]
+        inputs[column] = values.astype(str).astype(object).where(values.notna(), None)
     for column in features.numeric:
         inputs[column] = inputs[column].astype("float64")
     return inputs

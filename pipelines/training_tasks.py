@@ -99,6 +99,7 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     """Assemble the training snapshot (every validated example up to the interval end) and version it."""
     import pandas as pd
 
+    from pipelines.features import example_id_column
     from pipelines.storage import write_parquet_atomic
     from pipelines.versioning import version_snapshot
 
@@ -114,7 +115,7 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     if not parts:
         raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")
     frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    id_column = example_id_column(cfg, frame)
+    id_column = example_id_column(cfg.features, frame)
     # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
     # each run): each example once, from the latest batch. Without an id, an example is its content.
     frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
@@ -133,13 +134,6 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
 
 
 # 4. split -----------------------------------------------------------------------------------------------
-def example_id_column(cfg: ModelConfig, frame) -> str | None:
-    """The column naming one example: ``features.example_id``, else one called example_id, if any."""
-    if cfg.features.example_id:
-        return cfg.features.example_id
-    return "example_id" if "example_id" in frame.columns else None
-
-
 def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> dict:
     """Split the snapshot (by time, or randomly when the data has no event time), and open the parent MLflow
     run every candidate logs under."""
@@ -147,6 +141,7 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
     import pandas as pd
     from mlflow.entities import Param
 
+    from pipelines.features import example_id_column
     from pipelines.splitting import split_by_time, split_randomly
     from pipelines.storage import write_parquet_atomic
     from pipelines.tracking import ensure_experiment
@@ -156,7 +151,7 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
         parts = split_by_time(frame, cfg.features.event_time, cfg.split)
     else:
         parts = split_randomly(frame, cfg.split, cfg.task_type.stratify_by(frame[cfg.features.target]),
-                               example_id_column(cfg, frame))
+                               example_id_column(cfg.features, frame))
     work = state.work(cfg.name, ctx.run_key)
     paths = {name: str(write_parquet_atomic(getattr(parts, name), work / f"{name}.parquet"))
              for name in ("train", "validation", "holdout")}

@@ -4,6 +4,8 @@ flights_arr_delay.json (arrival delay in minutes), from readable Python (run by 
 import json
 from pathlib import Path
 
+from pipelines.drafting import expectation
+
 CARRIERS = ["9E", "AA", "AS", "B6", "DL", "EV", "F9", "FL", "HA", "MQ", "OO", "UA", "US", "VX", "WN", "YV"]
 WEATHER_RANGES = {
     "temp": (-40, 130), "dewp": (-60, 100), "humid": (0, 100), "wind_dir": (0, 360),
@@ -11,10 +13,6 @@ WEATHER_RANGES = {
 }
 FEATURES = ["example_id", "time_hour", "month", "carrier", "origin", "dest", "distance", "sched_dep_hour",
             "sched_arr_hour", "day_of_week", *WEATHER_RANGES]
-
-
-def expectation(kind: str, **kwargs) -> dict:
-    return {"type": kind, "kwargs": kwargs, "meta": {}}
 
 
 def common(columns: list[str], target: str) -> list[dict]:

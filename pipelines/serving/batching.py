@@ -90,16 +90,9 @@ class MicroBatcher:
         return np.asarray(getattr(model, method)(self.combine(payloads)))
 
     def _predict_on_scoring_thread(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
-        try:
-            capped = model in self._capped_for
-        except TypeError:  # cannot be weakly referenced (or hashed): capped again on each batch
-            capped = False
-        if not capped:  # a new model may have loaded new native libraries: cap them too
+        if model not in self._capped_for:  # a new model may have loaded new native libraries: cap them too
             limit_native_threads(self.model_threads)
-            try:
-                self._capped_for.add(model)
-            except TypeError:
-                pass
+            self._capped_for.add(model)
         return self._predict(model, method, payloads)
 
     async def _run(self) -> None:
@@ -111,7 +104,7 @@ class MicroBatcher:
                 item = self._queue.get_nowait()
                 # Another model's request (a second served model, or the new version mid-swap) waits for the
                 # next batch, ahead of everything that came after it.
-                if item.model is first.model and item.method == first.method:
+                if item.model is first.model:
                     batch.append(item)
                     rows += item.rows
                 else:

@@ -51,8 +51,8 @@ class ServiceMetrics:
             Gauge("prediction_log_rows_failed", "Rows the prediction log could not write (not transient)",
                   registry=self.registry).set_function(lambda: prediction_log.rows_failed)
 
-    def model_swapped(self, model) -> None:
-        """A new version of ``model`` (a LoadedModel) is served."""
+    def version_served(self, model) -> None:
+        """``model`` (a LoadedModel) is the version served."""
         if model.version.isdigit():
             self.of(model.name).version.set(float(model.version))
 

@@ -148,11 +148,9 @@ class ModelSlot:
     instance infra validation runs a candidate in."""
 
     def __init__(self, name: str, *, alias: str, event_time: str | None = None, challenger_mode: str = "registry",
-                 canary_share: float | None = None, model_uri: str | None = None,
-                 on_swap: Callable[[LoadedModel], None] | None = None):
+                 canary_share: float | None = None, model_uri: str | None = None):
         self.name, self.alias, self.event_time = name, alias, event_time
         self.challenger_mode, self.canary_share, self.model_uri = challenger_mode, canary_share, model_uri
-        self.on_swap = on_swap
         self.serving = Serving()
         self.last_error: str | None = None  # why the last refresh failed; None once one succeeds
         self._lock = threading.Lock()
@@ -215,8 +213,6 @@ class ModelSlot:
             gc.freeze()
         if new.champion is not old.champion and new.champion is not None:
             log.info("now serving %s v%s (@%s)", self.name, new.champion.version, self.alias)
-            if self.on_swap is not None:
-                self.on_swap(new.champion)
         if new.challenger is not old.challenger or (new.mode, new.share) != (old.mode, old.share):
             if new.challenger is None:
                 log.info("%s: no challenger", self.name)
@@ -247,7 +243,7 @@ class ServedModels:
     champion exists, without a restart. The name-to-slot map is replaced, never changed in place."""
 
     def __init__(self, default: str, slots: list[ModelSlot],
-                 find_slots: Callable[[], list[ModelSlot]] | None = None):
+                 find_slots: Callable[[bool], list[ModelSlot]] | None = None):
         self.default = default
         self._slots = {slot.name: slot for slot in slots}
         if default not in self._slots:
@@ -265,21 +261,17 @@ class ServedModels:
     def default_slot(self) -> ModelSlot:
         return self._slots[self.default]
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._slots)
-
     def served(self) -> list[str]:
         """The models with a champion loaded."""
         return [name for name, slot in self._slots.items() if slot.champion is not None]
 
-    def discover(self) -> list[str]:
-        """Add a slot for each model to serve that has none yet; the names added."""
+    def discover(self, force: bool = False) -> None:
+        """Add a slot for each model to serve that has none yet (``force``: look even when the model configs
+        seem unchanged)."""
         if self._find_slots is None:
-            return []
+            return
         with self._discover_lock:
-            new = [slot for slot in self._find_slots() if slot.name not in self._slots]
+            new = [slot for slot in self._find_slots(force) if slot.name not in self._slots]
             if new:
                 self._slots = {**self._slots, **{slot.name: slot for slot in new}}
                 log.info("now also following %s", [slot.name for slot in new])
-            return [slot.name for slot in new]

@@ -35,14 +35,13 @@ def _document(app: FastAPI, default: str, served: list[tuple[str, LoadedModel]])
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = document.setdefault("components", {}).setdefault("schemas", {})
     predict = document["paths"]["/predict"]["post"]
-    typed = copy.deepcopy(predict)
     for name, model in served:
         body = _request_body(components, model)
         document["paths"][f"/models/{quote(name, safe='')}/predict"] = {"post": {
-            **copy.deepcopy(typed), "summary": f"Score rows typed by {name}'s signature",
+            **copy.deepcopy(predict), "summary": f"Score rows typed by {name}'s signature",
             "operationId": f"predict_{schema_name(name)}", "requestBody": body}}
-        if name == default:
-            predict["requestBody"] = body
+    if default in dict(served):
+        predict["requestBody"] = _request_body(components, dict(served)[default])
     return document
 
 

@@ -31,13 +31,10 @@ class PredictionService:
         # One scoring thread per worker for every model: it never mixes two models in one batch, and the
         # models do not compete with each other (and the event loop) for the cores.
         self.batcher = MicroBatcher(combine=columns_to_frame, model_threads=settings.model_threads)
-        self.max_body_bytes = settings.max_body_bytes
-        self.pid, self.workers = os.getpid(), settings.workers
         self._shadow_tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.pid = os.getpid()  # a uvicorn worker builds its own app after the fork
         self.batcher.start()
         await self.reload_all()
         if not self.models.served():
@@ -63,10 +60,13 @@ class PredictionService:
     async def reload(self, slot: ModelSlot) -> LoadedModel | None:
         """Follow this model's aliases (loading off the event loop); raises when loading fails."""
         try:
-            return await asyncio.to_thread(slot.refresh)
+            loaded = await asyncio.to_thread(slot.refresh)
         except Exception:
             self.metrics.of(slot.name).load_failures.inc()
             raise
+        if loaded is not None:
+            self.metrics.version_served(loaded)
+        return loaded
 
     async def reload_all(self) -> dict[str, LoadedModel | None | Exception]:
         """Pick up new model configs, then follow every model's aliases, each on its own: a model that fails
@@ -84,8 +84,14 @@ class PredictionService:
         return {slot.name: outcome for slot, outcome in zip(slots, outcomes, strict=True)}
 
     def state_of(self, slot: ModelSlot) -> dict[str, Any]:
-        """One model's state, with the worker that answers (deploy waits until every worker serves it)."""
-        return {**slot.state(), "pid": self.pid, "workers": self.workers}
+        """One model's state, with the worker that answers (deploy waits until every worker serves it; each
+        uvicorn worker builds its own app after the fork)."""
+        return {**slot.state(), "pid": os.getpid(), "workers": self.settings.workers}
+
+    def states(self) -> dict[str, Any]:
+        """The default model's state, and every model's under ``models`` (/health, /admin/reload)."""
+        return {**self.state_of(self.models.default_slot),
+                "models": {slot.name: self.state_of(slot) for slot in self.models}}
 
     async def score(self, model: LoadedModel, route: str, columns: Columns, request_id: str,
                     event_times: list[datetime | None] | None = None) -> np.ndarray:

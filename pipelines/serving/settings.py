@@ -56,14 +56,16 @@ class ServingSettings(BaseSettings):
         return value
 
 
-def models_to_serve(settings: ServingSettings) -> dict[str, str | None]:
+def models_to_serve(settings: ServingSettings, read_configs: bool = True) -> dict[str, str | None]:
     """The registered model names to serve, the default first, each with its event-time column (from its
     model config, if it has one): the default model, ``models``, and the model of every config in
     ``include/models`` when ``configured_models``. A broken config is skipped (with the warning
-    ``list_model_configs`` gives), never the service."""
+    ``list_model_configs`` gives), never the service. Without ``read_configs`` (a staging instance serving one
+    model file) no config is read."""
     from pipelines.config import list_model_configs
 
-    event_times = {cfg.model_name: cfg.features.event_time for cfg in list_model_configs()}
+    event_times = {cfg.model_name: cfg.features.event_time for cfg in list_model_configs()} if read_configs \
+        else {}
     names = [settings.model_name, *settings.models, *(event_times if settings.configured_models else ())]
     served = {name: event_times.get(name) for name in dict.fromkeys(names)}
     if settings.event_time is not None:

@@ -3,7 +3,6 @@ suite (no edit), the training DAG (dag.test) makes a champion against a real MLf
 service serves the three side by side as `mlflow models serve` would, the outcomes land, and the monitoring
 DAG measures the window's realized metrics."""
 
-import importlib.util
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -41,10 +40,9 @@ def houses(n: int = 3000, seed: int = 1) -> pd.DataFrame:
 
 def penguins() -> pd.DataFrame:
     """Multiclass, no time: the table the palmerpenguins package ships (344 birds, 3 species)."""
-    from pathlib import Path
+    from pipelines.landing import package_data
 
-    spec = importlib.util.find_spec("palmerpenguins")
-    return pd.read_csv(Path(list(spec.submodule_search_locations)[0]) / "data" / "penguins.csv")
+    return pd.read_csv(package_data("palmerpenguins", "penguins.csv"))
 
 
 TABLES = {"churn": (customers, "churn", "binary", "roc_auc"),

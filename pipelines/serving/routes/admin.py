@@ -24,7 +24,7 @@ async def reload(request: Request, model: str | None = None) -> JSONResponse:
         return await _reload_all(service)
     slot = service.models.get(model)
     if slot is None:  # a model config added since the service started?
-        await asyncio.to_thread(service.models.discover)
+        await asyncio.to_thread(service.models.discover, True)
         slot = service.models.get(model)
     if slot is None:
         return unknown_model(service.models, model)
@@ -41,8 +41,7 @@ async def reload(request: Request, model: str | None = None) -> JSONResponse:
 async def _reload_all(service: PredictionService) -> JSONResponse:
     outcomes = await service.reload_all()
     failed = [name for name, outcome in outcomes.items() if isinstance(outcome, Exception)]
-    body = {**service.state_of(service.models.default_slot),
-            "models": {slot.name: service.state_of(slot) for slot in service.models}}
+    body = service.states()
     if failed:
         body.update(error_code="RELOAD_FAILED", message=f"reload of {failed} failed; each still serves the "
                                                         "model it served before")

@@ -21,9 +21,8 @@ async def ping(request: Request) -> Response:
 async def health(request: Request) -> JSONResponse:
     """503 while the default model has no champion (the other models' states say whether they are served)."""
     service: PredictionService = request.app.state.service
-    default = service.models.default_slot
-    body = {**service.state_of(default), "models": {slot.name: service.state_of(slot) for slot in service.models}}
-    return JSONResponse(body, status_code=200 if default.champion is not None else 503)
+    return JSONResponse(service.states(), status_code=200 if service.models.default_slot.champion is not None
+                        else 503)
 
 
 @router.get("/models/{name}/health", summary="One model's state: version, lineage, challenger")

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
 from pipelines.serving.models import ModelSlot
@@ -39,11 +40,7 @@ async def invocations(request: Request) -> Response:
 
 @router.post("/models/{name}/invocations", summary="Score rows with the named model (MLflow's scoring protocol)")
 async def model_invocations(name: str, request: Request) -> Response:
-    service: PredictionService = request.app.state.service
-    slot = service.models.get(name)
-    if slot is None:
-        return unknown_model(service.models, name)
-    return await _instrumented(service, slot, request, _score)
+    return await _score_named(name, request, _score)
 
 
 @router.post("/predict", summary="Score rows typed by the default model's signature", responses=PREDICT_RESPONSES)
@@ -55,11 +52,16 @@ async def predict(request: Request) -> Response:
 # In the OpenAPI document as one path per served model, each with that model's request schema.
 @router.post("/models/{name}/predict", include_in_schema=False)
 async def model_predict(name: str, request: Request) -> Response:
+    return await _score_named(name, request, _typed_score)
+
+
+async def _score_named(name: str, request: Request, handler: Handler) -> Response:
+    """An unknown model is a 404 naming the served ones (not counted in the scoring metrics)."""
     service: PredictionService = request.app.state.service
     slot = service.models.get(name)
     if slot is None:
         return unknown_model(service.models, name)
-    return await _instrumented(service, slot, request, _typed_score)
+    return await _instrumented(service, slot, request, handler)
 
 
 async def _instrumented(service: PredictionService, slot: ModelSlot, request: Request, handler: Handler) -> Response:
@@ -73,7 +75,7 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
 
 
 async def _read_body(service: PredictionService, request: Request) -> bytes | Response:
-    limit = service.max_body_bytes
+    limit = service.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if not (declared and declared.isdigit() and int(declared) > limit):
         body = await request.body()
@@ -111,8 +113,6 @@ async def _score(service: PredictionService, slot: ModelSlot, request: Request, 
 
 
 async def _typed_score(service: PredictionService, slot: ModelSlot, request: Request, request_id: str) -> Response:
-    from pydantic import ValidationError
-
     model = slot.champion
     if model is None:
         return no_model_loaded(slot)
