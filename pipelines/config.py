@@ -447,6 +447,9 @@ class StatePaths(BaseModel):
     def reports(self, model: str) -> Path:
         return self.root / "reports" / model
 
+    def cache(self, model: str) -> Path:
+        return self.root / "cache" / model
+
     def work(self, model: str, run_key: str) -> Path:
         return self.root / "work" / model / run_key
 

@@ -29,6 +29,7 @@ class RunContext:
     end: date
     reason: str = ""
     shuffle_labels: bool = False
+    force: bool = False  # recompute every step, even when its inputs are unchanged
 
     @property
     def run_key(self) -> str:
@@ -93,6 +94,7 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
         end=end,
         reason=str(params.get("reason") or ""),
         shuffle_labels=bool(params.get("gate_drill_shuffle_labels", False)),
+        force=bool(params.get("force", False)),
     )
 
 

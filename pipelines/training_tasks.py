@@ -31,39 +31,59 @@ def _validated(cfg: ModelConfig, state: StatePaths) -> Path:
     return state.curated(cfg.name) / "validated"
 
 
+def _cache(cfg: ModelConfig, state: StatePaths):
+    from pipelines.step_cache import StepCache
+
+    return StepCache(state.cache(cfg.name))
+
+
+def _config(*sections) -> str:
+    """The digest of the config a step reads: pydantic sections and plain values."""
+    from pipelines.step_cache import value_digest
+
+    return value_digest([s.model_dump(mode="json") if hasattr(s, "model_dump") else s for s in sections])
+
+
+def _notes(upstream: dict, cached) -> dict:
+    """The cache notes of the steps so far, passed along until the parent MLflow run records them."""
+    return {**upstream.get("cache", {}), cached.note.step: cached.note.to_dict()}
+
+
 # 1. ingest ----------------------------------------------------------------------------------------------
 def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
-    from pipelines.ingest import ingest_model_examples
-    from pipelines.storage import fresh_temp_dir, replace_dir, write_parquet_atomic
+    """The interval's landed files of every feed -> one Parquet partition per feed and the examples."""
+    from pipelines.features import examples_builder
+    from pipelines.ingest import ingest_model_examples, landed_files
+    from pipelines.step_cache import StepInputs, code_digest, files_digest
+    from pipelines.storage import write_parquet_atomic
 
-    incoming = _incoming(cfg, ctx, state)
-    # Build the whole batch in a scratch folder and move it in at the end: a failure on the second feed
-    # must not leave a new first feed beside stale files.
-    scratch = fresh_temp_dir(incoming)
-    try:
-        batches, examples = ingest_model_examples(cfg, state, ctx.start, ctx.end, scratch)
-        write_parquet_atomic(examples, scratch / "examples.parquet")
-        replace_dir(scratch, incoming)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch)
-    summary = {
-        "interval": ctx.interval_key,
-        "incoming": str(incoming),
-        "examples": len(examples),
-        "feeds": {n: {"files": b.files, "rows": b.rows, "duplicates_dropped": b.duplicates_dropped}
-                  for n, b in batches.items()},
-    }
+    def compute(folder: Path) -> dict:
+        batches, examples = ingest_model_examples(cfg, state, ctx.start, ctx.end, folder)
+        write_parquet_atomic(examples, folder / "examples.parquet")
+        return {"examples": len(examples),
+                "feeds": {n: {"files": b.files, "rows": b.rows, "duplicates_dropped": b.duplicates_dropped}
+                          for n, b in batches.items()}}
+
+    landed = {f"data:{feed.name}": files_digest({path.name: path for path in landed_files(
+        state.landing(cfg.landing_name, feed.name), ctx.start, ctx.end)}) for feed in cfg.feeds}
+    inputs = StepInputs("ingest", {**landed, "config": _config(*cfg.feeds, cfg.features.builder),
+                                   "code": code_digest(ingest, "pipelines.ingest", "pipelines.features",
+                                                       examples_builder(cfg).__module__)})
+    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
+    # The batch moves in whole: a failure on the second feed never leaves a new first feed beside stale files.
+    incoming = cached.place(_incoming(cfg, ctx, state))
+    summary = {"interval": ctx.interval_key, "incoming": str(incoming), **cached.result, "cache": _notes({}, cached)}
     log.info("ingested %s", json.dumps(summary))
     return summary
 
 
 # 2. validate --------------------------------------------------------------------------------------------
-def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dict) -> dict:
     """Validate the interval's examples. Pass: the batch joins the validated store. Fail: it moves to
     quarantine, the report is kept, and DataValidationError names each failed expectation."""
     import pandas as pd
 
+    from pipelines.step_cache import StepInputs, code_digest, file_digest
     from pipelines.storage import replace_dir, write_text_atomic
     from pipelines.validation import DataValidationError, load_suite_spec, render_report, validate_frame
 
@@ -71,37 +91,55 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     examples_path = incoming / "examples.parquet"
     if not examples_path.exists():
         raise FileNotFoundError(f"no ingested batch at {examples_path}: run ingest for {ctx.interval_key} first")
-    examples = pd.read_parquet(examples_path)
-    outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
-    report_dir = state.reports(cfg.name) / "validation"
-    report = report_dir / f"{ctx.interval_key}__{ctx.run_key}.html"
-    target_problem = (f"target column {cfg.features.target!r} is missing" if cfg.features.target not in examples
-                      else cfg.task_type.target_problem(examples[cfg.features.target]))
-    if target_problem:
-        outcome = outcome.with_failure("target_fits_task", cfg.features.target,
-                                       f"does not fit task {cfg.task!r}: {target_problem}")
-    write_text_atomic(render_report(outcome, f"{cfg.name} batch {ctx.interval_key}"), report)
-    write_text_atomic(json.dumps([asdict(o) for o in outcome.outcomes], default=str, indent=1),
-                      report.with_suffix(".json"))
-    log.info("validation report: %s", report)
-    if not outcome.success:
-        shutil.copy(report, incoming / "validation_report.html")
-        target = replace_dir(incoming, state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}")
-        log.error("batch %s quarantined at %s", ctx.interval_key, target)
-        raise DataValidationError(outcome, report)
+    report = state.reports(cfg.name) / "validation" / f"{ctx.interval_key}__{ctx.run_key}.html"
+
+    def publish(folder: Path) -> None:
+        for name in ("report.html", "report.json"):
+            shutil.copyfile(folder / name, report.with_suffix(Path(name).suffix))
+        log.info("validation report: %s", report)
+
+    def compute(folder: Path) -> dict:
+        examples = pd.read_parquet(examples_path)
+        outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
+        target_problem = (f"target column {cfg.features.target!r} is missing" if cfg.features.target not in examples
+                          else cfg.task_type.target_problem(examples[cfg.features.target]))
+        if target_problem:
+            outcome = outcome.with_failure("target_fits_task", cfg.features.target,
+                                           f"does not fit task {cfg.task!r}: {target_problem}")
+        write_text_atomic(render_report(outcome, f"{cfg.name} batch {ctx.interval_key}"), folder / "report.html")
+        write_text_atomic(json.dumps([asdict(o) for o in outcome.outcomes], default=str, indent=1),
+                          folder / "report.json")
+        if not outcome.success:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            publish(folder)
+            shutil.copy(report, incoming / "validation_report.html")
+            target = replace_dir(incoming, state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}")
+            log.error("batch %s quarantined at %s", ctx.interval_key, target)
+            raise DataValidationError(outcome, report)
+        return {"evaluated": outcome.evaluated}
+
+    inputs = StepInputs("validate", {
+        "data": file_digest(examples_path), "suite": file_digest(cfg.expectation_suite_path),
+        "config": _config(cfg.task, cfg.features.target, cfg.features.classes, cfg.features.positive_class),
+        "code": code_digest(validate, "pipelines.validation", "pipelines.task_types"),
+    })
+    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    publish(cached.folder)
     validated = replace_dir(incoming, _validated(cfg, state) / ctx.interval_key)
     return {"examples": str(validated / "examples.parquet"), "report": str(report),
-            "evaluated": outcome.evaluated}
+            "evaluated": cached.result["evaluated"], "cache": _notes(ingested, cached)}
 
 
 # 3. version ---------------------------------------------------------------------------------------------
-def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: dict) -> dict:
     """Assemble the training snapshot (every validated example up to the interval end) and version it."""
     import pandas as pd
 
     from pipelines.features import example_id_column
+    from pipelines.step_cache import StepInputs, code_digest, files_digest
     from pipelines.storage import write_parquet_atomic
-    from pipelines.versioning import version_snapshot
+    from pipelines.versioning import tag_revision, version_snapshot
 
     window_start = ctx.end - timedelta(days=cfg.split.training_window_days) if cfg.split.training_window_days \
         else date.min
@@ -114,47 +152,71 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
             parts.append(path)
     if not parts:
         raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    id_column = example_id_column(cfg.features, frame)
-    # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
-    # each run): each example once, from the latest batch. Without an id, an example is its content.
-    frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
-    order = [c for c in (cfg.features.event_time, id_column) if c]
-    if order:
-        frame = frame.sort_values(order, kind="stable")
-    work = state.work(cfg.name, ctx.run_key)
-    local = write_parquet_atomic(frame.reset_index(drop=True), work / "snapshot.parquet")
-    version = version_snapshot(
-        local, state.dvc_repo, state.dvc_remote, target=f"data/{cfg.name}/training_snapshot.parquet",
-        message=f"{cfg.name}: training snapshot up to {ctx.end} ({ctx.dag_id} {ctx.run_id})",
-        tag=f"{cfg.name}/{ctx.run_key}",
-    )
-    log.info("snapshot %s rows, dvc md5 %s, rev %s", version.rows, version.md5, version.rev)
-    return {**asdict(version), "local_path": str(local)}
+    tag = f"{cfg.name}/{ctx.run_key}"
+
+    def compute(folder: Path) -> dict:
+        frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        id_column = example_id_column(cfg.features, frame)
+        # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
+        # each run): each example once, from the latest batch. Without an id, an example is its content.
+        frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
+        order = [c for c in (cfg.features.event_time, id_column) if c]
+        if order:
+            frame = frame.sort_values(order, kind="stable")
+        local = write_parquet_atomic(frame.reset_index(drop=True), folder / "snapshot.parquet")
+        return asdict(version_snapshot(
+            local, state.dvc_repo, state.dvc_remote, target=f"data/{cfg.name}/training_snapshot.parquet",
+            message=f"{cfg.name}: training snapshot up to {ctx.end} ({ctx.dag_id} {ctx.run_id})", tag=tag))
+
+    inputs = StepInputs("version", {
+        "data": files_digest({p.parent.name: p for p in parts}),
+        "config": _config(cfg.split.training_window_days, cfg.features.event_time, cfg.features.example_id),
+        "code": code_digest(snapshot, "pipelines.versioning", "pipelines.features"),
+    })
+    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force,
+                                    usable=lambda version: Path(version["remote_url"]).is_file())
+    if cached.note.status == "hit":
+        tag_revision(state.dvc_repo, cached.result["rev"], tag)
+    local = cached.place(state.work(cfg.name, ctx.run_key) / "snapshot") / "snapshot.parquet"
+    version = cached.result
+    log.info("snapshot %s rows, dvc md5 %s, rev %s", version["rows"], version["md5"], version["rev"])
+    return {**version, "local_path": str(local), "cache": _notes(validated, cached)}
 
 
 # 4. split -----------------------------------------------------------------------------------------------
 def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> dict:
     """Split the snapshot (by time, or randomly when the data has no event time), and open the parent MLflow
-    run every candidate logs under."""
+    run every candidate logs under; it records how each step so far used the cache."""
     import mlflow
     import pandas as pd
-    from mlflow.entities import Param
+    from mlflow.entities import Param, RunTag
 
     from pipelines.features import example_id_column
     from pipelines.splitting import split_by_time, split_randomly
+    from pipelines.step_cache import StepInputs, code_digest, file_digest
     from pipelines.storage import write_parquet_atomic
     from pipelines.tracking import ensure_experiment
 
-    frame = pd.read_parquet(data["local_path"])
-    if cfg.features.event_time:
-        parts = split_by_time(frame, cfg.features.event_time, cfg.split)
-    else:
-        parts = split_randomly(frame, cfg.split, cfg.task_type.stratify_by(frame[cfg.features.target]),
-                               example_id_column(cfg.features, frame))
-    work = state.work(cfg.name, ctx.run_key)
-    paths = {name: str(write_parquet_atomic(getattr(parts, name), work / f"{name}.parquet"))
-             for name in ("train", "validation", "holdout")}
+    def compute(folder: Path) -> dict:
+        frame = pd.read_parquet(data["local_path"])
+        if cfg.features.event_time:
+            parts = split_by_time(frame, cfg.features.event_time, cfg.split)
+        else:
+            parts = split_randomly(frame, cfg.split, cfg.task_type.stratify_by(frame[cfg.features.target]),
+                                   example_id_column(cfg.features, frame))
+        digests = {name: file_digest(write_parquet_atomic(getattr(parts, name), folder / f"{name}.parquet"))
+                   for name in PARTS}
+        return {"holdout_start": parts.holdout_start.isoformat() if parts.holdout_start is not None else None,
+                "split_method": parts.method, "describe": parts.describe(), "digests": digests}
+
+    inputs = StepInputs("split", {
+        "data": data["md5"],
+        "config": _config(cfg.split, cfg.task, cfg.features.target, cfg.features.event_time, cfg.features.example_id),
+        "code": code_digest(split, "pipelines.splitting", "pipelines.task_types", "pipelines.features"),
+    })
+    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
+    work = cached.place(state.work(cfg.name, ctx.run_key) / "split")
+    notes = _notes(data, cached)
     experiment_id = ensure_experiment(cfg.name, state)
     lineage = lineage_tags(cfg, ctx, data)
     client = mlflow.MlflowClient()
@@ -173,11 +235,18 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
                                           tags=lineage).info.run_id
     client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in {
         "interval_start": ctx.start.isoformat(), "interval_end": ctx.end.isoformat(), "task": cfg.task,
-        **parts.describe(), "estimator": cfg.search.estimator,
-    }.items()])
-    holdout_start = parts.holdout_start.isoformat() if parts.holdout_start is not None else None
-    return {**paths, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "lineage": lineage,
-            "holdout_start": holdout_start, "split_method": parts.method}
+        **cached.result["describe"], "estimator": cfg.search.estimator,
+    }.items()], tags=[RunTag(f"cache.{step}", _cache_tag(note)) for step, note in notes.items()])
+    return {**{name: str(work / f"{name}.parquet") for name in PARTS}, "parent_run_id": parent_run_id,
+            "experiment_id": experiment_id, "lineage": lineage, "holdout_start": cached.result["holdout_start"],
+            "split_method": cached.result["split_method"], "digests": cached.result["digests"], "cache": notes}
+
+
+PARTS = ("train", "validation", "holdout")
+
+
+def _cache_tag(note: dict) -> str:
+    return f"{note['status']}: {note['detail']}"[:4900]
 
 
 def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str]:
@@ -213,50 +282,91 @@ def mark_run_failed(splits: dict | None, reason: str, state: StatePaths | None =
 
 # 5. train (one mapped task per candidate) ---------------------------------------------------------------
 def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, params: dict) -> dict:
+    """Fit one candidate and log it as a child run. A candidate already trained on the same rows with the
+    same settings and code is not fitted again: its child run points at the model trained then."""
     import mlflow
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
     from pipelines.metrics import json_safe
+    from pipelines.step_cache import StepInputs, code_digest, value_digest
     from pipelines.tracking import configure_mlflow, log_sklearn_model
     from pipelines.training import model_inputs, train_candidate
 
     configure_mlflow(state)
-    train_frame, validation = pd.read_parquet(splits["train"]), pd.read_parquet(splits["validation"])
-    # Candidates train side by side: without a limit each would start one OpenMP thread per core and
-    # they would fight over the cores (measured: 5x slower on 2 cores with 4 candidates).
-    threads = max(1, (os.cpu_count() or 1) // cfg.search.max_parallel)
-    started = time.perf_counter()
-    with threadpool_limits(limits=threads):
-        trained = train_candidate(train_frame, validation, cfg.task_type, cfg.search, params,
-                                  shuffle_labels=ctx.shuffle_labels)
-    fit_seconds = time.perf_counter() - started
     name = "candidate " + " ".join(f"{k}={v}" for k, v in params.items())
-    with mlflow.start_run(experiment_id=splits["experiment_id"], run_name=name,
-                          parent_run_id=splits["parent_run_id"], tags=splits["lineage"]) as run:
-        mlflow.log_params({**params, "estimator": cfg.search.estimator,
-                           "shuffled_labels": ctx.shuffle_labels})
-        mlflow.log_metrics({f"val_{k}": v for k, v in json_safe(trained.validation_metrics).items() if v is not None})
-        mlflow.log_metrics({"fit_seconds": fit_seconds, "threads": threads,
-                            **({"threshold": trained.threshold} if trained.threshold is not None else {})})
-        info = log_sklearn_model(trained.model, model_inputs(validation.head(5), cfg.features),
-                                 cfg.task_type)
-    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "params": params,
-            "validation_metrics": json_safe(trained.validation_metrics), "threshold": trained.threshold}
+    settings = {**params, "estimator": cfg.search.estimator, "shuffled_labels": ctx.shuffle_labels}
+
+    def child_run():
+        return mlflow.start_run(experiment_id=splits["experiment_id"], run_name=name,
+                                parent_run_id=splits["parent_run_id"], tags=splits["lineage"])
+
+    def compute(_folder: Path) -> dict:
+        train_frame, validation = pd.read_parquet(splits["train"]), pd.read_parquet(splits["validation"])
+        # Candidates train side by side: without a limit each would start one OpenMP thread per core and
+        # they would fight over the cores (measured: 5x slower on 2 cores with 4 candidates).
+        threads = max(1, (os.cpu_count() or 1) // cfg.search.max_parallel)
+        started = time.perf_counter()
+        with threadpool_limits(limits=threads):
+            trained = train_candidate(train_frame, validation, cfg.task_type, cfg.search, params,
+                                      shuffle_labels=ctx.shuffle_labels)
+        fit_seconds = time.perf_counter() - started
+        with child_run() as run:
+            mlflow.log_params(settings)
+            mlflow.log_metrics({f"val_{k}": v for k, v in json_safe(trained.validation_metrics).items()
+                                if v is not None})
+            mlflow.log_metrics({"fit_seconds": fit_seconds, "threads": threads,
+                                **({"threshold": trained.threshold} if trained.threshold is not None else {})})
+            info = log_sklearn_model(trained.model, model_inputs(validation.head(5), cfg.features),
+                                     cfg.task_type)
+        return {"run_id": run.info.run_id, "model_uri": info.model_uri, "params": params,
+                "validation_metrics": json_safe(trained.validation_metrics), "threshold": trained.threshold}
+
+    inputs = StepInputs("train", {
+        "data": value_digest([splits["digests"]["train"], splits["digests"]["validation"]]),
+        "config": _config(cfg.search.estimator, cfg.search.random_state, cfg.task, cfg.features),
+        "params": value_digest(params),
+        "gate_drill": str(ctx.shuffle_labels),
+        "code": code_digest(train, "pipelines.training", "pipelines.task_types", "pipelines.tracking"),
+    }, identity=("params",))
+    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force,
+                                    usable=lambda result: _model_exists(result["model_uri"]))
+    result = dict(cached.result)
+    if cached.note.status == "hit":
+        with child_run() as run:
+            mlflow.log_params(settings)
+            mlflow.log_metrics({f"val_{k}": v for k, v in result["validation_metrics"].items() if v is not None})
+            mlflow.set_tags({"cached_from_run_id": result["run_id"], "model_uri": result["model_uri"]})
+        result["run_id"] = run.info.run_id
+    mlflow.MlflowClient().set_tag(result["run_id"], "cache", _cache_tag(cached.note.to_dict()))
+    return {**result, "cache": cached.note.to_dict()}
+
+
+def _model_exists(model_uri: str) -> bool:
+    """A model an earlier run logged is still there (its run was not deleted)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return bool(mlflow.artifacts.list_artifacts(artifact_uri=model_uri))
+    except (MlflowException, OSError):
+        return False
 
 
 # 6. evaluate --------------------------------------------------------------------------------------------
 def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, candidates: list[dict]) -> dict:
-    """Pick the best candidate on validation, then score it and the champion on the same holdout."""
+    """Pick the best candidate on validation, then score it and the champion on the same holdout. Scoring a
+    model on a holdout it has scored before, and drawing the same plots again, reuse the earlier outputs."""
     import mlflow
     import numpy as np
     import pandas as pd
     from mlflow.entities import Metric
 
-    from pipelines.evaluation import evaluate_output, plot_evaluation
+    from pipelines.evaluation import plot_evaluation
+    from pipelines.gate import EvaluationReport
     from pipelines.registry import CHAMPION, alias_version
+    from pipelines.step_cache import StepInputs, code_digest
     from pipelines.tracking import configure_mlflow
-    from pipelines.training import model_classes, model_inputs
 
     configure_mlflow(state)
     task = cfg.task_type
@@ -267,40 +377,50 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         raise ValueError(f"no candidate has a validation {metric}: is the validation window one class only?")
     best = max(scored, key=lambda c: sign * c["validation_metrics"][metric])
     holdout = pd.read_parquet(splits["holdout"])
-    inputs = model_inputs(holdout, cfg.features)
-    model = mlflow.sklearn.load_model(best["model_uri"])
-    classes = model_classes(model)
-    output = task.output(model, inputs)
-    candidate = replace(evaluate_output(task, holdout, output, classes, best["threshold"]),
-                        data_hash=splits["lineage"]["data_hash"], holdout_start=splits["holdout_start"])
+    folder = state.work(cfg.name, ctx.run_key) / "evaluation"
+    notes = {}
+
+    def holdout_scoring(model_uri: str, threshold: float | None, role: str):
+        cached = _score_on_holdout(cfg, ctx, state, holdout, splits["digests"]["holdout"], model_uri, threshold)
+        notes[f"evaluate.{role}"] = cached.note.to_dict()
+        place = cached.place(folder / role)
+        return (EvaluationReport.from_dict(cached.result["report"]), cached.result["classes"],
+                np.load(place / "output.npy"), cached.note.key)
+
+    candidate, classes, output, candidate_key = holdout_scoring(best["model_uri"], best["threshold"], "candidate")
+    candidate = replace(candidate, data_hash=splits["lineage"]["data_hash"], holdout_start=splits["holdout_start"])
 
     client = mlflow.MlflowClient()
-    champion, champion_output, champion_error = None, None, None
+    champion, champion_output, champion_error, champion_key = None, None, None, None
     champion_note = "no champion yet"
     champion_version = alias_version(client, cfg.model_name, CHAMPION)
     if champion_version is not None:
-        tags = client.get_model_version(cfg.model_name, champion_version).tags
+        registered = client.get_model_version(cfg.model_name, champion_version)
+        tags = registered.tags
         try:
-            champion_model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{champion_version}")
-            champion_classes = model_classes(champion_model)
-            champion_output = task.output(champion_model, inputs)
-            champion_report = evaluate_output(task, holdout, champion_output, champion_classes,
-                                              float(tags["threshold"]) if tags.get("threshold") else None,
-                                              model_version=champion_version)
+            champion_report, champion_classes, champion_output, champion_key = holdout_scoring(
+                registered.source, float(tags["threshold"]) if tags.get("threshold") else None, "champion")
         except Exception as exc:  # e.g. a champion on another feature set: the gate will refuse to guess
             champion_error = f"champion v{champion_version} could not score this holdout: {exc}"
             champion_note = champion_error
             champion_output = None
             log.warning(champion_error)
         else:
-            champion = replace(champion_report, data_hash=tags.get("data_hash"),
+            champion = replace(champion_report, model_version=champion_version, data_hash=tags.get("data_hash"),
                                holdout_start=tags.get("holdout_start"))
             champion_note = f"champion v{champion_version} scored on the same holdout"
             if champion_classes != classes:
-                champion_output = None  # not drawn on the same axes
+                champion_output, champion_key = None, None  # not drawn on the same axes
 
-    folder = state.work(cfg.name, ctx.run_key) / "evaluation"
-    plots = plot_evaluation(task, holdout, output, classes, candidate, folder, champion_output)
+    def draw(plots_folder: Path) -> dict:
+        paths = plot_evaluation(task, holdout, output, classes, candidate, plots_folder, champion_output)
+        return {"plots": [p.name for p in paths]}
+
+    plots = _cache(cfg, state).run(StepInputs("plots", {
+        "candidate": candidate_key, "champion": str(champion_key),
+        "code": code_digest(plot_evaluation, "pipelines.task_types")}), draw, run_id=ctx.run_id, force=ctx.force)
+    notes["evaluate.plots"] = plots.note.to_dict()
+    plot_paths = [plots.place(folder / "plots") / name for name in plots.result["plots"]]
     result = {
         "best_run_id": best["run_id"], "model_uri": best["model_uri"], "params": best["params"],
         "threshold": best["threshold"], "classes": classes, "candidate": asdict(candidate),
@@ -308,21 +428,48 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "champion_error": champion_error,
         "candidates": [{"run_id": c["run_id"], "params": c["params"], metric: c["validation_metrics"][metric]}
                        for c in candidates],
+        # What the candidate answered for every holdout row: infra validation compares the service with it.
+        "holdout_output": str(folder / "candidate" / "output.npy"),
+        "cache": notes,
     }
-    # What the candidate answered for every holdout row, as served: infra validation compares the service with it.
-    output_path = folder / "holdout_output.npy"
-    np.save(output_path, output)
-    result["holdout_output"] = str(output_path)
     (folder / "evaluation.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False))
     pd.DataFrame(candidate.slices).to_csv(folder / "slices.csv", index=False)
     holdout_metrics = [Metric(f"holdout_{k}", v, int(time.time() * 1000), 0)
                        for k, v in candidate.metrics.items() if v is not None]
     for run_id in (splits["parent_run_id"], best["run_id"]):
         client.log_batch(run_id, metrics=holdout_metrics)
-    for path in [*plots, folder / "evaluation.json", folder / "slices.csv"]:
+    for path in [*plot_paths, folder / "evaluation.json", folder / "slices.csv"]:
         client.log_artifact(splits["parent_run_id"], str(path), artifact_path="evaluation")
     client.set_tag(splits["parent_run_id"], "best_candidate_run_id", best["run_id"])
+    for step, note in notes.items():
+        client.set_tag(splits["parent_run_id"], f"cache.{step}", _cache_tag(note))
     return result
+
+
+def _score_on_holdout(cfg: ModelConfig, ctx: RunContext, state: StatePaths, holdout, holdout_digest: str,
+                      model_uri: str, threshold: float | None):
+    """One model's output and report on the holdout (``output.npy``), computed once per model and holdout."""
+    import mlflow
+    import numpy as np
+
+    from pipelines.evaluation import evaluate_output
+    from pipelines.step_cache import StepInputs, code_digest
+    from pipelines.training import model_classes, model_inputs
+
+    def compute(folder: Path) -> dict:
+        model = mlflow.sklearn.load_model(model_uri)
+        classes = model_classes(model)
+        output = cfg.task_type.output(model, model_inputs(holdout, cfg.features))
+        np.save(folder / "output.npy", output)
+        return {"report": asdict(evaluate_output(cfg.task_type, holdout, output, classes, threshold)),
+                "classes": classes}
+
+    return _cache(cfg, state).run(StepInputs("score", {
+        "model": model_uri, "data": holdout_digest, "threshold": str(threshold),
+        "config": _config(cfg.task, cfg.features),
+        "code": code_digest(_score_on_holdout, "pipelines.evaluation", "pipelines.task_types",
+                            "pipelines.training"),
+    }), compute, run_id=ctx.run_id, force=ctx.force)
 
 
 # 7. gate ------------------------------------------------------------------------------------------------
@@ -358,33 +505,44 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, eva
 def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict,
                    sample_rows: int = 200) -> dict:
     """Serve the candidate from a staging instance of the prediction service and check it answers with the
-    evaluated predictions. A failure is recorded on the run and stops the promotion."""
+    evaluated predictions. A failure is recorded on the run and stops the promotion; a pass is reused for
+    the same model, holdout and serving code."""
     import mlflow
     import numpy as np
     import pandas as pd
 
     from pipelines.infra_validation import InfraValidation, serving_example_of, validate_in_staging
+    from pipelines.step_cache import StepInputs, code_digest
     from pipelines.tracking import configure_mlflow
     from pipelines.training import model_inputs
 
     configure_mlflow(state)
-    holdout = pd.read_parquet(splits["holdout"])
-    output = np.load(evaluation["holdout_output"])
-    sample = holdout.sample(n=min(sample_rows, len(holdout)), random_state=0)
-    try:
-        example = serving_example_of(evaluation["model_uri"])
-    except Exception as exc:
-        outcome = InfraValidation(False, f"cannot read the model's artifacts: {exc}")
-    else:
-        outcome = validate_in_staging(cfg.model_name, evaluation["model_uri"], model_inputs(sample, cfg.features),
-                                      output[sample.index.to_numpy()], example)
-    (log.info if outcome.passed else log.error)("infra validation %s: %s",
-                                                "passed" if outcome.passed else "FAILED", outcome.reason)
+
+    def compute(_folder: Path) -> dict:
+        holdout = pd.read_parquet(splits["holdout"])
+        output = np.load(evaluation["holdout_output"])
+        sample = holdout.sample(n=min(sample_rows, len(holdout)), random_state=0)
+        try:
+            example = serving_example_of(evaluation["model_uri"])
+        except Exception as exc:
+            return asdict(InfraValidation(False, f"cannot read the model's artifacts: {exc}"))
+        return asdict(validate_in_staging(cfg.model_name, evaluation["model_uri"], model_inputs(sample, cfg.features),
+                                          output[sample.index.to_numpy()], example))
+
+    cached = _cache(cfg, state).run(StepInputs("infra_validate", {
+        "model": evaluation["model_uri"], "data": splits["digests"]["holdout"], "rows": str(sample_rows),
+        "config": _config(cfg.features),
+        "code": code_digest(infra_validate, "pipelines.infra_validation", "pipelines.serving"),
+    }), compute, run_id=ctx.run_id, force=ctx.force, usable=lambda outcome: outcome["passed"])
+    outcome = cached.result
+    (log.info if outcome["passed"] else log.error)("infra validation %s: %s",
+                                                   "passed" if outcome["passed"] else "FAILED", outcome["reason"])
     client = mlflow.MlflowClient()
     for run_id in (splits["parent_run_id"], evaluation["best_run_id"]):
-        client.set_tag(run_id, "infra_validation", "passed" if outcome.passed else "failed")
-        client.set_tag(run_id, "infra_validation_reason", outcome.reason[:4900])
-    return asdict(outcome)
+        client.set_tag(run_id, "infra_validation", "passed" if outcome["passed"] else "failed")
+        client.set_tag(run_id, "infra_validation_reason", outcome["reason"][:4900])
+    client.set_tag(splits["parent_run_id"], "cache.infra_validate", _cache_tag(cached.note.to_dict()))
+    return {**outcome, "cache": cached.note.to_dict()}
 
 
 # 8. register and promote --------------------------------------------------------------------------------

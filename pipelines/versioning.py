@@ -88,3 +88,9 @@ def version_snapshot(snapshot: Path, repo: Path, remote: Path, target: str, mess
         rows = pq.ParquetFile(dest).metadata.num_rows
     return DataVersion(path=target, md5=md5, rev=rev, remote_url=str(remote / "files" / "md5" / md5[:2] / md5[2:]),
                        rows=rows)
+
+
+def tag_revision(repo: Path, rev: str, tag: str) -> None:
+    """Name an existing snapshot commit for another run (a run that reused a versioned snapshot)."""
+    with repo_lock(repo):
+        _git(repo, "tag", "--force", tag, rev)

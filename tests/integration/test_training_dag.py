@@ -94,6 +94,11 @@ def test_worse_candidate_is_rejected_and_champion_kept(training_dag, landed, pre
     assert parent.data.tags["gate_decision"] == "rejected"
     assert parent.data.tags["gate_summary"].startswith("rejected: ")
     assert "below floor" in parent.data.tags["gate_summary"]  # shuffled labels give a coin-flip AUC
+    # The same interval again: the data steps reuse the first run's outputs; the drill's candidates differ.
+    assert all(parent.data.tags[f"cache.{step}"].startswith("hit: inputs unchanged")
+               for step in ("ingest", "validate", "version", "split")), parent.data.tags
+    candidates = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert candidates and all(r.data.tags["cache"] == "miss: computed: gate_drill changed" for r in candidates)
 
 
 def test_rollback_dag_restores_previous_and_the_service_follows(dagbag, airflow_db, prediction_service):

@@ -1,0 +1,219 @@
+"""Cached steps: the store itself, and the training steps rerun on unchanged and changed inputs."""
+
+import json
+import textwrap
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.step_cache import StepCache, StepInputs, code_digest
+
+
+def _write(text: str):
+    def compute(folder):
+        (folder / "out.txt").write_text(text)
+        (folder / "sub").mkdir()
+        (folder / "sub" / "more.txt").write_text(text * 2)
+        return {"length": len(text)}
+    return compute
+
+
+def test_a_second_run_with_the_same_inputs_reuses_the_stored_outputs(tmp_path):
+    cache = StepCache(tmp_path / "cache")
+    inputs = StepInputs("step", {"data": "d1", "code": "c1"})
+    first = cache.run(inputs, _write("abc"), run_id="run 1")
+    second = cache.run(inputs, _write("never computed"), run_id="run 2")
+
+    assert first.note.status == "miss" and first.note.detail == "computed: no earlier run"
+    assert second.note.status == "hit" and "run 1" in second.note.detail
+    assert second.result == {"length": 3}
+    placed = second.place(tmp_path / "work" / "step")
+    assert (placed / "out.txt").read_text() == "abc" and (placed / "sub" / "more.txt").read_text() == "abcabc"
+    # Placed as hard links: the cache costs no copy of the outputs.
+    assert (placed / "out.txt").stat().st_ino == second.path("out.txt").stat().st_ino
+
+
+def test_a_miss_names_the_inputs_that_changed(tmp_path):
+    cache = StepCache(tmp_path)
+    cache.run(StepInputs("step", {"data": "d1", "config": "x", "code": "c1"}), _write("a"), run_id="r1")
+    changed = cache.run(StepInputs("step", {"data": "d2", "config": "x", "code": "c2"}), _write("b"), run_id="r2")
+    assert changed.note.status == "miss" and changed.note.detail == "computed: code, data changed"
+    # Each candidate is explained against its own earlier run, not against another candidate's.
+    cache.run(StepInputs("train", {"data": "d", "params": "p1"}, identity=("params",)), _write("1"), run_id="r1")
+    cache.run(StepInputs("train", {"data": "d", "params": "p2"}, identity=("params",)), _write("2"), run_id="r1")
+    again = cache.run(StepInputs("train", {"data": "e", "params": "p1"}, identity=("params",)), _write("1"),
+                      run_id="r2")
+    assert again.note.detail == "computed: data changed"
+
+
+def test_force_recomputes_and_replaces_the_entry(tmp_path):
+    cache = StepCache(tmp_path)
+    inputs = StepInputs("step", {"data": "d1"})
+    cache.run(inputs, _write("old"), run_id="r1")
+    forced = cache.run(inputs, _write("new"), run_id="r2", force=True)
+    assert forced.note.status == "forced" and forced.result == {"length": 3}
+    assert cache.run(inputs, _write("unused"), run_id="r3").path("out.txt").read_text() == "new"
+
+
+def test_a_failing_step_stores_nothing_and_an_unusable_entry_is_recomputed(tmp_path):
+    cache = StepCache(tmp_path)
+    inputs = StepInputs("step", {"data": "d1"})
+
+    def fail(folder):
+        (folder / "half.txt").write_text("half")
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        cache.run(inputs, fail, run_id="r1")
+    assert cache.run(inputs, _write("ok"), run_id="r2").note.status == "miss"
+    assert not list((tmp_path / "step").glob(".*.tmp"))
+    stale = cache.run(inputs, _write("again"), run_id="r3", usable=lambda result: False)
+    assert stale.note.status == "miss" and stale.path("out.txt").read_text() == "again"
+
+
+def test_entries_beyond_the_limit_are_dropped_least_recently_used_first(tmp_path):
+    cache = StepCache(tmp_path, keep=2)
+    for n in range(3):
+        cache.run(StepInputs("step", {"data": str(n)}), _write(str(n)), run_id=f"r{n}")
+    assert cache.run(StepInputs("step", {"data": "0"}), _write("0"), run_id="r4").note.status == "miss"
+    assert cache.run(StepInputs("step", {"data": "2"}), _write("2"), run_id="r5").note.status == "hit"
+
+
+def test_code_digest_follows_the_source(tmp_path, monkeypatch):
+    module = tmp_path / "user_steps.py"
+    module.write_text("def build(feeds):\n    return feeds\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_digest("user_steps")
+    assert code_digest("user_steps") == before
+    module.write_text("def build(feeds):\n    return dict(feeds)\n")
+    assert code_digest("user_steps") != before
+
+
+# the training steps -----------------------------------------------------------------------------------------
+def customers(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, size=n)
+    contract = rng.choice(["monthly", "yearly"], size=n, p=[0.6, 0.4])
+    charges = rng.normal(70, 20, size=n).round(2)
+    risk = np.where(contract == "monthly", 0.5, 0.1) + 0.004 * (72 - tenure) - 0.2
+    return pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(n)], "tenure": tenure, "contract": contract,
+                         "monthly_charges": charges, "churn": np.where(rng.random(n) < risk, "Yes", "No")})
+
+
+@pytest.fixture()
+def churn(tmp_path, monkeypatch):
+    """A drafted model on a landed table, with its own state folder, configs and MLflow store."""
+    from pipelines.cli import init
+    from pipelines.config import StatePaths
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("MLOPS_INCLUDE_DIR", str(tmp_path / "include"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = tmp_path / "churn.csv"
+    customers().to_csv(data, index=False)
+    made = init(data, "churn", "churn", None, False, state=StatePaths.from_env())
+    return made["config"]
+
+
+GRID = "search:\n  grid:\n    max_depth: {}\n"
+
+
+def _configure(path, edit):
+    from pipelines.config import load_model_config
+
+    path.write_text(edit(path.read_text()))
+    return load_model_config(path)
+
+
+def _run(cfg, run_id: str, force: bool = False) -> dict:
+    """The steps from ingest to evaluate, as the DAG calls them; returns each step's cache notes."""
+    from pipelines import training_tasks as t
+    from pipelines.config import StatePaths
+    from pipelines.run_context import RunContext
+
+    ctx = RunContext(f"train_{cfg.name}", run_id, date(2000, 1, 1), date(2100, 1, 1), force=force)
+    state = StatePaths.from_env()
+    validated = t.validate(cfg, ctx, state, t.ingest(cfg, ctx, state))
+    splits = t.split(cfg, ctx, state, t.snapshot(cfg, ctx, state, validated))
+    candidates = [t.train(cfg, ctx, state, splits, params) for params in cfg.search.candidates()]
+    evaluation = t.evaluate(cfg, ctx, state, splits, candidates)
+    return {"splits": splits, "candidates": candidates, "evaluation": evaluation,
+            "status": {**{step: note["status"] for step, note in evaluation["cache"].items()},
+                       **{step: note["status"] for step, note in splits["cache"].items()},
+                       **{f"train {c['params']}": c["cache"]["status"] for c in candidates}}}
+
+
+def test_rerun_on_unchanged_inputs_reuses_every_step_and_says_so_on_the_mlflow_run(churn):
+    import mlflow
+
+    cfg = _configure(churn, lambda text: text + GRID.format("[3, 5]"))
+    first = _run(cfg, "first")
+    assert set(first["status"].values()) == {"miss"}, first["status"]
+
+    second = _run(cfg, "second")
+    assert set(second["status"].values()) == {"hit"}, second["status"]
+    # The same models and outputs, recorded under the second run's own MLflow runs.
+    assert [c["model_uri"] for c in second["candidates"]] == [c["model_uri"] for c in first["candidates"]]
+    assert second["evaluation"]["candidate"] == first["evaluation"]["candidate"]
+    client = mlflow.MlflowClient()
+    parent = client.get_run(second["splits"]["parent_run_id"]).data.tags
+    assert parent["cache.ingest"].startswith("hit: inputs unchanged: reused the outputs of run first")
+    assert {"cache.validate", "cache.version", "cache.split", "cache.evaluate.candidate"} <= set(parent)
+    child = client.get_run(second["candidates"][0]["run_id"]).data.tags
+    assert child["cache"].startswith("hit") and child["cached_from_run_id"] == first["candidates"][0]["run_id"]
+    metrics = client.get_run(second["candidates"][0]["run_id"]).data.metrics
+    assert {k: v for k, v in metrics.items() if k.startswith("val_")} == {
+        f"val_{k}": v for k, v in first["candidates"][0]["validation_metrics"].items() if v is not None}
+
+
+def test_changed_data_config_or_code_recompute_what_depends_on_them_and_force_recomputes_all(
+        churn, tmp_path, monkeypatch):
+    from pipelines.config import StatePaths
+
+    drafted = churn.read_text()
+    _run(_configure(churn, lambda text: drafted + GRID.format("[3]")), "first")
+
+    # One more candidate in the grid: only that candidate is trained.
+    grown = _configure(churn, lambda text: drafted + GRID.format("[3, 5]"))
+    status = _run(grown, "one more candidate")["status"]
+    assert status["train {'max_depth': 3}"] == "hit" and status["train {'max_depth': 5}"] == "miss"
+    assert status["ingest"] == status["validate"] == status["version"] == status["split"] == "hit"
+
+    # A corrected landed file: every step from ingest on computes again, and says why.
+    [landed] = (StatePaths.from_env().landing("churn", "churn")).glob("*.parquet")
+    table = pd.read_parquet(landed)
+    table.loc[0, "tenure"] = 71
+    table.to_parquet(landed, index=False)
+    rerun = _run(grown, "new data")
+    assert rerun["splits"]["cache"]["ingest"]["detail"] == "computed: data:churn changed"
+    assert set(rerun["status"].values()) == {"miss"}, rerun["status"]
+
+    # Config: a stricter split changes the split and what follows it, not ingest or validation.
+    split_changed = _configure(churn, lambda text: text + "split:\n  holdout_fraction: 0.2\n")
+    status = _run(split_changed, "new split")["status"]
+    assert status["ingest"] == status["validate"] == status["version"] == "hit"
+    assert status["split"] == status["evaluate.candidate"] == "miss"
+
+    # Code: the model's own builder module changed, so ingest runs again.
+    module = tmp_path / "churn_builder.py"
+    module.write_text(textwrap.dedent("""\
+        from pipelines.features import single_table
+
+        def build(feeds):
+            return single_table(feeds)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    built = _configure(churn, lambda text: text.replace("features:\n", "features:\n  builder: churn_builder.build\n",
+                                                        1))
+    _run(built, "builder v1")
+    module.write_text(module.read_text() + "\n# the same examples, other code\n")
+    rerun = _run(built, "builder v2")
+    assert rerun["splits"]["cache"]["ingest"]["detail"] == "computed: code changed"
+    assert rerun["status"]["validate"] == "hit"  # the same examples came out
+
+    forced = _run(built, "forced", force=True)
+    assert set(forced["status"].values()) == {"forced"}, forced["status"]
+    manifest = json.loads(next((StatePaths.from_env().cache("churn") / "ingest").glob("*/manifest.json")).read_text())
+    assert manifest["step"] == "ingest" and manifest["files"]
