@@ -38,14 +38,15 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
+
+from private_stack import dag_run, parse_time, private_stack, stack_env, task_phases, wait_until_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GOAL = 1.3
-PORTS = {"AIRFLOW_PORT": "18080", "MLFLOW_PORT": "15000", "SERVING_PORT": "18000"}
 # What the stack's task workers preload (scripts/stack.py TASK_PRELOAD) and what the steps import.
 WARM_IMPORTS = ("pandas", "pyarrow.parquet", "sklearn.ensemble", "sklearn.metrics", "sklearn.calibration",
                 "mlflow.sklearn", "skops.io", "great_expectations", "dvc.repo", "matplotlib.pyplot", "httpx",
@@ -132,43 +133,6 @@ def make_table(case: Case, rows: int, seed: int = 0):
 
 
 # the stack ------------------------------------------------------------------------------------------------
-def stack(command: str, env: dict[str, str], log: Path) -> None:
-    with log.open("a") as out:
-        out.write(f"\n$ stack.py {command}\n")
-        out.flush()
-        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "stack.py"), command,
-                               *(["--no-train"] if command == "up" else [])],
-                              env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"stack.py {command} failed ({done.returncode}): see {log}")
-
-
-def wait_until_idle(api, timeout: float = 900) -> None:
-    """No DAG run queued or running anywhere on the stack."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = api.get("/dags/~/dagRuns?state=queued&state=running&limit=100").json()["dag_runs"]
-        if not runs:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the stack is still busy after {timeout:.0f}s: "
-                             + ", ".join(f"{r['dag_id']} {r['dag_run_id']}" for r in runs))
-        time.sleep(3)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def dag_run(api, dag_id: str, conf: dict) -> tuple[float, dict, list[dict]]:
-    """Trigger one run, follow it, and return its wall time, the run and its task instances."""
-    run_id = api.trigger(dag_id, conf)
-    run = api.wait([(dag_id, run_id)], progress=lambda *_: None)[dag_id]
-    wall = (parse_time(run["end_date"]) - parse_time(run["start_date"])).total_seconds()
-    instances = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-    return wall, run, instances
-
-
 # the reference --------------------------------------------------------------------------------------------
 class Reference:
     """The steps in this process against one scratch state folder with its own local MLflow store."""
@@ -216,23 +180,6 @@ class Reference:
 
 
 # the report -----------------------------------------------------------------------------------------------
-def task_phases(api, dag_id: str, run_id: str, instance: dict) -> tuple[datetime, datetime] | None:
-    """When the task's own code started and ended, from its log: after Airflow's "Pre Execute" group (the
-    task process has parsed the DAG file and built its context) up to its "Post Execute" group (pushing
-    the XCom and reporting the state follow)."""
-    path = (f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{instance['task_id']}/logs/{instance['try_number']}"
-            f"?full_content=true&map_index={instance['map_index']}")
-    try:
-        lines = [line for line in api.get(path).json()["content"] if isinstance(line, dict) and line.get("timestamp")]
-        events = [(str(line["event"]), parse_time(str(line["timestamp"]))) for line in lines]
-        pre = next(i for i, (event, _) in enumerate(events) if event == "::group::Pre Execute")
-        body_start = next(stamp for event, stamp in events[pre + 1:] if event == "::endgroup::")
-        body_end = next(stamp for event, stamp in events if event == "::group::Post Execute")
-        return body_start, body_end
-    except (StopIteration, KeyError, TypeError, ValueError):
-        return None
-
-
 def report_run(api, case: Case, name: str, cfg, timings: dict[str, float], wall: float, run: dict,
                instances: list[dict], ref_outcome: dict) -> dict:
     """Per step: the in-process compute beside the task instance, split into the wait before it started
@@ -310,10 +257,7 @@ def main() -> None:
     include, stack_state, ref_state = scratch / "include", scratch / "state", scratch / "reference"
     for folder in (include / "models", include / "expectations", scratch / "data"):
         folder.mkdir(parents=True)
-    # No scheduled runs on the private stack: a monitoring DAG whose start date lies in the past (the
-    # regression table's) would otherwise start at once and share the cores with the measured runs.
-    env = {**os.environ, "MLOPS_HOME": str(stack_state), "MLOPS_INCLUDE_DIR": str(include), **PORTS,
-           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+    env = stack_env(stack_state, include)
     os.environ["MLOPS_INCLUDE_DIR"] = str(include)  # load_model_config and the suites read it on each call
     log = scratch / "stack.log"
     print(f"scratch folder {scratch}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -325,75 +269,65 @@ def main() -> None:
             make_table(case, WARMUP_ROWS if case is WARMUP else args.rows).to_csv(files[case.name], index=False)
         print(f"generated 3 tables of {args.rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
 
-        started = time.perf_counter()
-        stack("up", env, log)
-        print(f"private stack up in {time.perf_counter() - started:.0f} s (Airflow on :{PORTS['AIRFLOW_PORT']}, "
-              f"log {log})", flush=True)
-        from pipelines.airflow_api import AirflowApi
         from pipelines.run_context import RunContext
 
-        api = AirflowApi(url=f"http://127.0.0.1:{PORTS['AIRFLOW_PORT']}", password="admin")
-        # A model of its own for each repeat, so every measured run is the same work: a first training,
-        # promoted and deployed (a second run on the same snapshot is rightly rejected by the gate).
-        models = [(WARMUP, WARMUP.name)] + [(case, f"{case.name}_{attempt}") for attempt in range(1, args.repeat + 1)
-                                            for case in CASES]
-        configs = {}
-        started = time.perf_counter()
-        for case, name in models:
-            cfg = configs[name] = init_model(case, name, files[case.name], env, include)
-            shutil.copytree(stack_state / "landing" / cfg.landing_name, ref_state / "landing" / cfg.landing_name)
-        print(f"mlops-loop init of {len(models)} models in {time.perf_counter() - started:.0f} s: "
-              + ", ".join(f"{configs[f'{c.name}_1'].task} ({configs[f'{c.name}_1'].split_method} split, "
-                          f"{len(configs[f'{c.name}_1'].features.inputs)} features)" for c in CASES), flush=True)
-        for _, name in models:
-            api.wait_for_dag(f"train_{name}")
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        with private_stack(env, log) as api:
+            # A model of its own for each repeat, so every measured run is the same work: a first training,
+            # promoted and deployed (a second run on the same snapshot is rightly rejected by the gate).
+            models = [(WARMUP, WARMUP.name)] + [(case, f"{case.name}_{attempt}")
+                                                for attempt in range(1, args.repeat + 1) for case in CASES]
+            configs = {}
+            started = time.perf_counter()
+            for case, name in models:
+                cfg = configs[name] = init_model(case, name, files[case.name], env, include)
+                shutil.copytree(stack_state / "landing" / cfg.landing_name, ref_state / "landing" / cfg.landing_name)
+            print(f"mlops-loop init of {len(models)} models in {time.perf_counter() - started:.0f} s: "
+                  + ", ".join(f"{configs[f'{c.name}_1'].task} ({configs[f'{c.name}_1'].split_method} split, "
+                              f"{len(configs[f'{c.name}_1'].features.inputs)} features)" for c in CASES), flush=True)
+            for _, name in models:
+                api.wait_for_dag(f"train_{name}")
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-        # Both sides start warm, as after `make up`: one untimed run of a small model on each warms the
-        # reference's imports and stores, and the stack's task workers (their forkserver imports the ML
-        # stack on its first task), MLflow server and prediction service (its first model load).
-        cfg = configs[WARMUP.name]
-        with Reference(ref_state) as reference:
-            reference.warm()
-            reference.run(cfg, RunContext(f"train_{WARMUP.name}", "reference", *interval_of(cfg), reason="warm-up"))
-        wait_until_idle(api)
-        wall, run, _ = dag_run(api, f"train_{WARMUP.name}", {
-            "data_interval_start": interval_of(cfg)[0].isoformat(),
-            "data_interval_end": interval_of(cfg)[1].isoformat(), "reason": "benchmark warm-up"})
-        print(f"warm-up: train_{WARMUP.name} ({WARMUP_ROWS:,} rows) {run['state']} in {wall:.1f} s, not measured",
-              flush=True)
-
-        results: dict[str, list[dict]] = {c.task: [] for c in CASES}
-        for case, name in models[1:]:
-            cfg = configs[name]
-            start, end = interval_of(cfg)
-            wait_until_idle(api)
+            # Both sides start warm, as after `make up`: one untimed run of a small model on each warms the
+            # reference's imports and stores, and the stack's task workers (their forkserver imports the ML
+            # stack on its first task), MLflow server and prediction service (its first model load).
+            cfg = configs[WARMUP.name]
             with Reference(ref_state) as reference:
-                timings, outcome = reference.run(cfg, RunContext(f"train_{name}", "reference", start, end,
-                                                                 reason="benchmark"))
+                reference.warm()
+                reference.run(cfg, RunContext(f"train_{WARMUP.name}", "reference", *interval_of(cfg), reason="warm-up"))
             wait_until_idle(api)
-            wall, run, instances = dag_run(api, f"train_{name}", {
-                "data_interval_start": start.isoformat(), "data_interval_end": end.isoformat(),
-                "reason": "benchmark: task types wall time"})
-            if run["state"] != "success":
-                raise SystemExit(f"train_{name} run failed: {run['tasks']} (logs under {stack_state})")
-            results[case.task].append(report_run(api, case, name, cfg, timings, wall, run, instances, outcome))
+            wall, run, _ = dag_run(api, f"train_{WARMUP.name}", {
+                "data_interval_start": interval_of(cfg)[0].isoformat(),
+                "data_interval_end": interval_of(cfg)[1].isoformat(), "reason": "benchmark warm-up"})
+            print(f"warm-up: train_{WARMUP.name} ({WARMUP_ROWS:,} rows) {run['state']} in {wall:.1f} s, not measured",
+                  flush=True)
 
-        print(f"\n{args.rows:,} rows, {args.repeat} run(s) per task type"
-              + (" (the median run's figures; min and max ratio)" if args.repeat > 1 else "") + ":")
-        for task, runs in results.items():
-            median = statistics.median_low(r["ratio"] for r in runs)
-            middle = next(r for r in runs if r["ratio"] == median)
-            spread = (f" (min {min(r['ratio'] for r in runs):.2f}, max {max(r['ratio'] for r in runs):.2f})"
-                      if len(runs) > 1 else "")
-            print(f"{task}: wall {middle['wall']:.1f} s / compute {middle['compute']:.1f} s = {median:.2f}{spread} "
-                  f"(goal <= {GOAL})")
+            results: dict[str, list[dict]] = {c.task: [] for c in CASES}
+            for case, name in models[1:]:
+                cfg = configs[name]
+                start, end = interval_of(cfg)
+                wait_until_idle(api)
+                with Reference(ref_state) as reference:
+                    timings, outcome = reference.run(cfg, RunContext(f"train_{name}", "reference", start, end,
+                                                                     reason="benchmark"))
+                wait_until_idle(api)
+                wall, run, instances = dag_run(api, f"train_{name}", {
+                    "data_interval_start": start.isoformat(), "data_interval_end": end.isoformat(),
+                    "reason": "benchmark: task types wall time"})
+                if run["state"] != "success":
+                    raise SystemExit(f"train_{name} run failed: {run['tasks']} (logs under {stack_state})")
+                results[case.task].append(report_run(api, case, name, cfg, timings, wall, run, instances, outcome))
+
+            print(f"\n{args.rows:,} rows, {args.repeat} run(s) per task type"
+                  + (" (the median run's figures; min and max ratio)" if args.repeat > 1 else "") + ":")
+            for task, runs in results.items():
+                median = statistics.median_low(r["ratio"] for r in runs)
+                middle = next(r for r in runs if r["ratio"] == median)
+                spread = (f" (min {min(r['ratio'] for r in runs):.2f}, max {max(r['ratio'] for r in runs):.2f})"
+                          if len(runs) > 1 else "")
+                print(f"{task}: wall {middle['wall']:.1f} s / compute {middle['compute']:.1f} s = {median:.2f}{spread} "
+                      f"(goal <= {GOAL})")
     finally:
-        print("bringing the private stack down...", flush=True)
-        try:
-            stack("down", env, log)
-        except SystemExit as exc:
-            print(exc)
         if args.keep:
             print(f"kept {scratch}")
         else:
