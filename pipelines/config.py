@@ -40,6 +40,8 @@ class FeedConfig(_Strict):
     columns: dict[str, ColumnType] = Field(description="Every column a landed file must have, with its type.")
     key: list[str] = Field(default_factory=list, description="Columns that identify one record; duplicates "
                            "are dropped on ingest. Empty: rows are kept as they are.")
+    max_duplicate_share: float = Field(0.1, ge=0, le=1, description="A batch where more rows than this share "
+                                       "repeat a key is refused (a file landed twice under two days' names).")
 
     @model_validator(mode="after")
     def _key_in_columns(self) -> FeedConfig:
@@ -116,6 +118,16 @@ class SplitConfig(_Strict):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5, description="Random split: share of validation rows.")
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5, description="Random split: share of holdout rows.")
     seed: int = Field(42, description="Random split: the same seed puts each example in the same part.")
+
+
+class ValidationConfig(_Strict):
+    """Checks of a batch beyond its expectation suite."""
+
+    min_volume_ratio: float | None = Field(
+        0.25, gt=0, le=1, description="With an event time: a batch whose rows per day fall below this share of "
+        "the median of the batches validated over the previous volume_lookback_days is refused (a feed cut "
+        "short); None: no check.")
+    volume_lookback_days: int = Field(28, ge=1)
 
 
 class SearchConfig(_Strict):
@@ -240,6 +252,7 @@ class ModelConfig(_Strict):
     features: FeaturesConfig
     expectation_suite: str | None = Field(None, description="Path to a Great Expectations suite, relative to "
                                           "include/; default: expectations/<name>.json.")
+    validation: ValidationConfig = ValidationConfig()
     split: SplitConfig = SplitConfig()
     search: SearchConfig = SearchConfig()
     gate: GatePolicy = GatePolicy()

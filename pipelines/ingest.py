@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipelines.config import ColumnType, FeedConfig, ModelConfig, StatePaths
@@ -40,27 +41,55 @@ def interval_key(start: date, end: date) -> str:
 
 
 def landed_files(landing_dir: Path, start: date, end: date) -> list[Path]:
-    """Files named ``YYYY-MM-DD.csv|parquet`` whose day lies in [start, end), oldest first."""
+    """Files named ``YYYY-MM-DD.csv|parquet`` whose day lies in [start, end), oldest first.
+
+    The landing contract: a file appears under its final name complete (written elsewhere, or under another
+    name such as ``.2013-04-08.csv.tmp``, then renamed), so a run sees a day's file whole or not at all.
+    Only regular files are read: a symbolic link is refused, never followed."""
     if not landing_dir.is_dir():
         return []
     picked = []
     for path in landing_dir.iterdir():
         match = _DAY_FILE.match(path.name)
         if match and start <= date.fromisoformat(match.group(1)) < end:
+            if path.is_symlink() or not path.is_file():
+                raise LandingFileError(f"{path}: not a regular file (a symbolic link or a folder): land the "
+                                       "file itself")
             picked.append(path)
     return sorted(picked)
+
+
+def read_csv_strictly(path: Path) -> pd.DataFrame:
+    """A CSV file whose every row has the header's fields, in UTF-8, with unique column names; else
+    LandingFileError says what is wrong and where (a line cut short, e.g. a file read while being written,
+    is refused rather than read with missing values)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(path)
+    except pa.ArrowInvalid as exc:
+        message = str(exc).removeprefix("CSV parse error: ")
+        if message.startswith("Empty CSV file"):
+            raise LandingFileError(f"{path}: file is empty") from exc
+        raise LandingFileError(f"{path}: not a well-formed CSV file ({message[:300]})") from exc
+    names = table.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise LandingFileError(f"{path}: columns {repeated} appear more than once in the header")
+    not_text = [field.name for field in table.schema if pa.types.is_binary(field.type)]
+    if not_text:
+        raise LandingFileError(f"{path}: columns {not_text} are not UTF-8 text (save the file as UTF-8)")
+    return table.to_pandas()
 
 
 def read_landed_file(path: Path, feed: FeedConfig) -> pd.DataFrame:
     """Read one landed file and cast it to the feed's schema, or raise LandingFileError naming the file."""
     try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, low_memory=False)
-    except pd.errors.EmptyDataError as exc:
-        raise LandingFileError(f"{path}: file is empty") from exc
-    except Exception as exc:  # pyarrow and the CSV parser raise many types; the user needs the file name
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_strictly(path)
+    except LandingFileError:
+        raise
+    except Exception as exc:  # pyarrow raises many types; the user needs the file name
         raise LandingFileError(f"{path}: unreadable {path.suffix[1:]} file ({exc})") from exc
     if frame.empty:
         raise LandingFileError(f"{path}: file has a header but no rows")
@@ -102,8 +131,17 @@ def ingest_feed(feed: FeedConfig, landing_dir: Path, start: date, end: date, des
         )
     frames = [read_landed_file(path, feed) for path in files]
     combined = pd.concat(frames, ignore_index=True)
-    deduplicated = (combined.drop_duplicates(subset=feed.key, keep="last") if feed.key else combined) \
-        .reset_index(drop=True)
+    if feed.key:
+        repeated = combined.duplicated(subset=feed.key, keep="last").to_numpy()
+        if repeated.mean() > feed.max_duplicate_share:
+            per_file = pd.Series(repeated).groupby(np.repeat([p.name for p in files], [len(f) for f in frames]))
+            worst = per_file.sum().sort_values(ascending=False).head(3)
+            raise LandingFileError(
+                f"feed {feed.name!r}: {int(repeated.sum()):,} of {len(combined):,} rows ({repeated.mean():.1%}) "
+                f"repeat a key {feed.key} in [{start}, {end}), more than max_duplicate_share "
+                f"{feed.max_duplicate_share:.0%}; most in " + ", ".join(f"{landing_dir / n} ({int(c):,})"
+                                                                        for n, c in worst.items() if c))
+    deduplicated = (combined[~repeated] if feed.key else combined).reset_index(drop=True)
     write_parquet_atomic(deduplicated, dest)
     return FeedBatch(feed=feed.name, path=dest, files=len(files), rows_read=len(combined), rows=len(deduplicated),
                      frame=deduplicated)

@@ -85,7 +85,14 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dic
 
     from pipelines.step_cache import StepInputs, code_digest, file_digest
     from pipelines.storage import replace_dir, write_text_atomic
-    from pipelines.validation import DataValidationError, load_suite_spec, render_report, validate_frame
+    from pipelines.validated_store import add_batch, usual_rows_per_day
+    from pipelines.validation import (
+        DataValidationError,
+        load_suite_spec,
+        render_report,
+        validate_frame,
+        with_batch_checks,
+    )
 
     incoming = _incoming(cfg, ctx, state)
     examples_path = incoming / "examples.parquet"
@@ -101,11 +108,9 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dic
     def compute(folder: Path) -> dict:
         examples = pd.read_parquet(examples_path)
         outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
-        target_problem = (f"target column {cfg.features.target!r} is missing" if cfg.features.target not in examples
-                          else cfg.task_type.target_problem(examples[cfg.features.target]))
-        if target_problem:
-            outcome = outcome.with_failure("target_fits_task", cfg.features.target,
-                                           f"does not fit task {cfg.task!r}: {target_problem}")
+        outcome = with_batch_checks(outcome, examples, cfg.task_type, (ctx.end - ctx.start).days, usual,
+                                    cfg.validation.min_volume_ratio,
+                                    f"over the {cfg.validation.volume_lookback_days} days before {ctx.start}")
         write_text_atomic(render_report(outcome, f"{cfg.name} batch {ctx.interval_key}"), folder / "report.html")
         write_text_atomic(json.dumps([asdict(o) for o in outcome.outcomes], default=str, indent=1),
                           folder / "report.json")
@@ -115,19 +120,23 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dic
             shutil.copy(report, incoming / "validation_report.html")
             target = replace_dir(incoming, state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}")
             log.error("batch %s quarantined at %s", ctx.interval_key, target)
-            raise DataValidationError(outcome, report)
+            raise DataValidationError(outcome, report, f"the batch of {ctx.start}..{ctx.end - timedelta(days=1)} "
+                                                       f"landed under {state.landing_root(cfg.landing_name)}")
         return {"evaluated": outcome.evaluated}
 
+    usual = usual_rows_per_day(_validated(cfg, state), ctx.start, cfg.validation.volume_lookback_days) \
+        if cfg.features.event_time and cfg.validation.min_volume_ratio else None
     inputs = StepInputs("validate", {
         "data": file_digest(examples_path), "suite": file_digest(cfg.expectation_suite_path),
+        "usual_volume": str(usual), "checks": _config(cfg.validation),
         "config": _config(cfg.task, cfg.features.target, cfg.features.classes, cfg.features.positive_class),
         "code": code_digest(validate, "pipelines.validation", "pipelines.task_types"),
     })
     cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
     report.parent.mkdir(parents=True, exist_ok=True)
     publish(cached.folder)
-    validated = replace_dir(incoming, _validated(cfg, state) / ctx.interval_key)
-    return {"examples": str(validated / "examples.parquet"), "report": str(report),
+    validated = add_batch(_validated(cfg, state), incoming, ctx.start, ctx.end, ctx.run_id)
+    return {"examples": str(validated.examples), "report": str(report),
             "evaluated": cached.result["evaluated"], "cache": _notes(ingested, cached)}
 
 
@@ -139,17 +148,12 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: di
     from pipelines.features import example_id_column
     from pipelines.step_cache import StepInputs, code_digest, files_digest
     from pipelines.storage import write_parquet_atomic
+    from pipelines.validated_store import window
     from pipelines.versioning import tag_revision, version_snapshot
 
     window_start = ctx.end - timedelta(days=cfg.split.training_window_days) if cfg.split.training_window_days \
         else date.min
-    # Batches are chosen by their data interval, the same calendar the landing zone uses, never by
-    # comparing event timestamps across time zones.
-    parts = []
-    for path in sorted(_validated(cfg, state).glob("*/examples.parquet")):
-        _start, _, batch_end = path.parent.name.partition("_")
-        if date.fromisoformat(batch_end) <= ctx.end and date.fromisoformat(batch_end) > window_start:
-            parts.append(path)
+    parts = [batch.examples for batch in window(_validated(cfg, state), window_start, ctx.end)]
     if not parts:
         raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")
     tag = f"{cfg.name}/{ctx.run_key}"
@@ -158,7 +162,8 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: di
         frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
         id_column = example_id_column(cfg.features, frame)
         # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
-        # each run): each example once, from the latest batch. Without an id, an example is its content.
+        # each run): each example once, from the latest validated batch. Without an id, an example is its
+        # content.
         frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
         order = [c for c in (cfg.features.event_time, id_column) if c]
         if order:
@@ -169,7 +174,7 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: di
             message=f"{cfg.name}: training snapshot up to {ctx.end} ({ctx.dag_id} {ctx.run_id})", tag=tag))
 
     inputs = StepInputs("version", {
-        "data": files_digest({p.parent.name: p for p in parts}),
+        "data": files_digest({f"{n:05d} {p.parent.name}": p for n, p in enumerate(parts)}),  # in their order
         "config": _config(cfg.split.training_window_days, cfg.features.event_time, cfg.features.example_id),
         "code": code_digest(snapshot, "pipelines.versioning", "pipelines.features"),
     })

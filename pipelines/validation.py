@@ -52,11 +52,12 @@ class ValidationOutcome:
 
 
 class DataValidationError(DataError):
-    def __init__(self, outcome: ValidationOutcome, report_path: Path | None = None):
+    def __init__(self, outcome: ValidationOutcome, report_path: Path | None = None, source: str = ""):
         self.outcome = outcome
         self.report_path = report_path
+        prefix = f"{source}: " if source else ""
         suffix = f"\nreport: {report_path}" if report_path else ""
-        super().__init__(outcome.failure_message() + suffix)
+        super().__init__(prefix + outcome.failure_message() + suffix)
 
 
 def load_suite_spec(path: Path) -> dict[str, Any]:
@@ -121,6 +122,24 @@ def validate_frame(frame: pd.DataFrame, suite_spec: dict[str, Any]) -> Validatio
     return ValidationOutcome(
         suite=suite_spec["name"], success=bool(result.success), evaluated=len(outcomes), outcomes=outcomes
     )
+
+
+def with_batch_checks(outcome: ValidationOutcome, examples: pd.DataFrame, task, days: int,
+                      usual_rows_per_day: float | None, min_volume_ratio: float | None,
+                      lookback: str = "") -> ValidationOutcome:
+    """The suite's outcome with the project's own checks of a batch: the target fits the model's task
+    type, and the batch's rows per day are not a collapse against the recent ``usual_rows_per_day``."""
+    target = task.features.target
+    problem = (f"target column {target!r} is missing" if target not in examples
+               else task.target_problem(examples[target]))
+    if problem:
+        outcome = outcome.with_failure("target_fits_task", target, f"does not fit task {task.name!r}: {problem}")
+    rows_per_day = len(examples) / max(1, days)
+    if usual_rows_per_day is not None and min_volume_ratio and rows_per_day < min_volume_ratio * usual_rows_per_day:
+        outcome = outcome.with_failure(
+            "row_volume", None, f"{rows_per_day:,.0f} rows per day, below {min_volume_ratio:.0%} of the "
+            f"{usual_rows_per_day:,.0f} per day of the batches validated {lookback} (a feed cut short?)")
+    return outcome
 
 
 def render_report(outcome: ValidationOutcome, title: str) -> str:

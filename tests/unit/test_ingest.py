@@ -25,7 +25,8 @@ def test_typed_deduplicated_partition_from_csv_and_parquet(tmp_path):
     land(tmp_path / "in", "2013-01-01", [ROW, {**ROW, "id": 2}])
     land(tmp_path / "in", "2013-01-02", [{**ROW, "value": 9.0}, {**ROW, "id": 3}], suffix="parquet")
     land(tmp_path / "in", "2013-01-05", [{**ROW, "id": 99}])  # outside the interval
-    batch = ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 3), tmp_path / "out.parquet")
+    feed = FEED.model_copy(update={"max_duplicate_share": 0.5})
+    batch = ingest_feed(feed, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 3), tmp_path / "out.parquet")
     assert (batch.files, batch.rows_read, batch.rows, batch.duplicates_dropped) == (2, 4, 3, 1)
     frame = pd.read_parquet(batch.path)
     assert sorted(frame["id"]) == [1, 2, 3]
@@ -82,3 +83,36 @@ def test_missing_key_value_is_named(tmp_path):
     land(tmp_path / "in", "2013-01-01", [ROW, {**ROW, "id": None}])
     with pytest.raises(LandingFileError, match=r"key columns \['id'\] have missing values"):
         ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "o.parquet")
+
+
+def test_rows_repeating_a_key_beyond_the_bound_are_refused_naming_the_files(tmp_path):
+    rows = [{**ROW, "id": n} for n in range(10)]
+    land(tmp_path / "in", "2013-01-01", rows)
+    land(tmp_path / "in", "2013-01-02", rows[:3])  # 3 of 13 rows repeat a key: 23% > 10%
+    with pytest.raises(LandingFileError, match=r"3 of 13 rows \(23.1%\) repeat a key \['id'\].*2013-01-01.csv \(3\)"):
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 3), tmp_path / "out.parquet")
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"id,value,kind,at\n1,1.5,a,2013-01-01T10:00:00Z\n2,2.5", "Expected 4 columns, got 2: 2,2.5"),
+    (b"id,value,kind,at\n1,1.5,a,2013-01-01T10:00:00Z,extra\n", "Expected 4 columns, got 5"),
+    ("id,value,kind,at\n1,1.5,caf\xe9,2013-01-01T10:00:00Z\n".encode("latin-1"), "['kind'] are not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "not a well-formed CSV file"),
+    (b"id,id,kind,at\n1,1,a,2013-01-01T10:00:00Z\n", "columns ['id'] appear more than once"),
+], ids=["last line cut", "too many fields", "latin-1", "not csv", "repeated column"])
+def test_malformed_csv_is_refused_not_read_with_gaps(tmp_path, content, problem):
+    path = tmp_path / "in" / "2013-01-01.csv"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    with pytest.raises(LandingFileError) as refused:
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet")
+    assert str(path) in str(refused.value) and problem in str(refused.value)
+    assert path.read_bytes() == content and not (tmp_path / "out.parquet").exists()
+
+
+def test_a_symbolic_link_in_the_landing_zone_is_refused_not_followed(tmp_path):
+    outside = land(tmp_path / "elsewhere", "2013-01-01", [ROW])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "2013-01-01.csv").symlink_to(outside)
+    with pytest.raises(LandingFileError, match="2013-01-01.csv: not a regular file"):
+        ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet")
