@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -68,35 +69,38 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench_soak_"))
-    env = {**os.environ, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
-           "MLOPS_SERVING_POLL_S": "3600"}
-    port = bench.free_port()
-    log = scratch / "server.log"
-    process = bench.start([sys.executable, "-m", "pipelines.serving", "--port", str(port)], env, log)
-    row = {"distance": 1400.0, "sched_dep_hour": 17.5, "sched_arr_hour": 20.0, "day_of_week": 4.0, "temp": 30.0,
-           "dewp": 20.0, "humid": 60.0, "wind_dir": 270.0, "wind_speed": 12.0, "precip": 0.0, "visib": 10.0,
-           "carrier": "UA", "origin": "EWR", "dest": "IAH"}
-    body = json.dumps({"dataframe_records": [row]}).encode()
     try:
-        bench.wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
-        statuses, ok_ids, latencies, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", body, args.rate,
-                                                                 args.minutes * 60))
-    finally:
-        bench.stop(process)  # SIGTERM: the service drains its prediction log before exiting
-    import sqlalchemy as sa
+        env = {**os.environ, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
+               "MLOPS_SERVING_POLL_S": "3600"}
+        port = bench.free_port()
+        log = scratch / "server.log"
+        process = bench.start([sys.executable, "-m", "pipelines.serving", "--port", str(port)], env, log)
+        row = {"distance": 1400.0, "sched_dep_hour": 17.5, "sched_arr_hour": 20.0, "day_of_week": 4.0, "temp": 30.0,
+               "dewp": 20.0, "humid": 60.0, "wind_dir": 270.0, "wind_speed": 12.0, "precip": 0.0, "visib": 10.0,
+               "carrier": "UA", "origin": "EWR", "dest": "IAH"}
+        body = json.dumps({"dataframe_records": [row]}).encode()
+        try:
+            bench.wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+            statuses, ok_ids, latencies, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", body, args.rate,
+                                                                     args.minutes * 60))
+        finally:
+            bench.stop(process)  # SIGTERM: the service drains its prediction log before exiting
+        import sqlalchemy as sa
 
-    engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
-    with engine.connect() as connection:
-        logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
-        logged_ids = {r[0] for r in connection.execute(sa.text("select request_id from prediction_log"))}
-    latencies.sort()
-    errors = sum(n for status, n in statuses.items() if status != 200)
-    achieved = sum(statuses.values()) / elapsed
-    print(f"soak: {sum(statuses.values()):,} requests, target {args.rate:.0f}/s, achieved {achieved:.0f}/s over "
-          f"{elapsed / 60:.1f} min | statuses "
-          f"{dict(statuses)} | errors {errors} | p50 {1000 * latencies[len(latencies) // 2]:.1f} ms "
-          f"p99 {1000 * latencies[int(len(latencies) * 0.99)]:.1f} ms | rows served {len(ok_ids):,}, "
-          f"rows logged {logged:,}, every served request logged: {ok_ids <= logged_ids}")
+        engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
+        with engine.connect() as connection:
+            logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
+            logged_ids = {r[0] for r in connection.execute(sa.text("select request_id from prediction_log"))}
+        latencies.sort()
+        errors = sum(n for status, n in statuses.items() if status != 200)
+        achieved = sum(statuses.values()) / elapsed
+        print(f"soak: {sum(statuses.values()):,} requests, target {args.rate:.0f}/s, achieved {achieved:.0f}/s over "
+              f"{elapsed / 60:.1f} min | statuses "
+              f"{dict(statuses)} | errors {errors} | p50 {1000 * latencies[len(latencies) // 2]:.1f} ms "
+              f"p99 {1000 * latencies[int(len(latencies) * 0.99)]:.1f} ms | rows served {len(ok_ids):,}, "
+              f"rows logged {logged:,}, every served request logged: {ok_ids <= logged_ids}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

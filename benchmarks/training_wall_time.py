@@ -17,6 +17,7 @@ ratio is the figure to quote.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from datetime import date, datetime
@@ -56,6 +57,7 @@ def reference_steps(tables) -> dict[str, float]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def dag_wall_seconds() -> tuple[float, dict]:

@@ -26,6 +26,13 @@ os.environ.pop("MLOPS_SERVING_URL", None)
 import pytest  # noqa: E402
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The test run's Airflow, MLflow and project state goes with it."""
+    import shutil
+
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def state_root() -> pathlib.Path:
     return pathlib.Path(os.environ["MLOPS_HOME"])
