@@ -38,14 +38,15 @@ def stack_env(state: Path, include: Path | None = None) -> dict[str, str]:
 @contextmanager
 def private_stack(env: dict[str, str], log: Path) -> Iterator:
     """Bring the stack up, yield its Airflow API client, and bring it down whatever happens."""
-    from pipelines.airflow_api import AirflowApi
+    from pipelines.airflow_api import AirflowApi, admin_password
 
     started = time.perf_counter()
     try:
         stack("up", env, log)
         print(f"private stack up in {time.perf_counter() - started:.0f} s (Airflow on :{PORTS['AIRFLOW_PORT']}, "
               f"log {log})", flush=True)
-        yield AirflowApi(url=f"http://127.0.0.1:{PORTS['AIRFLOW_PORT']}", password="admin")
+        yield AirflowApi(url=f"http://127.0.0.1:{PORTS['AIRFLOW_PORT']}",
+                         password=admin_password(Path(env["MLOPS_HOME"])))
     finally:
         print("bringing the private stack down...", flush=True)
         try:

@@ -1,7 +1,8 @@
 """A small client of Airflow's REST API (v2) for the command line: trigger a DAG run and follow it.
 
 ``make up``, ``make train`` and ``mlops-loop train`` use it against the stack's API server
-(``$AIRFLOW_PORT``, default 8080; user ``admin``, password ``$AIRFLOW_ADMIN_PASSWORD``).
+(``$AIRFLOW_PORT``, default 8080; user ``admin``, password ``$AIRFLOW_ADMIN_PASSWORD`` or the one the stack
+generated at its first start).
 """
 
 from __future__ import annotations
@@ -10,17 +11,37 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 FINISHED = ("success", "failed")
 
 
+def admin_password_file(state_root: Path | None = None) -> Path:
+    """Where the embedded stack keeps the Airflow admin password it generated (mode 0600)."""
+    from pipelines.config import StatePaths
+
+    return (state_root or StatePaths.from_env().root) / "airflow" / "admin_password"
+
+
+def admin_password(state_root: Path | None = None) -> str:
+    """``$AIRFLOW_ADMIN_PASSWORD``, else the password the stack generated at its first ``up``."""
+    if os.environ.get("AIRFLOW_ADMIN_PASSWORD"):
+        return os.environ["AIRFLOW_ADMIN_PASSWORD"]
+    path = admin_password_file(state_root)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise SystemExit(f"no Airflow admin password: set AIRFLOW_ADMIN_PASSWORD, or bring the stack up "
+                         f"(`make up` writes {path})") from None
+
+
 @dataclass
 class AirflowApi:
     url: str = field(default_factory=lambda: f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}")
     username: str = "admin"
-    password: str = field(default_factory=lambda: os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin"))
+    password: str = field(default_factory=lambda: admin_password())
     _token: str | None = None
 
     def headers(self) -> dict[str, str]:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import httpx
 
+from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("MLOPS_HOME", ROOT / ".state")).resolve()
 RUN = STATE / "run"
@@ -43,7 +45,7 @@ AIRFLOW_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
 MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
 SERVING_PORT = int(os.environ.get("SERVING_PORT", "8000"))
 MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")  # the default model: POST /invocations
-ADMIN_USER, ADMIN_PASSWORD = "admin", os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
+ADMIN_USER = "admin"
 FIRST_INTERVAL = ("2013-01-01", "2013-04-01")
 TOPOLOGIES = ("embedded", "production")
 PG_SERVER = os.environ.get("MLOPS_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432")
@@ -103,14 +105,26 @@ def production_env() -> dict[str, str]:
     }
 
 
+def ensure_secret(path: Path, length: int = 32) -> str:
+    """A random secret kept in ``path`` (mode 0600), made at the first call."""
+    from pipelines.storage import write_text_atomic
+
+    if not path.exists():
+        write_text_atomic(secrets.token_urlsafe(length), path)  # created 0600
+    return path.read_text().strip()
+
+
 def stack_env() -> dict[str, str]:
+    from pipelines.storage import write_text_atomic
+
     airflow_home = STATE / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
-    secret_file = airflow_home / "jwt_secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(32))
-    passwords = airflow_home / "simple_auth_manager_passwords.json"
-    passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    os.chmod(STATE, 0o700)
+    jwt_secret = ensure_secret(airflow_home / "jwt_secret")
+    if not os.environ.get("AIRFLOW_ADMIN_PASSWORD"):
+        ensure_secret(admin_password_file(STATE), 12)
+    passwords = write_text_atomic(json.dumps({ADMIN_USER: admin_password(STATE)}),
+                                  airflow_home / "simple_auth_manager_passwords.json")
     env = {
         "MLOPS_HOME": str(STATE),
         "AIRFLOW_HOME": str(airflow_home),
@@ -125,7 +139,7 @@ def stack_env() -> dict[str, str]:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{AIRFLOW_PORT}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{AIRFLOW_PORT}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -153,8 +167,8 @@ def stack_env() -> dict[str, str]:
         for local_only in ("AIRFLOW__SCHEDULER__MP_START_METHOD", "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"):
             env.pop(local_only)  # LocalExecutor settings; Celery workers fork their own task processes
     lines = [f"export {k}={json.dumps(v)}" for k, v in env.items()] + [f'export PATH="{VENV_BIN}:$PATH"']
-    (STATE / "env.sh").write_text("# source this file to use the airflow / mlflow CLIs on the stack\n"
-                                  + "\n".join(lines) + "\n")
+    write_text_atomic("# source this file to use the airflow / mlflow CLIs on the stack (it holds secrets: 0600)\n"
+                      + "\n".join(lines) + "\n", STATE / "env.sh")
     return {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
 
 
@@ -254,10 +268,8 @@ def models_with_data() -> list:
     return ready
 
 
-def airflow_api():
-    from pipelines.airflow_api import AirflowApi
-
-    return AirflowApi(url=f"http://127.0.0.1:{AIRFLOW_PORT}", password=ADMIN_PASSWORD)
+def airflow_api() -> AirflowApi:
+    return AirflowApi(url=f"http://127.0.0.1:{AIRFLOW_PORT}", password=admin_password(STATE))
 
 
 def train_all(configs: list) -> dict[str, dict]:
@@ -279,6 +291,9 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     if requested_topology and requested_topology != topology() and any(_pid(name) for name in components()):
         raise SystemExit(f"the stack in {STATE} is running as {topology()}: `make down` first")
     production = topology(requested_topology) == "production"
+    STATE.mkdir(parents=True, exist_ok=True)
+    password_file = admin_password_file(STATE)
+    first_login = not os.environ.get("AIRFLOW_ADMIN_PASSWORD") and not password_file.exists()
     env = stack_env()
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     print(f"state folder: {STATE} ({topology()} topology)")
@@ -304,11 +319,14 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
         if report_runs(train_all(models_with_data())):
             raise SystemExit("a training run failed: its task log says why (Airflow UI)")
     served = served_models()
+    login = ("$AIRFLOW_ADMIN_PASSWORD" if os.environ.get("AIRFLOW_ADMIN_PASSWORD")
+             else f"{admin_password(STATE)}   (generated at this first start, shown once; kept in {password_file})"
+             if first_login else f"the password in {password_file}")
     lines = "\n".join(f"  {name:<19} POST http://127.0.0.1:{SERVING_PORT}/models/{name}/invocations   version "
                       f"{health.get('version')} ({health.get('task')})" for name, health in served.items())
     print(f"""
 The stack is up (stop it with `make down`).
-  Airflow UI          http://127.0.0.1:{AIRFLOW_PORT}   login {ADMIN_USER} / {ADMIN_PASSWORD}
+  Airflow UI          http://127.0.0.1:{AIRFLOW_PORT}   login {ADMIN_USER} / {login}
   MLflow UI           http://127.0.0.1:{MLFLOW_PORT}
   Prediction service  POST http://127.0.0.1:{SERVING_PORT}/invocations ({MODEL})   (health: /health)
 {lines or "  (no model has a champion yet)"}
