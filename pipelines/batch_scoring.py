@@ -45,11 +45,11 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
 
     from pipelines.ingest import ingest_model_examples
     from pipelines.storage import fresh_temp_dir, write_parquet_atomic
-    from pipelines.tracking import configure_mlflow
+    from pipelines.tracking import configure_mlflow, load_sklearn_model
 
     configure_mlflow(state)
     version = mlflow.MlflowClient().get_model_version_by_alias(cfg.model_name, alias)
-    model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{version.version}")
+    model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
     key = f"{start.isoformat()}_{end.isoformat()}"
     scratch = fresh_temp_dir(state.root / "scoring" / cfg.name / key)
     try:

@@ -109,11 +109,11 @@ def monitoring_dir_for_hash(state: StatePaths, md5: str) -> Path:
 def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
     """The reference profile of a champion version, built once (evidently#506) and cached beside the
     monitoring state: per-column value counts of its training snapshot, and of its own scores on it."""
-    import mlflow
     import pandas as pd
 
     from pipelines.drift import ColumnProfile, ReferenceProfile, profile_reference, value_counts
     from pipelines.monitoring import PREDICTION, prediction_values
+    from pipelines.tracking import load_sklearn_model
     from pipelines.training import model_classes, model_inputs
 
     path = monitoring_dir(cfg, state) / "reference" / f"v{version.version}_{version.tags.get('data_hash')}.parquet"
@@ -121,7 +121,7 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
         return path
     snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
     profile = profile_reference(snapshot, cfg.features.numeric, cfg.features.categorical)
-    model = mlflow.sklearn.load_model(f"models:/{cfg.model_name}/{version.version}")
+    model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
     task = cfg.task_type
     scores = task.scores(task.output(model, model_inputs(snapshot, cfg.features)), model_classes(model))
     kind = task.prediction_kind

@@ -76,3 +76,41 @@ def log_sklearn_model(model, input_example, task, name: str = "model"):
         pyfunc_predict_fn=task.predict_method,
         metadata=task.model_metadata(model_classes(model)),
     )
+
+
+# What this project's models hold beyond what skops trusts by default (scikit-learn's estimators, numpy
+# arrays, builtins): the histogram gradient boosting's tree predictors and its validation helper, and numpy
+# dtypes. A model that needs any other type was not made by these pipelines and is refused, whatever its own
+# MLmodel file lists as trusted.
+TRUSTED_TYPES = (
+    "functools.partial",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+)
+
+
+class UntrustedModelError(ValueError):
+    """A model artifact that would need code this project does not trust to load."""
+
+
+def load_sklearn_model(model_uri: str):
+    """A scikit-learn model logged by ``log_sklearn_model``, loaded with the project's own trusted types.
+
+    ``mlflow.sklearn.load_model`` trusts the types the artifact's MLmodel file lists, so anyone who can write
+    a model version could make every loader run their code; and a pickled model runs any code it holds."""
+    import mlflow
+    import skops.io as sio
+    import yaml
+
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    flavor = (yaml.safe_load((folder / "MLmodel").read_text()).get("flavors") or {}).get("sklearn") or {}
+    if flavor.get("serialization_format") != "skops" or not flavor.get("pickled_model"):
+        raise UntrustedModelError(f"{model_uri}: not a skops-serialized scikit-learn model (serialization "
+                                  f"{flavor.get('serialization_format')!r}): a pickle runs any code it holds")
+    path = folder / flavor["pickled_model"]
+    untrusted = sorted(set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    if untrusted:
+        raise UntrustedModelError(f"{model_uri}: the model holds types this project does not trust: {untrusted} "
+                                  "(it was not made by these pipelines)")
+    return sio.load(path, trusted=list(TRUSTED_TYPES))

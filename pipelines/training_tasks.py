@@ -454,15 +454,15 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
 def _score_on_holdout(cfg: ModelConfig, ctx: RunContext, state: StatePaths, holdout, holdout_digest: str,
                       model_uri: str, threshold: float | None):
     """One model's output and report on the holdout (``output.npy``), computed once per model and holdout."""
-    import mlflow
     import numpy as np
 
     from pipelines.evaluation import evaluate_output
     from pipelines.step_cache import StepInputs, code_digest
+    from pipelines.tracking import load_sklearn_model
     from pipelines.training import model_classes, model_inputs
 
     def compute(folder: Path) -> dict:
-        model = mlflow.sklearn.load_model(model_uri)
+        model = load_sklearn_model(model_uri)
         classes = model_classes(model)
         output = cfg.task_type.output(model, model_inputs(holdout, cfg.features))
         np.save(folder / "output.npy", output)

@@ -76,9 +76,10 @@ def load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str
     import mlflow
 
     from pipelines.task_types import task_type_of_model
+    from pipelines.tracking import load_sklearn_model
     from pipelines.training import model_classes
 
-    model = mlflow.sklearn.load_model(uri)
+    model = load_sklearn_model(uri)
     info = mlflow.models.get_model_info(uri)
     if info.signature is None:
         raise ValueError(f"{uri} was logged without a signature: the service cannot check requests against it")

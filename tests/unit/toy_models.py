@@ -70,7 +70,7 @@ class ToyRegistry:
 
         model = DummyClassifier().fit([[0], [1]], [0, 1])
         with mlflow.start_run(experiment_id=self.experiment):
-            info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+            info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops")
         return LoggedModel(info.model_uri, model)
 
     def register(self, name: str, logged: LoggedModel, tags: dict[str, str] | None = None) -> str:
