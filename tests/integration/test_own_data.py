@@ -111,7 +111,8 @@ def test_each_task_type_trains_a_champion_that_one_service_serves_like_mlflow(dr
         for name, cfg in drafted.items():
             version = client.get_model_version_by_alias(name, "champion")
             assert version.tags["task"] == cfg.task and version.tags["split_method"] == cfg.split_method
-            examples = pd.read_parquet(sorted((state_root / "work" / name).glob("*/snapshot.parquet"))[-1]).head(300)
+            snapshots = sorted((state_root / "work" / name).glob("*/snapshot/snapshot.parquet"))
+            examples = pd.read_parquet(snapshots[-1]).head(300)
             rows = model_inputs(examples, cfg.features)  # the signature's types: numbers as floats
             records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
             answer = http.post(f"/models/{name}/invocations", json={"dataframe_records": records},

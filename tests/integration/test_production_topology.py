@@ -97,7 +97,7 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
     from pipelines.config import load_model_config
     from pipelines.training import model_inputs
 
-    holdout = sorted(Path(env["MLOPS_HOME"]).glob(f"work/{MODEL}/*/holdout.parquet"))[-1]
+    holdout = sorted(Path(env["MLOPS_HOME"]).glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
     rows = model_inputs(pd.read_parquet(holdout).head(3), load_model_config(MODEL).features)
     serving = f"http://127.0.0.1:{env['SERVING_PORT']}"
     assert httpx.get(f"{serving}/health", timeout=10).json()["version"] == "1"
