@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -74,32 +75,40 @@ def main() -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")}
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     scratch = Path(tempfile.mkdtemp(prefix="bench_many_models_"))
-    bodies = {model: json.dumps({"dataframe_records": bench.holdout_records(model, 1)}) for model in MODELS}
-    alone: dict[str, list[dict]] = {m: [] for m in MODELS}
-    together: dict[str, list[dict]] = {m: [] for m in MODELS}
-    rss_alone: dict[str, float] = {}
-    with Service(MODELS, scratch, env) as three:
-        for round_ in range(args.rounds):
-            for model in MODELS:
-                for one_model in (True, False) if round_ % 2 == 0 else (False, True):
-                    if one_model:
-                        with Service((model,), scratch, env) as one:
-                            alone[model].append(one.load(model, bodies[model], args.seconds))
-                            rss_alone[model] = one.rss_mib()
-                    else:
-                        together[model].append(three.load(model, bodies[model], args.seconds))
-        rss_three = three.rss_mib()
-    for model in MODELS:
-        one_qps, three_qps = median(r["qps"] for r in alone[model]), median(r["qps"] for r in together[model])
-        print(f"{model}: 1 model {one_qps:,.0f} req/s (p99 {max(r['p99'] for r in alone[model]):.1f} ms), "
-              f"3 models {three_qps:,.0f} req/s (p99 {max(r['p99'] for r in together[model]):.1f} ms): "
-              f"ratio {three_qps / one_qps:.2f} (goal >= 0.90; p99 goal <= 50 ms); errors "
-              f"{sum(r['errors'] for r in alone[model] + together[model])}; median of {args.rounds} rounds at c32",
-              flush=True)
-    one_rss = rss_alone[MODELS[0]]
-    print(f"RSS: 1 model ({MODELS[0]}) {one_rss:,.0f} MiB, 3 models {rss_three:,.0f} MiB: "
-          f"{(rss_three - one_rss) / (len(MODELS) - 1):,.0f} MiB per extra model (alone: "
-          + ", ".join(f"{m} {rss_alone[m]:,.0f} MiB" for m in MODELS) + f"); {bench.load_average()}")
+    try:
+        bodies = {model: json.dumps({"dataframe_records": bench.holdout_records(model, 1)}) for model in MODELS}
+        alone: dict[str, list[dict]] = {m: [] for m in MODELS}
+        together: dict[str, list[dict]] = {m: [] for m in MODELS}
+        rss_alone: dict[str, float] = {}
+        with Service(MODELS, scratch, env) as three:
+            for round_ in range(args.rounds):
+                for model in MODELS:
+                    for one_model in (True, False) if round_ % 2 == 0 else (False, True):
+                        if one_model:
+                            with Service((model,), scratch, env) as one:
+                                alone[model].append(one.load(model, bodies[model], args.seconds))
+                                rss_alone[model] = one.rss_mib()
+                        else:
+                            together[model].append(three.load(model, bodies[model], args.seconds))
+            rss_three = three.rss_mib()
+
+        def runs(results: list[dict]) -> str:
+            rounds = ", ".join(f"{r['qps']:,.0f}" for r in results)
+            return (f"{median(r['qps'] for r in results):,.0f} req/s ({rounds}; "
+                    f"p99 {max(r['p99'] for r in results):.1f} ms)")
+
+        for model in MODELS:
+            ratio = median(r["qps"] for r in together[model]) / median(r["qps"] for r in alone[model])
+            errors = sum(r["errors"] for r in alone[model] + together[model])
+            print(f"{model}: 1 model {runs(alone[model])}, 3 models {runs(together[model])}: ratio {ratio:.2f} "
+                  f"(goal >= 0.90; p99 goal <= 50 ms); errors {errors}; "
+                  f"median of {args.rounds} rounds at c32", flush=True)
+        one_rss = rss_alone[MODELS[0]]
+        print(f"RSS: 1 model ({MODELS[0]}) {one_rss:,.0f} MiB, 3 models {rss_three:,.0f} MiB: "
+              f"{(rss_three - one_rss) / (len(MODELS) - 1):,.0f} MiB per extra model (alone: "
+              + ", ".join(f"{m} {rss_alone[m]:,.0f} MiB" for m in MODELS) + f"); {bench.load_average()}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Needs the stack up (`make up`: a champion in the MLflow server) and `wrk` (Debia
 side in one run, single-row requests over loopback at concurrency 8 and 32, then 1,000-row requests:
   - `mlflow models serve` (1 worker, --env-manager local),
   - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON),
-  - the model called in-process, one row per call and 1,000 rows per call.
+  - the model called in-process, one row per call and 1,000 rows per call, on its default threads and on one
+    OpenMP thread (as the service's scoring thread runs it).
 Goals: >= 10x `mlflow models serve` at c32 (p99 <= 100 ms; p99 <= 50 ms at c8), and >= 100,000 rows/s in
 1,000-row requests through one worker.
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,11 +69,12 @@ def stop(process: subprocess.Popen) -> None:
 
 def wrk(url: str, body: str, connections: int, seconds: int) -> dict:
     """POST ``body`` to ``url`` from ``connections`` connections for ``seconds``: QPS, p50 and p99 (ms)."""
-    script = Path(tempfile.mkdtemp()) / "post.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = {json.dumps(body)}\n")
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory(prefix="bench_wrk_") as folder:
+        script = Path(folder) / "post.lua"
+        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                          f"wrk.body = {json.dumps(body)}\n")
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                              url], capture_output=True, text=True, check=True).stdout
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -92,7 +95,7 @@ def holdout_records(model: str, rows: int) -> list[dict]:
     from pipelines.config import StatePaths, load_model_config
     from pipelines.training import model_inputs
 
-    holdout = sorted(StatePaths.from_env().root.glob(f"work/{model}/*/holdout.parquet"))[-1]
+    holdout = sorted(StatePaths.from_env().root.glob(f"work/{model}/*/split/holdout.parquet"))[-1]
     frame = model_inputs(pd.read_parquet(holdout), load_model_config(model).features)
     return json.loads(frame.head(rows).to_json(orient="records"))
 
@@ -101,23 +104,25 @@ def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def in_process(rows: list[dict], batch: list[dict]) -> tuple[float, float]:
-    import mlflow
+def in_process(model, rows: list[dict], batch: list[dict], threads: int | None = None) -> tuple[float, float]:
+    """Single-row calls per second and rows per second in ``batch``-sized calls, with the model's OpenMP and
+    BLAS pools capped at ``threads`` (None: their defaults)."""
     import pandas as pd
+    from threadpoolctl import threadpool_limits
 
-    model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
     one, many = pd.DataFrame(rows[:1]), pd.DataFrame(batch)
-    for _ in range(5):
-        model.predict_proba(one)
-    started, n = time.perf_counter(), 0
-    while time.perf_counter() - started < 5:
-        model.predict_proba(one)
-        n += 1
-    single = n / (time.perf_counter() - started)
-    started, n = time.perf_counter(), 0
-    while time.perf_counter() - started < 5:
-        model.predict_proba(many)
-        n += 1
+    with threadpool_limits(limits=threads):
+        for _ in range(5):
+            model.predict_proba(one)
+        started, n = time.perf_counter(), 0
+        while time.perf_counter() - started < 5:
+            model.predict_proba(one)
+            n += 1
+        single = n / (time.perf_counter() - started)
+        started, n = time.perf_counter(), 0
+        while time.perf_counter() - started < 5:
+            model.predict_proba(many)
+            n += 1
     return single, n * len(batch) / (time.perf_counter() - started)
 
 
@@ -130,57 +135,70 @@ def main() -> None:
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     scratch = Path(tempfile.mkdtemp(prefix="bench_serving_"))
-    records = holdout_records(MODEL, 1000)
-    single = json.dumps({"dataframe_records": records[:1]})
-    thousand = json.dumps({"dataframe_records": records})
+    try:
+        records = holdout_records(MODEL, 1000)
+        single = json.dumps({"dataframe_records": records[:1]})
+        thousand = json.dumps({"dataframe_records": records})
 
-    servers = {
-        "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
-                                "--env-manager", "local", "-h", "127.0.0.1", "-w", "1", "-p"],
-        "ours, 1 worker": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "1", "--port"],
-        "ours, 2 workers": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "2", "--port"],
-    }
-    results: dict[str, dict] = {}
-    for name, command in servers.items():
-        port = free_port()
-        log = scratch / f"{name.replace(' ', '_').replace(',', '')}.log"
-        server_env = {**env, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
-                      "MLOPS_SERVING_POLL_S": "3600"}
-        process = start([*command, str(port)], server_env, log)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
-            url = f"http://127.0.0.1:{port}/invocations"
-            warm = wrk(url, single, 8, 3)
-            results[name] = {f"c{c}": wrk(url, single, c, args.seconds) for c in (8, 32)}
-            results[name]["warmup"] = warm
-            results[name]["batch1000"] = wrk(url, thousand, 4, args.seconds)
-        finally:
-            stop(process)
-        print(f"{name}: " + " | ".join(
-            f"{k}: {v['qps']:.0f} req/s p50 {v['p50']:.1f} ms p99 {v['p99']:.1f} ms errors {v['errors']}"
-            for k, v in results[name].items() if k != "warmup"), flush=True)
+        servers = {
+            "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+                                    "--env-manager", "local", "-h", "127.0.0.1", "-w", "1", "-p"],
+            "ours, 1 worker": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "1",
+                               "--port"],
+            "ours, 2 workers": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "2",
+                                "--port"],
+        }
+        results: dict[str, dict] = {}
+        for name, command in servers.items():
+            port = free_port()
+            log = scratch / f"{name.replace(' ', '_').replace(',', '')}.log"
+            server_env = {**env, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
+                          "MLOPS_SERVING_POLL_S": "3600"}
+            process = start([*command, str(port)], server_env, log)
+            try:
+                wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+                url = f"http://127.0.0.1:{port}/invocations"
+                warm = wrk(url, single, 8, 3)
+                results[name] = {f"c{c}": wrk(url, single, c, args.seconds) for c in (8, 32)}
+                results[name]["warmup"] = warm
+                results[name]["batch1000"] = wrk(url, thousand, 4, args.seconds)
+            finally:
+                stop(process)
+            print(f"{name}: " + " | ".join(
+                f"{k}: {v['qps']:.0f} req/s p50 {v['p50']:.1f} ms p99 {v['p99']:.1f} ms errors {v['errors']}"
+                for k, v in results[name].items() if k != "warmup"), flush=True)
 
-    single_rate, batch_rate = in_process(records, records)
-    base = results["mlflow models serve"]
-    print(f"in-process: {single_rate:.0f} single-row predictions/s, {batch_rate:,.0f} rows/s in 1,000-row calls")
-    for name in ("ours, 1 worker", "ours, 2 workers"):
-        ours = results[name]
-        print(f"{name} vs mlflow models serve: c8 {ours['c8']['qps'] / base['c8']['qps']:.1f}x QPS "
-              f"(p99 {ours['c8']['p99']:.0f} ms, goal <= 50), c32 {ours['c32']['qps'] / base['c32']['qps']:.1f}x QPS "
-              f"(goal >= 10x; p99 {ours['c32']['p99']:.0f} ms, goal <= 100), 1,000-row requests "
-              f"{ours['batch1000']['qps'] * 1000:,.0f} vs {base['batch1000']['qps'] * 1000:,.0f} rows/s")
-    rows_per_s = results["ours, 1 worker"]["batch1000"]["qps"] * 1000
-    print(f"1,000-row requests through 1 worker: {rows_per_s:,.0f} rows/s (goal >= 100,000), "
-          f"{rows_per_s / batch_rate:.0%} of the model called in-process ({batch_rate:,.0f} rows/s); {load_average()}")
-    import sqlalchemy as sa
+        import mlflow
 
-    engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
-    with engine.connect() as connection:
-        logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
-    served = sum(r["warmup"]["requests"] + r["c8"]["requests"] + r["c32"]["requests"]
-                 + 1000 * r["batch1000"]["requests"] for n, r in results.items() if n.startswith("ours"))
-    print(f"prediction log: {logged:,} rows written; wrk counted {served:,} rows answered by our services "
-          "(requests still in flight when wrk stops are served and logged but not counted)")
+        model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
+        single_rate, batch_rate = in_process(model, records, records)
+        single_capped, batch_capped = in_process(model, records, records, threads=1)
+        base = results["mlflow models serve"]
+        print(f"in-process: {single_rate:.0f} single-row predictions/s, {batch_rate:,.0f} rows/s in 1,000-row calls; "
+              f"on one OpenMP thread, as the service scores: {single_capped:.0f} and {batch_capped:,.0f} rows/s")
+        for name in ("ours, 1 worker", "ours, 2 workers"):
+            ours = results[name]
+            print(f"{name} vs mlflow models serve: c8 {ours['c8']['qps'] / base['c8']['qps']:.1f}x QPS "
+                  f"(p99 {ours['c8']['p99']:.0f} ms, goal <= 50), "
+                  f"c32 {ours['c32']['qps'] / base['c32']['qps']:.1f}x QPS "
+                  f"(goal >= 10x; p99 {ours['c32']['p99']:.0f} ms, goal <= 100), 1,000-row requests "
+                  f"{ours['batch1000']['qps'] * 1000:,.0f} vs {base['batch1000']['qps'] * 1000:,.0f} rows/s")
+        rows_per_s = results["ours, 1 worker"]["batch1000"]["qps"] * 1000
+        print(f"1,000-row requests through 1 worker: {rows_per_s:,.0f} rows/s (goal >= 100,000), "
+              f"{rows_per_s / batch_capped:.0%} of the model called in-process on one thread "
+              f"({batch_capped:,.0f} rows/s; "
+              f"{batch_rate:,.0f} on the default threads); {load_average()}")
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
+        with engine.connect() as connection:
+            logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
+        served = sum(r["warmup"]["requests"] + r["c8"]["requests"] + r["c32"]["requests"]
+                     + 1000 * r["batch1000"]["requests"] for n, r in results.items() if n.startswith("ours"))
+        print(f"prediction log: {logged:,} rows written; wrk counted {served:,} rows answered by our services "
+              "(requests still in flight when wrk stops are served and logged but not counted)")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """MLflow's scoring protocol: the request bodies ``mlflow models serve`` accepts, parsed into plain column
-lists (no DataFrame per request), checked against a model's signature, and turned into one DataFrame per
-micro-batch in the scoring thread."""
+lists (no DataFrame per request), checked against a model's signature and converted column by column into
+arrays, and turned into one DataFrame per micro-batch in the scoring thread."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,12 +27,12 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class Columns:
-    """One request's rows, column by column: plain lists, no DataFrame per request."""
+    """One request's rows, column by column, no DataFrame per request: as parsed, lists of the values sent;
+    conformed to a model, a float64 array per numeric column and an object array (text or None) per other."""
 
     names: list[str]
-    values: dict[str, list]
+    values: dict[str, Sequence]
     rows: int
-    numeric: tuple[str, ...] = ()  # set once conformed to the model: these hold floats
 
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -38,10 +41,14 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 def _from_records(records: Any, key: str) -> Columns:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise BadRequest(f"{key} must be a list of objects (one per row, keyed by column)")
-    names: dict[str, None] = {}
-    for record in records:
-        names.update(dict.fromkeys(record))
-    return Columns(list(names), {n: [r.get(n) for r in records] for n in names}, len(records))
+    names = list(records[0]) if records else []
+    if set(map(len, records)) == {len(names)}:
+        try:  # every record has the first one's columns (the usual case): one pass in C per column
+            return Columns(names, {n: list(map(itemgetter(n), records)) for n in names}, len(records))
+        except KeyError:
+            pass
+    names = list(dict.fromkeys(chain.from_iterable(records)))
+    return Columns(names, {n: [r.get(n) for r in records] for n in names}, len(records))
 
 
 def parse_columns(body: bytes, content_type: str) -> Columns:
@@ -91,6 +98,24 @@ def parse_columns(body: bytes, content_type: str) -> Columns:
     return _from_records(data, key)
 
 
+NUMBER_TYPES = frozenset({float, int, bool, type(None)})
+TEXT_TYPES = frozenset({str, type(None)})
+
+
+def _numeric_column(values: Sequence, column: str) -> np.ndarray:
+    """The column as floats, missing values as NaN; value by value only when it holds other than numbers."""
+    if set(map(type, values)) <= NUMBER_TYPES:
+        return np.array(values, dtype=np.float64)  # None becomes NaN
+    return np.array([_as_float(v, column) for v in values], dtype=np.float64)
+
+
+def _categorical_column(values: Sequence, column: str) -> np.ndarray:
+    """The column as text or None; value by value only when it holds other than text."""
+    if not set(map(type, values)) <= TEXT_TYPES:
+        values = [_as_category(v, column) for v in values]
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
 def _as_float(value: Any, column: str) -> float:
     if value is None:
         return float("nan")
@@ -129,7 +154,7 @@ def split_event_time(columns: Columns, column: str | None) -> tuple[Columns, lis
         # Stored in UTC: SQLite keeps a timestamp's wall time and drops its offset.
         times.append(stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC))
     names = [n for n in columns.names if n != column]
-    return Columns(names, {n: columns.values[n] for n in names}, columns.rows, columns.numeric), times
+    return Columns(names, {n: columns.values[n] for n in names}, columns.rows), times
 
 
 def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
@@ -142,22 +167,19 @@ def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
         raise BadRequest(f"unknown columns {unknown}; the model needs {list(model.columns)}")
     if columns.rows == 0:
         raise BadRequest("no rows to score")
-    values = {c: [_as_float(v, c) for v in columns.values[c]] for c in model.numeric}
-    values.update({c: [_as_category(v, c) for v in columns.values[c]] for c in model.categorical})
-    return Columns(list(model.columns), values, columns.rows, model.numeric)
+    values = {c: _numeric_column(columns.values[c], c) for c in model.numeric}
+    values.update({c: _categorical_column(columns.values[c], c) for c in model.categorical})
+    return Columns(list(model.columns), values, columns.rows)
 
 
 def columns_to_frame(batch: list[Columns]) -> pd.DataFrame:
-    """One DataFrame for a whole micro-batch (runs in the scoring thread)."""
+    """One DataFrame for a whole micro-batch of conformed requests (runs in the scoring thread)."""
     first = batch[0]
     if len(batch) == 1:
         merged = first.values
     else:
-        merged = {n: [v for part in batch for v in part.values[n]] for n in first.names}
-    return pd.DataFrame(
-        {n: np.asarray(merged[n], dtype=np.float64 if n in first.numeric else object) for n in first.names},
-        columns=first.names,
-    )
+        merged = {n: np.concatenate([part.values[n] for part in batch]) for n in first.names}
+    return pd.DataFrame(merged, columns=first.names)
 
 
 def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:

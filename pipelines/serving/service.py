@@ -99,7 +99,7 @@ class PredictionService:
         output = await self.batcher.predict(model.model, columns, columns.rows, model.task.predict_method)
         if self.prediction_log is not None:
             self.prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
-                                                   columns.values, model.task.scores(output, model.classes).tolist(),
+                                                   columns.values, model.task.scores(output, model.classes),
                                                    event_times))
         self.metrics.of(model.name).rows.inc(columns.rows)
         return output

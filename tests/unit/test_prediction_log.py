@@ -1,5 +1,7 @@
 import threading
 
+import numpy as np
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -7,8 +9,9 @@ from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog, ServedB
 
 
 def batch(request_id: str, rows: int) -> ServedBatch:
-    return ServedBatch(request_id, now(), "m", "3", "champion", [{"x": float(i), "c": "a"} for i in range(rows)],
-                       [i / rows for i in range(rows)])
+    return ServedBatch(request_id, now(), "m", "3", "champion",
+                       {"x": np.arange(rows, dtype=np.float64), "c": np.array(["a"] * rows, dtype=object)},
+                       np.arange(rows) / rows)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,3 +82,36 @@ def test_a_log_from_an_earlier_release_gains_the_new_columns(tmp_path):
     with log.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one() == 2
     assert "event_time" in {c["name"] for c in sa.inspect(log.engine).get_columns("prediction_log")}
+
+
+def test_each_row_is_logged_with_its_own_features_and_prediction(log_url):
+    log = PredictionLog(log_url, flush_seconds=0.05)
+    log.submit(ServedBatch("a", now(), "m", "1", "champion",
+                           {"x": np.array([1.5, np.nan]), "c": np.array(['say "hi", 100%', None], dtype=object)},
+                           np.array([0.1, 0.2])))
+    log.submit(ServedBatch("b", now(), "other", "2", "champion", {"y": np.array([3.0])}, np.array([7.0])))
+    log.submit(ServedBatch("c", now(), "m", "1", "shadow", {"x": np.array([2.0]), "c": np.array(["a"], dtype=object)},
+                           np.array([0.3])))
+    log.close()
+    with log.engine.connect() as connection:
+        rows = connection.execute(sa.select(PREDICTIONS).order_by(PREDICTIONS.c.id)).all()
+    logged = [(r.request_id, r.row_index, r.model_name, r.route, orjson.loads(r.features), r.prediction) for r in rows]
+    assert logged == [
+        ("a", 0, "m", "champion", {"x": 1.5, "c": 'say "hi", 100%'}, 0.1),
+        ("a", 1, "m", "champion", {"x": None, "c": None}, 0.2),
+        ("b", 0, "other", "champion", {"y": 3.0}, 7.0),
+        ("c", 0, "m", "shadow", {"x": 2.0, "c": "a"}, 0.3),
+    ]
+    log.engine.dispose()
+
+
+def test_a_large_batch_is_written_row_for_row(log_url):
+    log = PredictionLog(log_url, flush_seconds=0.01)
+    log.submit(batch("big", 250))  # more rows than one INSERT takes
+    log.close()
+    with log.engine.connect() as connection:
+        rows = connection.execute(sa.select(PREDICTIONS.c.row_index, PREDICTIONS.c.features,
+                                            PREDICTIONS.c.prediction).order_by(PREDICTIONS.c.id)).all()
+    assert [(r.row_index, orjson.loads(r.features)["x"], r.prediction) for r in rows] == \
+        [(i, float(i), i / 250) for i in range(250)]
+    log.engine.dispose()

@@ -52,3 +52,16 @@ def test_bad_columns_are_named(frame, message):
 def test_nan_tokens_as_mlflow_clients_send_them():
     frame = parse_frame(b'{"dataframe_split": {"columns": ["x", "c"], "data": [[NaN, "a"]]}}', "application/json")
     assert frame["x"].isna().all()
+
+
+def test_records_with_missing_keys_and_values_to_convert():
+    records = [{"x": "2.5", "c": 3}, {"c": "b", "x": True}, {"c": None}]
+    frame = conform(parse_frame(orjson.dumps({"dataframe_records": records}), "application/json"), MODEL)
+    assert frame["x"].tolist()[:2] == [2.5, 1.0] and pd.isna(frame["x"][2])
+    assert frame["c"].tolist() == ["3", "b", None]
+
+
+def test_records_with_the_same_number_of_different_keys():
+    records = [{"x": 1.0, "c": "a"}, {"x": 2.0, "q": "b"}]
+    with pytest.raises(BadRequest, match=r"unknown columns \['q'\]"):
+        conform(parse_frame(orjson.dumps({"dataframe_records": records}), "application/json"), MODEL)
