@@ -8,3 +8,8 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --extra production --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev --extra production
+# Every component runs as an unprivileged user; the named volumes take the ownership of these folders.
+RUN useradd --uid 50000 --create-home mlops \
+    && mkdir -p /var/lib/mlops /var/lib/mlflow /opt/airflow/logs /opt/airflow/secrets \
+    && chown -R mlops /var/lib/mlops /var/lib/mlflow /opt/airflow
+USER mlops

@@ -50,6 +50,12 @@ def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -
     return answer
 
 
+def admin_headers() -> dict[str, str]:
+    """The prediction service's admin token (``$MLOPS_SERVING_ADMIN_TOKEN``), as /admin/* requires it."""
+    token = os.environ.get("MLOPS_SERVING_ADMIN_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def serves(answer: dict, wanted: dict[str, str | None]) -> bool:
     """Does one worker's /admin/reload answer show the wanted champion (and challenger, unless it runs none)?"""
     if str(answer.get("version")) != str(wanted["version"]):
@@ -72,7 +78,8 @@ def wait_until_served(cfg: ModelConfig, url: str, wanted: dict[str, str | None])
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.post(f"{url}/admin/reload", params={"model": cfg.model_name}, timeout=30)
+            response = httpx.post(f"{url}/admin/reload", params={"model": cfg.model_name}, timeout=30,
+                                  headers=admin_headers())
             last = response.json() if response.headers.get("content-type", "").startswith("application/json") \
                 else response.text
             if response.status_code == 200 and isinstance(last, dict) and serves(last, wanted):

@@ -100,6 +100,8 @@ def production_env() -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url("airflow").replace("+psycopg2", "", 1),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+        # A restarted scheduler adopts the tasks its predecessor queued after 30 s, not Airflow's 5 min.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "MLOPS_PREDICTION_LOG_URL": pg_url("monitoring"),
         "MLOPS_MONITORING_DB_URL": pg_url("monitoring"),
     }
@@ -121,6 +123,7 @@ def stack_env() -> dict[str, str]:
     airflow_home.mkdir(parents=True, exist_ok=True)
     os.chmod(STATE, 0o700)
     jwt_secret = ensure_secret(airflow_home / "jwt_secret")
+    serving_admin_token = ensure_secret(STATE / "serving_admin_token")
     if not os.environ.get("AIRFLOW_ADMIN_PASSWORD"):
         ensure_secret(admin_password_file(STATE), 12)
     passwords = write_text_atomic(json.dumps({ADMIN_USER: admin_password(STATE)}),
@@ -160,6 +163,7 @@ def stack_env() -> dict[str, str]:
         "MLOPS_SERVING_URL": f"http://127.0.0.1:{SERVING_PORT}",
         "MLOPS_SERVING_MODEL": MODEL,
         "MLOPS_SERVING_POLL_S": "15",
+        "MLOPS_SERVING_ADMIN_TOKEN": serving_admin_token,  # the service's /admin/*; deploy tasks send it
         "PYTHONDONTWRITEBYTECODE": "",
     }
     if topology() == "production":

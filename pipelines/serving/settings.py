@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipelines.registry import CHAMPION
@@ -43,6 +43,10 @@ class ServingSettings(BaseSettings):
                          description="Worker processes: each answers /admin/reload with it.")
     model_threads: int = Field(1, ge=1, validation_alias="MLOPS_SERVING_MODEL_THREADS",
                                description="OpenMP and BLAS threads of the scoring thread.")
+    admin_token: SecretStr | None = Field(
+        None, validation_alias="MLOPS_SERVING_ADMIN_TOKEN",
+        description="The bearer token /admin/* requires (the deploy task sends it); unset: /admin/* is refused "
+                    "and the service follows its aliases by polling only.")
     event_time: str | None = Field(
         None, validation_alias="MLOPS_SERVING_EVENT_TIME_COLUMN",
         description="The default model's event-time column (logged, never scored); empty: none. Unset: the "

@@ -39,9 +39,10 @@ def _reachable(address: str) -> bool:
         return False
 
 
-@pytest.fixture()
-def production_env(tmp_path):
+@pytest.fixture(scope="module")
+def production_env(tmp_path_factory):
     """A stack environment of its own: throw-away databases, a Redis database, free ports, a temp state."""
+    tmp_path = tmp_path_factory.mktemp("production")
     pg_address = PG_SERVER.rsplit("@", 1)[-1]
     if not (_reachable(pg_address) and _reachable(REDIS)):
         pytest.skip(f"needs PostgreSQL at {pg_address} and Redis at {REDIS}")
@@ -72,11 +73,17 @@ def _scalar(database_url: str, query: str, **params):
         engine.dispose()
 
 
-def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served(production_env):
-    env = production_env
-    up = subprocess.run([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=env, cwd=ROOT,
-                        capture_output=True, text=True, timeout=1200)
+@pytest.fixture(scope="module")
+def production_stack(production_env):
+    """The stack up on the production topology, its first training run done; ``make up``'s output."""
+    up = subprocess.run([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=production_env,
+                        cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    return production_env, up
+
+
+def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served(production_stack):
+    env, up = production_stack
     assert "(production topology)" in up.stdout
     tasks = next(line for line in up.stdout.splitlines() if line.strip().startswith(f"train_{MODEL} tasks:"))
     assert "register=success" in tasks and "deploy=success" in tasks, tasks
@@ -111,3 +118,51 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
                          r="production-topology") or 0
         time.sleep(0.5)
     assert logged == 3
+
+
+def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(production_stack):
+    """Faults while a training run is in flight: the process of one candidate's task is killed (as the OOM
+    killer would), then the scheduler is killed and started again. The run finishes, the killed task
+    succeeds on its retry, nothing is left half-written, and the registry gains no duplicate version."""
+    import mlflow
+
+    from pipelines.airflow_api import AirflowApi, admin_password
+
+    env, _ = production_stack
+    state = Path(env["MLOPS_HOME"])
+    api = AirflowApi(url=f"http://127.0.0.1:{env['AIRFLOW_PORT']}", password=admin_password(state))
+    registry = mlflow.MlflowClient(f"http://127.0.0.1:{env['MLFLOW_PORT']}")
+    versions = len(registry.search_model_versions(f"name = '{MODEL}'"))
+    dag_id = f"train_{MODEL}"
+    run_id = api.trigger(dag_id, {"data_interval_start": "2013-01-01", "data_interval_end": "2013-04-01",
+                                  "force": True, "reason": "fault drill"})
+
+    def running_train() -> dict | None:
+        instances = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        return next((t for t in instances if t["task_id"] == "train" and t["map_index"] == 0
+                     and t["state"] == "running"), None)
+
+    deadline, task = time.monotonic() + 300, None
+    while task is None and time.monotonic() < deadline:
+        task = running_train()
+        time.sleep(0.5)
+    assert task is not None, api.task_states(dag_id, run_id)
+    time.sleep(2)  # mid-way through fitting
+    killed = subprocess.run(["pkill", "-KILL", "-f", f"airflow worker -- {task['id']}"], capture_output=True)
+    assert killed.returncode == 0, "the task's process was not found"
+
+    scheduler = int((state / "run" / "airflow-scheduler.pid").read_text())
+    os.kill(scheduler, 9)
+    restarted = subprocess.run([sys.executable, "scripts/stack.py", "up", "--no-train"], env=env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+    assert restarted.returncode == 0 and "airflow-scheduler: started" in restarted.stdout, restarted.stdout[-2000:]
+
+    run = api.wait([(dag_id, run_id)], timeout=900, progress=lambda *_: None)[dag_id]
+    assert run["state"] == "success", run["tasks"]
+    retried = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train/0").json()
+    assert retried["state"] == "success" and retried["try_number"] == 2
+    # The candidate was trained on the champion's own snapshot: the gate keeps the champion.
+    assert run["tasks"]["register"] == "skipped"
+    assert len(registry.search_model_versions(f"name = '{MODEL}'")) == versions
+    half_written = [p for folder in ("curated", "work", "cache") for p in (state / folder).rglob(".*.tmp")]
+    assert not half_written, half_written

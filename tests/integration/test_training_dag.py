@@ -7,6 +7,8 @@ from datetime import date
 import httpx
 import pytest
 
+from pipelines.deployment import admin_headers
+
 pytestmark = pytest.mark.integration
 
 MODEL = "flights_delay"
@@ -112,7 +114,8 @@ def test_rollback_dag_restores_previous_and_the_service_follows(dagbag, airflow_
     v2 = mlflow.register_model(v1.source if v1.source.startswith("models:/m-") else f"models:/{MODEL}/{v1.version}",
                                MODEL, tags={"airflow_run_id": "manual-copy"})
     promote_version(client, MODEL, str(v2.version))
-    assert httpx.post(f"{prediction_service}/admin/reload").json()["version"] == str(v2.version)
+    reloaded = httpx.post(f"{prediction_service}/admin/reload", headers=admin_headers()).json()
+    assert reloaded["version"] == str(v2.version)
 
     run = dagbag.dags[f"rollback_{MODEL}"].test(run_conf={"reason": "integration test rollback"})
     assert run.state == "success", _states(run)

@@ -21,6 +21,7 @@ from toy_models import FEATURES as CLF_FEATURES
 from toy_models import LoggedModel
 
 from pipelines.config import FeaturesConfig
+from pipelines.deployment import admin_headers
 from pipelines.training import model_inputs
 
 REG_FEATURES = FeaturesConfig(numeric=["size", "age"], categorical=["zone"], target="y")
@@ -82,7 +83,7 @@ def service(tmp_path, **options) -> TestClient:
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
     options = {"models": ["reg"], "configured_models": False, "poll_seconds": 0, **options}
-    return TestClient(create_app("clf", prediction_log=log, **options))
+    return TestClient(create_app("clf", prediction_log=log, **options), headers=admin_headers())
 
 
 def clf_expected(models, rows) -> np.ndarray:
@@ -229,7 +230,7 @@ def test_swapping_one_models_champion_under_load_leaves_the_other_untouched(mode
         client.start()
     time.sleep(1.0)
     promote_version(models.client, "clf", models.clf_versions[1])
-    swapped = httpx.post(f"{url}/admin/reload", params={"model": "clf"}, timeout=60).json()
+    swapped = httpx.post(f"{url}/admin/reload", params={"model": "clf"}, timeout=60, headers=admin_headers()).json()
     time.sleep(1.0)
     stop.set()
     for client in clients:

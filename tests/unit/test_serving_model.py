@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from toy_models import WITH_NOISE as FEATURES
 from toy_models import ToyRegistry, toy_frame
 
+from pipelines.deployment import admin_headers
 from pipelines.training import model_inputs
 
 
@@ -23,7 +24,7 @@ def _client(tmp_path, monkeypatch, **app_options) -> TestClient:
     registry = ToyRegistry(tmp_path)
     logged = registry.log(seed=1, noise=True, rows=500, features=FEATURES)
     promote_version(registry.client, "toy", registry.register("toy", logged, {"data_hash": "h" * 32}))
-    test_client = TestClient(create_app("toy", poll_seconds=0, **app_options))
+    test_client = TestClient(create_app("toy", poll_seconds=0, **app_options), headers=admin_headers())
     test_client.model = logged.model
     return test_client
 
@@ -122,3 +123,17 @@ def test_typed_predict_endpoint_and_its_openapi_schema(service):
     fields = {d["field"] for d in bad.json()["detail"]}
     assert {"rows.0.signal", "rows.0.extra"} <= fields
     assert service.post("/predict", json={"rows": []}).status_code == 422
+
+
+def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
+    from pipelines.serving.app import create_app
+
+    anonymous = service.post("/admin/reload", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert service.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert service.post("/admin/reload").status_code == 200  # the client sends the configured token
+    headers = admin_headers()
+    monkeypatch.delenv("MLOPS_SERVING_ADMIN_TOKEN")
+    with TestClient(create_app("toy", poll_seconds=0, log_predictions=False), headers=headers) as off:
+        refused = off.post("/admin/reload")
+    assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["detail"]

@@ -6,6 +6,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from pipelines.deployment import admin_headers
+
 ROW = {"signal": 0.8, "group": "a"}
 
 
@@ -31,7 +33,7 @@ def app(tmp_path, **options):
     from pipelines.serving.prediction_log import PredictionLog
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
-    return TestClient(create_app("cc", poll_seconds=0, prediction_log=log, **options))
+    return TestClient(create_app("cc", poll_seconds=0, prediction_log=log, **options), headers=admin_headers())
 
 
 def test_shadow_is_scored_and_logged_but_never_returned(registry):

@@ -7,6 +7,8 @@ import time
 import httpx
 import uvicorn
 
+from pipelines.deployment import admin_headers
+
 
 def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
     from pipelines.registry import promote_version
@@ -46,7 +48,7 @@ def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
         worker.start()
     time.sleep(1.0)
     promote_version(client, "swap", versions[1])
-    assert httpx.post(f"{url}/admin/reload", timeout=60).json()["version"] == versions[1]
+    assert httpx.post(f"{url}/admin/reload", timeout=60, headers=admin_headers()).json()["version"] == versions[1]
     time.sleep(1.0)
     stop.set()
     for worker in workers:

@@ -1,16 +1,31 @@
-"""``POST /admin/reload``: follow the registry's aliases now (the deploy task calls it; a poll does it too)."""
+"""``POST /admin/reload``: follow the registry's aliases now (the deploy task calls it; a poll does it too).
+
+Every ``/admin`` route needs ``Authorization: Bearer <MLOPS_SERVING_ADMIN_TOKEN>``; without a configured token
+they are refused."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from pipelines.serving.errors import error_response, unknown_model
 from pipelines.serving.service import PredictionService
 
-router = APIRouter(tags=["admin"])
+
+def require_admin_token(request: Request) -> None:
+    token = request.app.state.service.settings.admin_token
+    if token is None:
+        raise HTTPException(403, "admin endpoints are off: set MLOPS_SERVING_ADMIN_TOKEN to use them")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(401, "a valid admin token is required (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_token)])
 
 
 @router.post("/admin/reload", summary="Load the versions the aliases name, for one model or all")
