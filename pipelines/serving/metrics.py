@@ -48,8 +48,9 @@ class ServiceMetrics:
                   registry=self.registry).set_function(lambda: prediction_log.backlog)
             Gauge("prediction_log_rows_written", "Rows written to the prediction log",
                   registry=self.registry).set_function(lambda: prediction_log.rows_written)
-            Gauge("prediction_log_rows_failed", "Rows the prediction log could not write (not transient)",
-                  registry=self.registry).set_function(lambda: prediction_log.rows_failed)
+            Gauge("prediction_log_rows_set_aside", "Rows the prediction log could not write, kept in its "
+                  "set-aside file with the reason", registry=self.registry
+                  ).set_function(lambda: prediction_log.rows_set_aside)
 
     def version_served(self, model) -> None:
         """``model`` (a LoadedModel) is the version served."""

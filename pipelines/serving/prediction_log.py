@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, groupby, islice, repeat
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -69,9 +70,22 @@ def default_url() -> str:
     return database_url("MLOPS_PREDICTION_LOG_URL", "serving", "predictions.db")
 
 
+def default_set_aside() -> Path:
+    from pipelines.config import StatePaths
+
+    return StatePaths.from_env().root / "serving" / "prediction_log_set_aside.jsonl"
+
+
 class PredictionLog:
-    def __init__(self, url: str | None = None, max_batch_rows: int = 5000, flush_seconds: float = 0.2):
+    """Rows served -> the ``prediction_log`` table. A request whose rows cannot be encoded or stored (a
+    string the JSON encoder refuses, a value the database rejects) is set aside with its reason in an
+    append-only JSON-lines file (``set_aside``), never the requests written with it, and the writer keeps
+    going: rows served = rows written + rows set aside + backlog."""
+
+    def __init__(self, url: str | None = None, max_batch_rows: int = 5000, flush_seconds: float = 0.2,
+                 set_aside: Path | None = None):
         self.url = url or default_url()
+        self.set_aside_path = set_aside or default_set_aside()
         self.engine = sa.create_engine(self.url, future=True)
         if self.engine.dialect.name == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
@@ -92,7 +106,7 @@ class PredictionLog:
         self._pending_rows = 0
         self._lock = threading.Lock()
         self.rows_written = 0
-        self.rows_failed = 0
+        self.rows_set_aside = 0
         self.write_errors = 0
         self._writer = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._writer.start()
@@ -128,7 +142,18 @@ class PredictionLog:
                 batches.append(item)
                 rows += len(item.predictions)
             if batches:
-                self._write(batches, rows)
+                try:
+                    self._write(batches)
+                except Exception as exc:  # the writer never dies on its rows
+                    log.exception("prediction log: %d rows could not be written", rows)
+                    self._set_aside(batches, f"{type(exc).__name__}: {exc}")
+
+    @property
+    def state(self) -> dict:
+        """What /health says of the log."""
+        return {"writer": "running" if self._writer.is_alive() else "stopped", "backlog_rows": self.backlog,
+                "rows_written": self.rows_written, "rows_set_aside": self.rows_set_aside,
+                "set_aside_file": str(self.set_aside_path)}
 
     def _records(self, batches: list[ServedBatch]) -> list[tuple] | list[dict]:
         """One parameter set per row for the driver, its values bound as SQLAlchemy binds them (a SQLite
@@ -158,30 +183,59 @@ class PredictionLog:
         if whole < len(records):
             connection.exec_driver_sql(self._insert_sql, records[whole:])
 
-    def _write(self, batches: list[ServedBatch], rows: int) -> None:
-        records = self._records(batches)
-        attempt, written = 0, False
+    def _write(self, batches: list[ServedBatch]) -> None:
+        """Write the batches together; when they cannot be (not for a transient reason), each request alone,
+        so that only the request at fault is set aside."""
+        try:
+            records = self._records(batches)
+        except Exception as exc:  # e.g. a lone surrogate in a text value: orjson refuses to encode it
+            if len(batches) == 1:
+                return self._set_aside(batches, f"cannot encode: {type(exc).__name__}: {exc}")
+            for batch in batches:
+                self._write([batch])
+            return
+        rows = len(records)
+        attempt = 0
         while True:  # never drop rows: a failing database grows the backlog, which /metrics shows
             attempt += 1
             try:
                 with self.engine.begin() as connection:
                     self._insert(connection, records)
-                written = True
                 break
             except (sa.exc.OperationalError, sa.exc.InterfaceError):  # a locked SQLite file, a database restart
                 self.write_errors += 1
                 log.exception("prediction log write of %d rows failed (attempt %d), retrying", rows, attempt)
                 time.sleep(min(5.0, 0.2 * attempt))
-            except sa.exc.DBAPIError:  # not transient: retrying would wedge the writer; count it and say so
+            except sa.exc.DBAPIError as exc:  # not transient: a value the database refuses
                 self.write_errors += 1
-                log.exception("prediction log could not write %d rows", rows)
-                break
+                if len(batches) == 1:
+                    return self._set_aside(batches, f"refused by the database: {exc.orig}")
+                for batch in batches:
+                    self._write([batch])
+                return
         with self._lock:
             self._pending_rows -= rows
-        if written:
-            self.rows_written += rows
-        else:
-            self.rows_failed += rows
+        self.rows_written += rows
+
+    def _set_aside(self, batches: list[ServedBatch], reason: str) -> None:
+        """Keep what was served for inspection, one JSON line per request, with the reason it was not logged."""
+        rows = sum(len(b.predictions) for b in batches)
+        try:
+            self.set_aside_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.set_aside_path, "ab") as out:
+                for b in batches:
+                    out.write(orjson.dumps({
+                        "reason": reason[:2000], "request_id": b.request_id, "served_at": b.served_at,
+                        "model_name": b.model_name, "model_version": b.model_version, "route": b.route,
+                        "rows": len(b.predictions), "features": {k: [repr(v) for v in values]
+                                                                 for k, values in b.features.items()},
+                        "predictions": b.predictions.tolist()}, option=orjson.OPT_APPEND_NEWLINE))
+        except OSError:
+            log.exception("prediction log: could not keep %d set-aside rows in %s", rows, self.set_aside_path)
+        log.error("prediction log: %d rows set aside in %s: %s", rows, self.set_aside_path, reason[:500])
+        with self._lock:
+            self._pending_rows -= rows
+        self.rows_set_aside += rows
 
 
 def create_table(engine: sa.Engine) -> None:

@@ -91,7 +91,8 @@ class PredictionService:
     def states(self) -> dict[str, Any]:
         """The default model's state, and every model's under ``models`` (/health, /admin/reload)."""
         return {**self.state_of(self.models.default_slot),
-                "models": {slot.name: self.state_of(slot) for slot in self.models}}
+                "models": {slot.name: self.state_of(slot) for slot in self.models},
+                **({"prediction_log": self.prediction_log.state} if self.prediction_log is not None else {})}
 
     async def score(self, model: LoadedModel, route: str, columns: Columns, request_id: str,
                     event_times: list[datetime | None] | None = None) -> np.ndarray:

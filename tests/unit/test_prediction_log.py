@@ -43,6 +43,32 @@ def test_every_row_from_concurrent_requests_is_written(log_url):
     log.engine.dispose()
 
 
+def test_a_row_that_cannot_be_stored_is_set_aside_never_its_batch_mates(log_url, tmp_path):
+    """A lone surrogate (JSON-encodable by no encoder) and a request id longer than the column (PostgreSQL
+    refuses it) are set aside with their reason; the requests written with them are stored, and the writer
+    keeps writing."""
+    set_aside = tmp_path / "set_aside.jsonl"
+    log = PredictionLog(log_url, max_batch_rows=1000, flush_seconds=0.2, set_aside=set_aside)
+    surrogate = ServedBatch("surrogate", now(), "m", "3", "champion",
+                            {"x": np.array([1.0]), "c": np.array(["bad \ud800"], dtype=object)}, np.array([0.5]))
+    too_long = batch("r" * 100, 2)
+    for item in (batch("before", 3), surrogate, batch("between", 2), too_long, batch("after", 4)):
+        log.submit(item)
+    log.close()
+    long_id_refused = log_url.startswith("postgresql")  # SQLite does not check a column's length
+    assert log.rows_set_aside == 1 + (2 if long_id_refused else 0) and log.backlog == 0
+    assert log.rows_written == 9 + (0 if long_id_refused else 2)
+    with log.engine.connect() as connection:
+        stored = set(connection.execute(sa.select(PREDICTIONS.c.request_id).distinct()).scalars())
+    assert {"before", "between", "after"} <= stored and "surrogate" not in stored
+    kept = [orjson.loads(line) for line in set_aside.read_bytes().splitlines()]
+    assert kept[0]["request_id"] == "surrogate" and kept[0]["reason"].startswith("cannot encode")
+    assert kept[0]["features"]["c"] == [repr("bad \ud800")] and kept[0]["predictions"] == [0.5]
+    if long_id_refused:
+        assert kept[1]["request_id"] == "r" * 100 and "refused by the database" in kept[1]["reason"]
+    log.engine.dispose()
+
+
 def test_a_locked_database_delays_rows_but_loses_none(tmp_path):
     path = tmp_path / "p.db"
     log = PredictionLog(f"sqlite:///{path}", flush_seconds=0.01)
@@ -62,7 +88,7 @@ def test_a_resent_request_id_is_logged_again_not_wedged(log_url):
     log.submit(batch("same", 2))
     log.submit(batch("same", 2))
     log.close()
-    assert (log.rows_written, log.rows_failed, log.backlog) == (4, 0, 0)
+    assert (log.rows_written, log.rows_set_aside, log.backlog) == (4, 0, 0)
     log.engine.dispose()
 
 

@@ -1,5 +1,7 @@
 """The prediction service on a real model logged and registered in a SQLite MLflow store."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,6 +93,34 @@ def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch
         rows = connection.execute(sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.prediction)).all()
     assert len(rows) == served and {r.request_id for r in rows} == set(ids)
     assert all(0.0 <= r.prediction <= 1.0 for r in rows)
+
+
+def test_a_hostile_request_never_stops_the_prediction_log(tmp_path, monkeypatch):
+    """A lone surrogate in a text value is served, set aside by the log with its reason, and every request
+    after it is logged; /health reports the log's state. An over-long or unprintable request id is a 400."""
+    from pipelines.serving.prediction_log import PredictionLog
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01,
+                        set_aside=tmp_path / "set_aside.jsonl")
+    row = frame(1, 1)[["signal", "noise"]].iloc[0].to_dict()
+    with _client(tmp_path, monkeypatch, prediction_log=log) as client:
+        hostile = b'{"dataframe_records": [{"signal": 0.5, "noise": 0.1, "group": "\\ud800"}]}'
+        assert client.post("/invocations", content=hostile,
+                           headers={"Content-Type": "application/json"}).status_code == 200
+        for _ in range(5):
+            assert client.post("/invocations", json={"dataframe_records": [{**row, "group": "a"}]}).status_code == 200
+        for request_id in ("x" * 65, "tab\there"):
+            refused = client.post("/invocations", json={"dataframe_records": [{**row, "group": "a"}]},
+                                  headers={"X-Request-ID": request_id})
+            assert refused.status_code == 400 and "X-Request-ID" in refused.json()["message"]
+        deadline = time.monotonic() + 10
+        while log.backlog and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = client.get("/health").json()["prediction_log"]
+        assert state["writer"] == "running" and (state["rows_written"], state["rows_set_aside"]) == (5, 1)
+        assert 'prediction_log_rows_set_aside 1.0' in client.get("/metrics").text
+        assert 'prediction_requests_total{model="toy",status="400"} 2.0' in client.get("/metrics").text
+    assert "cannot encode" in (tmp_path / "set_aside.jsonl").read_text()
 
 
 def test_oversized_body_gets_a_413(tmp_path, monkeypatch):

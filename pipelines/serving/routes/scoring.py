@@ -68,10 +68,18 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
     """Request id, latency and status metrics for every scoring request."""
     started = time.perf_counter()
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    if len(request_id) > MAX_REQUEST_ID or not (request_id.isascii() and request_id.isprintable()):
+        response = error_response(400, f"X-Request-ID must be 1 to {MAX_REQUEST_ID} printable ASCII characters",
+                                  "INVALID_PARAMETER_VALUE")
+        service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
+        return response
     response = await handler(service, slot, request, request_id)
     service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
     response.headers["X-Request-ID"] = request_id
     return response
+
+
+MAX_REQUEST_ID = 64  # the prediction log's request_id column
 
 
 async def _read_body(service: PredictionService, request: Request) -> bytes | Response:
