@@ -131,7 +131,8 @@ def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(pro
     env, _ = production_stack
     state = Path(env["MLOPS_HOME"])
     api = AirflowApi(url=f"http://127.0.0.1:{env['AIRFLOW_PORT']}", password=admin_password(state))
-    registry = mlflow.MlflowClient(f"http://127.0.0.1:{env['MLFLOW_PORT']}")
+    mlflow_url = f"http://127.0.0.1:{env['MLFLOW_PORT']}"
+    registry = mlflow.MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     versions = len(registry.search_model_versions(f"name = '{MODEL}'"))
     dag_id = f"train_{MODEL}"
     run_id = api.trigger(dag_id, {"data_interval_start": "2013-01-01", "data_interval_end": "2013-04-01",
@@ -147,7 +148,6 @@ def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(pro
         task = running_train()
         time.sleep(0.5)
     assert task is not None, api.task_states(dag_id, run_id)
-    time.sleep(2)  # mid-way through fitting
     killed = subprocess.run(["pkill", "-KILL", "-f", f"airflow worker -- {task['id']}"], capture_output=True)
     assert killed.returncode == 0, "the task's process was not found"
 
