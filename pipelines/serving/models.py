@@ -105,13 +105,13 @@ def load_registered(name: str, alias: str) -> LoadedModel:
 
 
 def current_alias_version(name: str, alias: str) -> str | None:
+    """The version behind the alias, None when it does not exist; an unreachable registry raises (the slot
+    keeps serving what it serves, and says why), never reads as "no alias"."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    try:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    from pipelines.registry import alias_version
+
+    return alias_version(mlflow.MlflowClient(), name, alias)
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,8 @@ class ModelSlot:
                      "canary_share": serving.share if serving.mode == "canary" else None}
         if self.last_error is not None:
             state["last_error"] = self.last_error
+            if serving.champion is not None:
+                state["status"] = "degraded"  # serving the versions it had; cannot follow the registry
         return state
 
 

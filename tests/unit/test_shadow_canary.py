@@ -113,3 +113,27 @@ def test_an_event_time_with_an_offset_is_logged_in_utc(registry):
     engine = sa.create_engine(f"sqlite:///{registry / 'predictions.db'}")
     stamp = pd.read_sql("select event_time from prediction_log", engine).event_time[0]
     assert str(stamp).startswith("2013-01-02 01:00:00")
+
+
+def test_an_unreachable_registry_keeps_the_models_and_routes_and_says_degraded(registry, monkeypatch):
+    """The registry down: a reload fails, the champion and the shadow challenger keep serving as before (an
+    outage is never read as "no challenger"), and /health says degraded until the registry is back."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once rather than back off for minutes
+    with app(registry, challenger_mode="shadow", configured_models=False) as client:
+        assert client.get("/health").json()["challenger_version"] == "2"
+        store = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri("http://127.0.0.1:9")  # nothing listens there
+        mlflow.set_registry_uri("http://127.0.0.1:9")
+        try:
+            failed = client.post("/admin/reload")
+            health = client.get("/health")
+            answer = client.post("/invocations", json={"dataframe_records": [ROW]})
+        finally:
+            mlflow.set_tracking_uri(store)
+            mlflow.set_registry_uri(store)
+        assert failed.status_code == 503 and failed.json()["error_code"] == "RELOAD_FAILED"
+        state = health.json()
+        assert health.status_code == 200 and state["status"] == "degraded" and state["last_error"]
+        assert (state["version"], state["challenger_mode"], state["challenger_version"]) == ("1", "shadow", "2")
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
+        assert client.post("/admin/reload").json()["status"] == "ok"
