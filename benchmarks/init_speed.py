@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratch import finish
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -192,12 +194,7 @@ def main() -> None:
             print(f"init {args.rows:,} rows {case.label}: {seconds:.1f} s ({seconds / GOAL_SECONDS:.2f}x of the "
                   f"{GOAL_SECONDS:.0f} s goal), peak RSS {peak_mb:,.0f} MB; {what}", flush=True)
     finally:
-        if args.keep:
-            print(f"kept {scratch}")
-        else:
-            import shutil
-
-            shutil.rmtree(scratch, ignore_errors=True)
+        finish(scratch, args.keep)
 
 
 if __name__ == "__main__":

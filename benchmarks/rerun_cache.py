@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 from datetime import date
 from pathlib import Path
 
 from private_stack import dag_run, private_stack, stack_env, task_phases, wait_until_idle
+from scratch import finish
 
 GOAL = 0.10
 MODEL = "flights_delay"
@@ -79,10 +79,7 @@ def main() -> None:
               f"(goal <= {GOAL}); wall {runs['rerun'][0]:.1f} s vs {runs['first'][0]:.1f} s; "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
-        if args.keep:
-            print(f"kept {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
+        finish(scratch, args.keep)
 
 
 if __name__ == "__main__":

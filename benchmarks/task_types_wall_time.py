@@ -42,6 +42,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from private_stack import dag_run, parse_time, private_stack, stack_env, task_phases, wait_until_idle
+from scratch import finish
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -328,10 +329,7 @@ def main() -> None:
                 print(f"{task}: wall {middle['wall']:.1f} s / compute {middle['compute']:.1f} s = {median:.2f}{spread} "
                       f"(goal <= {GOAL})")
     finally:
-        if args.keep:
-            print(f"kept {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
+        finish(scratch, args.keep)
 
 
 if __name__ == "__main__":
