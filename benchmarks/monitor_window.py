@@ -3,8 +3,8 @@
     uv run python benchmarks/monitor_window.py                  # 10,000,000 logged rows in one week
     uv run python benchmarks/monitor_window.py --rows 1000000
 
-Writes a prediction log (SQLite, the embedded default) of ``--rows`` rows: real 2013 flights' features,
-resampled, with a score and an event time inside one week; then, in a fresh process, runs what
+Writes a prediction log (SQLite, the embedded default) of ``--rows`` rows in segments of 5,000: real 2013
+flights' features, resampled, with a score and an event time inside one week; then, in a fresh process, runs what
 ``measure`` runs on that window (stream the rows out of the log, reduce them to counts, Evidently's drift
 tests against a reference profile of Jan-Mar 2013, data quality, the label-join columns, the report sample)
 and prints time and peak memory (ru_maxrss).
@@ -40,37 +40,39 @@ def flights_examples():
 
 
 def write_log(path: Path, rows: int) -> float:
+    """Segments of 5,000 rows, as the service's log writer flushes them under load."""
     import numpy as np
-    import orjson
     import sqlalchemy as sa
 
     from pipelines.config import load_model_config
-    from pipelines.serving.prediction_log import PREDICTIONS, create_table
+    from pipelines.prediction_store import SEGMENTS, ServedBatch, create_tables, encode_segment
 
     cfg = load_model_config("flights_delay")
-    columns = [*cfg.features.numeric, *cfg.features.categorical]
     examples = flights_examples()
-    summer = examples[(examples.time_hour >= "2013-06-01") & (examples.time_hour < "2013-09-01")][columns]
-    records = [orjson.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}).decode()
-               for r in summer.to_dict("records")]
+    summer = examples[(examples.time_hour >= "2013-06-01") & (examples.time_hour < "2013-09-01")]
+    numeric = {c: summer[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cfg.features.numeric}
+    categorical = {c: summer[c].astype(object).where(summer[c].notna(), None).to_numpy()
+                   for c in cfg.features.categorical}
     rng = np.random.default_rng(0)
     engine = sa.create_engine(f"sqlite:///{path}")
-    create_table(engine)
+    create_tables(engine)
     start = datetime.combine(WEEK[0], datetime.min.time(), tzinfo=UTC)
     served_at = datetime.now(UTC)
     started = time.perf_counter()
-    batch = 200_000
+    segment_rows, per_insert = 5000, 40
     with engine.begin() as connection:
-        for offset in range(0, rows, batch):
-            n = min(batch, rows - offset)
-            picks = rng.integers(0, len(records), size=n)
-            seconds = rng.integers(0, 7 * 86400, size=n)
-            scores = rng.random(n)
-            connection.execute(PREDICTIONS.insert(), [
-                {"request_id": f"r{offset + i:09d}", "row_index": 0, "served_at": served_at,
-                 "event_time": start + timedelta(seconds=int(seconds[i])), "model_name": cfg.model_name,
-                 "model_version": "1", "route": "champion", "features": records[picks[i]],
-                 "prediction": float(scores[i])} for i in range(n)])
+        for offset in range(0, rows, segment_rows * per_insert):
+            segments = []
+            for first in range(offset, min(rows, offset + segment_rows * per_insert), segment_rows):
+                n = min(segment_rows, rows - first)
+                picks = rng.integers(0, len(summer), size=n)
+                seconds = np.sort(rng.integers(0, 7 * 86400, size=n))
+                batch = ServedBatch(
+                    f"r{first:09d}", served_at, cfg.model_name, "1", "champion",
+                    {**{c: v[picks] for c, v in numeric.items()}, **{c: v[picks] for c, v in categorical.items()}},
+                    rng.random(n), [start + timedelta(seconds=int(s)) for s in seconds])
+                segments.append(encode_segment([batch]))
+            connection.execute(SEGMENTS.insert(), segments)
     return time.perf_counter() - started
 
 
@@ -114,7 +116,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory(dir=os.environ.get("MLOPS_BENCH_DIR")) as folder:
         path = Path(folder) / "predictions.db"
         print(f"writing a prediction log of {args.rows:,} rows (one week of event time)...")
-        print(f"  written in {write_log(path, args.rows):.0f} s, {path.stat().st_size / 1e9:.1f} GB")
+        print(f"  written in {write_log(path, args.rows):.0f} s, {path.stat().st_size / 1e6:,.0f} MB")
         out = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, capture_output=True,
                              text=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])

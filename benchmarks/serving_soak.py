@@ -85,12 +85,10 @@ def main() -> None:
                                                                      args.minutes * 60))
         finally:
             bench.stop(process)  # SIGTERM: the service drains its prediction log before exiting
-        import sqlalchemy as sa
+        from pipelines.prediction_store import read_log
 
-        engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
-        with engine.connect() as connection:
-            logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
-            logged_ids = {r[0] for r in connection.execute(sa.text("select request_id from prediction_log"))}
+        log_rows = read_log(f"sqlite:///{scratch / 'predictions.db'}")
+        logged, logged_ids = len(log_rows), set(log_rows.request_id)
         latencies.sort()
         errors = sum(n for status, n in statuses.items() if status != 200)
         achieved = sum(statuses.values()) / elapsed

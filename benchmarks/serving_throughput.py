@@ -3,11 +3,12 @@
 Needs the stack up (`make up`: a champion in the MLflow server) and `wrk` (Debian package). Side by
 side in one run, single-row requests over loopback at concurrency 8 and 32, then 1,000-row requests:
   - `mlflow models serve` (1 worker, --env-manager local),
-  - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON),
+  - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON), and with 1 worker
+    and logging OFF (the log's cost),
   - the model called in-process, one row per call and 1,000 rows per call, on its default threads and on one
     OpenMP thread (as the service's scoring thread runs it).
-Goals: >= 10x `mlflow models serve` at c32 (p99 <= 100 ms; p99 <= 50 ms at c8), and >= 100,000 rows/s in
-1,000-row requests through one worker.
+Goals: >= 10x `mlflow models serve` at c32 (p99 <= 100 ms; p99 <= 50 ms at c8), >= 100,000 rows/s in
+1,000-row requests through one worker, and the prediction log costing <= 5% of throughput.
 
     uv run python benchmarks/serving_throughput.py [--seconds 15]
 """
@@ -147,13 +148,15 @@ def main() -> None:
                                "--port"],
             "ours, 2 workers": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "2",
                                 "--port"],
+            "ours, 1 worker, log off": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers",
+                                        "1", "--port"],
         }
         results: dict[str, dict] = {}
         for name, command in servers.items():
             port = free_port()
             log = scratch / f"{name.replace(' ', '_').replace(',', '')}.log"
             server_env = {**env, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
-                          "MLOPS_SERVING_POLL_S": "3600"}
+                          "MLOPS_SERVING_POLL_S": "3600", "MLOPS_PREDICTION_LOG": "off" if "log off" in name else "on"}
             process = start([*command, str(port)], server_env, log)
             try:
                 wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
@@ -188,13 +191,16 @@ def main() -> None:
               f"{rows_per_s / batch_capped:.0%} of the model called in-process on one thread "
               f"({batch_capped:,.0f} rows/s; "
               f"{batch_rate:,.0f} on the default threads); {load_average()}")
-        import sqlalchemy as sa
+        logging_on, logging_off = results["ours, 1 worker"], results["ours, 1 worker, log off"]
+        print("prediction log's cost, 1 worker with the log on vs off: " + ", ".join(
+            f"{label} {1 - logging_on[key]['qps'] / logging_off[key]['qps']:.1%} of throughput"
+            for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))) + " (goal <= 5%)")
+        from pipelines.prediction_store import logged_rows
 
-        engine = sa.create_engine(f"sqlite:///{scratch / 'predictions.db'}")
-        with engine.connect() as connection:
-            logged = connection.execute(sa.text("select count(*) from prediction_log")).scalar_one()
+        logged = logged_rows(f"sqlite:///{scratch / 'predictions.db'}")
         served = sum(r["warmup"]["requests"] + r["c8"]["requests"] + r["c32"]["requests"]
-                     + 1000 * r["batch1000"]["requests"] for n, r in results.items() if n.startswith("ours"))
+                     + 1000 * r["batch1000"]["requests"] for n, r in results.items()
+                     if n.startswith("ours") and "log off" not in n)
         print(f"prediction log: {logged:,} rows written; wrk counted {served:,} rows answered by our services "
               "(requests still in flight when wrk stops are served and logged but not counted)")
     finally:

@@ -91,7 +91,13 @@ def value_counts(series: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray]:
         return values[starts], np.diff(np.append(starts, values.size)).astype(np.int64)
     # Categories are compared as text: the prediction service logs every category as a string, and a
     # reference read from Parquet may hold ints or bools (a month, a flag).
-    counts = series.dropna().astype(str).value_counts(sort=False)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # counted on its codes, then named
+        counts = series.value_counts(sort=False)
+        counts = counts[counts > 0]
+        counts.index = counts.index.astype(str)
+        counts = counts.groupby(level=0, sort=False).sum()  # categories 1 and "1" are one category
+    else:
+        counts = series.dropna().astype(str).value_counts(sort=False)
     return counts.index.to_numpy(dtype=object), counts.to_numpy(dtype=np.int64)
 
 
@@ -164,10 +170,10 @@ def _jensenshannon(ref: ColumnProfile, values: np.ndarray, counts: np.ndarray) -
     return float(distance.jensenshannon(ref_share, cur_share))
 
 
-def combine(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
-    """The counts of two parts of one column (e.g. two chunks of a window read in turn)."""
-    values = np.concatenate((a.values, b.values))
-    weights = np.concatenate((a.counts, b.counts))
+def combine(a: ColumnProfile, *more: ColumnProfile) -> ColumnProfile:
+    """The counts of parts of one column (e.g. chunks of a window read in turn), merged in one pass."""
+    values = np.concatenate([a.values, *(b.values for b in more)])
+    weights = np.concatenate([a.counts, *(b.counts for b in more)])
     if a.kind == "numeric":
         distinct, inverse = np.unique(values, return_inverse=True)
         return ColumnProfile(a.name, a.kind, distinct, np.bincount(inverse, weights=weights).astype(np.int64))

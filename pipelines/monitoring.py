@@ -77,7 +77,8 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
     categorical = [*cfg.features.categorical, *([PREDICTION] if prediction_kind == "categorical" else [])]
     keep = ["request_id", "row_index", PREDICTION, *[c for c in cfg.features.slices if c in categorical + numeric]]
     rng = np.random.default_rng(seed)
-    rows, profile, missing = 0, None, dict.fromkeys(numeric + categorical, 0)
+    rows, missing = 0, dict.fromkeys(numeric + categorical, 0)
+    parts: list[dict] = []  # chunk profiles, merged eight at a time: each merge costs the distinct values so far
     served, sample = [], pd.DataFrame()
     for chunk in chunks:
         if chunk.empty:
@@ -85,15 +86,21 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
         rows += len(chunk)
         part = profile_reference(chunk.assign(**{PREDICTION: prediction_values(chunk[PREDICTION], prediction_kind)}),
                                  numeric, categorical)
-        profile = part.columns if profile is None else {c: combine(profile[c], part.columns[c]) for c in profile}
+        parts.append(part.columns)
+        if len(parts) == 8:
+            parts = [{c: combine(*(p[c] for p in parts)) for c in parts[0]}]
         for column in missing:
             missing[column] += int(chunk[column].isna().sum())
         served.append(chunk[keep].astype({c: "category" for c in keep if c in categorical}))
         # A uniform sample of the whole window: every row draws a key, the smallest keys are kept.
-        keyed = chunk.assign(_key=rng.random(len(chunk)))
+        keys = rng.random(len(chunk))
+        picked = np.argpartition(keys, sample_rows)[:sample_rows] if len(chunk) > sample_rows else slice(None)
+        keyed = chunk.iloc[picked].assign(_key=keys[picked])
         sample = pd.concat([sample, keyed]).nsmallest(sample_rows, "_key") if len(sample) else \
             keyed.nsmallest(sample_rows, "_key")
-    if profile is None:
+    if parts:
+        profile = {c: combine(*(p[c] for p in parts)) for c in parts[0]}
+    else:
         profile = {c: ColumnProfile(c, "numeric" if c in numeric else "categorical", np.array([]),
                                     np.zeros(0, dtype=np.int64)) for c in numeric + categorical}
     served_frame = pd.concat(served, ignore_index=True) if served else pd.DataFrame(columns=keep)

@@ -137,37 +137,44 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
 # reading the window ---------------------------------------------------------------------------------------
 def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None, chunk_rows: int = 200_000):
     """The rows the champion answered (canary and shadow rows are the challenger's) for [start, end) of
-    event time (serving time for rows sent without one), in chunks of ``chunk_rows``: features, prediction,
-    request id, row index, model version. Streamed from the database, so a window's size is bounded by disk,
-    not memory."""
-    import orjson
-    import pandas as pd
+    event time (serving time for rows sent without one), in frames of about ``chunk_rows`` rows: features,
+    prediction, request id, row index, model version. Streamed from the log segment by segment, so a window's
+    size is bounded by disk, not memory. Text columns come as categoricals."""
     import sqlalchemy as sa
 
-    from pipelines.serving.prediction_log import PREDICTIONS, create_table, default_url
+    from pipelines.prediction_store import default_url, read_segments
 
+    columns = ["request_id", "row_index", "model_version", *cfg.features.numeric, *cfg.features.categorical,
+               "prediction"]
     engine = sa.create_engine(url or default_url(), future=True)
-    create_table(engine)
-    when = sa.func.coalesce(PREDICTIONS.c.event_time, PREDICTIONS.c.served_at)
-    query = (sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row_index, PREDICTIONS.c.model_version,
-                       PREDICTIONS.c.features, PREDICTIONS.c.prediction)
-             .where(PREDICTIONS.c.model_name == cfg.model_name)
-             .where(PREDICTIONS.c.route == "champion")
-             .where(when >= _stamp(start)).where(when < _stamp(end)))
-    columns = [*cfg.features.numeric, *cfg.features.categorical]
+    pending, rows = [], 0
     try:
-        with engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
-            for rows in result.partitions(chunk_rows):
-                logged = pd.DataFrame(rows, columns=["request_id", "row_index", "model_version", "features",
-                                                     "prediction"])
-                features = pd.DataFrame.from_records([orjson.loads(f) for f in logged.pop("features")],
-                                                     columns=columns)
-                for column in cfg.features.numeric:
-                    features[column] = pd.to_numeric(features[column], errors="coerce")
-                yield pd.concat([logged, features], axis=1)
+        for table in read_segments(engine, cfg.model_name, _stamp(start), _stamp(end), route="champion"):
+            pending.append(_select(table, columns, cfg.features.numeric))
+            rows += table.num_rows
+            if rows >= chunk_rows:
+                yield _frame(pending)
+                pending, rows = [], 0
+        if pending:
+            yield _frame(pending)
     finally:
         engine.dispose()
+
+
+def _select(table, columns: list[str], numeric: list[str]):
+    """The window's columns of one segment; a feature the segment lacks (logged before the model used it) as
+    missing values."""
+    import pyarrow as pa
+
+    present = set(table.column_names)
+    return pa.table({c: table[c] if c in present else pa.nulls(table.num_rows, pa.float64() if c in numeric
+                                                                 else pa.string()) for c in columns})
+
+
+def _frame(tables):
+    import pyarrow as pa
+
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
 def scan_window(cfg: ModelConfig, start: date, end: date, sample_rows: int | None = None):

@@ -1,13 +1,13 @@
 """Every served row, written durably for monitoring, without slowing the request that served it.
 
-Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread
-drains the queue in batches into a SQL table (SQLite on the embedded stack, PostgreSQL in production:
-any SQLAlchemy URL). The queue is unbounded on purpose: under a burst the backlog grows and is reported
-(``backlog``), rows are never dropped; ``close()`` drains everything before the service exits.
+Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread drains
+the queue and writes, per flush, one typed columnar segment per model version and route
+(``pipelines.prediction_store``). The queue is unbounded on purpose: under a burst the backlog grows and is
+reported (``backlog``), rows are never dropped; ``close()`` drains everything before the service exits.
 
-The writer shares the worker's interpreter lock and its cores with the event loop and the scoring thread,
-so it works in bulk: features are encoded column by column, and the rows go to the driver's
-``executemany`` as plain tuples (many rows per INSERT on SQLite), with no per-row SQLAlchemy processing.
+The writer shares the worker's interpreter lock and its cores with the event loop and the scoring thread, so
+it never touches a row in Python: the columns the model scored become Arrow arrays as they are, and a
+segment is one INSERT of one compressed blob.
 """
 
 from __future__ import annotations
@@ -16,58 +16,15 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, groupby, islice, repeat
 from pathlib import Path
 
-import numpy as np
 import orjson
 import sqlalchemy as sa
 
-from pipelines.config import database_url
+from pipelines.prediction_store import SEGMENTS, ServedBatch, create_tables, default_url, encode_segment
 
 log = logging.getLogger(__name__)
-
-METADATA = sa.MetaData()
-PREDICTIONS = sa.Table(
-    "prediction_log",
-    METADATA,
-    # A surrogate key: request ids come from clients, who may resend one (a retry is served and logged twice).
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("row_index", sa.Integer, nullable=False),
-    sa.Column("served_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    # When the predicted event happens (e.g. the flight's scheduled hour), if the client sent it: monitoring
-    # windows use it, else served_at. Replays of past data rely on it.
-    sa.Column("event_time", sa.DateTime(timezone=True), nullable=True, index=True),
-    sa.Column("model_name", sa.String(200), nullable=False),
-    sa.Column("model_version", sa.String(32), nullable=False),
-    sa.Column("route", sa.String(16), nullable=False),  # champion (returned) or shadow (scored, not returned)
-    sa.Column("features", sa.Text, nullable=False),     # JSON object of the row as scored
-    sa.Column("prediction", sa.Float, nullable=False),  # probability of the positive class
-)
-# The columns the writer fills, in the table's order.
-LOGGED = tuple(c.name for c in PREDICTIONS.columns if not c.primary_key)
-# Rows per INSERT where the driver takes positional parameters (SQLite): a third less work per row than one
-# row per INSERT.
-ROWS_PER_INSERT = 100
-
-
-@dataclass(frozen=True)
-class ServedBatch:
-    request_id: str
-    served_at: datetime
-    model_name: str
-    model_version: str
-    route: str
-    features: dict[str, np.ndarray]  # the rows as scored, column by column (encoded by the writer thread)
-    predictions: np.ndarray  # what the log keeps of each row's output (the task type's score)
-    event_times: list[datetime | None] | None = None
-
-
-def default_url() -> str:
-    return database_url("MLOPS_PREDICTION_LOG_URL", "serving", "predictions.db")
 
 
 def default_set_aside() -> Path:
@@ -77,8 +34,8 @@ def default_set_aside() -> Path:
 
 
 class PredictionLog:
-    """Rows served -> the ``prediction_log`` table. A request whose rows cannot be encoded or stored (a
-    string the JSON encoder refuses, a value the database rejects) is set aside with its reason in an
+    """Rows served -> ``prediction_segments``. A request whose rows cannot be encoded or stored (text UTF-8
+    cannot hold, a value the database rejects) is set aside with its reason in an
     append-only JSON-lines file (``set_aside``), never the requests written with it, and the writer keeps
     going: rows served = rows written + rows set aside + backlog."""
 
@@ -92,15 +49,7 @@ class PredictionLog:
             def _wal(dbapi_connection, _record):  # readers (the monitoring DAG) never block the writer
                 dbapi_connection.execute("PRAGMA journal_mode=WAL")
                 dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-        create_table(self.engine)
-        dialect = self.engine.dialect
-        # inline: the database numbers the rows, and no id is read back
-        insert = PREDICTIONS.insert().inline().compile(dialect=dialect, column_keys=list(LOGGED))
-        self._insert_sql, self._positional = str(insert), insert.positional
-        self._insert_many_sql = str(PREDICTIONS.insert().values([dict.fromkeys(LOGGED)] * ROWS_PER_INSERT)
-                                    .compile(dialect=dialect)) if insert.positional else None
-        stamp_type = PREDICTIONS.c.served_at.type
-        self._stamp = stamp_type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+        create_tables(self.engine)
         self._queue: queue.SimpleQueue[ServedBatch | None] = queue.SimpleQueue()
         self._max_batch_rows, self._flush_seconds = max_batch_rows, flush_seconds
         self._pending_rows = 0
@@ -118,7 +67,7 @@ class PredictionLog:
 
     def submit(self, batch: ServedBatch) -> None:
         with self._lock:
-            self._pending_rows += len(batch.predictions)
+            self._pending_rows += batch.rows
         self._queue.put(batch)
 
     def close(self, timeout: float = 30.0) -> None:
@@ -140,7 +89,7 @@ class PredictionLog:
                     stop = True
                     break
                 batches.append(item)
-                rows += len(item.predictions)
+                rows += item.rows
             if batches:
                 try:
                     self._write(batches)
@@ -155,52 +104,31 @@ class PredictionLog:
                 "rows_written": self.rows_written, "rows_set_aside": self.rows_set_aside,
                 "set_aside_file": str(self.set_aside_path)}
 
-    def _records(self, batches: list[ServedBatch]) -> list[tuple] | list[dict]:
-        """One parameter set per row for the driver, its values bound as SQLAlchemy binds them (a SQLite
-        timestamp as text). The features of consecutive batches with the same columns are encoded together."""
-        groups = [list(group) for _, group in groupby(batches, key=lambda b: tuple(b.features))]
-        features = chain.from_iterable(
-            rows_as_json({name: np.concatenate([b.features[name] for b in group]) for name in group[0].features})
-            for group in groups)
-        stamp = self._stamp
-        records: list[tuple] = []
-        for b in batches:
-            n = len(b.predictions)
-            event_times = [None if t is None else stamp(t) for t in b.event_times] if b.event_times \
-                else repeat(None, n)
-            records.extend(zip(repeat(b.request_id, n), range(n), repeat(stamp(b.served_at), n), event_times,
-                               repeat(b.model_name, n), repeat(b.model_version, n), repeat(b.route, n),
-                               islice(features, n), b.predictions.tolist(), strict=True))
-        return records if self._positional else [dict(zip(LOGGED, record, strict=True)) for record in records]
-
-    def _insert(self, connection: sa.Connection, records: list[tuple] | list[dict]) -> None:
-        """The rows in ``ROWS_PER_INSERT``-row statements where the driver takes positional parameters, the rest
-        one row per statement, each through the driver's ``executemany``."""
-        whole = len(records) - len(records) % ROWS_PER_INSERT if self._positional else 0
-        if whole:
-            connection.exec_driver_sql(self._insert_many_sql, [
-                tuple(chain.from_iterable(records[i:i + ROWS_PER_INSERT])) for i in range(0, whole, ROWS_PER_INSERT)])
-        if whole < len(records):
-            connection.exec_driver_sql(self._insert_sql, records[whole:])
+    def _segments(self, batches: list[ServedBatch]) -> list[dict]:
+        """One segment per model version and route (and feature columns), each in the order served."""
+        groups: dict[tuple, list[ServedBatch]] = {}
+        for batch in batches:
+            groups.setdefault(batch.segment_key, []).append(batch)
+        return [encode_segment(group) for group in groups.values()]
 
     def _write(self, batches: list[ServedBatch]) -> None:
         """Write the batches together; when they cannot be (not for a transient reason), each request alone,
         so that only the request at fault is set aside."""
         try:
-            records = self._records(batches)
-        except Exception as exc:  # e.g. a lone surrogate in a text value: orjson refuses to encode it
+            segments = self._segments(batches)
+        except Exception as exc:  # e.g. a lone surrogate in a text value: UTF-8 cannot hold it
             if len(batches) == 1:
                 return self._set_aside(batches, f"cannot encode: {type(exc).__name__}: {exc}")
             for batch in batches:
                 self._write([batch])
             return
-        rows = len(records)
+        rows = sum(b.rows for b in batches)
         attempt = 0
         while True:  # never drop rows: a failing database grows the backlog, which /metrics shows
             attempt += 1
             try:
                 with self.engine.begin() as connection:
-                    self._insert(connection, records)
+                    connection.execute(SEGMENTS.insert(), segments)
                 break
             except (sa.exc.OperationalError, sa.exc.InterfaceError):  # a locked SQLite file, a database restart
                 self.write_errors += 1
@@ -219,7 +147,7 @@ class PredictionLog:
 
     def _set_aside(self, batches: list[ServedBatch], reason: str) -> None:
         """Keep what was served for inspection, one JSON line per request, with the reason it was not logged."""
-        rows = sum(len(b.predictions) for b in batches)
+        rows = sum(b.rows for b in batches)
         try:
             self.set_aside_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.set_aside_path, "ab") as out:
@@ -227,7 +155,7 @@ class PredictionLog:
                     out.write(orjson.dumps({
                         "reason": reason[:2000], "request_id": b.request_id, "served_at": b.served_at,
                         "model_name": b.model_name, "model_version": b.model_version, "route": b.route,
-                        "rows": len(b.predictions), "features": {k: [repr(v) for v in values]
+                        "rows": b.rows, "features": {k: [repr(v) for v in values]
                                                                  for k, values in b.features.items()},
                         "predictions": b.predictions.tolist()}, option=orjson.OPT_APPEND_NEWLINE))
         except OSError:
@@ -236,31 +164,6 @@ class PredictionLog:
         with self._lock:
             self._pending_rows -= rows
         self.rows_set_aside += rows
-
-
-def create_table(engine: sa.Engine) -> None:
-    """Create ``prediction_log``, or add the columns a log written by an earlier release lacks."""
-    METADATA.create_all(engine)
-    present = {c["name"] for c in sa.inspect(engine).get_columns(PREDICTIONS.name)}
-    with engine.begin() as connection:
-        for column in PREDICTIONS.columns:
-            if column.name not in present and column.nullable:
-                kind = column.type.compile(dialect=engine.dialect)
-                connection.exec_driver_sql(f"ALTER TABLE {PREDICTIONS.name} ADD COLUMN {column.name} {kind}")
-
-
-def rows_as_json(columns: dict[str, np.ndarray]) -> list[str]:
-    """Each row as a JSON object of its columns (NaN as null), encoded column by column: a float64 column in
-    one ``orjson`` call, any other once per distinct value."""
-    template = "{" + ",".join(f"{orjson.dumps(name).decode().replace('%', '%%')}:%s" for name in columns) + "}"
-    return [template % row for row in zip(*map(_json_values, columns.values()), strict=True)]
-
-
-def _json_values(values: np.ndarray) -> list[str]:
-    if values.dtype == np.float64:
-        return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
-    encoded = {value: orjson.dumps(value).decode() for value in set(values)}
-    return [encoded[value] for value in values]
 
 
 def now() -> datetime:

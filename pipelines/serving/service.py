@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.prediction_store import ServedBatch
 from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelSlot, ServedModels
-from pipelines.serving.prediction_log import PredictionLog, ServedBatch, now
+from pipelines.serving.prediction_log import PredictionLog, now
 from pipelines.serving.protocol import Columns, columns_to_frame, conform_columns
 from pipelines.serving.settings import ServingSettings
 

@@ -112,10 +112,11 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
                         json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == 3
+    from pipelines.prediction_store import read_log
+
     deadline, logged = time.monotonic() + 30, 0
     while time.monotonic() < deadline and logged < 3:
-        logged = _scalar(f"{database}_monitoring", "select count(*) from prediction_log where request_id = :r",
-                         r="production-topology") or 0
+        logged = (read_log(f"{database}_monitoring").request_id == "production-topology").sum()
         time.sleep(0.5)
     assert logged == 3
 

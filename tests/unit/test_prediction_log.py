@@ -1,15 +1,18 @@
 import threading
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog, ServedBatch, now
+from pipelines.prediction_store import SEGMENTS, ServedBatch, logged_rows, read_log, read_segments
+from pipelines.serving.prediction_log import PredictionLog, now
 
 
-def batch(request_id: str, rows: int) -> ServedBatch:
-    return ServedBatch(request_id, now(), "m", "3", "champion",
+def batch(request_id: str, rows: int, model_version: str = "3") -> ServedBatch:
+    return ServedBatch(request_id, now(), "m", model_version, "champion",
                        {"x": np.arange(rows, dtype=np.float64), "c": np.array(["a"] * rows, dtype=object)},
                        np.arange(rows) / rows)
 
@@ -33,39 +36,55 @@ def test_every_row_from_concurrent_requests_is_written(log_url):
         t.join()
     log.close()
     served = 8 * sum(1 + r % 7 for r in range(100))
-    with log.engine.connect() as connection:
-        written = connection.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one()
-        one = connection.execute(sa.select(PREDICTIONS).where(PREDICTIONS.c.request_id == "w3-r6")
-                                 .order_by(PREDICTIONS.c.row_index)).all()
-    assert written == served == log.rows_written and log.backlog == 0
-    assert [r.row_index for r in one] == list(range(7)) and one[0].model_version == "3"
-    assert '"c":"a"' in one[0].features
+    rows = read_log(log_url)
+    assert logged_rows(log_url) == len(rows) == served == log.rows_written and log.backlog == 0
+    one = rows[rows.request_id == "w3-r6"]
+    assert one.row_index.tolist() == list(range(7)) and set(one.model_version) == {"3"}
+    assert one.x.tolist() == [float(i) for i in range(7)] and set(one.c) == {"a"}
+    log.engine.dispose()
+
+
+def test_features_are_stored_typed_as_scored(log_url):
+    log = PredictionLog(log_url, flush_seconds=0.05)
+    log.submit(ServedBatch("a", now(), "m", "1", "champion",
+                           {"x": np.array([1.5, np.nan]), "c": np.array(['say "hi", 100%', None], dtype=object)},
+                           np.array([0.1, 0.2])))
+    log.submit(ServedBatch("b", now(), "other", "2", "champion", {"y": np.array([3.0])}, np.array([7.0])))
+    log.submit(ServedBatch("c", now(), "m", "1", "shadow", {"x": np.array([2.0]), "c": np.array(["a"], dtype=object)},
+                           np.array([0.3])))
+    log.close()
+    m = read_log(log_url, "m")
+    assert m.x.dtype == np.float64 and m.prediction.dtype == np.float64
+    assert [(r.request_id, r.row_index, r.route, r.c, r.prediction) for r in m.itertuples()] == [
+        ("a", 0, "champion", 'say "hi", 100%', 0.1), ("a", 1, "champion", None, 0.2), ("c", 0, "shadow", "a", 0.3)]
+    assert np.isnan(m.x[1]) and "y" not in m.columns
+    other = read_log(log_url, "other")
+    assert other[["request_id", "model_version", "y", "prediction"]].values.tolist() == [["b", "2", 3.0, 7.0]]
     log.engine.dispose()
 
 
 def test_a_row_that_cannot_be_stored_is_set_aside_never_its_batch_mates(log_url, tmp_path):
-    """A lone surrogate (JSON-encodable by no encoder) and a request id longer than the column (PostgreSQL
-    refuses it) are set aside with their reason; the requests written with them are stored, and the writer
-    keeps writing."""
+    """A lone surrogate (text UTF-8 cannot hold) and a version longer than its column (PostgreSQL refuses it)
+    are set aside with their reason; the requests written with them are stored, and the writer keeps
+    writing."""
     set_aside = tmp_path / "set_aside.jsonl"
     log = PredictionLog(log_url, max_batch_rows=1000, flush_seconds=0.2, set_aside=set_aside)
     surrogate = ServedBatch("surrogate", now(), "m", "3", "champion",
                             {"x": np.array([1.0]), "c": np.array(["bad \ud800"], dtype=object)}, np.array([0.5]))
-    too_long = batch("r" * 100, 2)
+    too_long = batch("long", 2, model_version="9" * 40)
     for item in (batch("before", 3), surrogate, batch("between", 2), too_long, batch("after", 4)):
         log.submit(item)
     log.close()
-    long_id_refused = log_url.startswith("postgresql")  # SQLite does not check a column's length
-    assert log.rows_set_aside == 1 + (2 if long_id_refused else 0) and log.backlog == 0
-    assert log.rows_written == 9 + (0 if long_id_refused else 2)
-    with log.engine.connect() as connection:
-        stored = set(connection.execute(sa.select(PREDICTIONS.c.request_id).distinct()).scalars())
+    refused = log_url.startswith("postgresql")  # SQLite does not check a column's length
+    assert log.rows_set_aside == 1 + (2 if refused else 0) and log.backlog == 0
+    assert log.rows_written == 9 + (0 if refused else 2)
+    stored = set(read_log(log_url).request_id)
     assert {"before", "between", "after"} <= stored and "surrogate" not in stored
     kept = [orjson.loads(line) for line in set_aside.read_bytes().splitlines()]
     assert kept[0]["request_id"] == "surrogate" and kept[0]["reason"].startswith("cannot encode")
     assert kept[0]["features"]["c"] == [repr("bad \ud800")] and kept[0]["predictions"] == [0.5]
-    if long_id_refused:
-        assert kept[1]["request_id"] == "r" * 100 and "refused by the database" in kept[1]["reason"]
+    if refused:
+        assert kept[1]["request_id"] == "long" and "refused by the database" in kept[1]["reason"]
     log.engine.dispose()
 
 
@@ -89,55 +108,58 @@ def test_a_resent_request_id_is_logged_again_not_wedged(log_url):
     log.submit(batch("same", 2))
     log.close()
     assert (log.rows_written, log.rows_set_aside, log.backlog) == (4, 0, 0)
+    assert read_log(log_url).row_index.tolist() == [0, 1, 0, 1]
     log.engine.dispose()
 
 
-def test_a_log_from_an_earlier_release_gains_the_new_columns(tmp_path):
+def test_a_window_reads_the_rows_of_its_event_time_only(log_url):
+    """Rows are cut on event time (serving time for rows sent without one), row by row inside a segment
+    that straddles the window's ends; other models and routes are not read."""
+    log = PredictionLog(log_url, flush_seconds=5)  # everything below goes into one flush
+    day = datetime(2013, 7, 1, tzinfo=UTC)
+    hours = [day - timedelta(hours=1), day, day + timedelta(hours=23), day + timedelta(hours=24), None]
+    log.submit(ServedBatch("timed", now(), "m", "1", "champion", {"x": np.arange(5.0)}, np.zeros(5), hours))
+    log.submit(ServedBatch("shadow", now(), "m", "2", "shadow", {"x": np.arange(5.0)}, np.zeros(5), hours))
+    log.submit(ServedBatch("other", now(), "n", "1", "champion", {"x": np.arange(5.0)}, np.zeros(5), hours))
+    log.close()
+    engine = sa.create_engine(log_url)
+    tables = list(read_segments(engine, "m", day, day + timedelta(days=1), route="champion"))
+    assert sum(t.num_rows for t in tables) == 2
+    window = pd.concat([t.to_pandas() for t in tables])
+    assert window.x.tolist() == [1.0, 2.0] and set(window.request_id) == {"timed"}
+    served_today = list(read_segments(engine, "m", now() - timedelta(minutes=5), now() + timedelta(minutes=5),
+                                      route="champion"))
+    assert [t.to_pandas().x.tolist() for t in served_today] == [[4.0]]  # sent without an event time
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(SEGMENTS)).scalar_one() == 3
+    engine.dispose()
+    log.engine.dispose()
+
+
+def test_a_row_per_row_log_is_moved_into_segments_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = sa.create_engine(url)
     with old.begin() as connection:
         connection.exec_driver_sql(
             "CREATE TABLE prediction_log (id INTEGER PRIMARY KEY, request_id VARCHAR(64) NOT NULL, row_index INTEGER "
-            "NOT NULL, served_at DATETIME NOT NULL, model_name VARCHAR(200) NOT NULL, model_version VARCHAR(32) "
-            "NOT NULL, route VARCHAR(16) NOT NULL, features TEXT NOT NULL, prediction FLOAT NOT NULL)")
-        connection.exec_driver_sql("INSERT INTO prediction_log VALUES (1, 'old', 0, '2026-01-01', 'm', '1', "
-                                   "'champion', '{}', 0.5)")
+            "NOT NULL, served_at DATETIME NOT NULL, event_time DATETIME, model_name VARCHAR(200) NOT NULL, "
+            "model_version VARCHAR(32) NOT NULL, route VARCHAR(16) NOT NULL, features TEXT NOT NULL, "
+            "prediction FLOAT NOT NULL)")
+        connection.exec_driver_sql(
+            "INSERT INTO prediction_log VALUES "
+            "(1, 'old', 0, '2026-01-01 10:00:00.000000', '2013-07-01 17:00:00.000000', 'm', '1', 'champion', "
+            "'{\"x\": 1.5, \"c\": \"JFK\"}', 0.5), "
+            "(2, 'old', 1, '2026-01-01 10:00:00.000000', NULL, 'm', '1', 'champion', "
+            "'{\"x\": null, \"c\": null}', 0.25)")
+    old.dispose()
     log = PredictionLog(url, flush_seconds=0.01)
     log.submit(batch("new", 1))
     log.close()
-    with log.engine.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar_one() == 2
-    assert "event_time" in {c["name"] for c in sa.inspect(log.engine).get_columns("prediction_log")}
-
-
-def test_each_row_is_logged_with_its_own_features_and_prediction(log_url):
-    log = PredictionLog(log_url, flush_seconds=0.05)
-    log.submit(ServedBatch("a", now(), "m", "1", "champion",
-                           {"x": np.array([1.5, np.nan]), "c": np.array(['say "hi", 100%', None], dtype=object)},
-                           np.array([0.1, 0.2])))
-    log.submit(ServedBatch("b", now(), "other", "2", "champion", {"y": np.array([3.0])}, np.array([7.0])))
-    log.submit(ServedBatch("c", now(), "m", "1", "shadow", {"x": np.array([2.0]), "c": np.array(["a"], dtype=object)},
-                           np.array([0.3])))
-    log.close()
-    with log.engine.connect() as connection:
-        rows = connection.execute(sa.select(PREDICTIONS).order_by(PREDICTIONS.c.id)).all()
-    logged = [(r.request_id, r.row_index, r.model_name, r.route, orjson.loads(r.features), r.prediction) for r in rows]
-    assert logged == [
-        ("a", 0, "m", "champion", {"x": 1.5, "c": 'say "hi", 100%'}, 0.1),
-        ("a", 1, "m", "champion", {"x": None, "c": None}, 0.2),
-        ("b", 0, "other", "champion", {"y": 3.0}, 7.0),
-        ("c", 0, "m", "shadow", {"x": 2.0, "c": "a"}, 0.3),
-    ]
-    log.engine.dispose()
-
-
-def test_a_large_batch_is_written_row_for_row(log_url):
-    log = PredictionLog(log_url, flush_seconds=0.01)
-    log.submit(batch("big", 250))  # more rows than one INSERT takes
-    log.close()
-    with log.engine.connect() as connection:
-        rows = connection.execute(sa.select(PREDICTIONS.c.row_index, PREDICTIONS.c.features,
-                                            PREDICTIONS.c.prediction).order_by(PREDICTIONS.c.id)).all()
-    assert [(r.row_index, orjson.loads(r.features)["x"], r.prediction) for r in rows] == \
-        [(i, float(i), i / 250) for i in range(250)]
+    rows = read_log(url)
+    assert rows.request_id.tolist() == ["old", "old", "new"] and rows.row_index.tolist() == [0, 1, 0]
+    assert rows.x[0] == 1.5 and np.isnan(rows.x[1]) and rows.c.tolist() == ["JFK", None, "a"]
+    assert str(rows.event_time[0]) == "2013-07-01 17:00:00+00:00" and pd.isna(rows.event_time[1])
+    assert sa.inspect(log.engine).has_table("prediction_log_migrated")
+    assert not sa.inspect(log.engine).has_table("prediction_log")
+    assert logged_rows(url) == 3  # a second open moves nothing again
     log.engine.dispose()

@@ -14,7 +14,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 from toy_models import FEATURES as CLF_FEATURES
@@ -147,8 +146,9 @@ def test_each_model_answers_on_its_own_route_with_its_own_version(models, tmp_pa
     assert 'prediction_rows_total{model="reg"} 4.0' in metrics
     assert 'prediction_model_version{model="reg"} 2.0' in metrics
 
-    rows = pd.read_sql("select model_name, model_version, prediction from prediction_log order by id",
-                       sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}"))
+    from pipelines.prediction_store import read_log
+
+    rows = read_log(f"sqlite:///{tmp_path / 'predictions.db'}")
     assert sorted(rows.groupby(["model_name", "model_version"]).size().items()) == [
         (("clf", "1"), 3), (("reg", "2"), 4)]
     np.testing.assert_allclose(rows[rows.model_name == "reg"].prediction, np.tile(reg_expected(models, REG_ROWS), 2))

@@ -66,9 +66,8 @@ def test_duplicate_columns_get_a_400(service):
 
 
 def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch):
-    import sqlalchemy as sa
-
-    from pipelines.serving.prediction_log import PREDICTIONS, PredictionLog
+    from pipelines.prediction_store import read_log
+    from pipelines.serving.prediction_log import PredictionLog
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
     served, ids = 0, []
@@ -89,10 +88,12 @@ def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch
         assert 'prediction_rows_total{model="toy"} 14.0' in metrics
         assert 'prediction_model_version{model="toy"} 1.0' in metrics
     # leaving the client shuts the app down, which drains the log
-    with log.engine.connect() as connection:
-        rows = connection.execute(sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.prediction)).all()
-    assert len(rows) == served and {r.request_id for r in rows} == set(ids)
-    assert all(0.0 <= r.prediction <= 1.0 for r in rows)
+    rows = read_log(log.url)
+    assert len(rows) == served and set(rows.request_id) == set(ids)
+    assert rows.groupby("request_id").row_index.apply(list).to_dict() == {
+        f"req-{n}": list(range(n)) for n in (1, 3, 10)}
+    assert rows.prediction.between(0.0, 1.0).all()
+    assert rows.signal.dtype == "float64" and set(rows.group.dropna()) <= {"a", "b", "c"}
 
 
 def test_a_hostile_request_never_stops_the_prediction_log(tmp_path, monkeypatch):

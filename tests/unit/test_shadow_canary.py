@@ -3,7 +3,6 @@
 import mlflow
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pipelines.deployment import admin_headers
@@ -23,9 +22,17 @@ def registry(toy_registry, tmp_path):
     return tmp_path
 
 
-def logged(tmp_path) -> pd.DataFrame:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
-    return pd.read_sql("select request_id, model_version, route, prediction from prediction_log", engine)
+def logged(tmp_path, *columns: str) -> pd.DataFrame:
+    from pipelines.prediction_store import read_log
+
+    rows = read_log(f"sqlite:///{tmp_path / 'predictions.db'}")
+    return rows[list(columns or ("request_id", "model_version", "route", "prediction"))]
+
+
+def read_log_columns(tmp_path) -> list[str]:
+    from pipelines.prediction_store import read_log
+
+    return list(read_log(f"sqlite:///{tmp_path / 'predictions.db'}").columns)
 
 
 def app(tmp_path, **options):
@@ -100,19 +107,17 @@ def test_the_event_time_column_is_logged_not_scored(registry):
         untimed = client.post("/invocations", json={"dataframe_records": [ROW]}, headers={"X-Request-ID": "plain"})
     assert good.status_code == 200 and untimed.status_code == 200
     assert bad.status_code == 400 and "'t'" in bad.json()["message"]
-    engine = sa.create_engine(f"sqlite:///{registry / 'predictions.db'}")
-    rows = pd.read_sql("select request_id, event_time, features from prediction_log order by id", engine)
-    assert str(rows.event_time[0]).startswith("2013-07-01 17:00:00") and rows.event_time[1:].isna().all()
-    assert '"t"' not in rows.features[0]
+    rows = logged(registry, "request_id", "event_time")
+    assert str(rows.event_time[0]).startswith("2013-07-01 17:00:00+00:00") and rows.event_time[1:].isna().all()
+    assert "t" not in read_log_columns(registry)
 
 
 def test_an_event_time_with_an_offset_is_logged_in_utc(registry):
     with app(registry, challenger_mode="off", event_time="t") as client:
         answer = client.post("/invocations", json={"dataframe_records": [{**ROW, "t": "2013-01-01T20:00:00-05:00"}]})
     assert answer.status_code == 200
-    engine = sa.create_engine(f"sqlite:///{registry / 'predictions.db'}")
-    stamp = pd.read_sql("select event_time from prediction_log", engine).event_time[0]
-    assert str(stamp).startswith("2013-01-02 01:00:00")
+    stamp = logged(registry, "event_time").event_time[0]
+    assert str(stamp).startswith("2013-01-02 01:00:00+00:00")
 
 
 def test_an_unreachable_registry_keeps_the_models_and_routes_and_says_degraded(registry, monkeypatch):

@@ -1,0 +1,260 @@
+"""Where served rows are kept: typed, columnar segments in a SQL database (SQLite on the embedded stack,
+PostgreSQL in production: any SQLAlchemy URL).
+
+A segment is the rows of consecutive requests to one model version on one route, as one Arrow IPC stream
+(zstd) with a column per feature, typed as scored (float64, or dictionary-encoded text), beside the
+request id, row index, serving time, event time and prediction. Its row in ``prediction_segments`` carries
+what a reader filters on: model, version, route, row count and the span of event time (serving time for rows
+sent without one). The prediction service writes a segment per model and flush; monitoring reads a window as
+Arrow, never parsing a row, and gets typed columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from pipelines.config import database_url
+
+log = logging.getLogger(__name__)
+
+METADATA = sa.MetaData()
+SEGMENTS = sa.Table(
+    "prediction_segments",
+    METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("route", sa.String(16), nullable=False),  # champion (returned) or shadow (scored, not returned)
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("served_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("served_to", sa.DateTime(timezone=True), nullable=False),
+    # The span of the rows' event time (when the predicted event happens, e.g. the flight's scheduled hour, if
+    # the client sent it; else when it was served): monitoring windows are cut on it. Both ends inclusive.
+    sa.Column("event_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event_to", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),  # the rows: an Arrow IPC stream
+    sa.Index("ix_prediction_segments_window", "model_name", "event_to"),
+)
+# The log's own columns in a segment; every other column is a feature as scored.
+LOG_COLUMNS = ("request_id", "row_index", "served_at", "event_time", "prediction")
+STAMP = pa.timestamp("us", tz="UTC")
+_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+@dataclass(frozen=True)
+class ServedBatch:
+    """One request's rows as one model scored them."""
+
+    request_id: str
+    served_at: datetime
+    model_name: str
+    model_version: str
+    route: str
+    features: dict[str, np.ndarray]  # column by column: float64, or object (text or None)
+    predictions: np.ndarray  # what the log keeps of each row's output (the task type's score)
+    event_times: list[datetime | None] | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def segment_key(self) -> tuple:
+        """Batches with the same key share a segment."""
+        return self.model_name, self.model_version, self.route, tuple(self.features)
+
+
+def default_url() -> str:
+    return database_url("MLOPS_PREDICTION_LOG_URL", "serving", "predictions.db")
+
+
+def create_tables(engine: sa.Engine) -> None:
+    """Create ``prediction_segments``; move the rows of a row-per-row log into it (see ``migrate_row_log``)."""
+    METADATA.create_all(engine)
+    if sa.inspect(engine).has_table(ROW_LOG):
+        migrate_row_log(engine)
+
+
+# The log of an earlier layout: a row per served row, its features as a JSON object.
+ROW_LOG = "prediction_log"
+
+
+def migrate_row_log(engine: sa.Engine, chunk_rows: int = 100_000) -> int:
+    """Move a row-per-row ``prediction_log`` into segments, in one transaction, and keep the old table as
+    ``prediction_log_migrated``. A column holding only numbers (or nulls) becomes float64, any other text.
+    Two processes starting together migrate once: the rename that claims the table fails for the second."""
+    import orjson
+
+    with engine.begin() as connection:
+        try:
+            connection.exec_driver_sql(f"ALTER TABLE {ROW_LOG} RENAME TO {ROW_LOG}_migrated")
+        except sa.exc.DBAPIError:
+            log.info("%s was migrated by another process", ROW_LOG)
+            return 0
+        legacy = sa.Table(f"{ROW_LOG}_migrated", sa.MetaData(), autoload_with=connection)
+        event_time = legacy.c.event_time if "event_time" in legacy.c else sa.null()
+        query = sa.select(legacy.c.request_id, legacy.c.served_at, event_time, legacy.c.model_name,
+                          legacy.c.model_version, legacy.c.route, legacy.c.features, legacy.c.prediction) \
+            .order_by(legacy.c.id)
+        moved = 0
+        for rows in connection.execute(query).partitions(chunk_rows):
+            batches = [_legacy_batch(list(request), orjson) for _, request in
+                       itertools.groupby(rows, key=lambda r: (r[0], r[1], r[3], r[4], r[5]))]
+            groups: dict[tuple, list[ServedBatch]] = {}
+            for batch in batches:
+                groups.setdefault(batch.segment_key, []).append(batch)
+            connection.execute(SEGMENTS.insert(), [encode_segment(group) for group in groups.values()])
+            moved += len(rows)
+    log.warning("moved %d rows of %s into %s; the old table is kept as %s_migrated", moved, ROW_LOG,
+                SEGMENTS.name, ROW_LOG)
+    return moved
+
+
+def _legacy_batch(rows: list, orjson) -> ServedBatch:
+    request_id, served_at, _, model_name, version, route = rows[0][:6]
+    features = [orjson.loads(r[6]) for r in rows]
+    names = list(dict.fromkeys(name for f in features for name in f))
+    columns = {}
+    for name in names:
+        values = [f.get(name) for f in features]
+        numeric = all(v is None or type(v) in (int, float) for v in values)
+        columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64) if numeric \
+            else np.array([None if v is None else str(v) for v in values], dtype=object)
+    times = [r[2] for r in rows]
+    return ServedBatch(request_id, served_at, model_name, version, route, columns,
+                       np.array([r[7] for r in rows], dtype=np.float64), times if any(times) else None)
+
+
+def _micros(stamp: datetime) -> int:
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1_000_000)
+
+
+def _feature_array(values: np.ndarray) -> pa.Array:
+    if values.dtype == np.float64:
+        return pa.array(values, type=pa.float64())
+    return pa.array(values, type=pa.string()).dictionary_encode()  # raises on text UTF-8 cannot hold
+
+
+def encode_segment(batches: list[ServedBatch]) -> dict:
+    """The batches (one ``segment_key``) as a row of ``prediction_segments``. Raises when a value cannot be
+    stored as typed (e.g. a lone surrogate in a text value)."""
+    first = batches[0]
+    counts = np.array([b.rows for b in batches], dtype=np.int64)
+    total = int(counts.sum())
+    served = np.repeat(np.array([_micros(b.served_at) for b in batches], dtype=np.int64), counts)
+    if any(b.event_times for b in batches):
+        event = pa.array([t for b in batches for t in (b.event_times or [None] * b.rows)], type=STAMP)
+    else:
+        event = pa.nulls(total, STAMP)
+    columns = {
+        "request_id": pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), counts)),
+            pa.array([b.request_id for b in batches], type=pa.string())),
+        "row_index": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in counts])),
+        "served_at": pa.array(served, type=pa.int64()).cast(STAMP),
+        "event_time": event,
+        "prediction": pa.array(np.concatenate([np.asarray(b.predictions, dtype=np.float64) for b in batches])),
+    }
+    for name in first.features:
+        values = [b.features[name] for b in batches]
+        columns[name] = _feature_array(values[0] if len(values) == 1 else np.concatenate(values))
+    table = pa.table(columns)
+    when = pc.coalesce(table["event_time"], table["served_at"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
+        writer.write_table(table)
+    span = pc.min_max(when)
+    return {"model_name": first.model_name, "model_version": first.model_version, "route": first.route,
+            "rows": total, "served_from": batches[0].served_at, "served_to": batches[-1].served_at,
+            "event_from": span["min"].as_py(), "event_to": span["max"].as_py(),
+            "data": sink.getvalue().to_pybytes()}
+
+
+def decode_segment(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def read_segments(engine: sa.Engine, model_name: str | None = None, start: datetime | None = None,
+                  end: datetime | None = None, route: str | None = None) -> Iterator[pa.Table]:
+    """The logged rows, segment by segment in the order written, with ``model_name``, ``model_version`` and
+    ``route`` columns; only rows whose event time is in [start, end) when they are given. Streamed: memory
+    holds one segment at a time."""
+    query = sa.select(SEGMENTS.c.model_name, SEGMENTS.c.model_version, SEGMENTS.c.route, SEGMENTS.c.event_from,
+                      SEGMENTS.c.event_to, SEGMENTS.c.data).order_by(SEGMENTS.c.id)
+    if model_name is not None:
+        query = query.where(SEGMENTS.c.model_name == model_name)
+    if route is not None:
+        query = query.where(SEGMENTS.c.route == route)
+    if start is not None:
+        query = query.where(SEGMENTS.c.event_to >= _utc(start))
+    if end is not None:
+        query = query.where(SEGMENTS.c.event_from < _utc(end))
+    create_tables(engine)
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=64).execute(query)
+        for name, version, segment_route, event_from, event_to, data in result:
+            table = decode_segment(data)
+            # Only a segment that straddles an end of the window is filtered row by row.
+            if start is not None and _utc(event_from) < _utc(start) or end is not None and _utc(event_to) >= _utc(end):
+                when = pc.coalesce(table["event_time"], table["served_at"])
+                if start is not None:
+                    table, when = _keep(table, when, pc.greater_equal(when, pa.scalar(_utc(start), STAMP)))
+                if end is not None:
+                    table, when = _keep(table, when, pc.less(when, pa.scalar(_utc(end), STAMP)))
+            if table.num_rows:
+                yield _with_origin(table, name, version, segment_route)
+
+
+def _keep(table: pa.Table, when: pa.Array, mask: pa.Array) -> tuple[pa.Table, pa.Array]:
+    return table.filter(mask), when.filter(mask)
+
+
+def _with_origin(table: pa.Table, model_name: str, version: str, route: str) -> pa.Table:
+    def constant(value: str) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, dtype=np.int32)),
+                                              pa.array([value], type=pa.string()))
+
+    return (table.append_column("model_name", constant(model_name))
+            .append_column("model_version", constant(version)).append_column("route", constant(route)))
+
+
+def read_log(url: str | None = None, model_name: str | None = None, **filters) -> pd.DataFrame:
+    """Every logged row (of one model, in a window, on a route: see ``read_segments``) as one frame, text as
+    text; for inspection, tests and small logs. Segments written with other features are aligned by name."""
+    engine = sa.create_engine(url or default_url(), future=True)
+    try:
+        tables = list(read_segments(engine, model_name, **filters))
+    finally:
+        engine.dispose()
+    if not tables:
+        return pd.DataFrame(columns=["model_name", "model_version", "route", *LOG_COLUMNS])
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return pa.table({name: column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+                     for name, column in zip(table.column_names, table.columns, strict=True)}).to_pandas()
+
+
+def logged_rows(url: str | None = None) -> int:
+    """Rows in the log (the sum of its segments' row counts)."""
+    engine = sa.create_engine(url or default_url(), future=True)
+    try:
+        create_tables(engine)
+        with engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.coalesce(sa.func.sum(SEGMENTS.c.rows), 0)))
+                       .scalar_one())
+    finally:
+        engine.dispose()
