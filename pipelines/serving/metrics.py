@@ -51,6 +51,12 @@ class ServiceMetrics:
             Gauge("prediction_log_rows_set_aside", "Rows the prediction log could not write, kept in its "
                   "set-aside file with the reason", registry=self.registry
                   ).set_function(lambda: prediction_log.rows_set_aside)
+            Gauge("prediction_log_spilled_rows", "Rows spilled to disk while the log's store is down, written "
+                  "when it answers again", registry=self.registry).set_function(lambda: prediction_log.spilled_rows)
+            Gauge("prediction_log_store_up", "1 while the prediction log's store takes writes, 0 while it is down",
+                  registry=self.registry).set_function(lambda: 0.0 if prediction_log.store_error else 1.0)
+            Gauge("prediction_log_requests_refused", "Requests answered 503 because the log's queue in memory "
+                  "was full", registry=self.registry).set_function(lambda: prediction_log.requests_refused)
 
     def version_served(self, model) -> None:
         """``model`` (a LoadedModel) is the version served."""

@@ -73,7 +73,15 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
                                   "INVALID_PARAMETER_VALUE")
         service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
         return response
-    response = await handler(service, slot, request, request_id)
+    prediction_log = service.prediction_log
+    if prediction_log is not None and not prediction_log.accepting:
+        # Every row served is logged: rather than grow the queue past its bound, refuse until it drains.
+        prediction_log.requests_refused += 1
+        response = error_response(503, "the prediction log is behind (its store is down and its spill cannot be "
+                                  "written); retry later", "PREDICTION_LOG_FULL")
+        response.headers["Retry-After"] = "5"
+    else:
+        response = await handler(service, slot, request, request_id)
     service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
     response.headers["X-Request-ID"] = request_id
     return response
