@@ -69,7 +69,7 @@ def parse_columns(body: bytes, content_type: str) -> Columns:
     except orjson.JSONDecodeError as exc:
         try:  # MLflow clients (and its saved input examples) may send NaN / Infinity tokens
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
             raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise BadRequest("the JSON body must be an object with one of " + ", ".join(FORMATS))
@@ -104,9 +104,12 @@ TEXT_TYPES = frozenset({str, type(None)})
 
 def _numeric_column(values: Sequence, column: str) -> np.ndarray:
     """The column as floats, missing values as NaN; value by value only when it holds other than numbers."""
-    if set(map(type, values)) <= NUMBER_TYPES:
-        return np.array(values, dtype=np.float64)  # None becomes NaN
-    return np.array([_as_float(v, column) for v in values], dtype=np.float64)
+    try:
+        if set(map(type, values)) <= NUMBER_TYPES:
+            return np.array(values, dtype=np.float64)  # None becomes NaN
+        return np.array([_as_float(v, column) for v in values], dtype=np.float64)
+    except OverflowError:
+        raise BadRequest(f"column {column!r} holds a number too large for a float") from None
 
 
 def _categorical_column(values: Sequence, column: str) -> np.ndarray:

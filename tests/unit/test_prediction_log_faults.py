@@ -231,7 +231,7 @@ def test_sigterm_under_load_logs_every_row_the_service_answered(tmp_path):
     output = service.stdout.read().decode()
     rows = read_log(url)
     assert len(rows) == 3 * len(answered) and set(rows.request_id) == set(answered), output[-2000:]
-    assert "prediction log closed: %d rows written, 0 set aside, 0 spilled" % len(rows) in output
+    assert f"prediction log closed: {len(rows)} rows written, 0 set aside, 0 spilled" in output
 
 
 def _answers(url: str) -> bool:

@@ -7,6 +7,7 @@ protocol's job, and the typed request's schema is the served model's, which chan
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
 from pipelines.serving.models import ModelSlot
@@ -22,6 +24,7 @@ from pipelines.serving.protocol import BadRequest, Columns, conform_columns, par
 from pipelines.serving.service import PredictionService
 
 router = APIRouter(tags=["scoring"])
+log = logging.getLogger("pipelines.serving")
 
 Handler = Callable[[PredictionService, ModelSlot, Request, str], Awaitable[Response]]
 
@@ -81,7 +84,12 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
                                   "written); retry later", "PREDICTION_LOG_FULL")
         response.headers["Retry-After"] = "5"
     else:
-        response = await handler(service, slot, request, request_id)
+        try:
+            response = await handler(service, slot, request, request_id)
+        except Exception:  # a bug, not the client's fault: answered, logged and counted like any other
+            log.exception("request %s to %s failed", request_id, slot.name)
+            response = error_response(500, "internal error scoring this request; it is logged with its request id",
+                                      "INTERNAL_ERROR")
     service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
     response.headers["X-Request-ID"] = request_id
     return response
@@ -91,13 +99,32 @@ MAX_REQUEST_ID = 64  # the prediction log's request_id column
 
 
 async def _read_body(service: PredictionService, request: Request) -> bytes | Response:
+    """The body, refused with a 413 as soon as it passes the limit: a declared length over it is never read,
+    and a body sent without one is read only up to it."""
     limit = service.settings.max_body_bytes
+    too_large = error_response(413, f"request body over the {limit}-byte limit", "REQUEST_TOO_LARGE")
     declared = request.headers.get("content-length")
-    if not (declared and declared.isdigit() and int(declared) > limit):
-        body = await request.body()
-        if len(body) <= limit:
-            return body
-    return error_response(413, f"request body over the {limit}-byte limit", "REQUEST_TOO_LARGE")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return too_large
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+    except ClientDisconnect:  # counted as the client's error, not the service's
+        return error_response(400, "the client disconnected before sending the whole body", "CLIENT_DISCONNECTED")
+    return b"".join(chunks)
+
+
+def _json_content(request: Request) -> Response | None:
+    """A 415 unless the body is declared JSON: a browser page can post text/plain to any origin without
+    asking, never application/json."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return error_response(415, "send the rows as application/json", "UNSUPPORTED_MEDIA_TYPE")
+    return None
 
 
 async def _score(service: PredictionService, slot: ModelSlot, request: Request, request_id: str) -> Response:
@@ -132,6 +159,9 @@ async def _typed_score(service: PredictionService, slot: ModelSlot, request: Req
     model = slot.champion
     if model is None:
         return no_model_loaded(slot)
+    refused = _json_content(request)
+    if refused is not None:
+        return refused
     body = await _read_body(service, request)
     if isinstance(body, Response):
         return body
