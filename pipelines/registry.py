@@ -54,6 +54,20 @@ def alias_version(client, model_name: str, alias: str) -> str | None:
         )
         if missing:
             return None
+        if exc.error_code == "PERMISSION_DENIED" and not _model_exists(client, model_name):
+            return None  # MLflow's basic-auth app denies the alias of a model that does not exist yet
+        raise
+
+
+def _model_exists(client, model_name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model_name)
+        return True
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
         raise
 
 

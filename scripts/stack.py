@@ -80,7 +80,7 @@ def ensure_pg_databases() -> None:
     admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            for database in ("airflow", "mlflow", "monitoring"):
+            for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
                 name = f"{PG_PREFIX}_{database}"
                 if connection.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name}).first():
                     continue
@@ -168,12 +168,35 @@ def stack_env() -> dict[str, str]:
     }
     if topology() == "production":
         env.update(production_env())
+        # MLflow behind its login: Airflow's tasks (and the CLI environment) log in as the pipeline's user.
+        env.update(MLFLOW_TRACKING_USERNAME="pipeline",
+                   MLFLOW_TRACKING_PASSWORD=mlflow_password("pipeline"))
         for local_only in ("AIRFLOW__SCHEDULER__MP_START_METHOD", "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"):
             env.pop(local_only)  # LocalExecutor settings; Celery workers fork their own task processes
     lines = [f"export {k}={json.dumps(v)}" for k, v in env.items()] + [f'export PATH="{VENV_BIN}:$PATH"']
     write_text_atomic("# source this file to use the airflow / mlflow CLIs on the stack (it holds secrets: 0600)\n"
                       + "\n".join(lines) + "\n", STATE / "env.sh")
     return {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+
+
+def mlflow_password(user: str) -> str:
+    """The MLflow password of ``user`` (admin, pipeline, serving), or its server's CSRF key, on the
+    production topology."""
+    (STATE / "mlflow").mkdir(parents=True, exist_ok=True)
+    return ensure_secret(STATE / "mlflow" / f"{user}_password")
+
+
+def component_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """What one component runs with: on the production topology MLflow gets its auth config, and the service
+    logs in to it as its own, read-only, user."""
+    if topology() != "production":
+        return env
+    if name == "mlflow":
+        return {**env, "MLFLOW_AUTH_CONFIG_PATH": str(STATE / "mlflow" / "basic_auth.ini"),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": mlflow_password("flask_secret_key")}  # its CSRF tokens
+    if name == "serving":
+        return {**env, "MLFLOW_TRACKING_USERNAME": "serving", "MLFLOW_TRACKING_PASSWORD": mlflow_password("serving")}
+    return env
 
 
 def components() -> dict[str, list[str]]:
@@ -184,7 +207,8 @@ def components() -> dict[str, list[str]]:
     return {
         "mlflow": [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri",
                    backend_store, "--artifacts-destination", str(mlflow_dir / "artifacts"),
-                   "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1"],
+                   "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
+                   *(["--app-name", "basic-auth"] if production else [])],
         "serving": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--port", str(SERVING_PORT)],
         "airflow-api-server": [str(VENV_BIN / "airflow"), "api-server", "--port", str(AIRFLOW_PORT)],
         "airflow-scheduler": [str(VENV_BIN / "airflow"), "scheduler"],
@@ -303,6 +327,9 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     print(f"state folder: {STATE} ({topology()} topology)")
     if production:
         ensure_pg_databases()
+        from pipelines.mlflow_auth import write_auth_config
+
+        write_auth_config(STATE / "mlflow" / "basic_auth.ini", pg_url("mlflow_auth"), mlflow_password("admin"))
     print(f"initialising the Airflow metadata database ({'PostgreSQL' if production else 'SQLite'})...")
     subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=open(STATE / "logs" / "airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
@@ -311,9 +338,16 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
                 "s = S.from_env(); ensure_repo(s.dvc_repo, s.dvc_remote)")
     subprocess.run([sys.executable, "-c", init_dvc], env=env, check=True, cwd=ROOT)
     print("starting components...")
-    for name, command in components().items():
-        start(name, command, env)
+    everything = components()
+    start("mlflow", everything.pop("mlflow"), component_env("mlflow", env))
     wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
+    if production:
+        from pipelines.mlflow_auth import USERS, ensure_users
+
+        ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_password("admin"),
+                     {user: mlflow_password(user) for user in USERS})
+    for name, command in everything.items():
+        start(name, command, component_env(name, env))
     wait_http(f"http://127.0.0.1:{SERVING_PORT}/version", "prediction service")
     wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/version", "Airflow API server")
     if train:

@@ -59,7 +59,7 @@ def production_env(tmp_path_factory):
     redis.Redis.from_url(redis_url).flushdb()
     admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        for database in ("airflow", "mlflow", "monitoring"):
+        for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{database}" WITH (FORCE)')
     admin.dispose()
 
@@ -99,6 +99,19 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
     # The MLflow server keeps the registry in PostgreSQL.
     assert _scalar(f"{database}_mlflow", "select version from registered_model_aliases where name = :m and "
                    "alias = 'champion'", m=MODEL) == 1
+    # ... behind its login: anonymous requests are refused, the service's user reads but cannot move an alias,
+    # and the pipeline's user (which trained and registered the model) manages it.
+    api = f"http://127.0.0.1:{env['MLFLOW_PORT']}/api/2.0/mlflow/registered-models"
+    passwords = Path(env["MLOPS_HOME"]) / "mlflow"
+    serving = ("serving", (passwords / "serving_password").read_text().strip())
+    pipeline = ("pipeline", (passwords / "pipeline_password").read_text().strip())
+    assert httpx.get(f"{api}/get", params={"name": MODEL}).status_code == 401
+    assert httpx.get(f"{api}/get", params={"name": MODEL}, auth=serving).status_code == 200
+    move = {"name": MODEL, "alias": "challenger", "version": "1"}
+    assert httpx.post(f"{api}/alias", json=move, auth=serving).status_code == 403
+    assert httpx.post(f"{api}/alias", json=move, auth=pipeline).status_code == 200
+    assert httpx.request("DELETE", f"{api}/alias", json={"name": MODEL, "alias": "challenger"},
+                         auth=pipeline).status_code == 200
 
     # The service serves that champion and logs what it serves to PostgreSQL.
     from pipelines.config import load_model_config
@@ -121,7 +134,7 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
     assert logged == 3
 
 
-def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(production_stack):
+def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(production_stack, monkeypatch):
     """Faults while a training run is in flight: the process of one candidate's task is killed (as the OOM
     killer would), then the scheduler is killed and started again. The run finishes, the killed task
     succeeds on its retry, nothing is left half-written, and the registry gains no duplicate version."""
@@ -133,6 +146,8 @@ def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(pro
     state = Path(env["MLOPS_HOME"])
     api = AirflowApi(url=f"http://127.0.0.1:{env['AIRFLOW_PORT']}", password=admin_password(state))
     mlflow_url = f"http://127.0.0.1:{env['MLFLOW_PORT']}"
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "serving")  # reading the registry is all this test does
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", (state / "mlflow" / "serving_password").read_text().strip())
     registry = mlflow.MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     versions = len(registry.search_model_versions(f"name = '{MODEL}'"))
     dag_id = f"train_{MODEL}"

@@ -44,7 +44,8 @@ def test_compose_requires_every_secret_and_publishes_on_loopback():
     references = re.findall(r"\$\{([A-Z_]+)(:[?-][^}]*)?\}", text)
     secrets = {name for name, _ in references if SECRET_NAME.search(name)}
     assert {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY",
-            "AIRFLOW_ADMIN_PASSWORD", "MLOPS_ADMIN_TOKEN"} <= secrets
+            "AIRFLOW_ADMIN_PASSWORD", "MLOPS_ADMIN_TOKEN", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_PIPELINE_PASSWORD",
+            "MLFLOW_SERVING_PASSWORD", "MLFLOW_SECRET_KEY"} <= secrets
     assert all(rule.startswith(":?") for name, rule in references if name in secrets)
     services = compose()["services"]
     ports = [port for service in services.values() for port in service.get("ports", [])]
@@ -55,8 +56,11 @@ def test_compose_requires_every_secret_and_publishes_on_loopback():
 def test_the_prediction_service_gets_only_its_own_secrets():
     serving = compose()["services"]["serving"]["environment"]
     assert not [name for name in serving if name.startswith("AIRFLOW")]
-    assert set(serving) == {"MLOPS_HOME", "MLFLOW_TRACKING_URI", "MLOPS_PREDICTION_LOG_URL",
-                            "MLOPS_SERVING_ADMIN_TOKEN", "MLFLOW_ENABLE_TELEMETRY"}
+    assert set(serving) == {"MLOPS_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                            "MLOPS_PREDICTION_LOG_URL", "MLOPS_SERVING_ADMIN_TOKEN", "MLFLOW_ENABLE_TELEMETRY"}
+    assert serving["MLFLOW_TRACKING_USERNAME"] == "serving"
+    mlflow = compose()["services"]["mlflow"]
+    assert "--app-name basic-auth" in mlflow["command"]
 
 
 def test_the_image_runs_as_an_unprivileged_user():
