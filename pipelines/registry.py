@@ -92,19 +92,18 @@ def register_version(client, model_name: str, model_uri: str, tags: dict[str, st
 
 
 def promote_version(client, model_name: str, version: str) -> Promotion:
-    """challenger -> champion; the former champion keeps ``previous``. Each alias move is one atomic write,
-    ordered so that ``champion`` always points at a registered, servable version."""
+    """``version`` -> champion; the former champion keeps ``previous``. Each alias move is one atomic write,
+    ordered so that a move cut short (the registry gone between two writes) leaves ``champion`` where it was
+    and no alias it did not have before, and a retry completes it: ``previous`` first (it then names the
+    champion still served), ``champion`` last. A staged challenger that becomes champion stops being one."""
     before = aliases(client, model_name)
     current = before[CHAMPION]
     if current == version:
         return Promotion(model_name, version, before[PREVIOUS], before=before)
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
-    try:
-        if current is not None:
-            client.set_registered_model_alias(model_name, PREVIOUS, current)
-        client.set_registered_model_alias(model_name, CHAMPION, version)
-    finally:
-        # Whether the move succeeded or not, no challenger alias is left behind; a retry starts over.
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    if before[CHALLENGER] == version:
         client.delete_registered_model_alias(model_name, CHALLENGER)
     return Promotion(model_name, version, current, before=before)
 
