@@ -1,11 +1,15 @@
-"""Bounded soak: a fixed request rate for a fixed time against our service; 0 errors and rows logged =
-rows served are the goals.
+"""Bounded soak: a fixed request rate for a fixed time against our service, with the monitoring DAG running
+beside it. Goals: 0 errors, rows logged = rows served, the service's memory flat (RSS growth <= 10% after
+the first minute's warm-up).
 
-Needs the stack up (`make up`: a champion in the MLflow server). The service runs with its prediction log
-in a scratch SQLite file; after the run it is stopped (which drains the log) and the log is compared with
-what the client saw.
+Needs the stack up (`make up`: a champion in the MLflow server, the Airflow API). A second service, on a
+free port, writes to the stack's own prediction log, which the monitoring DAG reads: `monitor_<model>` is
+triggered every `--monitor-every` minutes during the soak. The service's RSS is sampled every 5 s. After the
+run the service is stopped (which writes its queue) and the log's rows of this soak's request ids are
+compared with what the clients saw.
 
-    uv run python benchmarks/serving_soak.py --rate 200 --minutes 10
+    source .state/env.sh
+    uv run python benchmarks/serving_soak.py --rate 150 --minutes 10
 """
 
 from __future__ import annotations
@@ -17,14 +21,49 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving_throughput as bench  # noqa: E402  (the same server start/stop helpers)
+
+RUN_PREFIX = f"soak{int(time.time())}-"
+
+
+def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Event, every: float = 5.0) -> None:
+    process, started = psutil.Process(pid), time.monotonic()
+    while not stop.is_set():
+        samples.append((time.monotonic() - started, process.memory_info().rss / 2**20))
+        stop.wait(every)
+
+
+def airflow():
+    from pipelines.airflow_api import AirflowApi, admin_password
+
+    return AirflowApi(url=os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080"), password=admin_password())
+
+
+def run_monitoring(every: float, runs: list[tuple[str, str]], stop: threading.Event) -> None:
+    """Trigger the model's monitoring DAG now and every ``every`` seconds until ``stop``."""
+    api = airflow()
+    while not stop.is_set():
+        dag_id = f"monitor_{bench.MODEL}"
+        runs.append((dag_id, api.trigger(dag_id, {"reason": "serving soak"})))
+        stop.wait(every)
+
+
+def report_monitoring(runs: list[tuple[str, str]]) -> None:
+    if not runs:
+        print("monitoring: no run was triggered")
+        return
+    api = airflow()
+    states = Counter(api.wait([run], progress=lambda dag_id, message: None)[run[0]]["state"] for run in runs)
+    print(f"monitoring beside the soak: {len(runs)} runs of {runs[0][0]}: {dict(states)}")
 
 
 async def drive(url: str, body: bytes, rate: float, seconds: float, clients: int = 16
@@ -46,7 +85,7 @@ async def drive(url: str, body: bytes, rate: float, seconds: float, clients: int
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                request_id = f"soak-{worker}-{n}"
+                request_id = f"{RUN_PREFIX}{worker}-{n}"
                 n += 1
                 sent = time.perf_counter()
                 try:
@@ -67,11 +106,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--monitor-every", type=float, default=2.0, help="minutes between monitoring runs")
     args = parser.parse_args()
+    from pipelines.prediction_store import default_url
+
+    log_url = default_url()  # the stack's: the monitoring DAG reads it
     scratch = Path(tempfile.mkdtemp(prefix="bench_soak_"))
     try:
-        env = {**os.environ, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
-               "MLOPS_SERVING_POLL_S": "3600"}
+        env = {**os.environ, "MLOPS_PREDICTION_LOG_URL": log_url, "MLOPS_SERVING_POLL_S": "3600",
+               "MLOPS_SERVING_CONFIGURED_MODELS": "false"}
         port = bench.free_port()
         log = scratch / "server.log"
         process = bench.start([sys.executable, "-m", "pipelines.serving", "--port", str(port)], env, log)
@@ -79,16 +122,27 @@ def main() -> None:
                "dewp": 20.0, "humid": 60.0, "wind_dir": 270.0, "wind_speed": 12.0, "precip": 0.0, "visib": 10.0,
                "carrier": "UA", "origin": "EWR", "dest": "IAH"}
         body = json.dumps({"dataframe_records": [row]}).encode()
+        stop = threading.Event()
+        rss: list[tuple[float, float]] = []
+        monitoring_runs: list[tuple[str, str]] = []
         try:
             bench.wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
+            side = [threading.Thread(target=sample_rss, args=(process.pid, rss, stop), daemon=True),
+                    threading.Thread(target=run_monitoring, args=(args.monitor_every * 60, monitoring_runs, stop),
+                                     daemon=True)]
+            for thread in side:
+                thread.start()
             statuses, ok_ids, latencies, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", body, args.rate,
                                                                      args.minutes * 60))
+            stop.set()
         finally:
-            bench.stop(process)  # SIGTERM: the service drains its prediction log before exiting
+            stop.set()
+            bench.stop(process)  # SIGTERM: the service writes its prediction log's queue before exiting
         from pipelines.prediction_store import read_log
 
-        log_rows = read_log(f"sqlite:///{scratch / 'predictions.db'}")
-        logged, logged_ids = len(log_rows), set(log_rows.request_id)
+        log_rows = read_log(log_url, bench.MODEL)
+        mine = log_rows[log_rows.request_id.str.startswith(RUN_PREFIX)]
+        logged, logged_ids = len(mine), set(mine.request_id)
         latencies.sort()
         errors = sum(n for status, n in statuses.items() if status != 200)
         achieved = sum(statuses.values()) / elapsed
@@ -97,6 +151,11 @@ def main() -> None:
               f"{dict(statuses)} | errors {errors} | p50 {1000 * latencies[len(latencies) // 2]:.1f} ms "
               f"p99 {1000 * latencies[int(len(latencies) * 0.99)]:.1f} ms | rows served {len(ok_ids):,}, "
               f"rows logged {logged:,}, every served request logged: {ok_ids <= logged_ids}")
+        warm = next((mib for at, mib in rss if at >= 60), rss[0][1] if rss else float("nan"))
+        print(f"service RSS: {rss[0][1]:,.0f} MiB at start, {warm:,.0f} MiB after the first minute, "
+              f"{rss[-1][1]:,.0f} MiB at the end, peak {max(m for _, m in rss):,.0f} MiB: growth after warm-up "
+              f"{rss[-1][1] / warm - 1:+.1%} (goal <= +10%)")
+        report_monitoring(monitoring_runs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -100,8 +100,6 @@ def production_env() -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url("airflow").replace("+psycopg2", "", 1),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
-        # A restarted scheduler adopts the tasks its predecessor queued after 30 s, not Airflow's 5 min.
-        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "MLOPS_PREDICTION_LOG_URL": pg_url("monitoring"),
         "MLOPS_MONITORING_DB_URL": pg_url("monitoring"),
     }
@@ -149,6 +147,8 @@ def stack_env() -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         # One machine, few DAGs: loop faster when idle so downstream tasks start sooner.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        # A restarted scheduler adopts the tasks its predecessor queued after 30 s, not Airflow's 5 min.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         # LocalExecutor workers start from a forkserver that has already imported the ML stack; each
         # task is forked from a worker and inherits those modules instead of importing them again
         # (several seconds per task on 2 cores).

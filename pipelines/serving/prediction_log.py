@@ -151,7 +151,7 @@ class PredictionLog:
                 batches.append(item)
                 rows += item.rows
             if self._spills and time.monotonic() >= self._retry_at:
-                self._write_spills()
+                self._try_spills()
             if batches:
                 try:
                     self._write(batches)
@@ -159,7 +159,7 @@ class PredictionLog:
                     log.exception("prediction log: %d rows could not be written", rows)
                     self._set_aside(batches, f"{type(exc).__name__}: {exc}")
         if self._spills:
-            self._write_spills()  # a last try before leaving the spill to the next start
+            self._try_spills()  # a last try before leaving the spill to the next start
         for handle in self._spills.values():
             handle.close()  # unlocked: the next writer to start adopts them
 
@@ -259,6 +259,13 @@ class PredictionLog:
         rows = sum(segment["rows"] for _, segment in segments)
         self.spilled_rows += rows
         self._done(rows, written=False)
+
+    def _try_spills(self) -> None:
+        try:
+            self._write_spills()
+        except Exception:  # e.g. a spill file that cannot be read: kept, retried later, the writer goes on
+            log.exception("prediction log: could not write the spill files %s", [p.name for p in self._spills])
+            self._retry_at = time.monotonic() + self.retry_seconds
 
     def _write_spills(self) -> None:
         """Write the spill files to the store, oldest first, each in one transaction, then delete them. A
