@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 
+# A temp file or folder is named after its target and its writer: `.<target>.<pid>@<host>.<random>.tmp`. A
+# writer killed before it could clean up (SIGKILL, the OOM killer) leaves it behind; the next writer of the
+# same target removes it: at once when its process is gone from this host, else after a day.
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_STALE_SECONDS = 24 * 3600
+
+
+def _temp_prefix(dest: Path) -> str:
+    sweep_orphaned_temps(dest)
+    return f".{dest.name}.{os.getpid()}@{_HOST}."
+
+
+def sweep_orphaned_temps(dest: Path) -> list[Path]:
+    """Remove the temp files and folders of ``dest`` whose writer died; returns what was removed."""
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    for path in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        owner = path.name[len(dest.name) + 2:-len(".tmp")].rpartition(".")[0]
+        pid, _, host = owner.partition("@")
+        try:
+            orphaned = (host == _HOST and pid.isdigit() and not _alive(int(pid))) or \
+                time.time() - path.lstat().st_mtime > _STALE_SECONDS
+            if not orphaned:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except FileNotFoundError:  # another writer swept it first
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
 
 def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
@@ -25,7 +73,7 @@ def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> Path:
 
 def write_text_atomic(text: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, dest)
@@ -61,4 +109,4 @@ def replace_dir(source: Path, dest: Path) -> Path:
 
 def fresh_temp_dir(beside: Path) -> Path:
     beside.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent))
+    return Path(tempfile.mkdtemp(prefix=_temp_prefix(beside), suffix=".tmp", dir=beside.parent))
