@@ -47,6 +47,10 @@ class ServingSettings(BaseSettings):
         None, validation_alias="MLOPS_SERVING_ADMIN_TOKEN",
         description="The bearer token /admin/* requires (the deploy task sends it); unset: /admin/* is refused "
                     "and the service follows its aliases by polling only.")
+    predict_token: SecretStr | None = Field(
+        None, validation_alias="MLOPS_SERVING_PREDICT_TOKEN",
+        description="The bearer token the scoring routes require (/invocations, /predict and each model's); "
+                    "unset: scoring is open to whoever reaches the service.")
     event_time: str | None = Field(
         None, validation_alias="MLOPS_SERVING_EVENT_TIME_COLUMN",
         description="The default model's event-time column (logged, never scored); empty: none. Unset: the "

@@ -168,3 +168,19 @@ def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     with TestClient(create_app("toy", poll_seconds=0, log_predictions=False), headers=headers) as off:
         refused = off.post("/admin/reload")
     assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["detail"]
+
+
+def test_with_a_predict_token_scoring_needs_it_and_the_rest_stays_open(tmp_path, monkeypatch):
+    """MLOPS_SERVING_PREDICT_TOKEN guards every scoring route (unknown model names included: the 404 lists
+    the served ones); health, metrics and the OpenAPI document stay open; refusals are counted."""
+    row = frame(1, 1)[["signal", "noise", "group"]].to_dict(orient="records")
+    with _client(tmp_path, monkeypatch, predict_token="let-me-score", log_predictions=False) as client:
+        for path in ("/invocations", "/models/toy/invocations", "/models/nope/invocations"):
+            refused = client.post(path, json={"dataframe_records": row})
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer", path
+        assert client.post("/predict", json={"rows": row}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = client.post("/invocations", json={"dataframe_records": row},
+                         headers={"Authorization": "Bearer let-me-score"})
+        assert ok.status_code == 200
+        assert all(client.get(path).status_code == 200 for path in ("/health", "/ping", "/openapi.json"))
+        assert 'prediction_requests_total{model="toy",status="401"} 3.0' in client.get("/metrics").text

@@ -33,11 +33,13 @@ def test_every_environment_variable_keeps_its_name(monkeypatch):
                         "MLOPS_SERVING_MAX_BODY_BYTES": "2048", "MLOPS_SERVING_CHALLENGER": "canary",
                         "MLOPS_SERVING_CANARY_SHARE": "0.25", "MLOPS_SERVING_WORKERS": "4",
                         "MLOPS_SERVING_MODEL_THREADS": "2", "MLOPS_SERVING_EVENT_TIME_COLUMN": "t",
-                        "MLOPS_SERVING_CONFIGURED_MODELS": "false", "MLOPS_SERVING_ADMIN_TOKEN": "s3cr3t"}.items():
+                        "MLOPS_SERVING_CONFIGURED_MODELS": "false", "MLOPS_SERVING_ADMIN_TOKEN": "s3cr3t",
+                        "MLOPS_SERVING_PREDICT_TOKEN": "sc0re"}.items():
         monkeypatch.setenv(name, value)
     settings = ServingSettings()
     assert settings.admin_token.get_secret_value() == "s3cr3t" and "s3cr3t" not in repr(settings)
-    assert settings.model_dump(exclude={"admin_token"}) == {
+    assert settings.predict_token.get_secret_value() == "sc0re" and "sc0re" not in repr(settings)
+    assert settings.model_dump(exclude={"admin_token", "predict_token"}) == {
         "model_name": "a", "models": ("b", "c"), "configured_models": False, "alias": "staging",
         "poll_seconds": 5.0, "log_predictions": False, "max_body_bytes": 2048, "challenger_mode": "canary",
         "canary_share": 0.25, "workers": 4, "model_threads": 2, "event_time": "t"}

@@ -6,11 +6,11 @@ they are refused."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from pipelines.serving.access import bearer_matches
 from pipelines.serving.errors import error_response, unknown_model
 from pipelines.serving.service import PredictionService
 
@@ -19,8 +19,7 @@ def require_admin_token(request: Request) -> None:
     token = request.app.state.service.settings.admin_token
     if token is None:
         raise HTTPException(403, "admin endpoints are off: set MLOPS_SERVING_ADMIN_TOKEN to use them")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+    if not bearer_matches(request, token):
         raise HTTPException(401, "a valid admin token is required (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
 

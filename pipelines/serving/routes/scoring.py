@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from pipelines.serving.access import bearer_matches
 from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
 from pipelines.serving.models import ModelSlot
 from pipelines.serving.protocol import BadRequest, Columns, conform_columns, parse_columns, split_event_time
@@ -63,7 +64,7 @@ async def _score_named(name: str, request: Request, handler: Handler) -> Respons
     service: PredictionService = request.app.state.service
     slot = service.models.get(name)
     if slot is None:
-        return unknown_model(service.models, name)
+        return _unauthenticated(service, request) or unknown_model(service.models, name)
     return await _instrumented(service, slot, request, handler)
 
 
@@ -77,7 +78,10 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
         service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
         return response
     prediction_log = service.prediction_log
-    if prediction_log is not None and not prediction_log.accepting:
+    refused = _unauthenticated(service, request)
+    if refused is not None:
+        response = refused
+    elif prediction_log is not None and not prediction_log.accepting:
         # Every row served is logged: rather than grow the queue past its bound, refuse until it drains.
         prediction_log.requests_refused += 1
         response = error_response(503, "the prediction log is behind (its store is down and its spill cannot be "
@@ -96,6 +100,16 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
 
 
 MAX_REQUEST_ID = 64  # the prediction log's request_id column
+
+
+def _unauthenticated(service: PredictionService, request: Request) -> Response | None:
+    """A 401 when a predict token is configured and the request does not carry it."""
+    token = service.settings.predict_token
+    if token is None or bearer_matches(request, token):
+        return None
+    response = error_response(401, "a valid token is required (Authorization: Bearer <token>)", "UNAUTHENTICATED")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 async def _read_body(service: PredictionService, request: Request) -> bytes | Response:
