@@ -72,7 +72,18 @@ def request_model(model: LoadedModel):
                         rows=(list[row], Field(..., min_length=1, description="One object per row to score")))
 
 
+# One model loads at a time in a process: CPython 3.11 keeps the depth counter of its AST conversion in
+# interpreter-wide state, and two threads loading models at once (the libraries parse code while loading) can
+# fail with "SystemError: AST constructor recursion depth mismatch" (seen with two models loading at start).
+_LOADING = threading.Lock()
+
+
 def load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str, str]) -> LoadedModel:
+    with _LOADING:
+        return _load_model_uri(name, uri, version, alias, tags)
+
+
+def _load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str, str]) -> LoadedModel:
     import mlflow
 
     from pipelines.task_types import task_type_of_model
