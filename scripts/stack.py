@@ -170,7 +170,7 @@ def stack_env() -> dict[str, str]:
         env.update(production_env())
         # MLflow behind its login: Airflow's tasks (and the CLI environment) log in as the pipeline's user.
         env.update(MLFLOW_TRACKING_USERNAME="pipeline",
-                   MLFLOW_TRACKING_PASSWORD=mlflow_password("pipeline"))
+                   MLFLOW_TRACKING_PASSWORD=mlflow_secret("pipeline_password"))
         for local_only in ("AIRFLOW__SCHEDULER__MP_START_METHOD", "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"):
             env.pop(local_only)  # LocalExecutor settings; Celery workers fork their own task processes
     lines = [f"export {k}={json.dumps(v)}" for k, v in env.items()] + [f'export PATH="{VENV_BIN}:$PATH"']
@@ -179,11 +179,11 @@ def stack_env() -> dict[str, str]:
     return {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
 
 
-def mlflow_password(user: str) -> str:
-    """The MLflow password of ``user`` (admin, pipeline, serving), or its server's CSRF key, on the
-    production topology."""
+def mlflow_secret(name: str) -> str:
+    """A secret of MLflow on the production topology: a user's password (``<user>_password``: admin, pipeline,
+    serving) or its server's CSRF key (``flask_secret_key``)."""
     (STATE / "mlflow").mkdir(parents=True, exist_ok=True)
-    return ensure_secret(STATE / "mlflow" / f"{user}_password")
+    return ensure_secret(STATE / "mlflow" / name)
 
 
 def component_env(name: str, env: dict[str, str]) -> dict[str, str]:
@@ -193,9 +193,10 @@ def component_env(name: str, env: dict[str, str]) -> dict[str, str]:
         return env
     if name == "mlflow":
         return {**env, "MLFLOW_AUTH_CONFIG_PATH": str(STATE / "mlflow" / "basic_auth.ini"),
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": mlflow_password("flask_secret_key")}  # its CSRF tokens
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": mlflow_secret("flask_secret_key")}  # its CSRF tokens
     if name == "serving":
-        return {**env, "MLFLOW_TRACKING_USERNAME": "serving", "MLFLOW_TRACKING_PASSWORD": mlflow_password("serving")}
+        return {**env, "MLFLOW_TRACKING_USERNAME": "serving",
+                "MLFLOW_TRACKING_PASSWORD": mlflow_secret("serving_password")}
     return env
 
 
@@ -329,7 +330,7 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
         ensure_pg_databases()
         from pipelines.mlflow_auth import write_auth_config
 
-        write_auth_config(STATE / "mlflow" / "basic_auth.ini", pg_url("mlflow_auth"), mlflow_password("admin"))
+        write_auth_config(STATE / "mlflow" / "basic_auth.ini", pg_url("mlflow_auth"), mlflow_secret("admin_password"))
     print(f"initialising the Airflow metadata database ({'PostgreSQL' if production else 'SQLite'})...")
     subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=open(STATE / "logs" / "airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
@@ -344,8 +345,8 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     if production:
         from pipelines.mlflow_auth import USERS, ensure_users
 
-        ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_password("admin"),
-                     {user: mlflow_password(user) for user in USERS})
+        ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),
+                     {user: mlflow_secret(f"{user}_password") for user in USERS})
     for name, command in everything.items():
         start(name, command, component_env(name, env))
     wait_http(f"http://127.0.0.1:{SERVING_PORT}/version", "prediction service")

@@ -12,7 +12,7 @@ Nothing served goes unaccounted: rows served = rows written + rows set aside + b
 - while the store is down or locked, encoded segments spill to an append-only file of this process
   (``spill_dir``), memory stays flat, and the spill is written to the store when it answers again, by this
   process or, if it dies, by the next one to start;
-- the queue in memory is bounded (``max_queued_rows``): past it the service answers 503 (``accepting``)
+- the queue in memory is bounded (``max_queued_rows``): past it the service answers 503 (``admit``)
   rather than grow, which happens only when the spill cannot be written either;
 - ``close()`` drains the queue to the store, or to the spill when the store is down, and logs the counts.
 A process killed outright (SIGKILL) loses what was queued in memory and not yet flushed: at most one flush
@@ -100,10 +100,13 @@ class PredictionLog:
         """Rows accepted but not yet in the store: in memory or spilled to disk."""
         return self._queued_rows + self.spilled_rows
 
-    @property
-    def accepting(self) -> bool:
-        """False while the queue in memory is at its bound: the service answers 503 instead of scoring."""
-        return self._queued_rows < self.max_queued_rows
+    def admit(self) -> bool:
+        """Whether a request may be served: not while the queue in memory is at its bound (the service then
+        answers 503 instead of scoring; counted in ``requests_refused``)."""
+        if self._queued_rows < self.max_queued_rows:
+            return True
+        self.requests_refused += 1
+        return False
 
     def submit(self, batch: ServedBatch) -> None:
         with self._lock:

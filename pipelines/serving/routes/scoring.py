@@ -81,9 +81,8 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
     refused = _unauthenticated(service, request)
     if refused is not None:
         response = refused
-    elif prediction_log is not None and not prediction_log.accepting:
+    elif prediction_log is not None and not prediction_log.admit():
         # Every row served is logged: rather than grow the queue past its bound, refuse until it drains.
-        prediction_log.requests_refused += 1
         response = error_response(503, "the prediction log is behind (its store is down and its spill cannot be "
                                   "written); retry later", "PREDICTION_LOG_FULL")
         response.headers["Retry-After"] = "5"
@@ -116,20 +115,23 @@ async def _read_body(service: PredictionService, request: Request) -> bytes | Re
     """The body, refused with a 413 as soon as it passes the limit: a declared length over it is never read,
     and a body sent without one is read only up to it."""
     limit = service.settings.max_body_bytes
-    too_large = error_response(413, f"request body over the {limit}-byte limit", "REQUEST_TOO_LARGE")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        return too_large
+        return _too_large(limit)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                return too_large
+                return _too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:  # counted as the client's error, not the service's
         return error_response(400, "the client disconnected before sending the whole body", "CLIENT_DISCONNECTED")
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(413, f"request body over the {limit}-byte limit", "REQUEST_TOO_LARGE")
 
 
 def _json_content(request: Request) -> Response | None:
