@@ -46,9 +46,10 @@ def concat_frames(payloads: list[pd.DataFrame]) -> pd.DataFrame:
 
 class MicroBatcher:
     """``combine`` turns the payloads of one batch into the model's input; it runs in the scoring thread,
-    off the event loop, so building the batch's DataFrame costs the requests nothing."""
+    off the event loop, so building the batch's input costs the requests nothing. With ``combine=None`` the
+    model's method takes the list of payloads itself (a scorer that builds its own input)."""
 
-    def __init__(self, max_rows: int = 2048, combine: Callable[[list[Any]], Any] = concat_frames,
+    def __init__(self, max_rows: int = 2048, combine: Callable[[list[Any]], Any] | None = concat_frames,
                  model_threads: int = 1):
         self.max_rows = max_rows
         self.combine = combine
@@ -87,7 +88,7 @@ class MicroBatcher:
         return await future
 
     def _predict(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
-        return np.asarray(getattr(model, method)(self.combine(payloads)))
+        return np.asarray(getattr(model, method)(payloads if self.combine is None else self.combine(payloads)))
 
     def _predict_on_scoring_thread(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
         if model not in self._capped_for:  # a new model may have loaded new native libraries: cap them too

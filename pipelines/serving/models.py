@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from pipelines.registry import CHALLENGER
+from pipelines.serving.scorers import Scorer, scorer_for
 from pipelines.task_types import TaskType
 
 log = logging.getLogger("pipelines.serving")
@@ -41,6 +42,11 @@ class LoadedModel:
     @cached_property
     def columns(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
+
+    @cached_property
+    def scorer(self) -> Scorer:
+        """How the scoring thread scores a micro-batch of this model's requests (built when it loads)."""
+        return scorer_for(self.model, self.task.predict_method, list(self.numeric), list(self.categorical))
 
     @cached_property
     def request_schema(self):
@@ -100,7 +106,8 @@ def _load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[st
     task = task_type_of_model(info.metadata, model, list(numeric), list(categorical))
     loaded = LoadedModel(name, version, alias, model, numeric, categorical, tags,
                          datetime.now(UTC).isoformat(timespec="seconds"), task, model_classes(model))
-    loaded.request_schema  # noqa: B018  built here, in the loading thread, not by the first /predict
+    loaded.request_schema  # noqa: B018  built here, in the loading thread, not by the first request
+    loaded.scorer  # noqa: B018
     return loaded
 
 

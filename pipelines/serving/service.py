@@ -16,7 +16,7 @@ from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelSlot, ServedModels
 from pipelines.serving.prediction_log import PredictionLog, now
-from pipelines.serving.protocol import Columns, columns_to_frame, conform_columns
+from pipelines.serving.protocol import Columns, conform_columns
 from pipelines.serving.settings import ServingSettings
 
 log = logging.getLogger("pipelines.serving")
@@ -31,7 +31,7 @@ class PredictionService:
         self.metrics = metrics
         # One scoring thread per worker for every model: it never mixes two models in one batch, and the
         # models do not compete with each other (and the event loop) for the cores.
-        self.batcher = MicroBatcher(combine=columns_to_frame, model_threads=settings.model_threads)
+        self.batcher = MicroBatcher(combine=None, model_threads=settings.model_threads)
         self._shadow_tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
 
@@ -98,7 +98,7 @@ class PredictionService:
     async def score(self, model: LoadedModel, route: str, columns: Columns, request_id: str,
                     event_times: list[datetime | None] | None = None) -> np.ndarray:
         """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
-        output = await self.batcher.predict(model.model, columns, columns.rows, model.task.predict_method)
+        output = await self.batcher.predict(model.scorer, columns, columns.rows, "score")
         if self.prediction_log is not None:
             self.prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
                                                    columns.values, model.task.scores(output, model.classes),
