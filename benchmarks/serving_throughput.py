@@ -3,8 +3,10 @@
 Needs the stack up (`make up`: a champion in the MLflow server) and `wrk` (Debian package). Side by
 side in one run, single-row requests over loopback at concurrency 8 and 32, then 1,000-row requests:
   - `mlflow models serve` (1 worker, --env-manager local),
-  - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON), and with 1 worker
-    and logging OFF (the log's cost),
+  - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON),
+  - the log's cost: one worker with logging on and off, alternated in ``--log-pairs`` pairs (each pair in
+    the other order than the last, so a drift of the shared machine's load weighs on both), the median of
+    the pairs' costs reported with their spread,
   - the model called in-process, one row per call and 1,000 rows per call, on its default threads and on one
     OpenMP thread (as the service's scoring thread runs it).
 Goals: >= 10x `mlflow models serve` at c32 (p99 <= 100 ms; p99 <= 50 ms at c8), >= 100,000 rows/s in
@@ -22,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +104,14 @@ def holdout_records(model: str, rows: int) -> list[dict]:
     return json.loads(frame.head(rows).to_json(orient="records"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a server and its worker processes."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -130,6 +141,8 @@ def in_process(model, rows: list[dict], batch: list[dict], threads: int | None =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--log-pairs", type=int, default=3, help="on/off pairs measuring the log's cost")
+    parser.add_argument("--log-seconds", type=int, default=10, help="seconds per load in each pair")
     args = parser.parse_args()
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
            # `mlflow models serve` execs `uvicorn` by name: find the venv's even when run as .venv/bin/python.
@@ -148,28 +161,53 @@ def main() -> None:
                                "--port"],
             "ours, 2 workers": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers", "2",
                                 "--port"],
-            "ours, 1 worker, log off": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--workers",
-                                        "1", "--port"],
         }
         results: dict[str, dict] = {}
-        for name, command in servers.items():
+
+        def measure(name: str, command: list[str], logging: str, loads: dict[str, tuple[str, int, int]]) -> dict:
             port = free_port()
             log = scratch / f"{name.replace(' ', '_').replace(',', '')}.log"
             server_env = {**env, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
-                          "MLOPS_SERVING_POLL_S": "3600", "MLOPS_PREDICTION_LOG": "off" if "log off" in name else "on"}
+                          "MLOPS_SERVING_POLL_S": "3600", "MLOPS_PREDICTION_LOG": logging}
             process = start([*command, str(port)], server_env, log)
             try:
                 wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
                 url = f"http://127.0.0.1:{port}/invocations"
-                warm = wrk(url, single, 8, 3)
-                results[name] = {f"c{c}": wrk(url, single, c, args.seconds) for c in (8, 32)}
-                results[name]["warmup"] = warm
-                results[name]["batch1000"] = wrk(url, thousand, 4, args.seconds)
+                measured = {"warmup": wrk(url, single, 8, 3)}
+                for key, (body, connections, seconds) in loads.items():
+                    before = cpu_seconds(process.pid)
+                    measured[key] = wrk(url, body, connections, seconds)
+                    # The service's own CPU per request: steadier than throughput on a shared machine.
+                    measured[key]["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / measured[key]["requests"]
+                return measured
             finally:
                 stop(process)
+
+        main_loads = {"c8": (single, 8, args.seconds), "c32": (single, 32, args.seconds),
+                      "batch1000": (thousand, 4, args.seconds)}
+        for name, command in servers.items():
+            results[name] = measure(name, command, "on", main_loads)
             print(f"{name}: " + " | ".join(
                 f"{k}: {v['qps']:.0f} req/s p50 {v['p50']:.1f} ms p99 {v['p99']:.1f} ms errors {v['errors']}"
                 for k, v in results[name].items() if k != "warmup"), flush=True)
+
+        log_loads = {"c32": (single, 32, args.log_seconds), "batch1000": (thousand, 4, args.log_seconds)}
+        costs: dict[str, list[float]] = {"c32": [], "batch1000": []}
+        cpu_costs: dict[str, list[float]] = {"c32": [], "batch1000": []}
+        for pair in range(args.log_pairs):
+            order = ("on", "off") if pair % 2 == 0 else ("off", "on")
+            measured = {logging: measure(f"log {logging} {pair}", servers["ours, 1 worker"], logging, log_loads)
+                        for logging in order}
+            results[f"log on {pair}"] = measured["on"]
+            for key in costs:
+                on, off = measured["on"][key], measured["off"][key]
+                costs[key].append(1 - on["qps"] / off["qps"])
+                cpu_costs[key].append(on["cpu_ms"] / off["cpu_ms"] - 1)
+            print(f"log pair {pair + 1} ({' then '.join(order)}): " + ", ".join(
+                f"{key} {measured['on'][key]['qps']:.0f} vs {measured['off'][key]['qps']:.0f} req/s "
+                f"({costs[key][-1]:.1%}), CPU {measured['on'][key]['cpu_ms']:.3f} vs "
+                f"{measured['off'][key]['cpu_ms']:.3f} ms/request ({cpu_costs[key][-1]:+.1%})" for key in costs),
+                flush=True)
 
         import mlflow
 
@@ -191,16 +229,20 @@ def main() -> None:
               f"{rows_per_s / batch_capped:.0%} of the model called in-process on one thread "
               f"({batch_capped:,.0f} rows/s; "
               f"{batch_rate:,.0f} on the default threads); {load_average()}")
-        logging_on, logging_off = results["ours, 1 worker"], results["ours, 1 worker, log off"]
-        print("prediction log's cost, 1 worker with the log on vs off: " + ", ".join(
-            f"{label} {1 - logging_on[key]['qps'] / logging_off[key]['qps']:.1%} of throughput"
-            for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))) + " (goal <= 5%)")
+        print("prediction log's cost, 1 worker with the log on vs off, median of "
+              f"{args.log_pairs} alternated pairs: " + ", ".join(
+                  f"{label} {statistics.median(costs[key]):.1%} of throughput "
+                  f"(pairs {', '.join(f'{c:.1%}' for c in costs[key])})"
+                  for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))) + " (goal <= 5%); "
+              "the service's CPU per request, log on vs off: " + ", ".join(
+                  f"{label} {statistics.median(cpu_costs[key]):+.1%} "
+                  f"(pairs {', '.join(f'{c:+.1%}' for c in cpu_costs[key])})"
+                  for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))))
         from pipelines.prediction_store import logged_rows
 
         logged = logged_rows(f"sqlite:///{scratch / 'predictions.db'}")
-        served = sum(r["warmup"]["requests"] + r["c8"]["requests"] + r["c32"]["requests"]
-                     + 1000 * r["batch1000"]["requests"] for n, r in results.items()
-                     if n.startswith("ours") and "log off" not in n)
+        served = sum(r["warmup"]["requests"] + r.get("c8", {}).get("requests", 0) + r["c32"]["requests"]
+                     + 1000 * r["batch1000"]["requests"] for n, r in results.items() if n != "mlflow models serve")
         print(f"prediction log: {logged:,} rows written; wrk counted {served:,} rows answered by our services "
               "(requests still in flight when wrk stops are served and logged but not counted)")
     finally:

@@ -1,10 +1,11 @@
 """Every served row, written durably for monitoring, without slowing the request that served it.
 
-Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread drains
-the queue and writes, per flush, one typed columnar segment per model version and route
-(``pipelines.prediction_store``). The writer shares the worker's interpreter lock and its cores with the
-event loop and the scoring thread, so it never touches a row in Python: the columns the model scored become
-Arrow arrays as they are, and a segment is one INSERT of one compressed blob.
+Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread wakes
+every ``flush_seconds`` (never per request), drains the queue and writes one typed columnar segment per model
+version and route and per ``max_batch_rows`` (``pipelines.prediction_store``). The writer shares the
+worker's interpreter lock and its cores with the event loop and the scoring thread, so it never touches a row
+in Python: the columns the model scored become Arrow arrays as they are, and a segment is one INSERT of one
+compressed blob.
 
 Nothing served goes unaccounted: rows served = rows written + rows set aside + backlog, where
 - a request whose rows cannot be encoded or stored (text UTF-8 cannot hold, a value the database refuses)
@@ -28,6 +29,7 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +42,20 @@ log = logging.getLogger(__name__)
 
 TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)  # a locked SQLite file, a database down or restarting
 _FRAME = struct.Struct("<IQ")  # a spilled segment: the length of its fields (JSON), then of its data
+
+
+def _chunks(batches: list[ServedBatch], max_rows: int) -> Iterator[list[ServedBatch]]:
+    """The batches in order, in runs of at most ``max_rows`` rows (a larger batch alone)."""
+    chunk: list[ServedBatch] = []
+    rows = 0
+    for batch in batches:
+        if chunk and rows + batch.rows > max_rows:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(batch)
+        rows += batch.rows
+    if chunk:
+        yield chunk
 
 
 def default_set_aside() -> Path:
@@ -71,6 +87,7 @@ class PredictionLog:
                 dbapi_connection.execute("PRAGMA journal_mode=WAL")
                 dbapi_connection.execute("PRAGMA synchronous=NORMAL")
         self._queue: queue.SimpleQueue[ServedBatch | None] = queue.SimpleQueue()
+        self._closing = threading.Event()
         self._max_batch_rows, self._flush_seconds = max_batch_rows, flush_seconds
         self.max_queued_rows, self.retry_seconds = max_queued_rows, retry_seconds
         self._queued_rows = 0  # in memory: queued, or taken by the writer and not yet written or spilled
@@ -116,6 +133,7 @@ class PredictionLog:
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued (to the spill if the store is down), then log what became of every row."""
         self._queue.put(None)
+        self._closing.set()
         self._writer.join(timeout)
         if self._writer.is_alive():
             log.error("prediction log: the writer did not finish within %.0f s; %d rows still in memory",
@@ -138,14 +156,14 @@ class PredictionLog:
         self._adopt_orphaned_spills()
         stop = False
         while not stop:
+            # Woken by the clock (or close()), never by a request: a thread woken at every put would take the
+            # interpreter lock from the event loop thousands of times a second.
+            self._closing.wait(self._flush_seconds)
             batches: list[ServedBatch] = []
             rows = 0
-            deadline = time.monotonic() + self._flush_seconds
-            while rows < self._max_batch_rows:
-                wait = max(0.0, deadline - time.monotonic()) if batches else \
-                    (self.retry_seconds if self._spills else None)
+            while True:
                 try:
-                    item = self._queue.get(timeout=wait)
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
@@ -155,12 +173,12 @@ class PredictionLog:
                 rows += item.rows
             if self._spills and time.monotonic() >= self._retry_at:
                 self._try_spills()
-            if batches:
+            for chunk in _chunks(batches, self._max_batch_rows):
                 try:
-                    self._write(batches)
+                    self._write(chunk)
                 except Exception as exc:  # the writer never dies on its rows
-                    log.exception("prediction log: %d rows could not be written", rows)
-                    self._set_aside(batches, f"{type(exc).__name__}: {exc}")
+                    log.exception("prediction log: %d rows could not be written", sum(b.rows for b in chunk))
+                    self._set_aside(chunk, f"{type(exc).__name__}: {exc}")
         if self._spills:
             self._try_spills()  # a last try before leaving the spill to the next start
         for handle in self._spills.values():
