@@ -113,6 +113,18 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
     assert httpx.request("DELETE", f"{api}/alias", json={"name": MODEL, "alias": "challenger"},
                          auth=pipeline).status_code == 200
 
+    # The operator pages inside Airflow's API server: refused without Airflow's login, and with an Airflow
+    # token they show the version the DAG registered, with its gate verdict and its Airflow run.
+    from pipelines.airflow_api import AirflowApi, admin_password_file
+
+    airflow = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"
+    assert httpx.get(f"{airflow}/mlops/models", timeout=30).status_code == 401
+    login = AirflowApi(airflow, password=admin_password_file(Path(env["MLOPS_HOME"])).read_text().strip())
+    page = httpx.get(f"{airflow}/mlops/models/{MODEL}/versions/1", headers=login.headers(), timeout=30)
+    assert page.status_code == 200, page.text
+    assert 'class="alias champion">champion' in page.text and f"/dags/train_{MODEL}/runs/" in page.text
+    assert "Gate: <span class=\"pass\">" in page.text
+
     # The service serves that champion and logs what it serves to PostgreSQL.
     from pipelines.config import load_model_config
     from pipelines.training import model_inputs

@@ -1,0 +1,105 @@
+"""The operator pages as a FastAPI app: ``/models``, ``/models/{name}``, ``/models/{name}/versions/{v}``
+and ``/dags/{dag_id}`` (a model's page, as a tab on each of its DAGs).
+
+``create_app`` takes the dependencies every route must pass: the Airflow plugin gives Airflow's own
+``requires_authenticated()``, so a page answers only a user logged in to the UI (the UI's token cookie
+reaches the page's frame) or a request with an Airflow API token. The app itself knows nothing of Airflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, HTTPException
+from fastapi.params import Depends
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from pipelines.operator_ui import pages, registry_view
+
+# The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
+MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
+              ("Monitoring", "monitor"), ("Batch scoring", "score"))
+
+
+def mlflow_ui_url() -> str:
+    """The MLflow UI as the operator's browser reaches it."""
+    url = os.environ.get("MLOPS_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
+    return url.rstrip("/") if url.startswith("http") else "http://127.0.0.1:5000"
+
+
+def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops") -> FastAPI:
+    app = FastAPI(title="MLOps operator pages", dependencies=list(dependencies), docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    links = {"base": url_prefix, "mlflow_ui": mlflow_ui_url()}
+
+    def client():
+        import mlflow
+
+        from pipelines.tracking import configure_mlflow
+
+        configure_mlflow()
+        return mlflow.MlflowClient()
+
+    async def read(fn, *args) -> Any:
+        """Registry reads off the API server's event loop."""
+        try:
+            return await asyncio.to_thread(fn, client(), *args)
+        except Exception as exc:
+            if _not_found(exc):
+                raise HTTPException(404, f"not in the registry: {' '.join(map(str, args))}") from None
+            raise
+
+    @app.get("/models", response_class=HTMLResponse)
+    async def all_models() -> str:
+        return pages.render("models.html", models=await read(registry_view.models), **links)
+
+    @app.get("/models/{name}", response_class=HTMLResponse)
+    async def one_model(name: str) -> str:
+        model = (await read(registry_view.models, name))[0]
+        return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER,
+                            dags=_dags_of(name), **links)
+
+    @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
+    async def one_version(name: str, version: str) -> str:
+        if not version.isdigit():
+            raise HTTPException(404, f"no version {version!r}")
+        return pages.render("version.html", detail=await read(registry_view.version_detail, name, version), **links)
+
+    @app.get("/dags/{dag_id}")
+    async def model_of_dag(dag_id: str) -> RedirectResponse:
+        name = await asyncio.to_thread(_model_of_dag, dag_id)
+        if name is None:
+            raise HTTPException(404, f"{dag_id} is not the DAG of a model config")
+        return RedirectResponse(f"{url_prefix}/models/{quote(name, safe='')}", status_code=307)
+
+    return app
+
+
+def _configs():
+    from pipelines.config import list_model_configs
+
+    return list_model_configs()
+
+
+def _model_of_dag(dag_id: str) -> str | None:
+    for cfg in _configs():
+        if dag_id in {f"{prefix}_{cfg.name}" for _, prefix in MODEL_DAGS}:
+            return cfg.model_name
+    return None
+
+
+def _dags_of(model_name: str) -> list[tuple[str, str]]:
+    for cfg in _configs():
+        if cfg.model_name == model_name:
+            return [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS]
+    return []
+
+
+def _not_found(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")

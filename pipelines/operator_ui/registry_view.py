@@ -1,0 +1,154 @@
+"""What the registry says about each model, shaped for the operator's pages: every registered model with
+its aliases and versions, and for one version the gate's decision with every reason, the metrics it was
+judged on, and where it came from (data, code, Airflow run, MLflow run).
+
+Everything here is read from MLflow: the version's tags (written by ``register``: gate verdict and summary,
+lineage, the reason it was trained), the aliases, and for one version the gate's ``gate/decision.json`` and
+the metrics of the training run it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+ALIAS_ORDER = ("champion", "challenger", "previous")
+APPROVED = "approved"  # the gate's verdict when every check passed (``PromotionDecision.verdict``)
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    model: str
+    version: str
+    aliases: tuple[str, ...]
+    created: datetime
+    tags: dict[str, str]
+
+    @property
+    def gate_decision(self) -> str | None:
+        return self.tags.get("gate_decision")
+
+    @property
+    def gate_passed(self) -> bool:
+        return self.tags.get("gate_decision") == APPROVED
+
+    @property
+    def gate_summary(self) -> str | None:
+        return self.tags.get("gate_summary")
+
+    @property
+    def airflow_run(self) -> tuple[str, str] | None:
+        """(DAG id, run id) of the training run that made it."""
+        dag_id, run_id = self.tags.get("airflow_dag_id"), self.tags.get("airflow_run_id")
+        return (dag_id, run_id) if dag_id and run_id else None
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The training run (the parent of the candidates' runs)."""
+        return self.tags.get("mlflow_parent_run_id")
+
+    @property
+    def status_notes(self) -> list[str]:
+        """What happened to it after registration: promoted, rolled back, retired, demoted (with reasons)."""
+        labels = {"promotion_reason": "promoted", "rollback_reason": "rolled back to",
+                  "demoted_reason": "demoted", "retired_reason": "retired"}
+        return [f"{label}: {self.tags[key]}" for key, label in labels.items() if self.tags.get(key)]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    description: str
+    aliases: dict[str, str]  # alias -> version
+    versions: list[VersionSummary]  # newest first
+
+    def version_of(self, alias: str) -> VersionSummary | None:
+        wanted = self.aliases.get(alias)
+        return next((v for v in self.versions if v.version == wanted), None)
+
+
+@dataclass(frozen=True)
+class GateReason:
+    check: str
+    passed: bool
+    observed: float | None
+    required: str
+    message: str
+
+
+@dataclass(frozen=True)
+class VersionDetail:
+    summary: VersionSummary
+    reasons: list[GateReason]
+    champion_note: str | None  # what the candidate was compared with
+    metrics: dict[str, float]  # the training run's metrics (holdout, slices)
+    experiment_id: str | None
+    problems: list[str] = field(default_factory=list)  # what could not be read, said on the page
+
+    @property
+    def slice_metrics(self) -> dict[str, float]:
+        return {k: v for k, v in self.metrics.items() if k.startswith("slice")}
+
+    @property
+    def overall_metrics(self) -> dict[str, float]:
+        return {k: v for k, v in self.metrics.items() if not k.startswith("slice")}
+
+
+def _aliases_by_version(aliases: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    rank = {alias: i for i, alias in enumerate(ALIAS_ORDER)}
+    return {v: tuple(sorted(a, key=lambda x: (rank.get(x, len(rank)), x))) for v, a in by_version.items()}
+
+
+def _version(model: str, version: Any, by_version: dict[str, tuple[str, ...]]) -> VersionSummary:
+    return VersionSummary(model, str(version.version), by_version.get(str(version.version), ()),
+                          datetime.fromtimestamp(version.creation_timestamp / 1000, UTC), dict(version.tags))
+
+
+def models(client, name: str | None = None) -> list[ModelSummary]:
+    """Every registered model (or the one named), newest version first: one registry search per model."""
+    registered = [client.get_registered_model(name)] if name else client.search_registered_models()
+    summaries = []
+    for model in sorted(registered, key=lambda m: m.name):
+        aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+        by_version = _aliases_by_version(aliases)
+        versions = client.search_model_versions(f"name='{_quoted(model.name)}'", max_results=10_000)
+        summaries.append(ModelSummary(model.name, model.description or "", aliases,
+                                      sorted((_version(model.name, v, by_version) for v in versions),
+                                             key=lambda v: int(v.version), reverse=True)))
+    return summaries
+
+
+def version_detail(client, name: str, version: str) -> VersionDetail:
+    """One version with its gate decision and its training run's metrics."""
+    import mlflow
+
+    model = client.get_registered_model(name)
+    aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
+    summary = _version(name, client.get_model_version(name, version), _aliases_by_version(aliases))
+    reasons, champion_note, metrics, experiment_id, problems = [], None, {}, None, []
+    run_id = summary.mlflow_run_id
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+            metrics, experiment_id = dict(run.data.metrics), run.info.experiment_id
+        except Exception as exc:
+            problems.append(f"the training run {run_id} cannot be read: {exc}")
+        try:
+            record = mlflow.artifacts.load_dict(f"runs:/{run_id}/gate/decision.json")
+            reasons = [GateReason(r["check"], bool(r["passed"]), r.get("observed"), str(r.get("required", "")),
+                                  r.get("message", "")) for r in record.get("reasons", [])]
+            champion_note = record.get("champion_note")
+        except Exception as exc:
+            problems.append(f"the gate's decision.json cannot be read: {exc}")
+    else:
+        problems.append("this version carries no training run (mlflow_parent_run_id): it was not registered "
+                        "by the training DAG")
+    return VersionDetail(summary, reasons, champion_note, metrics, experiment_id, problems)
+
+
+def _quoted(name: str) -> str:
+    return name.replace("'", "\\'")

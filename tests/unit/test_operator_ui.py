@@ -1,0 +1,99 @@
+"""The operator pages: what the registry says about each model and version, shown to a logged-in user only."""
+
+import mlflow
+import pytest
+from fastapi import Header, HTTPException
+from fastapi.params import Depends
+from fastapi.testclient import TestClient
+
+from pipelines.operator_ui.app import create_app
+from pipelines.registry import promote_version
+
+TOKEN = "operator-token"
+
+
+def logged_in(authorization: str | None = Header(None)) -> None:
+    """Stands in for Airflow's requires_authenticated(): the plugin passes the real one."""
+    if authorization != f"Bearer {TOKEN}":
+        raise HTTPException(401, "Not authenticated")
+
+
+@pytest.fixture()
+def pages(toy_registry, tmp_path):
+    """A model with two versions made the way the training DAG makes them: a training run holding the gate's
+    decision, versions tagged with their lineage and gate verdict, v2 the champion and v1 previous."""
+    client = toy_registry.client
+    versions = []
+    for n, (verdict, summary) in enumerate([("approved", "first model: no champion to beat"),
+                                            ("approved", "beats the champion's roc_auc 0.7012 by 0.0310")]):
+        logged = toy_registry.log(seed=n)
+        with mlflow.start_run(experiment_id=toy_registry.experiment) as run:
+            mlflow.log_metrics({"holdout_roc_auc": 0.70 + n / 10, "slice_origin_EWR_roc_auc": 0.66})
+            mlflow.log_dict({"promote": True, "verdict": verdict, "summary": summary, "champion_note": "v1" if n
+                             else "no champion yet", "reasons": [
+                                 {"check": "floor", "passed": True, "observed": 0.7 + n / 10, "required": ">= 0.6",
+                                  "message": "holdout roc_auc meets floor 0.6000"},
+                                 {"check": "slice_floor", "passed": True, "observed": 0.66, "required": ">= 0.5",
+                                  "message": "weakest slice origin=EWR 0.6600 meets floor 0.5000"}]},
+                            "gate/decision.json")
+        versions.append(toy_registry.register("toy", logged, {
+            "airflow_dag_id": "train_toy", "airflow_run_id": f"manual__2026-12-0{n + 1}", "gate_decision": verdict,
+            "gate_summary": summary, "mlflow_parent_run_id": run.info.run_id, "data_hash": f"{n}" * 32,
+            "data_rows": "4000", "git_commit": "abc1234", "training_reason": f"<b>reason {n}</b>"}))
+        promote_version(client, "toy", versions[-1])
+    app = create_app([Depends(logged_in)])
+    yield TestClient(app), versions
+
+
+def get(client, path):
+    return client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_every_page_refuses_an_anonymous_request(pages):
+    client, _ = pages
+    for path in ("/models", "/models/toy", "/models/toy/versions/1", "/dags/train_toy", "/models/nope"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
+
+
+def test_the_models_page_shows_aliases_gate_verdicts_and_lineage(pages):
+    client, versions = pages
+    page = get(client, "/models")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "toy" in html and "beats the champion&#39;s roc_auc 0.7012 by 0.0310" in html
+    assert 'class="alias champion">champion' in html and 'class="alias previous">previous' in html
+    assert "/dags/train_toy/runs/manual__2026-12-02" in html  # the Airflow run, same origin
+    assert "&lt;b&gt;reason 1&lt;/b&gt;" in html and "<b>reason 1</b>" not in html  # escaped
+
+
+def test_a_version_page_shows_every_gate_reason_and_where_it_came_from(pages):
+    client, _ = pages
+    html = get(client, "/models/toy/versions/2").text
+    assert "holdout roc_auc meets floor 0.6000" in html and "weakest slice origin=EWR" in html
+    assert "Compared with: v1" in html and 'Gate: <span class="pass">approved</span>' in html
+    assert "1" * 32 in html and "abc1234" in html and "4000 rows" in html
+    assert "slice_origin_EWR_roc_auc" in html and "holdout_roc_auc" in html
+    assert "manual__2026-12-02" in html
+
+
+def test_a_version_without_a_training_run_says_so(pages, toy_registry):
+    client, _ = pages
+    version = toy_registry.register("bare", toy_registry.log_constant())
+    page = get(client, f"/models/bare/versions/{version}")
+    assert page.status_code == 200 and "not registered by the training DAG" in page.text
+
+
+def test_unknown_models_and_versions_are_404s(pages):
+    client, _ = pages
+    assert get(client, "/models/nope").status_code == 404
+    assert get(client, "/models/toy/versions/99").status_code == 404
+    assert get(client, "/models/toy/versions/latest").status_code == 404
+    assert get(client, "/dags/some_other_dag").status_code == 404
+
+
+def test_a_model_dag_tab_opens_its_model_page(pages):
+    client, _ = pages
+    answer = client.get("/dags/train_flights_delay", headers={"Authorization": f"Bearer {TOKEN}"},
+                        follow_redirects=False)
+    assert answer.status_code == 307 and answer.headers["location"] == "/mlops/models/flights_delay"
