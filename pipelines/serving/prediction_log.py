@@ -1,11 +1,11 @@
 """Every served row, written durably for monitoring, without slowing the request that served it.
 
 Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread wakes
-every ``flush_seconds`` (never per request), drains the queue and writes one typed columnar segment per model
-version and route and per ``max_batch_rows`` (``pipelines.prediction_store``). The writer shares the
-worker's interpreter lock and its cores with the event loop and the scoring thread, so it never touches a row
-in Python: the columns the model scored become Arrow arrays as they are, and a segment is one INSERT of one
-compressed blob.
+every ``flush_seconds`` (never per request), drains the queue and writes it in one transaction: one typed
+columnar segment per model version and route and per ``max_segment_rows`` (``pipelines.prediction_store``).
+The writer shares the worker's interpreter lock and its cores with the event loop and the scoring thread, so
+it never touches a row in Python: the columns the model scored become Arrow arrays as they are, and a segment
+is one compressed blob.
 
 Nothing served goes unaccounted: rows served = rows written + rows set aside + backlog, where
 - a request whose rows cannot be encoded or stored (text UTF-8 cannot hold, a value the database refuses)
@@ -74,7 +74,7 @@ class PredictionLog:
     """Rows served -> ``prediction_segments``; see the module's docstring for what happens when they cannot
     be written."""
 
-    def __init__(self, url: str | None = None, max_batch_rows: int = 5000, flush_seconds: float = 0.2,
+    def __init__(self, url: str | None = None, max_segment_rows: int = 20_000, flush_seconds: float = 0.2,
                  set_aside: Path | None = None, spill_dir: Path | None = None, max_queued_rows: int = 500_000,
                  retry_seconds: float = 2.0):
         self.url = url or default_url()
@@ -88,7 +88,7 @@ class PredictionLog:
                 dbapi_connection.execute("PRAGMA synchronous=NORMAL")
         self._queue: queue.SimpleQueue[ServedBatch | None] = queue.SimpleQueue()
         self._closing = threading.Event()
-        self._max_batch_rows, self._flush_seconds = max_batch_rows, flush_seconds
+        self._max_segment_rows, self._flush_seconds = max_segment_rows, flush_seconds
         self.max_queued_rows, self.retry_seconds = max_queued_rows, retry_seconds
         self._queued_rows = 0  # in memory: queued, or taken by the writer and not yet written or spilled
         self.spilled_rows = 0  # on disk in spill files, not yet in the store
@@ -173,12 +173,12 @@ class PredictionLog:
                 rows += item.rows
             if self._spills and time.monotonic() >= self._retry_at:
                 self._try_spills()
-            for chunk in _chunks(batches, self._max_batch_rows):
+            if batches:
                 try:
-                    self._write(chunk)
+                    self._write(batches)
                 except Exception as exc:  # the writer never dies on its rows
-                    log.exception("prediction log: %d rows could not be written", sum(b.rows for b in chunk))
-                    self._set_aside(chunk, f"{type(exc).__name__}: {exc}")
+                    log.exception("prediction log: %d rows could not be written", rows)
+                    self._set_aside(batches, f"{type(exc).__name__}: {exc}")
         if self._spills:
             self._try_spills()  # a last try before leaving the spill to the next start
         for handle in self._spills.values():
@@ -191,7 +191,7 @@ class PredictionLog:
         for batch in batches:
             groups.setdefault(batch.segment_key, []).append(batch)
         segments = []
-        for group in groups.values():
+        for group in (chunk for same_key in groups.values() for chunk in _chunks(same_key, self._max_segment_rows)):
             try:
                 segments.append((group, encode_segment(group)))
             except Exception as exc:  # e.g. a lone surrogate in a text value: UTF-8 cannot hold it

@@ -23,7 +23,7 @@ def log_url(request, tmp_path):
 
 
 def test_every_row_from_concurrent_requests_is_written(log_url):
-    log = PredictionLog(log_url, max_batch_rows=50, flush_seconds=0.01)
+    log = PredictionLog(log_url, max_segment_rows=50, flush_seconds=0.01)
 
     def client(worker: int):
         for request in range(100):
@@ -68,7 +68,7 @@ def test_a_row_that_cannot_be_stored_is_set_aside_never_its_batch_mates(log_url,
     are set aside with their reason; the requests written with them are stored, and the writer keeps
     writing."""
     set_aside = tmp_path / "set_aside.jsonl"
-    log = PredictionLog(log_url, max_batch_rows=1000, flush_seconds=0.2, set_aside=set_aside)
+    log = PredictionLog(log_url, max_segment_rows=1000, flush_seconds=0.2, set_aside=set_aside)
     surrogate = ServedBatch("surrogate", now(), "m", "3", "champion",
                             {"x": np.array([1.0]), "c": np.array(["bad \ud800"], dtype=object)}, np.array([0.5]))
     too_long = batch("long", 2, model_version="9" * 40)
