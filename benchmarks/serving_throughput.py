@@ -112,6 +112,18 @@ def cpu_seconds(pid: int) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
 
 
+def writer_cpu(port: int) -> float | None:
+    """CPU seconds of the service's prediction-log writer so far (None when the log is off), once the writer
+    has flushed what was served."""
+    time.sleep(0.5)  # past one flush interval
+    try:
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+    except ValueError:  # `mlflow models serve` answers its /health with no JSON
+        return None
+    log = health.get("prediction_log") if isinstance(health, dict) else None
+    return log["writer_cpu_seconds"] if log else None
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -175,10 +187,14 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port}/invocations"
                 measured = {"warmup": wrk(url, single, 8, 3)}
                 for key, (body, connections, seconds) in loads.items():
-                    before = cpu_seconds(process.pid)
+                    before, writer_before = cpu_seconds(process.pid), writer_cpu(port)
                     measured[key] = wrk(url, body, connections, seconds)
-                    # The service's own CPU per request: steadier than throughput on a shared machine.
-                    measured[key]["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / measured[key]["requests"]
+                    # The service's own CPU per request: steadier than throughput on a shared machine; and the
+                    # share of it the prediction log's writer thread took (measured in the same run).
+                    spent = cpu_seconds(process.pid) - before
+                    measured[key]["cpu_ms"] = spent * 1000 / measured[key]["requests"]
+                    if writer_before is not None:
+                        measured[key]["writer_share"] = (writer_cpu(port) - writer_before) / spent
                 return measured
             finally:
                 stop(process)
@@ -229,11 +245,17 @@ def main() -> None:
               f"{rows_per_s / batch_capped:.0%} of the model called in-process on one thread "
               f"({batch_capped:,.0f} rows/s; "
               f"{batch_rate:,.0f} on the default threads); {load_average()}")
+        shares = {key: [r[key]["writer_share"] for name, r in results.items()
+                        if (name == "ours, 1 worker" or name.startswith("log on")) and "writer_share" in r[key]]
+                  for key in ("c32", "batch1000")}
         print("prediction log's cost, 1 worker with the log on vs off, median of "
               f"{args.log_pairs} alternated pairs: " + ", ".join(
                   f"{label} {statistics.median(costs[key]):.1%} of throughput "
                   f"(pairs {', '.join(f'{c:.1%}' for c in costs[key])})"
                   for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))) + " (goal <= 5%); "
+              "the writer thread's share of the service's CPU (log on, same run): " + ", ".join(
+                  f"{label} {statistics.median(shares[key]):.1%} (runs {', '.join(f'{x:.1%}' for x in shares[key])})"
+                  for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))) + "; "
               "the service's CPU per request, log on vs off: " + ", ".join(
                   f"{label} {statistics.median(cpu_costs[key]):+.1%} "
                   f"(pairs {', '.join(f'{c:+.1%}' for c in cpu_costs[key])})"

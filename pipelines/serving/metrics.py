@@ -48,6 +48,8 @@ class ServiceMetrics:
                   registry=self.registry).set_function(lambda: prediction_log.backlog)
             Gauge("prediction_log_rows_written", "Rows written to the prediction log",
                   registry=self.registry).set_function(lambda: prediction_log.rows_written)
+            Gauge("prediction_log_writer_cpu_seconds", "CPU time of the prediction log's writer thread",
+                  registry=self.registry).set_function(lambda: prediction_log.writer_cpu_seconds)
             Gauge("prediction_log_rows_set_aside", "Rows the prediction log could not write, kept in its "
                   "set-aside file with the reason", registry=self.registry
                   ).set_function(lambda: prediction_log.rows_set_aside)

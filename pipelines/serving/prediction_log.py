@@ -94,6 +94,7 @@ class PredictionLog:
         self.spilled_rows = 0  # on disk in spill files, not yet in the store
         self._lock = threading.Lock()
         self.rows_written = 0
+        self.writer_cpu_seconds = 0.0  # the writer thread's CPU time: what logging costs the service
         self.rows_set_aside = 0
         self.requests_refused = 0  # answered 503 because the queue was full
         self.write_errors = 0
@@ -149,6 +150,7 @@ class PredictionLog:
                 "store": "down" if self.store_error else "up", "store_error": self.store_error,
                 "backlog_rows": self.backlog, "queued_rows": self._queued_rows, "spilled_rows": self.spilled_rows,
                 "rows_written": self.rows_written, "rows_set_aside": self.rows_set_aside,
+                "writer_cpu_seconds": round(self.writer_cpu_seconds, 3),
                 "requests_refused": self.requests_refused, "set_aside_file": str(self.set_aside_path)}
 
     # the writer thread ---------------------------------------------------------------------------------
@@ -179,6 +181,7 @@ class PredictionLog:
                 except Exception as exc:  # the writer never dies on its rows
                     log.exception("prediction log: %d rows could not be written", rows)
                     self._set_aside(batches, f"{type(exc).__name__}: {exc}")
+            self.writer_cpu_seconds = time.thread_time()
         if self._spills:
             self._try_spills()  # a last try before leaving the spill to the next start
         for handle in self._spills.values():
