@@ -1,5 +1,6 @@
-"""The operator pages as a FastAPI app: ``/models``, ``/models/{name}``, ``/models/{name}/versions/{v}``
-and ``/dags/{dag_id}`` (a model's page, as a tab on each of its DAGs).
+"""The operator pages as a FastAPI app: ``/models``, ``/models/{name}``, ``/models/{name}/versions/{v}``,
+``/models/{name}/monitoring`` (the timeline, and each window's Evidently report) and ``/dags/{dag_id}`` (a
+model's page, as a tab on each of its DAGs).
 
 ``create_app`` takes the dependencies every route must pass: the Airflow plugin gives Airflow's own
 ``requires_authenticated()``, so a page answers only a user logged in to the UI (the UI's token cookie
@@ -9,6 +10,7 @@ reaches the page's frame) or a request with an Airflow API token. The app itself
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +18,9 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from pipelines.operator_ui import pages, registry_view
+from pipelines.operator_ui import monitoring_view, pages, registry_view
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
@@ -69,6 +71,22 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
             raise HTTPException(404, f"no version {version!r}")
         return pages.render("version.html", detail=await read(registry_view.version_detail, name, version), **links)
 
+    @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
+    async def monitoring(name: str) -> str:
+        cfg = await asyncio.to_thread(_config_of_model, name)
+        timeline = await asyncio.to_thread(monitoring_view.windows, _monitoring_engine(), cfg.name)
+        return pages.render("monitoring.html", model=name, config=cfg.name, windows=timeline,
+                            realized=sorted({metric for w in timeline for metric in w.realized}), **links)
+
+    @app.get("/models/{name}/monitoring/{window_id}/report")
+    async def monitoring_report(name: str, window_id: int) -> FileResponse:
+        cfg = await asyncio.to_thread(_config_of_model, name)
+        path = await asyncio.to_thread(monitoring_view.report_path, _monitoring_engine(), cfg.name, window_id,
+                                       _reports_root())
+        if path is None:
+            raise HTTPException(404, f"window {window_id} of {name} has no drift report")
+        return FileResponse(path, media_type="text/html")
+
     @app.get("/dags/{dag_id}")
     async def model_of_dag(dag_id: str) -> RedirectResponse:
         name = await asyncio.to_thread(_model_of_dag, dag_id)
@@ -83,6 +101,32 @@ def _configs():
     from pipelines.config import list_model_configs
 
     return list_model_configs()
+
+
+def _config_of_model(model_name: str):
+    for cfg in _configs():
+        if cfg.model_name == model_name:
+            return cfg
+    raise HTTPException(404, f"no model config in include/models serves the registered model {model_name!r}")
+
+
+def _monitoring_engine():
+    from pipelines import monitoring_store
+
+    return _engine_for(monitoring_store.default_url())
+
+
+@functools.cache
+def _engine_for(url: str):
+    from pipelines import monitoring_store
+
+    return monitoring_store.engine(url)
+
+
+def _reports_root():
+    from pipelines.config import StatePaths
+
+    return StatePaths.from_env().root / "reports"
 
 
 def _model_of_dag(dag_id: str) -> str | None:

@@ -97,3 +97,46 @@ def test_a_model_dag_tab_opens_its_model_page(pages):
     answer = client.get("/dags/train_flights_delay", headers={"Authorization": f"Bearer {TOKEN}"},
                         follow_redirects=False)
     assert answer.status_code == 307 and answer.headers["location"] == "/mlops/models/flights_delay"
+
+
+def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages, tmp_path, monkeypatch):
+    from datetime import date
+    from types import SimpleNamespace
+
+    from pipelines import monitoring_store
+    from pipelines.operator_ui import app as operator_app
+
+    client, _ = pages
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
+    monkeypatch.setattr(operator_app, "_configs", lambda: [SimpleNamespace(name="toy_cfg", model_name="toy")])
+    report = tmp_path / "state" / "reports" / "toy_cfg" / "monitoring" / "w2" / "drift_report.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>evidently drift report</html>")
+    outside = tmp_path / "elsewhere.html"
+    outside.write_text("not a report")
+    engine = monitoring_store.engine()
+    with engine.begin() as connection:
+        for day, drift, decision, path, triggered in [
+                (1, 0.1, "ok", None, None), (2, 0.6, "retrain", report, "monitor__2013-06-02"),
+                (3, 0.2, "ok", outside, None)]:
+            monitoring_store.save_window(connection, {
+                "model_name": "toy_cfg", "window_start": date(2013, 6, day), "window_end": date(2013, 6, day + 1),
+                "model_version": "2", "rows": 1000 * day, "drift_share": drift, "dataset_drift": drift > 0.5,
+                "prediction_drift": 0.01 * day, "labelled_rows": 500, "pending_labels": 0, "realized_roc_auc": 0.7,
+                "breached": decision == "retrain", "cleared": decision != "retrain", "decision": decision,
+                "reason": f"drift share {drift}", "triggered_run_id": triggered,
+                "report_path": str(path) if path else None})
+    html = get(client, "/models/toy/monitoring").text
+    assert html.index("2013-06-03 → 2013-06-04") < html.index("2013-06-01 → 2013-06-02")  # newest first
+    assert "0.60 drift" in html and "drift share 0.6" in html and "roc_auc" in html
+    assert "/dags/train_toy_cfg/runs/monitor__2013-06-02" in html
+    with engine.connect() as connection:
+        ids = {row["window_start"].day: row["id"] for row in monitoring_store.load_windows(connection, "toy_cfg")}
+    opened = get(client, f"/models/toy/monitoring/{ids[2]}/report")
+    assert opened.status_code == 200 and "evidently drift report" in opened.text
+    # A stored path outside the reports folder is never served, nor a window without a report.
+    assert get(client, f"/models/toy/monitoring/{ids[3]}/report").status_code == 404
+    assert get(client, f"/models/toy/monitoring/{ids[1]}/report").status_code == 404
+    assert client.get(f"/models/toy/monitoring/{ids[2]}/report").status_code == 401
+    assert get(client, "/models/nope/monitoring").status_code == 404
