@@ -3,10 +3,15 @@
     mlops-loop init DATA --target COLUMN --name NAME [--task binary|multiclass|regression]
     mlops-loop train NAME [--start YYYY-MM-DD --end YYYY-MM-DD] [--reason TEXT]
     mlops-loop land NAME DATA [--day YYYY-MM-DD]
+    mlops-loop models [NAME]
+    mlops-loop lineage REQUEST_ID
+    mlops-loop status
 
 ``init`` drafts ``include/models/<name>.yaml`` and ``include/expectations/<name>.json`` from the table for
 you to review, and lands the table. ``train`` starts ``train_<name>`` on the running stack and follows it.
-``make init`` and ``make train`` call these.
+``make init`` and ``make train`` call these. ``models`` lists the registered models, their aliases and each
+version's gate verdict; ``lineage`` follows a prediction from its request id to the model version, data, runs
+and commit; ``status`` says what runs, the champions, and each training DAG's last run.
 """
 
 from __future__ import annotations
@@ -112,6 +117,100 @@ def land(name: str, data: Path, day: date | None) -> None:
     step(f"landed {len(landed)} file(s) under {landed[0].parent}")
 
 
+def models(name: str | None) -> None:
+    """Every registered model (or one), its aliases and its versions with the gate's verdict."""
+    from pipelines.operator_ui import registry_view
+
+    summaries = registry_view.models(_mlflow_client(), name)
+    if not summaries:
+        step("no registered model yet: train one (mlops-loop train NAME)")
+    for model in summaries:
+        aliases = ", ".join(f"{alias} v{version}" for alias, version in sorted(model.aliases.items()))
+        step(f"{model.name}  ({aliases or 'no alias'})")
+        for v in model.versions[: None if name else 5]:
+            labels = f" [{', '.join(v.aliases)}]" if v.aliases else ""
+            step(f"  v{v.version}{labels}  {v.created:%Y-%m-%d %H:%M}  {v.gate_summary or 'no gate decision'}"
+                 f"  data {str(v.tags.get('data_hash', '?'))[:12]}  ({v.tags.get('training_reason', '')})")
+            for note in v.status_notes:
+                step(f"      {note}")
+
+
+def lineage(request_id: str) -> int:
+    """The rows logged for a request id, and the model version, data, runs and commit behind them."""
+    from pipelines.operator_ui import lineage_view
+
+    found = lineage_view.lineage(_mlflow_client(), None, request_id)
+    if not found.found:
+        step(f"no prediction with request id {request_id!r} in the recent prediction log")
+        return 1
+    with_text = found.rows.astype(object).where(found.rows.notna(), None)
+    step(with_text.to_string(index=False))
+    for problem in found.problems:
+        step(problem)
+    for v in found.versions:
+        step(f"\n{v.model} v{v.version}{' [' + ', '.join(v.aliases) + ']' if v.aliases else ''}: "
+             f"{v.gate_summary or 'no gate decision'}")
+        tags = v.tags
+        step(f"  training data  {tags.get('data_hash', '?')} at {tags.get('data_path', '?')} (DVC rev "
+             f"{tags.get('data_rev', '?')}, {tags.get('data_rows', '?')} rows, {tags.get('data_interval', '')})")
+        step(f"  Airflow run    {' / '.join(v.airflow_run) if v.airflow_run else 'none'}")
+        step(f"  MLflow run     {v.mlflow_run_id or 'none'}")
+        step(f"  git commit     {tags.get('git_commit', 'not recorded')}")
+    return 0
+
+
+def status() -> int:
+    """Each service of the stack, the champions, and each training DAG's last run."""
+    import os
+
+    import httpx
+
+    from pipelines.airflow_api import AirflowApi
+
+    services = {"Airflow API": f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}/api/v2/monitor/health",
+                "MLflow": f"{_mlflow_url()}/health",
+                "Prediction service": f"http://127.0.0.1:{os.environ.get('SERVING_PORT', '8000')}/health"}
+    down = 0
+    for name, url in services.items():
+        try:
+            answer = httpx.get(url, timeout=5)
+            step(f"{name:<20}{'up' if answer.status_code == 200 else f'answers {answer.status_code}'}  {url}")
+        except httpx.HTTPError as exc:
+            down += 1
+            step(f"{name:<20}DOWN  {url}  ({type(exc).__name__})")
+    if down == len(services):
+        return 1
+    try:
+        models(None)
+    except Exception as exc:
+        step(f"the registry cannot be read: {exc}")
+    try:
+        api = AirflowApi()
+        for dag in api.get("/dags?dag_id_pattern=train_%25&limit=100").json().get("dags", []):
+            runs = api.get(f"/dags/{dag['dag_id']}/dagRuns?order_by=-run_after&limit=1").json()["dag_runs"]
+            last = runs[0] if runs else None
+            step(f"{dag['dag_id']:<32}" + (f"last run {last['dag_run_id']}: {last['state']}" if last else "no run yet"))
+    except Exception as exc:
+        step(f"Airflow's runs cannot be read: {exc}")
+    return 0
+
+
+def _mlflow_client():
+    import mlflow
+
+    from pipelines.tracking import configure_mlflow
+
+    configure_mlflow()
+    return mlflow.MlflowClient()
+
+
+def _mlflow_url() -> str:
+    from pipelines.tracking import tracking_uri
+
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+
+
 def step(message: str) -> None:
     print(message, flush=True)
 
@@ -135,14 +234,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name")
     p.add_argument("data", type=Path)
     p.add_argument("--day", type=date.fromisoformat, help="the batch's day when the table has no event time")
+    p = commands.add_parser("models", help="registered models, aliases, versions and gate verdicts")
+    p.add_argument("name", nargs="?", help="one model: all its versions")
+    p = commands.add_parser("lineage", help="a prediction back to its model version, data, runs and commit")
+    p.add_argument("request_id", help="the X-Request-ID of the answer")
+    commands.add_parser("status", help="the stack's services, the champions, each training DAG's last run")
     args = parser.parse_args(argv)
     try:
         if args.command == "init":
             init(args.data, args.target, args.name, args.task, args.force)
         elif args.command == "train":
             sys.exit(train(args.name, args.start, args.end, args.reason))
-        else:
+        elif args.command == "land":
             land(args.name, args.data, args.day)
+        elif args.command == "models":
+            models(args.name)
+        elif args.command == "lineage":
+            sys.exit(lineage(args.request_id))
+        else:
+            sys.exit(status())
     except ValueError as exc:  # bad input: say what and where, no traceback
         raise SystemExit(f"error: {exc}") from None
 

@@ -15,7 +15,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -245,11 +245,51 @@ def read_log(url: str | None = None, model_name: str | None = None, **filters) -
         tables = list(read_segments(engine, model_name, **filters))
     finally:
         engine.dispose()
+    return _as_frame(tables)
+
+
+def _as_frame(tables: list[pa.Table]) -> pd.DataFrame:
+    """Segments as one frame, aligned by column name, text as text."""
     if not tables:
         return pd.DataFrame(columns=["model_name", "model_version", "route", *LOG_COLUMNS])
     table = pa.concat_tables(tables, promote_options="permissive")
     return pa.table({name: column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
                      for name, column in zip(table.column_names, table.columns, strict=True)}).to_pandas()
+
+
+def find_request(url: str | None, request_id: str, *, scan_segments: int = 2000,
+                 after_match: timedelta = timedelta(minutes=1)) -> pd.DataFrame:
+    """The logged rows of one request (every route that scored it: champion, canary, shadow), text as text.
+
+    Segments are read newest first, and the search stops ``after_match`` of serving time past the first
+    segment that holds the request (a shadow scores it within moments), or after ``scan_segments`` segments
+    (the search is over the recent log; ``scan_segments=0`` reads it all)."""
+    engine = sa.create_engine(url or default_url(), future=True)
+    found: list[pa.Table] = []
+    stop_before: datetime | None = None
+    try:
+        create_tables(engine)
+        query = sa.select(SEGMENTS.c.model_name, SEGMENTS.c.model_version, SEGMENTS.c.route, SEGMENTS.c.served_to,
+                          SEGMENTS.c.data).order_by(SEGMENTS.c.id.desc())
+        if scan_segments:
+            query = query.limit(scan_segments)
+        with engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=64).execute(query)
+            for name, version, route, served_to, data in result:
+                if stop_before is not None and _utc(served_to) < stop_before:
+                    break
+                table = decode_segment(data)
+                ids = table["request_id"].combine_chunks()
+                position = pc.index(ids.dictionary, pa.scalar(request_id, pa.string())).as_py()
+                if position < 0:
+                    continue
+                matched = table.filter(pc.equal(ids.indices, pa.scalar(position, ids.indices.type)))
+                found.append(_with_origin(matched, name, version, route))
+                if stop_before is None:
+                    stop_before = _utc(served_to) - after_match
+    finally:
+        engine.dispose()
+    return _as_frame(found[::-1])
 
 
 def logged_rows(url: str | None = None) -> int:

@@ -25,6 +25,8 @@ class MlopsUiPlugin(AirflowPlugin):
                      "url_prefix": PREFIX, "name": "MLOps operator pages"}]
     external_views = [
         {"name": "Models", "href": f"{PREFIX}/models", "destination": "nav", "url_route": "mlops-models"},
+        {"name": "Prediction lineage", "href": f"{PREFIX}/lineage", "destination": "nav",
+         "url_route": "mlops-lineage"},
         {"name": "Model", "href": f"{PREFIX}/dags/{{DAG_ID}}", "destination": "dag", "url_route": "mlops-model"},
         {"name": "MLflow", "href": mlflow_ui_url(), "destination": "nav", "category": "browse"},
         {"name": "Prediction service", "href": f"{SERVING.rstrip('/')}/health", "destination": "nav",

@@ -1,6 +1,7 @@
 """The operator pages as a FastAPI app: ``/models``, ``/models/{name}``, ``/models/{name}/versions/{v}``,
-``/models/{name}/monitoring`` (the timeline, and each window's Evidently report) and ``/dags/{dag_id}`` (a
-model's page, as a tab on each of its DAGs).
+``/models/{name}/monitoring`` (the timeline, and each window's Evidently report), ``/lineage?request_id=``
+(a prediction back to its data and code) and ``/dags/{dag_id}`` (a model's page, as a tab on each of its
+DAGs).
 
 ``create_app`` takes the dependencies every route must pass: the Airflow plugin gives Airflow's own
 ``requires_authenticated()``, so a page answers only a user logged in to the UI (the UI's token cookie
@@ -20,7 +21,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from pipelines.operator_ui import monitoring_view, pages, registry_view
+from pipelines.operator_ui import lineage_view, monitoring_view, pages, registry_view
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
@@ -69,7 +70,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
     async def one_version(name: str, version: str) -> str:
         if not version.isdigit():
             raise HTTPException(404, f"no version {version!r}")
-        return pages.render("version.html", detail=await read(registry_view.version_detail, name, version), **links)
+        detail = await read(registry_view.version_detail, name, version)
+        served = await asyncio.to_thread(lineage_view.served_rows, None, name, version)
+        return pages.render("version.html", detail=detail, served_rows=served, **links)
 
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
     async def monitoring(name: str) -> str:
@@ -86,6 +89,12 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         if path is None:
             raise HTTPException(404, f"window {window_id} of {name} has no drift report")
         return FileResponse(path, media_type="text/html")
+
+    @app.get("/lineage", response_class=HTMLResponse)
+    async def lineage(request_id: str = "") -> str:
+        request_id = request_id.strip()
+        found = await read(lineage_view.lineage, None, request_id) if request_id else None
+        return pages.render("lineage.html", request_id=request_id, lineage=found, **links)
 
     @app.get("/dags/{dag_id}")
     async def model_of_dag(dag_id: str) -> RedirectResponse:

@@ -122,13 +122,17 @@ def models(client, name: str | None = None) -> list[ModelSummary]:
     return summaries
 
 
+def version_summary(client, name: str, version: str) -> VersionSummary:
+    model = client.get_registered_model(name)
+    aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
+    return _version(name, client.get_model_version(name, version), _aliases_by_version(aliases))
+
+
 def version_detail(client, name: str, version: str) -> VersionDetail:
     """One version with its gate decision and its training run's metrics."""
     import mlflow
 
-    model = client.get_registered_model(name)
-    aliases = {alias: str(v) for alias, v in (model.aliases or {}).items()}
-    summary = _version(name, client.get_model_version(name, version), _aliases_by_version(aliases))
+    summary = version_summary(client, name, version)
     reasons, champion_note, metrics, experiment_id, problems = [], None, {}, None, []
     run_id = summary.mlflow_run_id
     if run_id:

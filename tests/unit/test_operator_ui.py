@@ -140,3 +140,61 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     assert get(client, f"/models/toy/monitoring/{ids[1]}/report").status_code == 404
     assert client.get(f"/models/toy/monitoring/{ids[2]}/report").status_code == 401
     assert get(client, "/models/nope/monitoring").status_code == 404
+
+
+def test_a_request_id_leads_to_its_prediction_model_version_data_and_run(pages, tmp_path, monkeypatch):
+    import numpy as np
+
+    from pipelines.prediction_store import ServedBatch
+    from pipelines.serving.prediction_log import PredictionLog, now
+
+    client, _ = pages
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG_URL", url)
+    log = PredictionLog(url, flush_seconds=0.01, spill_dir=tmp_path / "spill")
+    for request_id, rows in (("req-before", 5), ("req-42", 2), ("req-after", 5)):
+        log.submit(ServedBatch(request_id, now(), "toy", "2", "champion",
+                               {"signal": np.full(rows, 0.25), "group": np.array(["b"] * rows, dtype=object)},
+                               np.full(rows, 0.875)))
+    log.close()
+    log.engine.dispose()
+
+    html = get(client, "/lineage?request_id=req-42").text
+    assert html.count("<td>req-42</td>") == 2 and "0.875" in html and "<td>b</td>" in html
+    assert "toy v2" in html and "1" * 32 in html and "/dags/train_toy/runs/manual__2026-12-02" in html
+    assert "abc1234" in html and "beats the champion" in html
+    assert "No prediction with request id" in get(client, "/lineage?request_id=nobody").text
+    assert get(client, "/lineage").status_code == 200  # the search form
+    assert client.get("/lineage?request_id=req-42").status_code == 401
+    # From the version: how many rows it served.
+    assert "12 rows in the prediction log" in get(client, "/models/toy/versions/2").text
+
+
+def test_the_command_line_lists_models_and_follows_a_request(pages, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from pipelines.cli import main
+    from pipelines.prediction_store import ServedBatch
+    from pipelines.serving.prediction_log import PredictionLog, now
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG_URL", url)
+    log = PredictionLog(url, flush_seconds=0.01, spill_dir=tmp_path / "spill")
+    log.submit(ServedBatch("cli-1", now(), "toy", "1", "champion",
+                           {"signal": np.array([1.5]), "group": np.array(["a"], dtype=object)}, np.array([0.25])))
+    log.close()
+    log.engine.dispose()
+
+    main(["models"])
+    listed = capsys.readouterr().out
+    assert "toy  (champion v2, previous v1)" in listed
+    assert "v2 [champion]" in listed and "beats the champion's roc_auc" in listed
+    with pytest.raises(SystemExit) as exit_code:
+        main(["lineage", "cli-1"])
+    assert exit_code.value.code == 0
+    followed = capsys.readouterr().out
+    assert "cli-1" in followed and "toy v1 [previous]" in followed and "0" * 32 in followed
+    assert "train_toy / manual__2026-12-01" in followed and "abc1234" in followed
+    with pytest.raises(SystemExit) as exit_code:
+        main(["lineage", "nobody"])
+    assert exit_code.value.code == 1 and "no prediction with request id" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.prediction_store import SEGMENTS, ServedBatch, logged_rows, read_log, read_segments
+from pipelines.prediction_store import SEGMENTS, ServedBatch, find_request, logged_rows, read_log, read_segments
 from pipelines.serving.prediction_log import PredictionLog, now
 
 
@@ -110,6 +110,28 @@ def test_a_resent_request_id_is_logged_again_not_wedged(log_url):
     assert (log.rows_written, log.rows_set_aside, log.backlog) == (4, 0, 0)
     assert read_log(log_url).row_index.tolist() == [0, 1, 0, 1]
     log.engine.dispose()
+
+
+def test_a_request_is_found_by_its_id_on_every_route_that_scored_it(log_url):
+    log = PredictionLog(log_url, flush_seconds=0.01)
+    for n in range(30):
+        log.submit(batch(f"r{n}", 3))
+        if n % 10 == 0:
+            log.close()  # a segment per flush: the request is in one of several segments
+            log.engine.dispose()
+            log = PredictionLog(log_url, flush_seconds=0.01)
+    shadow = batch("r12", 3, model_version="4")
+    log.submit(ServedBatch(shadow.request_id, shadow.served_at, "m", "4", "shadow", shadow.features,
+                           shadow.predictions))
+    log.close()
+    log.engine.dispose()
+    found = find_request(log_url, "r12")
+    assert sorted(zip(found.route, found.model_version, found.row_index, strict=True)) == [
+        ("champion", "3", 0), ("champion", "3", 1), ("champion", "3", 2),
+        ("shadow", "4", 0), ("shadow", "4", 1), ("shadow", "4", 2)]
+    assert set(found.request_id) == {"r12"} and found.c.tolist() == ["a"] * 6
+    assert find_request(log_url, "r1").row_index.tolist() == [0, 1, 2]  # not r10..r19
+    assert find_request(log_url, "nobody").empty
 
 
 def test_a_window_reads_the_rows_of_its_event_time_only(log_url):
