@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.gate import Reason
+
 ALIAS_ORDER = ("champion", "challenger", "previous")
 APPROVED = "approved"  # the gate's verdict when every check passed (``PromotionDecision.verdict``)
 
@@ -69,18 +71,9 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
-class GateReason:
-    check: str
-    passed: bool
-    observed: float | None
-    required: str
-    message: str
-
-
-@dataclass(frozen=True)
 class VersionDetail:
     summary: VersionSummary
-    reasons: list[GateReason]
+    reasons: list[Reason]  # the gate's checks, as it recorded them
     champion_note: str | None  # what the candidate was compared with
     metrics: dict[str, float]  # the training run's metrics (holdout, slices)
     experiment_id: str | None
@@ -143,8 +136,8 @@ def version_detail(client, name: str, version: str) -> VersionDetail:
             problems.append(f"the training run {run_id} cannot be read: {exc}")
         try:
             record = mlflow.artifacts.load_dict(f"runs:/{run_id}/gate/decision.json")
-            reasons = [GateReason(r["check"], bool(r["passed"]), r.get("observed"), str(r.get("required", "")),
-                                  r.get("message", "")) for r in record.get("reasons", [])]
+            reasons = [Reason(r["check"], bool(r["passed"]), r.get("observed"), str(r.get("required", "")),
+                              r.get("message", "")) for r in record.get("reasons", [])]
             champion_note = record.get("champion_note")
         except Exception as exc:
             problems.append(f"the gate's decision.json cannot be read: {exc}")
