@@ -5,10 +5,12 @@ path, the Airflow run, the MLflow run, the git commit)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipelines.operator_ui.registry_view import VersionSummary, version_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
