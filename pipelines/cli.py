@@ -120,8 +120,9 @@ def land(name: str, data: Path, day: date | None) -> None:
 def models(name: str | None) -> None:
     """Every registered model (or one), its aliases and its versions with the gate's verdict."""
     from pipelines.operator_ui import registry_view
+    from pipelines.tracking import mlflow_client
 
-    summaries = registry_view.models(_mlflow_client(), name)
+    summaries = registry_view.models(mlflow_client(), name)
     if not summaries:
         step("no registered model yet: train one (mlops-loop train NAME)")
     for model in summaries:
@@ -138,8 +139,9 @@ def models(name: str | None) -> None:
 def lineage(request_id: str) -> int:
     """The rows logged for a request id, and the model version, data, runs and commit behind them."""
     from pipelines.operator_ui import lineage_view
+    from pipelines.tracking import mlflow_client
 
-    found = lineage_view.lineage(_mlflow_client(), None, request_id)
+    found = lineage_view.lineage(mlflow_client(), request_id)
     if not found.found:
         step(f"no prediction with request id {request_id!r} in the recent prediction log")
         return 1
@@ -169,7 +171,9 @@ def status() -> int:
 
     services = {"Airflow API": f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}/api/v2/monitor/health",
                 "MLflow": f"{_mlflow_url()}/health",
-                "Prediction service": f"http://127.0.0.1:{os.environ.get('SERVING_PORT', '8000')}/health"}
+                "Prediction service": os.environ.get("MLOPS_SERVING_URL", f"http://127.0.0.1:"
+                                                     f"{os.environ.get('SERVING_PORT', '8000')}").rstrip("/")
+                + "/health"}
     down = 0
     for name, url in services.items():
         try:
@@ -193,15 +197,6 @@ def status() -> int:
     except Exception as exc:
         step(f"Airflow's runs cannot be read: {exc}")
     return 0
-
-
-def _mlflow_client():
-    import mlflow
-
-    from pipelines.tracking import configure_mlflow
-
-    configure_mlflow()
-    return mlflow.MlflowClient()
 
 
 def _mlflow_url() -> str:

@@ -65,8 +65,13 @@ def save_window(connection, row: dict) -> None:
     connection.execute(WINDOWS.insert(), [row])
 
 
-def load_windows(connection, model_name: str, since: date | None = None) -> list[dict]:
+def load_windows(connection, model_name: str, since: date | None = None, latest: int | None = None) -> list[dict]:
+    """The model's windows by window end, oldest first; with ``latest``, only that many, newest first."""
     query = sa.select(WINDOWS).where(WINDOWS.c.model_name == model_name)
     if since is not None:
         query = query.where(WINDOWS.c.window_end >= since)
-    return [dict(r._mapping) for r in connection.execute(query.order_by(WINDOWS.c.window_end))]
+    if latest is not None:
+        query = query.order_by(WINDOWS.c.window_end.desc()).limit(latest)
+    else:
+        query = query.order_by(WINDOWS.c.window_end)
+    return [dict(r._mapping) for r in connection.execute(query)]

@@ -292,13 +292,17 @@ def find_request(url: str | None, request_id: str, *, scan_segments: int = 2000,
     return _as_frame(found[::-1])
 
 
-def logged_rows(url: str | None = None) -> int:
-    """Rows in the log (the sum of its segments' row counts)."""
+def logged_rows(url: str | None = None, model_name: str | None = None, model_version: str | None = None) -> int:
+    """Rows in the log (the sum of its segments' row counts), of one model or model version if given."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(SEGMENTS.c.rows), 0))
+    if model_name is not None:
+        query = query.where(SEGMENTS.c.model_name == model_name)
+    if model_version is not None:
+        query = query.where(SEGMENTS.c.model_version == model_version)
     engine = sa.create_engine(url or default_url(), future=True)
     try:
         create_tables(engine)
         with engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.coalesce(sa.func.sum(SEGMENTS.c.rows), 0)))
-                       .scalar_one())
+            return int(connection.execute(query).scalar_one())
     finally:
         engine.dispose()

@@ -49,14 +49,20 @@ def alias_version(client, model_name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:
-        missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
-            exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
-        )
-        if missing:
+        if is_missing(exc):
             return None
         if exc.error_code == "PERMISSION_DENIED" and not _model_exists(client, model_name):
             return None  # MLflow's basic-auth app denies the alias of a model that does not exist yet
         raise
+
+
+def is_missing(exc: Exception) -> bool:
+    """Whether an MLflow error says the model, version or alias does not exist (the stores word it two ways)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and (
+        exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+        or (exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)))
 
 
 def _model_exists(client, model_name: str) -> bool:
@@ -66,7 +72,7 @@ def _model_exists(client, model_name: str) -> bool:
         client.get_registered_model(model_name)
         return True
     except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        if is_missing(exc):
             return False
         raise
 

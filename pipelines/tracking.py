@@ -30,6 +30,14 @@ def configure_mlflow(state: StatePaths | None = None) -> str:
     return uri
 
 
+def mlflow_client(state: StatePaths | None = None):
+    """An MLflow client of the configured tracking store and registry."""
+    import mlflow
+
+    configure_mlflow(state)
+    return mlflow.MlflowClient()
+
+
 def ensure_experiment(name: str, state: StatePaths | None = None) -> str:
     """Experiment id for ``name``; a local store keeps artifacts under $MLOPS_HOME, a server keeps its own."""
     import mlflow

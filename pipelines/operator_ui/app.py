@@ -39,20 +39,15 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
                   openapi_url=None)
     links = {"base": url_prefix, "mlflow_ui": mlflow_ui_url()}
 
-    def client():
-        import mlflow
-
-        from pipelines.tracking import configure_mlflow
-
-        configure_mlflow()
-        return mlflow.MlflowClient()
-
     async def read(fn, *args) -> Any:
         """Registry reads off the API server's event loop."""
+        from pipelines.registry import is_missing
+        from pipelines.tracking import mlflow_client
+
         try:
-            return await asyncio.to_thread(fn, client(), *args)
+            return await asyncio.to_thread(fn, mlflow_client(), *args)
         except Exception as exc:
-            if _not_found(exc):
+            if is_missing(exc):
                 raise HTTPException(404, f"not in the registry: {' '.join(map(str, args))}") from None
             raise
 
@@ -63,15 +58,18 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
     @app.get("/models/{name}", response_class=HTMLResponse)
     async def one_model(name: str) -> str:
         model = (await read(registry_view.models, name))[0]
-        return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER,
-                            dags=_dags_of(name), **links)
+        cfg = await asyncio.to_thread(_find_config, name)
+        dags = [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS] if cfg else []
+        return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER, dags=dags, **links)
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
     async def one_version(name: str, version: str) -> str:
         if not version.isdigit():
             raise HTTPException(404, f"no version {version!r}")
         detail = await read(registry_view.version_detail, name, version)
-        served = await asyncio.to_thread(lineage_view.served_rows, None, name, version)
+        from pipelines.prediction_store import logged_rows
+
+        served = await asyncio.to_thread(logged_rows, None, name, version)
         return pages.render("version.html", detail=detail, served_rows=served, **links)
 
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
@@ -93,7 +91,7 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
     @app.get("/lineage", response_class=HTMLResponse)
     async def lineage(request_id: str = "") -> str:
         request_id = request_id.strip()
-        found = await read(lineage_view.lineage, None, request_id) if request_id else None
+        found = await read(lineage_view.lineage, request_id) if request_id else None
         return pages.render("lineage.html", request_id=request_id, lineage=found, **links)
 
     @app.get("/dags/{dag_id}")
@@ -107,22 +105,29 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
 
 
 def _configs():
+    """The valid model configs, read again only when a file in include/models changes."""
+    from pipelines.config import include_dir
+
+    folder = include_dir() / "models"
+    return _configs_as_of(folder, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml"))))
+
+
+@functools.lru_cache(maxsize=4)
+def _configs_as_of(folder, _files: tuple):
     from pipelines.config import list_model_configs
 
-    return list_model_configs()
+    return list_model_configs(folder)
+
+
+def _find_config(model_name: str):
+    return next((cfg for cfg in _configs() if cfg.model_name == model_name), None)
 
 
 def _config_of_model(model_name: str):
-    for cfg in _configs():
-        if cfg.model_name == model_name:
-            return cfg
-    raise HTTPException(404, f"no model config in include/models serves the registered model {model_name!r}")
-
-
-def _monitoring_engine():
-    from pipelines import monitoring_store
-
-    return _engine_for(monitoring_store.default_url())
+    cfg = _find_config(model_name)
+    if cfg is None:
+        raise HTTPException(404, f"no model config in include/models serves the registered model {model_name!r}")
+    return cfg
 
 
 @functools.cache
@@ -132,6 +137,12 @@ def _engine_for(url: str):
     return monitoring_store.engine(url)
 
 
+def _monitoring_engine():
+    from pipelines import monitoring_store
+
+    return _engine_for(monitoring_store.default_url())
+
+
 def _reports_root():
     from pipelines.config import StatePaths
 
@@ -139,20 +150,5 @@ def _reports_root():
 
 
 def _model_of_dag(dag_id: str) -> str | None:
-    for cfg in _configs():
-        if dag_id in {f"{prefix}_{cfg.name}" for _, prefix in MODEL_DAGS}:
-            return cfg.model_name
-    return None
-
-
-def _dags_of(model_name: str) -> list[tuple[str, str]]:
-    for cfg in _configs():
-        if cfg.model_name == model_name:
-            return [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS]
-    return []
-
-
-def _not_found(exc: Exception) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+    return next((cfg.model_name for cfg in _configs()
+                 if dag_id in {f"{prefix}_{cfg.name}" for _, prefix in MODEL_DAGS}), None)

@@ -25,10 +25,11 @@ class Lineage:
         return not self.rows.empty
 
 
-def lineage(client, log_url: str | None, request_id: str) -> Lineage:
+def lineage(client, request_id: str) -> Lineage:
+    """Searches the prediction log the service writes to (``MLOPS_PREDICTION_LOG_URL`` or the embedded default)."""
     from pipelines.prediction_store import find_request
 
-    rows = find_request(log_url, request_id)
+    rows = find_request(None, request_id)
     versions, problems = [], []
     for (model, version), _ in rows.groupby(["model_name", "model_version"], sort=False, observed=True):
         try:
@@ -36,19 +37,3 @@ def lineage(client, log_url: str | None, request_id: str) -> Lineage:
         except Exception as exc:
             problems.append(f"{model} v{version} is not in the registry: {exc}")
     return Lineage(request_id, rows, versions, problems)
-
-
-def served_rows(log_url: str | None, model: str, version: str) -> int:
-    """How many rows this model version answered or shadowed, from the prediction log."""
-    import sqlalchemy as sa
-
-    from pipelines.prediction_store import SEGMENTS, create_tables, default_url
-
-    engine = sa.create_engine(log_url or default_url(), future=True)
-    try:
-        create_tables(engine)
-        with engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.coalesce(sa.func.sum(SEGMENTS.c.rows), 0)).where(
-                (SEGMENTS.c.model_name == model) & (SEGMENTS.c.model_version == version))).scalar_one())
-    finally:
-        engine.dispose()

@@ -33,14 +33,10 @@ class Window:
 
 def windows(engine, model_name: str, limit: int = 400) -> list[Window]:
     """The model's latest ``limit`` windows (a year of daily ones and more), newest first."""
-    import sqlalchemy as sa
+    from pipelines.monitoring_store import load_windows
 
-    from pipelines.monitoring_store import WINDOWS
-
-    query = (sa.select(WINDOWS).where(WINDOWS.c.model_name == model_name)
-             .order_by(WINDOWS.c.window_end.desc()).limit(limit))
     with engine.connect() as connection:
-        return [_window(dict(row._mapping)) for row in connection.execute(query)]
+        return [_window(row) for row in load_windows(connection, model_name, latest=limit)]
 
 
 def _window(row: dict[str, Any]) -> Window:

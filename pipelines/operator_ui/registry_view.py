@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.gate import Reason
+from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS
 
-ALIAS_ORDER = ("champion", "challenger", "previous")
+ALIAS_ORDER = (CHAMPION, CHALLENGER, PREVIOUS)
 APPROVED = "approved"  # the gate's verdict when every check passed (``PromotionDecision.verdict``)
 
 
