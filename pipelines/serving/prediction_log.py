@@ -86,7 +86,7 @@ class PredictionLog:
             def _wal(dbapi_connection, _record):  # readers (the monitoring DAG) never block the writer
                 dbapi_connection.execute("PRAGMA journal_mode=WAL")
                 dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-        self._queue: queue.SimpleQueue[ServedBatch | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[ServedBatch] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._max_segment_rows, self._flush_seconds = max_segment_rows, flush_seconds
         self.max_queued_rows, self.retry_seconds = max_queued_rows, retry_seconds
@@ -133,7 +133,6 @@ class PredictionLog:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued (to the spill if the store is down), then log what became of every row."""
-        self._queue.put(None)
         self._closing.set()
         self._writer.join(timeout)
         if self._writer.is_alive():
@@ -156,23 +155,20 @@ class PredictionLog:
     # the writer thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
         self._adopt_orphaned_spills()
-        stop = False
-        while not stop:
+        closing = False
+        while not closing:
             # Woken by the clock (or close()), never by a request: a thread woken at every put would take the
             # interpreter lock from the event loop thousands of times a second.
-            self._closing.wait(self._flush_seconds)
+            closing = self._closing.wait(self._flush_seconds)
             batches: list[ServedBatch] = []
             rows = 0
             while True:
                 try:
-                    item = self._queue.get_nowait()
+                    batch = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
-                    stop = True
-                    break
-                batches.append(item)
-                rows += item.rows
+                batches.append(batch)
+                rows += batch.rows
             if self._spills and time.monotonic() >= self._retry_at:
                 self._try_spills()
             if batches:

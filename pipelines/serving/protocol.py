@@ -175,14 +175,15 @@ def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
     return Columns(list(model.columns), values, columns.rows)
 
 
+def joined(batch: list[Columns], name: str) -> np.ndarray:
+    """One column of a whole micro-batch of conformed requests."""
+    return batch[0].values[name] if len(batch) == 1 else np.concatenate([part.values[name] for part in batch])
+
+
 def columns_to_frame(batch: list[Columns]) -> pd.DataFrame:
     """One DataFrame for a whole micro-batch of conformed requests (runs in the scoring thread)."""
-    first = batch[0]
-    if len(batch) == 1:
-        merged = first.values
-    else:
-        merged = {n: np.concatenate([part.values[n] for part in batch]) for n in first.names}
-    return pd.DataFrame(merged, columns=first.names)
+    names = batch[0].names
+    return pd.DataFrame({n: joined(batch, n) for n in names}, columns=names)
 
 
 def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:

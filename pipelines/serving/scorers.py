@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pipelines.serving.protocol import Columns, columns_to_frame
+from pipelines.serving.protocol import Columns, columns_to_frame, joined
 
 log = logging.getLogger("pipelines.serving")
 
@@ -53,14 +53,10 @@ class OrdinalTreeScorer:
     def score(self, batch: list[Columns]) -> np.ndarray:
         rows = sum(part.rows for part in batch)
         matrix = np.empty((rows, len(self.numeric) + len(self.categorical)), dtype=np.float64)
-        start = 0
-        for part in batch:
-            end = start + part.rows
-            for i, column in enumerate(self.numeric):
-                matrix[start:end, i] = part.values[column]
-            for j, (column, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
-                matrix[start:end, len(self.numeric) + j] = codes.get_indexer(part.values[column])  # unknown: -1
-            start = end
+        for i, column in enumerate(self.numeric):
+            matrix[:, i] = joined(batch, column)
+        for j, (column, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
+            matrix[:, len(self.numeric) + j] = codes.get_indexer(joined(batch, column))  # unknown: -1
         return np.asarray(self._predict(matrix))
 
 
