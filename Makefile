@@ -7,7 +7,7 @@ UV := python3 -m uv
 endif
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: up down status test bench install lint clean simulate init train
+.PHONY: up down status test browser bench install lint clean simulate init train
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
@@ -35,8 +35,14 @@ train:
 simulate:
 	@$(UV) run --frozen --no-sync python scripts/simulate.py
 
-test: install
+test: install browser
 	@$(UV) run --frozen --no-sync python -m pytest
+
+# The browser tests drive Debian's chromium (never a browser downloaded by Playwright).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests..."; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "could not install chromium (apt-get, as root): the browser tests will fail"; }
 
 lint: install
 	@$(UV) run --frozen --no-sync ruff check .

@@ -43,9 +43,9 @@ def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Eve
 
 
 def airflow():
-    from pipelines.airflow_api import AirflowApi, admin_password
+    from pipelines.airflow_api import AirflowApi
 
-    return AirflowApi(url=os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080"), password=admin_password())
+    return AirflowApi()
 
 
 def run_monitoring(every: float, runs: list[tuple[str, str]], stop: threading.Event) -> None:

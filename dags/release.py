@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
+from pipelines import assets
 from pipelines.alerts import failure_callback
 from pipelines.broken_config import stand_in_dag
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
@@ -47,7 +48,8 @@ def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params
         def move_aliases() -> dict:
             return move(get_current_context()["params"])
 
-        @task(retries=0)  # see deployment.deploy: a retry would report the restored aliases as deployed
+        # See deployment.deploy: a retry would report the restored aliases as deployed.
+        @task(retries=0, outlets=[Asset(assets.served_model(cfg))])
         def deploy(promotion: dict) -> dict:
             from pipelines.deployment import deploy
 

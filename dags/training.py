@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from pipelines import assets
 from pipelines.alerts import failure_callback
 from pipelines.broken_config import stand_in_dag
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
@@ -30,13 +31,13 @@ hyperparameter candidates in parallel (MLflow child runs) → evaluate the best 
 current champion → **gate** → **infra validation**
 (the candidate, served by a staging instance of the prediction service, must answer its input example and
 200 holdout rows with its evaluated predictions) → register the version and move the `champion` alias
-(the former champion keeps `previous`) → the prediction service loads it.
+(the former champion keeps `previous`) → the prediction service loads it. {approval}
 
 **A rejected candidate** ends the run green with `register` and `deploy` *skipped*: the reasons are in
 the `gate` (or `infra_validate`) task log and on the MLflow run (`gate/decision.json`, tag
 `infra_validation_reason`).
 
-**Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
+{landing}**Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
 (`[start, end)`, dates) and a `reason` that is stored on the model version.
 
 **Unchanged inputs are not recomputed**: a step whose input data, config and code are the same as in an
@@ -46,6 +47,18 @@ MLflow run's `cache.<step>` tags say so. Tick `force` to recompute every step.
 **Bad data fails at once**: a file that cannot be read, a batch that fails validation or a target that does
 not fit the task fails its task with no retry; the message names the file or batch, the column and why.
 """
+
+_LANDING_DOC = """\
+**Trains when data lands**: landing files for this model (`mlops-loop land`, `make init`) updates its Asset,
+and a run starts on the days that were landed.
+
+"""
+
+_APPROVAL_DOC = """\
+**Approval required**: after infra validation the run waits in `approve` for a person's answer (Airflow UI,
+*Required Actions*), shown the gate's decision and the metrics against the champion. Approve registers and
+deploys the candidate; Reject, or no answer within {hours:g} h, skips `register` and `deploy`, with the answer
+and its reason on the MLflow run (tags `approval`, `approval_by`, `approval_reason`)."""
 
 
 def _ctx(cfg: ModelConfig):
@@ -84,16 +97,28 @@ def _close_mlflow_run_on_failure(context) -> None:
     t.mark_run_failed(ti.xcom_pull(task_ids="split"), f"{ti.task_id} failed: {context.get('exception')}")
 
 
+def _schedule(cfg: ModelConfig, landed: Asset):
+    """The model's cron, its landed data (``train_on_landing``), either, or None (manual runs only)."""
+    cron = CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None
+    if not cfg.train_on_landing:
+        return cron
+    return AssetOrTimeSchedule(timetable=cron, assets=landed) if cron else [landed]
+
+
 def build_training_dag(cfg: ModelConfig) -> DAG:
     interval = cfg.default_interval
+    landed = Asset(assets.landed_data(cfg))
     with DAG(
         dag_id=f"train_{cfg.name}",
         description=f"Continuous training of {cfg.model_name}",
         doc_md=DOC.format(name=cfg.name, description=cfg.description.strip(), task=cfg.task,
                           suite=cfg.expectation_suite_path.relative_to(cfg.expectation_suite_path.parents[1]),
                           split="time-based" if cfg.split_method == "time" else "seeded random",
-                          n_candidates=len(cfg.search.candidates())),
-        schedule=CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None,
+                          n_candidates=len(cfg.search.candidates()),
+                          landing=_LANDING_DOC if cfg.train_on_landing else "",
+                          approval=_APPROVAL_DOC.format(hours=cfg.serving.approval_timeout_hours)
+                          if cfg.serving.approval == "required" else ""),
+        schedule=_schedule(cfg, landed),
         start_date=cfg.start_datetime,
         catchup=False,
         max_active_runs=1,
@@ -120,7 +145,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
     ) as dag:
         state = StatePaths.from_env
 
-        @task
+        @task(inlets=[landed])
         def ingest() -> dict:
             from pipelines import training_tasks as t
 
@@ -134,7 +159,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             with _bad_input_fails_at_once():
                 return t.validate(cfg, _ctx(cfg), state(), ingested)
 
-        @task
+        @task(outlets=[Asset(assets.training_snapshot(cfg))])
         def version(validated: dict) -> dict:
             from pipelines import training_tasks as t
 
@@ -180,10 +205,14 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         def register(splits: dict, evaluation: dict) -> dict:
             from pipelines import training_tasks as t
 
-            decision = get_current_context()["ti"].xcom_pull(task_ids="gate", key="decision")
-            return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision)
+            ti = get_current_context()["ti"]
+            decision = ti.xcom_pull(task_ids="gate", key="decision")
+            approval = ti.xcom_pull(task_ids="approve", key="approval") if cfg.serving.approval == "required" \
+                else None
+            return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
 
-        @task(retries=0)  # see deployment.deploy: a retry would report the restored aliases as deployed
+        # See deployment.deploy: a retry would report the restored aliases as deployed.
+        @task(retries=0, outlets=[Asset(assets.served_model(cfg))])
         def deploy(promotion: dict) -> dict:
             from pipelines.deployment import deploy
 
@@ -192,7 +221,12 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         splits = split(version(validate(ingest())))
         evaluation = evaluate(splits, train.partial(splits=splits).expand(hyperparameters=cfg.search.candidates()))
         promotion = register(splits, evaluation)
-        gate(splits, evaluation) >> infra_validate(splits, evaluation) >> promotion
+        checked = gate(splits, evaluation) >> infra_validate(splits, evaluation)
+        if cfg.serving.approval == "required":
+            from pipelines.approval_operator import CandidateApproval
+
+            checked = checked >> CandidateApproval(task_id="approve", cfg=cfg)
+        checked >> promotion
         deploy(promotion)
     return dag
 

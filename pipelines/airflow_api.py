@@ -1,8 +1,8 @@
 """A small client of Airflow's REST API (v2) for the command line: trigger a DAG run and follow it.
 
-``make up``, ``make train`` and ``mlops-loop train`` use it against the stack's API server
-(``$AIRFLOW_PORT``, default 8080; user ``admin``, password ``$AIRFLOW_ADMIN_PASSWORD`` or the one the stack
-generated at its first start).
+``make up``, ``make train``, ``mlops-loop train`` and the land commands use it against the stack's API
+server (``$AIRFLOW__API__BASE_URL``, else port ``$AIRFLOW_PORT``, default 8080; user ``admin``, password
+``$AIRFLOW_ADMIN_PASSWORD`` or the one the stack generated at its first start).
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
 FINISHED = ("success", "failed")
+AWAITING_INPUT = "awaiting_input"  # a task waiting for a person (an approval in the UI's Required Actions)
 
 
 def admin_password_file(state_root: Path | None = None) -> Path:
@@ -37,9 +39,16 @@ def admin_password(state_root: Path | None = None) -> str:
                          f"(`make up` writes {path})") from None
 
 
+def default_url() -> str:
+    """The stack's API server: ``$AIRFLOW__API__BASE_URL`` (the stack's env.sh sets it), else
+    ``http://127.0.0.1:$AIRFLOW_PORT`` (default 8080)."""
+    return (os.environ.get("AIRFLOW__API__BASE_URL")
+            or f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}").rstrip("/")
+
+
 @dataclass
 class AirflowApi:
-    url: str = field(default_factory=lambda: f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}")
+    url: str = field(default_factory=lambda: default_url())
     username: str = "admin"
     password: str = field(default_factory=lambda: admin_password())
     _token: str | None = None
@@ -78,6 +87,19 @@ class AirflowApi:
         response.raise_for_status()
         return response.json()["dag_run_id"]
 
+    def asset_event(self, uri: str, extra: dict) -> dict:
+        """Record an update of the Asset ``uri`` (as a task's outlet would): the DAGs scheduled on it start.
+        LookupError when no DAG uses the Asset (Airflow knows an Asset only through the DAGs that name it)."""
+        found = self.get(f"/assets?uri_pattern={quote(uri, safe='')}&limit=100")
+        found.raise_for_status()
+        ids = [a["id"] for a in found.json()["assets"] if a["uri"] == uri]
+        if not ids:
+            raise LookupError(f"Airflow has no Asset {uri}: no parsed DAG names it")
+        response = httpx.post(f"{self.url}/api/v2/assets/events", headers=self.headers(), timeout=30,
+                              json={"asset_id": ids[0], "extra": extra})
+        response.raise_for_status()
+        return response.json()
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         instances = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
         return {f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"]
@@ -85,8 +107,9 @@ class AirflowApi:
 
     def wait(self, runs: list[tuple[str, str]], timeout: float = 1800,
              progress: Callable[[str, str], None] = print) -> dict[str, dict]:
-        """Follow runs ``[(dag_id, run_id), ...]`` until each has finished, reporting every task that
-        changes state through ``progress(dag_id, message)``. Returns each run with its task states."""
+        """Follow runs ``[(dag_id, run_id), ...]`` until each has finished or waits for a person (its state is
+        then ``awaiting_input``), reporting every task that changes state through ``progress(dag_id, message)``.
+        Returns each run with its task states."""
         deadline = time.monotonic() + timeout
         seen: dict[str, dict[str, str | None]] = {dag_id: {} for dag_id, _ in runs}
         finished: dict[str, dict] = {}
@@ -107,6 +130,8 @@ class AirflowApi:
                 if run["state"] in FINISHED:
                     finished[dag_id] = {**run, "tasks": states}
                     progress(dag_id, f"run {run['state']}")
+                elif AWAITING_INPUT in states.values():  # only a person moves it on: stop following it
+                    finished[dag_id] = {**run, "state": AWAITING_INPUT, "tasks": states}
             if len(finished) < len(runs):
                 time.sleep(3)
         return finished

@@ -17,6 +17,7 @@ and commit; ``status`` says what runs, the champions, and each training DAG's la
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import date
@@ -64,6 +65,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
     step(f"wrote {config_path} and {suite_path} ({len(draft.suite['expectations'])} expectations)")
     landed = land_table(frame, state.landing(cfg.landing_name, cfg.feeds[0].name), event_time)
     step(f"landed {len(landed)} file(s) under {landed[0].parent} ({time.perf_counter() - started:.1f}s in all)")
+    step(announce_landing(cfg, landed))
     print(f"\nReview {config_path}, then train it:  make train MODEL={name}")
     return {"config": config_path, "suite": suite_path, "landed": landed, "task": draft.task}
 
@@ -90,7 +92,11 @@ def report_runs(runs: dict[str, dict]) -> int:
     failed = 0
     for dag_id, run in runs.items():
         tasks = run["tasks"]
-        if run["state"] != "success":
+        if run["state"] == "awaiting_input":
+            waiting = [t for t, s in tasks.items() if s == "awaiting_input"]
+            step(f"{dag_id}: run {run['dag_run_id']} waits in {', '.join(waiting)} for a person: approve or reject "
+                 "the candidate under Required Actions in the Airflow UI")
+        elif run["state"] != "success":
             failed += 1
             broken = [t for t, s in tasks.items() if s in ("failed", "upstream_failed")]
             step(f"{dag_id}: run {run['dag_run_id']} FAILED at {', '.join(broken) or '?'}: the task log says why "
@@ -115,6 +121,30 @@ def land(name: str, data: Path, day: date | None) -> None:
     landed = land_table(read_table(data), StatePaths.from_env().landing(cfg.landing_name, cfg.feeds[0].name),
                         cfg.features.event_time, day)
     step(f"landed {len(landed)} file(s) under {landed[0].parent}")
+    step(announce_landing(cfg, landed))
+
+
+def announce_landing(cfg, landed: list[Path]) -> str:
+    """Tell Airflow that data landed: an event of the model's landed-data Asset, naming the days (a model
+    with ``train_on_landing`` starts training on them). Landing does not need Airflow: without a reachable
+    stack the event is skipped, and said so."""
+    import httpx
+
+    from pipelines import assets
+    from pipelines.airflow_api import AirflowApi, admin_password_file
+
+    days = sorted(date.fromisoformat(path.stem) for path in landed)
+    extra = {"start": days[0].isoformat(), "end": date.fromordinal(days[-1].toordinal() + 1).isoformat(),
+             "files": len(landed)}
+    uri = assets.landed_data(cfg)
+    if not (os.environ.get("AIRFLOW_ADMIN_PASSWORD") or admin_password_file().exists()):
+        return f"Airflow not told (no stack login here): Asset {uri} not updated"
+    try:
+        AirflowApi().asset_event(uri, extra)
+    except (httpx.HTTPError, LookupError) as exc:
+        return f"Airflow not told ({exc}): Asset {uri} not updated"
+    return f"Airflow told: Asset {uri} updated for [{extra['start']}, {extra['end']})" + (
+        f"; train_{cfg.name} starts on it" if cfg.train_on_landing else "")
 
 
 def models(name: str | None) -> None:

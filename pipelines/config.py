@@ -194,6 +194,11 @@ class ServingConfig(_Strict):
         "canary: it becomes the challenger, scored beside the champion (shadow) or answering canary_share of "
         "the requests, until an operator promotes or retires it with the promote_<model> DAG.")
     canary_share: float = Field(0.1, gt=0, lt=1, description="Share of requests a canary challenger answers.")
+    approval: Literal["none", "required"] = Field(
+        "none", description="required: a candidate that passes the gate and infra validation waits for a person "
+        "to approve it in the Airflow UI (Required Actions) before it is registered and deployed; a reject, or no "
+        "answer within approval_timeout_hours, ends the run with the reason on its MLflow run.")
+    approval_timeout_hours: float = Field(72, gt=0, description="How long a candidate waits for its approval.")
 
 
 class DriftPolicy(_Strict):
@@ -259,6 +264,8 @@ class ModelConfig(_Strict):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     schedule: str | None = Field(None, description="Cron expression for scheduled retraining; None = manual.")
+    train_on_landing: bool = Field(False, description="Also train whenever data is landed for the model (the "
+                                   "land commands update its Airflow Asset), on the days that were landed.")
     start_date: date = date(2013, 1, 1)
     default_interval: tuple[date, date] | None = Field(
         None, description="Interval a manual trigger trains on when none is given: [start, end)."

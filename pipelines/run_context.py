@@ -58,7 +58,8 @@ def as_date(value: Any) -> date | None:
 def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
     """Build a RunContext from an Airflow task context (any mapping with the same keys works).
 
-    A scheduled or backfill run trains on its data interval. Any other run (manual, triggered by another
+    A scheduled or backfill run trains on its data interval; a run started by landed data (an Asset event of
+    the land commands), on the days that were landed. Any other run (manual, triggered by another
     DAG) takes the ``data_interval_start``/``data_interval_end`` Params or conf, else the model's
     ``default_interval``, else every day from the model's ``start_date`` to the day the run was started.
     """
@@ -66,9 +67,12 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
     dag_run = context.get("dag_run")
     run_type = getattr(dag_run, "run_type", None)
     run_type = str(getattr(run_type, "value", run_type) or "")
+    landed = landed_days(context.get("triggering_asset_events")) if run_type == "asset_triggered" else None
     if run_type in ("scheduled", "backfill") and context.get("data_interval_start") is not None:
         # The schedule owns the interval; the Params' defaults only prefill the manual trigger form.
         start, end = as_date(context["data_interval_start"]), as_date(context["data_interval_end"])
+    elif landed is not None:
+        start, end = landed
     else:
         start, end = as_date(params.get("data_interval_start")), as_date(params.get("data_interval_end"))
         if (start is None or end is None) and cfg.default_interval is not None:
@@ -92,10 +96,21 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
         run_id=str(context.get("run_id", "manual")),
         start=start,
         end=end,
-        reason=str(params.get("reason") or ""),
+        reason=str(params.get("reason") or (f"data landed for [{start}, {end})" if landed else "")),
         shuffle_labels=bool(params.get("gate_drill_shuffle_labels", False)),
         force=bool(params.get("force", False)),
     )
+
+
+def landed_days(events: Any) -> tuple[date, date] | None:
+    """[first, last + 1) of the days the triggering Asset events say were landed (their ``start``/``end``
+    extras, written by the land commands); None when no event says."""
+    days = [(as_date(event.extra.get("start")), as_date(event.extra.get("end")))
+            for batch in (events or {}).values() for event in batch
+            if isinstance(getattr(event, "extra", None), dict) and event.extra.get("start") and event.extra.get("end")]
+    if not days:
+        return None
+    return min(start for start, _ in days), max(end for _, end in days)
 
 
 def git_commit() -> str:

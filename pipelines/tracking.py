@@ -38,6 +38,16 @@ def mlflow_client(state: StatePaths | None = None):
     return mlflow.MlflowClient()
 
 
+def mlflow_ui_url() -> str:
+    """The MLflow UI as the operator's browser reaches it: $MLOPS_MLFLOW_UI_URL, else an http tracking URI."""
+    url = os.environ.get("MLOPS_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
+    return url.rstrip("/") if url.startswith("http") else "http://127.0.0.1:5000"
+
+
+def mlflow_run_url(experiment_id: str | None, run_id: str) -> str:
+    return f"{mlflow_ui_url()}/#/experiments/{experiment_id or 0}/runs/{run_id}"
+
+
 def ensure_experiment(name: str, state: StatePaths | None = None) -> str:
     """Experiment id for ``name``; a local store keeps artifacts under $MLOPS_HOME, a server keeps its own."""
     import mlflow

@@ -551,8 +551,38 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
 
 
 # 8. register and promote --------------------------------------------------------------------------------
+# 7c. a person's approval (serving.approval: required) ---------------------------------------------------
+def approval_request(cfg: ModelConfig, state: StatePaths, splits: dict, decision: dict, evaluation: dict) -> str:
+    """What the approver reads: the gate's decision and the candidate's metrics against the champion's."""
+    from pipelines.approval import approval_body
+    from pipelines.tracking import mlflow_client, mlflow_run_url
+
+    run_id = splits["parent_run_id"]
+    experiment_id = mlflow_client(state).get_run(run_id).info.experiment_id
+    return approval_body(cfg.model_name, decision, evaluation, mlflow_run_url(experiment_id, run_id))
+
+
+def record_approval(cfg: ModelConfig, state: StatePaths, splits: dict, response: dict) -> dict[str, str]:
+    """The approver's answer (or the time-out) as tags on the candidate's MLflow run; ``register`` copies
+    them to the model version. A rejection raises an ``approval_rejected`` alert."""
+    from pipelines.approval import ApprovalOutcome
+    from pipelines.tracking import mlflow_client
+
+    outcome = ApprovalOutcome.from_response(response, cfg.serving.approval_timeout_hours)
+    client = mlflow_client(state)
+    for key, value in outcome.tags().items():
+        client.set_tag(splits["parent_run_id"], key, value)
+    (log.info if outcome.approved else log.warning)("candidate %s", outcome.summary())
+    if not outcome.approved:
+        from pipelines.alerts import alert
+
+        alert(cfg, "approval_rejected", f"{cfg.model_name} candidate {outcome.summary()}"[:2000],
+              {"parent_run_id": splits["parent_run_id"]})
+    return outcome.tags()
+
+
 def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict,
-             decision: dict) -> dict:
+             decision: dict, approval: dict | None = None) -> dict:
     import mlflow
 
     from pipelines.registry import promote_version, register_version, stage_challenger
@@ -570,6 +600,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "infra_validation": "passed",
         f"holdout_{margin}": f"{evaluation['candidate']['metrics'][margin]:.4f}",
         "mlflow_parent_run_id": splits["parent_run_id"],
+        **(approval or {}),
         **({"threshold": str(evaluation["threshold"])} if evaluation["threshold"] is not None else {}),
         **({"holdout_start": splits["holdout_start"]} if splits["holdout_start"] else {}),
         **({"classes": json.dumps(evaluation["classes"])} if evaluation.get("classes") else {}),

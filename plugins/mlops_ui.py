@@ -13,7 +13,8 @@ from airflow.api_fastapi.core_api.security import requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends
 
-from pipelines.operator_ui.app import create_app, mlflow_ui_url
+from pipelines.operator_ui.app import create_app
+from pipelines.tracking import mlflow_ui_url
 
 PREFIX = "/mlops"
 SERVING = os.environ.get("MLOPS_SERVING_URL", "http://127.0.0.1:8000")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,16 +21,11 @@ from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from pipelines.operator_ui import lineage_view, monitoring_view, pages, registry_view
+from pipelines.tracking import mlflow_ui_url
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
               ("Monitoring", "monitor"), ("Batch scoring", "score"))
-
-
-def mlflow_ui_url() -> str:
-    """The MLflow UI as the operator's browser reaches it."""
-    url = os.environ.get("MLOPS_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
-    return url.rstrip("/") if url.startswith("http") else "http://127.0.0.1:5000"
 
 
 def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops") -> FastAPI:
@@ -60,7 +54,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         model = (await read(registry_view.models, name))[0]
         cfg = await asyncio.to_thread(_find_config, name)
         dags = [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS] if cfg else []
-        return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER, dags=dags, **links)
+        return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER, dags=dags,
+                            config_name=cfg.name if cfg else None,
+                            approval_required=bool(cfg and cfg.serving.approval == "required"), **links)
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
     async def one_version(name: str, version: str) -> str:
@@ -70,7 +66,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         from pipelines.prediction_store import logged_rows
 
         served = await asyncio.to_thread(logged_rows, None, name, version)
-        return pages.render("version.html", detail=detail, served_rows=served, **links)
+        cfg = await asyncio.to_thread(_find_config, name)
+        return pages.render("version.html", detail=detail, served_rows=served, config_name=cfg.name if cfg else None,
+                            **links)
 
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
     async def monitoring(name: str) -> str:

@@ -41,6 +41,16 @@ class VersionSummary:
         return self.tags.get("gate_summary")
 
     @property
+    def approval_note(self) -> str | None:
+        """A person's answer when the model's config required one: who, when and why."""
+        if not self.tags.get("approval"):
+            return None
+        who = f" by {self.tags['approval_by']}" if self.tags.get("approval_by") else ""
+        when = f" at {self.tags['approval_at'][:16].replace('T', ' ')} UTC" if self.tags.get("approval_at") else ""
+        why = f": {self.tags['approval_reason']}" if self.tags.get("approval_reason") else ""
+        return f"{self.tags['approval']}{who}{when}{why}"
+
+    @property
     def airflow_run(self) -> tuple[str, str] | None:
         """(DAG id, run id) of the training run that made it."""
         dag_id, run_id = self.tags.get("airflow_dag_id"), self.tags.get("airflow_run_id")

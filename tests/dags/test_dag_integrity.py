@@ -71,6 +71,24 @@ def test_training_dag_shape(dagbag):
     assert set(dag.params.keys()) >= {"data_interval_start", "data_interval_end", "reason"}
 
 
+def test_with_approval_required_the_training_dag_waits_for_a_person_before_registering(flights_config):
+    """serving.approval: required puts the standard provider's ApprovalOperator between infra validation and
+    register; it rejects when no one answers in time."""
+    import runpy
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    build = runpy.run_path(str(DAGS / "training.py"))["build_training_dag"]
+    serving = flights_config.serving.model_copy(update={"approval": "required", "approval_timeout_hours": 5})
+    dag = build(flights_config.model_copy(update={"serving": serving}))
+    approve = dag.get_task("approve")
+    assert isinstance(approve, ApprovalOperator)
+    assert approve.upstream_task_ids == {"infra_validate"} and approve.downstream_task_ids == {"register"}
+    assert approve.defaults == ["Reject"] and approve.response_timeout.total_seconds() == 5 * 3600
+    assert list(approve.serialized_params) == ["approval_reason"] and "Approval required" in dag.doc_md
+    assert "approve" not in build(flights_config).task_ids
+
+
 @pytest.mark.parametrize("dag_file", sorted(DAGS.glob("*.py")) + sorted(PLUGINS.glob("*.py")),
                          ids=lambda p: p.name)
 def test_dag_file_imports_no_heavy_library(dag_file):

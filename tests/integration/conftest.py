@@ -1,12 +1,19 @@
 """Real services for the integration tests: an MLflow tracking server and the prediction service on
-loopback, one of each per test module."""
+loopback, one of each per test module; and a whole stack on the production topology, once per run."""
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 MODEL = "flights_delay"
 
@@ -109,3 +116,95 @@ def dag_file():
         return module
 
     return load
+
+
+# The production topology, natively (docker-compose.yaml's services on this machine's PostgreSQL and Redis),
+# brought up once for the tests that need a whole running stack; they run last (pytest_collection_modifyitems),
+# so the stack is up only while they run.
+ROOT = Path(__file__).resolve().parents[2]
+PG_SERVER = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("MLOPS_TEST_REDIS", "127.0.0.1:6379")
+REVIEWED = "penguins_reviewed"
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: "production_stack" in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that fails adds a screenshot of the page it failed on to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    tab = item.funcargs.get("page") if report.when == "call" and report.failed else None
+    if tab is not None:
+        path = ROOT / "test-artifacts" / "screenshots" / f"FAILED-{item.name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tab.screenshot(path=path, full_page=True)
+            report.sections.append(("screenshot", f"{path} (the page at {tab.url})"))
+        except Exception as exc:  # the browser itself may be what failed
+            report.sections.append(("screenshot", f"none: {exc}"))
+
+
+def _reachable(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def production_env(tmp_path_factory):
+    """A stack environment of its own: throw-away databases, a Redis database, free ports, a temp state, and
+    the project's flights_delay and penguins configs plus ``penguins_reviewed`` (the penguins model with
+    ``serving.approval: required`` and ``train_on_landing``; nothing is landed for it at ``up``, so ``up`` does
+    not train it)."""
+    tmp_path = tmp_path_factory.mktemp("production")
+    include = tmp_path / "include"
+    shutil.copytree(ROOT / "include", include)
+    # Two models of the example data (a second flights model would only double the training on two cores).
+    (include / "models" / "flights_arr_delay.yaml").unlink()
+    (include / "models" / f"{REVIEWED}.yaml").write_text(
+        (include / "models" / "penguins.yaml").read_text().replace("name: penguins", f"name: {REVIEWED}")
+        + "expectation_suite: expectations/penguins.json\ntrain_on_landing: true\nserving:\n  approval: required\n")
+    pg_address = PG_SERVER.rsplit("@", 1)[-1]
+    if not (_reachable(pg_address) and _reachable(REDIS)):
+        pytest.skip(f"needs PostgreSQL at {pg_address} and Redis at {REDIS}")
+    prefix = f"mlops_t{uuid.uuid4().hex[:10]}"
+    redis_url = f"redis://{REDIS}/{1 + uuid.uuid4().int % 15}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
+    env.update(MLOPS_HOME=str(tmp_path / "state"), MLOPS_INCLUDE_DIR=str(include), MLOPS_PG_SERVER=PG_SERVER,
+               MLOPS_PG_DATABASE_PREFIX=prefix,
+               MLOPS_REDIS_URL=redis_url, AIRFLOW_PORT=str(_free_port()), MLFLOW_PORT=str(_free_port()),
+               SERVING_PORT=str(_free_port()))
+    yield env
+    subprocess.run([sys.executable, "scripts/stack.py", "down"], env=env, cwd=ROOT, capture_output=True, timeout=180)
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _scalar(database_url: str, query: str, **params):
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(query), params).scalar()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def production_stack(production_env):
+    """The stack up on the production topology, its first training run done; ``make up``'s output."""
+    up = subprocess.run([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=production_env,
+                        cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    return production_env, up

@@ -1,14 +1,10 @@
 """The production topology, natively: the same code on PostgreSQL, the CeleryExecutor on Redis and an MLflow
 server on PostgreSQL (docker-compose.yaml's services, started by `scripts/stack.py up --topology production`
-on this machine's PostgreSQL and Redis)."""
+on this machine's PostgreSQL and Redis; the ``production_stack`` fixture of conftest.py)."""
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -17,51 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_SERVER = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-REDIS = os.environ.get("MLOPS_TEST_REDIS", "127.0.0.1:6379")
 MODEL = "flights_delay"
+PG_SERVER = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _reachable(address: str) -> bool:
-    host, port = address.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def production_env(tmp_path_factory):
-    """A stack environment of its own: throw-away databases, a Redis database, free ports, a temp state."""
-    tmp_path = tmp_path_factory.mktemp("production")
-    pg_address = PG_SERVER.rsplit("@", 1)[-1]
-    if not (_reachable(pg_address) and _reachable(REDIS)):
-        pytest.skip(f"needs PostgreSQL at {pg_address} and Redis at {REDIS}")
-    prefix = f"mlops_t{uuid.uuid4().hex[:10]}"
-    redis_url = f"redis://{REDIS}/{1 + uuid.uuid4().int % 15}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
-    env.update(MLOPS_HOME=str(tmp_path / "state"), MLOPS_PG_SERVER=PG_SERVER, MLOPS_PG_DATABASE_PREFIX=prefix,
-               MLOPS_REDIS_URL=redis_url, AIRFLOW_PORT=str(_free_port()), MLFLOW_PORT=str(_free_port()),
-               SERVING_PORT=str(_free_port()))
-    yield env
-    subprocess.run([sys.executable, "scripts/stack.py", "down"], env=env, cwd=ROOT, capture_output=True, timeout=180)
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{database}" WITH (FORCE)')
-    admin.dispose()
 
 
 def _scalar(database_url: str, query: str, **params):
@@ -71,15 +26,6 @@ def _scalar(database_url: str, query: str, **params):
             return connection.execute(sa.text(query), params).scalar()
     finally:
         engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def production_stack(production_env):
-    """The stack up on the production topology, its first training run done; ``make up``'s output."""
-    up = subprocess.run([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=production_env,
-                        cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    return production_env, up
 
 
 def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served(production_stack):

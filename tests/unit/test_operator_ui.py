@@ -198,3 +198,32 @@ def test_the_command_line_lists_models_and_follows_a_request(pages, tmp_path, mo
     with pytest.raises(SystemExit) as exit_code:
         main(["lineage", "nobody"])
     assert exit_code.value.code == 1 and "no prediction with request id" in capsys.readouterr().out
+
+
+def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(pages, monkeypatch, toy_registry):
+    """The champion gets no rollback form, an older version one that names it; a challenger gets promote and
+    retire; the model page a retrain form. Each form names its DAG and the values it fills in."""
+    from types import SimpleNamespace
+
+    from pipelines.operator_ui import app as operator_app
+
+    client, versions = pages
+    serving = SimpleNamespace(approval="required")
+    monkeypatch.setattr(operator_app, "_configs",
+                        lambda: [SimpleNamespace(name="toy_cfg", model_name="toy", serving=serving)])
+    toy_registry.client.set_model_version_tag("toy", versions[0], "approval", "approved")
+    toy_registry.client.set_model_version_tag("toy", versions[0], "approval_by", "ops")
+    toy_registry.client.set_model_version_tag("toy", versions[0], "approval_reason", "<i>fine</i>")
+
+    older = get(client, f"/models/toy/versions/{versions[0]}").text
+    assert "Approval: " in older and "approved by ops: &lt;i&gt;fine&lt;/i&gt;" in older
+    assert """data-dag="rollback_toy_cfg" data-conf='{"to_version": "1"}'""" in older
+    champion = get(client, f"/models/toy/versions/{versions[1]}").text
+    assert 'data-dag="rollback_toy_cfg"' not in champion and "Approval:" not in champion
+
+    toy_registry.client.set_registered_model_alias("toy", "challenger", versions[0])
+    challenger = get(client, f"/models/toy/versions/{versions[0]}").text
+    assert challenger.count('data-dag="promote_toy_cfg"') == 2 and '{"action": "retire"}' in challenger
+
+    model = get(client, "/models/toy").text
+    assert 'data-dag="train_toy_cfg"' in model and "after a person approves it" in model

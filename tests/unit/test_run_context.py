@@ -44,6 +44,20 @@ def test_manual_run_without_params_falls_back_to_the_default_interval():
     assert (ctx.start, ctx.end) == CFG.default_interval
 
 
+def test_a_run_started_by_landed_data_trains_on_the_days_landed():
+    """The land commands' Asset events carry the landed days; the run's reason says so."""
+    events = {"x-mlops://landed/flights_delay": [SimpleNamespace(extra={"start": "2013-06-03", "end": "2013-06-05"}),
+                                                 SimpleNamespace(extra={"start": "2013-06-01", "end": "2013-06-02"}),
+                                                 SimpleNamespace(extra={"from_rest_api": True})]}
+    ctx = run_context_from({**context("asset_triggered", {}), "triggering_asset_events": events}, CFG)
+    assert (ctx.start, ctx.end) == (date(2013, 6, 1), date(2013, 6, 5))
+    assert ctx.reason == "data landed for [2013-06-01, 2013-06-05)"
+    # An event that names no days (posted by hand): the manual rules apply.
+    unnamed = {"x-mlops://landed/flights_delay": [SimpleNamespace(extra={})]}
+    ctx = run_context_from({**context("asset_triggered", {}), "triggering_asset_events": unnamed}, CFG)
+    assert (ctx.start, ctx.end) == CFG.default_interval
+
+
 def test_empty_interval_is_refused():
     with pytest.raises(ValueError, match="empty or unset"):
         same_day = {"data_interval_start": "2013-03-01", "data_interval_end": "2013-03-01"}

@@ -17,23 +17,35 @@ def frame(n: int, seed: int) -> pd.DataFrame:
     return toy_frame(n, seed, noise=True)
 
 
-def _client(tmp_path, monkeypatch, **app_options) -> TestClient:
-    """A TestClient on an app serving a freshly trained, logged and promoted model."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from pipelines.registry import promote_version
+@pytest.fixture(scope="module")
+def toy_champion(tmp_path_factory):
+    """A freshly trained model, logged, registered and promoted in a SQLite MLflow store (read-only to the
+    tests: each builds its own app on it)."""
+    folder = tmp_path_factory.mktemp("registry")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        from pipelines.registry import promote_version
+
+        registry = ToyRegistry(folder)
+        logged = registry.log(seed=1, noise=True, rows=500, features=FEATURES)
+        promote_version(registry.client, "toy", registry.register("toy", logged, {"data_hash": "h" * 32}))
+    return folder, logged.model
+
+
+def _client(toy_champion, monkeypatch, **app_options) -> TestClient:
+    """A TestClient on an app serving the toy champion."""
     from pipelines.serving.app import create_app
 
-    registry = ToyRegistry(tmp_path)
-    logged = registry.log(seed=1, noise=True, rows=500, features=FEATURES)
-    promote_version(registry.client, "toy", registry.register("toy", logged, {"data_hash": "h" * 32}))
+    folder, model = toy_champion
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
     test_client = TestClient(create_app("toy", poll_seconds=0, **app_options), headers=admin_headers())
-    test_client.model = logged.model
+    test_client.model = model
     return test_client
 
 
 @pytest.fixture()
-def service(tmp_path, monkeypatch):
-    with _client(tmp_path, monkeypatch) as test_client:
+def service(toy_champion, monkeypatch):
+    with _client(toy_champion, monkeypatch) as test_client:
         yield test_client
 
 
@@ -65,13 +77,13 @@ def test_duplicate_columns_get_a_400(service):
     assert answer.status_code == 400 and "duplicate" in answer.json()["message"]
 
 
-def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch):
+def test_rows_logged_equal_rows_served_with_the_request_id(toy_champion, tmp_path, monkeypatch):
     from pipelines.prediction_store import read_log
     from pipelines.serving.prediction_log import PredictionLog
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01)
     served, ids = 0, []
-    with _client(tmp_path, monkeypatch, prediction_log=log) as client:
+    with _client(toy_champion, monkeypatch, prediction_log=log) as client:
         for n in (1, 3, 10):
             rows = frame(n, n)[["signal", "noise", "group"]]
             answer = client.post("/invocations", json={"dataframe_records": rows.to_dict(orient="records")},
@@ -96,7 +108,7 @@ def test_rows_logged_equal_rows_served_with_the_request_id(tmp_path, monkeypatch
     assert rows.signal.dtype == "float64" and set(rows.group.dropna()) <= {"a", "b", "c"}
 
 
-def test_a_hostile_request_never_stops_the_prediction_log(tmp_path, monkeypatch):
+def test_a_hostile_request_never_stops_the_prediction_log(toy_champion, tmp_path, monkeypatch):
     """A lone surrogate in a text value is served, set aside by the log with its reason, and every request
     after it is logged; /health reports the log's state. An over-long or unprintable request id is a 400."""
     from pipelines.serving.prediction_log import PredictionLog
@@ -104,7 +116,7 @@ def test_a_hostile_request_never_stops_the_prediction_log(tmp_path, monkeypatch)
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01,
                         set_aside=tmp_path / "set_aside.jsonl")
     row = frame(1, 1)[["signal", "noise"]].iloc[0].to_dict()
-    with _client(tmp_path, monkeypatch, prediction_log=log) as client:
+    with _client(toy_champion, monkeypatch, prediction_log=log) as client:
         hostile = b'{"dataframe_records": [{"signal": 0.5, "noise": 0.1, "group": "\\ud800"}]}'
         assert client.post("/invocations", content=hostile,
                            headers={"Content-Type": "application/json"}).status_code == 200
@@ -124,8 +136,8 @@ def test_a_hostile_request_never_stops_the_prediction_log(tmp_path, monkeypatch)
     assert "cannot encode" in (tmp_path / "set_aside.jsonl").read_text()
 
 
-def test_oversized_body_gets_a_413(tmp_path, monkeypatch):
-    with _client(tmp_path, monkeypatch, max_body_bytes=200, log_predictions=False) as client:
+def test_oversized_body_gets_a_413(toy_champion, monkeypatch):
+    with _client(toy_champion, monkeypatch, max_body_bytes=200, log_predictions=False) as client:
         rows = frame(20, 1)[["signal", "noise", "group"]]
         answer = client.post("/invocations", json={"dataframe_records": rows.to_dict(orient="records")})
         assert answer.status_code == 413 and "200-byte limit" in answer.json()["message"]
@@ -170,11 +182,11 @@ def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["detail"]
 
 
-def test_with_a_predict_token_scoring_needs_it_and_the_rest_stays_open(tmp_path, monkeypatch):
+def test_with_a_predict_token_scoring_needs_it_and_the_rest_stays_open(toy_champion, monkeypatch):
     """MLOPS_SERVING_PREDICT_TOKEN guards every scoring route (unknown model names included: the 404 lists
     the served ones); health, metrics and the OpenAPI document stay open; refusals are counted."""
     row = frame(1, 1)[["signal", "noise", "group"]].to_dict(orient="records")
-    with _client(tmp_path, monkeypatch, predict_token="let-me-score", log_predictions=False) as client:
+    with _client(toy_champion, monkeypatch, predict_token="let-me-score", log_predictions=False) as client:
         for path in ("/invocations", "/models/toy/invocations", "/models/nope/invocations"):
             refused = client.post(path, json={"dataframe_records": row})
             assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer", path

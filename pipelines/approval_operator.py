@@ -1,0 +1,54 @@
+"""The approval step of a training DAG (``serving.approval: required``): the standard provider's
+``ApprovalOperator`` asking, in the Airflow UI's Required Actions, whether a candidate that passed the gate and
+infra validation may be registered and deployed.
+
+It shows the gate's decision and the candidate's metrics against the champion's, takes a reason with the
+answer, and records the answer on the candidate's MLflow run before the operator acts on it (Approve lets
+``register`` and ``deploy`` run; Reject, or no answer within ``serving.approval_timeout_hours``, skips them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param
+
+from pipelines.approval import REASON, REJECT
+from pipelines.config import ModelConfig, StatePaths
+
+
+class CandidateApproval(ApprovalOperator):
+    def __init__(self, *, cfg: ModelConfig, params: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        # ``params`` arrives holding the DAG's params, which are not questions for the approver: the form
+        # asks only for a reason.
+        params = {REASON: Param("", type="string", title="Reason", source="task",
+                                description="Why you approve or reject it; stored with the decision.")}
+        super().__init__(
+            subject=f"Register and deploy the new {cfg.model_name} candidate?",
+            defaults=[REJECT],
+            params=params,
+            response_timeout=timedelta(hours=cfg.serving.approval_timeout_hours),
+            **kwargs,
+        )
+        self.cfg = cfg
+
+    def execute(self, context):
+        from pipelines import training_tasks as t
+
+        ti = context["ti"]
+        self.body = t.approval_request(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"),
+                                       ti.xcom_pull(task_ids="gate", key="decision"),
+                                       ti.xcom_pull(task_ids="evaluate"))
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict[str, Any]):
+        from pipelines import training_tasks as t
+
+        if "error" not in event:
+            ti = context["ti"]
+            answer = t.record_approval(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"), event)
+            ti.xcom_push(key="approval", value=answer)
+        return super().execute_complete(context, event)

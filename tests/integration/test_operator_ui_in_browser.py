@@ -1,0 +1,239 @@
+"""The operator's questions answered in the Airflow UI, as a person sees it: Debian's chromium driven by
+Playwright, logged into the UI of the running stack (conftest's ``production_stack``: flights_delay and penguins
+trained by ``up``; penguins_reviewed needs a person's approval and trains when its data lands).
+
+Screenshots of each page are saved under test-artifacts/screenshots (git-ignored); a failed test adds one of
+the page it failed on to its report.
+"""
+
+import json
+import re
+import subprocess
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser download is never used
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+MODEL = "flights_delay"
+REVIEWED = "penguins_reviewed"  # conftest's model that needs an approval
+
+
+@pytest.fixture(scope="module")
+def stack(production_stack):
+    """The stack's addresses and a logged-in REST client."""
+    from pipelines.airflow_api import AirflowApi, admin_password_file
+
+    env, _ = production_stack
+    airflow = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"
+    password = admin_password_file(Path(env["MLOPS_HOME"])).read_text().strip()
+    return {"env": env, "airflow": airflow, "password": password, "api": AirflowApi(airflow, password=password),
+            "serving": f"http://127.0.0.1:{env['SERVING_PORT']}"}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(chromium, stack):
+    """A browser tab logged into the Airflow UI through its login form."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    tab.goto(f"{stack['airflow']}/")
+    tab.get_by_label("Username").fill("admin")
+    tab.get_by_label("Password").fill(stack["password"])
+    tab.get_by_role("button", name="Sign in").click()
+    tab.wait_for_url(f"{stack['airflow']}/")
+    yield tab
+    context.close()
+
+
+def shot(tab, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def operator_page(tab, stack, path: str):
+    """Open one of the operator pages inside the Airflow UI (the plugin's "Models" page, whose frame then
+    follows the links); returns the frame."""
+    tab.goto(f"{stack['airflow']}/plugin/mlops-models")
+    frame = tab.frame_locator("iframe")
+    frame.locator("h1").first.wait_for()
+    if path != "/models":
+        frame.locator("body").evaluate(f"() => window.location.assign({json.dumps('/mlops' + path)})")
+    return frame
+
+
+def test_an_anonymous_browser_is_refused(chromium, stack):
+    context = chromium.new_context()
+    tab = context.new_page()
+    try:
+        for path in ("/mlops/models", f"/mlops/models/{MODEL}/versions/1", "/mlops/lineage?request_id=x"):
+            assert tab.goto(f"{stack['airflow']}{path}").status == 401, path
+        tab.goto(f"{stack['airflow']}/plugin/mlops-models")
+        tab.wait_for_url("**/auth/login**")  # the UI itself sends a stranger to its login form
+        shot(tab, "anonymous")
+    finally:
+        context.close()
+
+
+def test_why_is_this_the_champion_and_on_which_data(page, stack):
+    frame = operator_page(page, stack, "/models")
+    for name in (MODEL, "penguins"):
+        frame.get_by_role("link", name=name, exact=True).wait_for()
+    shot(page, "models")
+    frame.get_by_role("link", name=MODEL, exact=True).click()
+    frame.get_by_role("heading", name=MODEL, exact=True).wait_for()
+    frame.get_by_role("link", name="v1", exact=True).first.click()
+    frame.get_by_role("heading", name=re.compile(f"^{MODEL} v1")).wait_for()
+    body = frame.locator("body").inner_text()
+    assert "Gate: approved" in body and "champion" in body
+    assert "holdout" in body and "meets floor" in body  # every reason of the gate, with its numbers
+    for label in ("Data", "Code", "Why trained", "Airflow run", "MLflow run", "Predictions served"):
+        assert label in body, label
+    mlflow_link = frame.locator("a[target=_blank]").filter(has_text="").first
+    assert mlflow_link.get_attribute("href").startswith(f"http://127.0.0.1:{stack['env']['MLFLOW_PORT']}")
+    shot(page, "version")
+    # The link to the Airflow run leaves the frame: the UI itself shows the run.
+    frame.locator("dd a[data-airflow]").first.click()
+    page.wait_for_url(f"**/dags/train_{MODEL}/runs/**")
+    page.get_by_text("deploy", exact=True).first.wait_for()
+    shot(page, "version-airflow-run")
+
+
+def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack):
+    from pipelines.config import load_model_config
+    from pipelines.training import model_inputs
+
+    state = Path(stack["env"]["MLOPS_HOME"])
+    holdout = sorted(state.glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
+    rows = model_inputs(pd.read_parquet(holdout).head(400), load_model_config(MODEL).features)
+    answer = httpx.post(f"{stack['serving']}/invocations", timeout=30, headers={"X-Request-ID": "browser-traffic"},
+                        json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
+    assert answer.status_code == 200, answer.text
+    time.sleep(3)  # the log writer's clock
+    today = date.today()
+    run_id = stack["api"].trigger(f"monitor_{MODEL}", {"window_start": str(today), "reason": "browser test",
+                                                        "window_end": str(today + timedelta(days=1))})
+    run = stack["api"].wait([(f"monitor_{MODEL}", run_id)], timeout=600, progress=lambda *_: None)
+    assert run[f"monitor_{MODEL}"]["state"] == "success", run
+
+    frame = operator_page(page, stack, f"/models/{MODEL}/monitoring")
+    frame.get_by_role("heading", name=f"{MODEL}: monitoring").wait_for()
+    row = frame.locator("tr", has_text=f"{today} → {today + timedelta(days=1)}")
+    cells = row.locator("td")
+    assert cells.nth(1).inner_text() == "v1" and int(cells.nth(2).inner_text().split()[0]) >= 400
+    assert "drift" in cells.nth(3).inner_text() or float(cells.nth(3).inner_text()) >= 0  # the drift share
+    shot(page, "monitoring")
+    with page.expect_event("framenavigated", predicate=lambda f: f.url.endswith("/report")) as navigated:
+        row.get_by_role("link", name="drift report").click()
+    report = navigated.value
+    report.get_by_text("Share of Drifted Columns").wait_for()  # Evidently's own report, inside the page
+    shot(page, "drift-report")
+
+
+def test_what_did_it_answer_to_request_x(page, stack):
+    from pipelines.config import load_model_config
+    from pipelines.training import model_inputs
+
+    state = Path(stack["env"]["MLOPS_HOME"])
+    holdout = sorted(state.glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
+    rows = model_inputs(pd.read_parquet(holdout).head(2), load_model_config(MODEL).features)
+    answer = httpx.post(f"{stack['serving']}/invocations", timeout=30, headers={"X-Request-ID": "browser-lineage"},
+                        json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
+    assert answer.status_code == 200, answer.text
+
+    frame = operator_page(page, stack, "/lineage")
+    deadline = time.monotonic() + 30
+    while True:  # the log writer stores the rows within a few seconds
+        frame.locator("input[name=request_id]").fill("browser-lineage")
+        frame.get_by_role("button", name="Search").click()
+        frame.get_by_role("heading", name="Prediction lineage").wait_for()
+        if frame.get_by_role("heading", name="What was answered").count() or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    body = frame.locator("body").inner_text()
+    assert "What was answered" in body and f"Made by {MODEL} v1" in body
+    assert "Training data" in body and f"train_{MODEL} / " in body and "Code" in body
+    shot(page, "lineage")
+
+
+def test_a_person_approves_a_candidate_that_was_trained_when_its_data_landed(page, stack):
+    from pipelines.landing import package_data
+
+    env, api = stack["env"], stack["api"]
+    landed = subprocess.run([str(ROOT / ".venv" / "bin" / "mlops-loop"), "land", REVIEWED,
+                             str(package_data("palmerpenguins", "penguins.csv"))],
+                            env={**env, "AIRFLOW__API__BASE_URL": stack["airflow"]}, cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert landed.returncode == 0 and f"train_{REVIEWED} starts on it" in landed.stdout, landed.stdout + landed.stderr
+
+    dag_id = f"train_{REVIEWED}"
+    deadline = time.monotonic() + 600
+    while True:  # the Asset event starts the run; it trains, passes the gate, and waits for a person
+        runs = api.get(f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit=1").json()["dag_runs"]
+        states = api.task_states(dag_id, runs[0]["dag_run_id"]) if runs else {}
+        if states.get("approve") == "awaiting_input" or time.monotonic() > deadline:
+            break
+        assert not runs or runs[0]["state"] not in ("success", "failed"), states
+        time.sleep(3)
+    assert states.get("approve") == "awaiting_input", states
+    run_id = runs[0]["dag_run_id"]
+    assert runs[0]["run_type"] == "asset_triggered"
+
+    page.goto(f"{stack['airflow']}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/approve/required_actions")
+    page.get_by_text(f"Register and deploy the new {REVIEWED} candidate?").wait_for()
+    body = page.locator("body").inner_text()
+    assert "floor:accuracy" in body and "Holdout metric" in body and "Candidate" in body  # what the gate saw
+    shot(page, "approval-request")
+    page.locator("#element_approval_reason").fill("accuracy well above the floor; checked in the browser")
+    page.get_by_role("button", name="Approve").click()
+
+    finished = api.wait([(dag_id, run_id)], timeout=600, progress=lambda *_: None)[dag_id]
+    assert finished["state"] == "success" and finished["tasks"]["deploy"] == "success", finished
+
+    frame = operator_page(page, stack, f"/models/{REVIEWED}")
+    frame.locator(f"tr:has(a[href*='{quote(run_id, safe='')}'])").locator("td a").first.click()
+    frame.get_by_role("heading", name=re.compile(f"^{REVIEWED} v")).wait_for()
+    body = frame.locator("body").inner_text()
+    assert "Approval: approved by admin" in body and "checked in the browser" in body
+    shot(page, "approved-version")
+
+
+def test_retrain_now_from_the_models_page_starts_the_dag_as_the_logged_in_user(page, stack):
+    """The action form starts the model's DAG through Airflow's API with the user's own login; Airflow's answer
+    is shown, and the run is one click away. (An interval with no landed data: the run fails at ingest, fast.)"""
+    frame = operator_page(page, stack, "/models/penguins")
+    form = frame.locator("form.action")
+    form.locator("input[name=reason]").fill("operator asked for it in the browser test")
+    form.locator("input[name=data_interval_start]").fill("2020-01-01")
+    form.locator("input[name=data_interval_end]").fill("2020-01-02")
+    form.get_by_role("button", name="Retrain now").click()
+    started = form.locator(".result a")
+    started.wait_for()
+    run_id = started.inner_text().removeprefix("run ").removesuffix(" started")
+    run = stack["api"].get(f"/dags/train_penguins/dagRuns/{quote(run_id, safe='')}").json()
+    assert run["conf"]["reason"] == "operator asked for it in the browser test"
+    assert run["conf"]["data_interval_start"] == "2020-01-01" and run["triggering_user_name"] == "admin"
+    shot(page, "retrain-started")
+    started.click()
+    page.wait_for_url("**/dags/train_penguins/runs/**")
