@@ -54,8 +54,18 @@ def land_table(frame: pd.DataFrame, folder: Path, event_time: str | None = None,
     if times.isna().any():
         raise ValueError(f"event time column {event_time!r}: {int(times.isna().sum())} rows have no readable time")
     typed = frame.assign(**{event_time: times})
+    days = times.dt.floor("D")
     written = []
-    for stamp, rows in typed.groupby(times.dt.floor("D"), sort=True):
-        path = folder / f"{stamp.date().isoformat()}.parquet"
-        written.append(write_parquet_atomic(rows.reset_index(drop=True), path))
+    with progress_bar(days.nunique(), f"landing {folder.name}", "day") as bar:
+        for stamp, rows in typed.groupby(days, sort=True):
+            path = folder / f"{stamp.date().isoformat()}.parquet"
+            written.append(write_parquet_atomic(rows.reset_index(drop=True), path))
+            bar.update()
     return written
+
+
+def progress_bar(total: int, description: str, unit: str):
+    """A progress bar on the terminal (none when the output is not one: logs and tests stay clean)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, disable=None, leave=False)

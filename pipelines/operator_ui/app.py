@@ -21,6 +21,7 @@ from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from pipelines.operator_ui import lineage_view, monitoring_view, pages, registry_view
+from pipelines.registry import training_outcomes
 from pipelines.tracking import mlflow_ui_url
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
@@ -73,9 +74,13 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
     async def monitoring(name: str) -> str:
         cfg = await asyncio.to_thread(_config_of_model, name)
-        timeline = await asyncio.to_thread(monitoring_view.windows, _monitoring_engine(), cfg.name)
-        return pages.render("monitoring.html", model=name, config=cfg.name, windows=timeline,
-                            realized=sorted({metric for w in timeline for metric in w.realized}), **links)
+        bounds = monitoring_view.Bounds.of(cfg)
+        timeline = await asyncio.to_thread(monitoring_view.windows, _monitoring_engine(), cfg.name, bounds)
+        retrains = [w.triggered_run_id for w in timeline if w.triggered_run_id]
+        outcomes = await read(training_outcomes, name, cfg.name, retrains) if retrains else {}
+        return pages.render("monitoring.html", model=name, config=cfg.name, windows=timeline, bounds=bounds,
+                            outcomes=outcomes, realized=sorted({metric for w in timeline for metric in w.realized}),
+                            key_features=sorted(bounds.key_features), **links)
 
     @app.get("/models/{name}/monitoring/{window_id}/report")
     async def monitoring_report(name: str, window_id: int) -> FileResponse:

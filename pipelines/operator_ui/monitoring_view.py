@@ -1,10 +1,13 @@
 """A model's monitoring timeline for the operator's pages: one row per monitored window from the monitoring
-store (drift, prediction drift, realized metrics, the decision and its reason, the retrain it triggered and
-the window's Evidently report), newest first."""
+store, newest first: drift share, the key features' drift against their limits, prediction drift, realized
+metrics against their floors and ceilings, the signals raised, the decision and its reason, the champion
+changing between windows, the retrain it triggered (with what became of it), and the window's Evidently
+report."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,23 +32,55 @@ class Window:
     reason: str
     triggered_run_id: str | None
     has_report: bool
+    key_feature_drift: dict[str, float] = field(default_factory=dict)  # key feature -> drift score
+    signals: list[str] = field(default_factory=list)  # the policy's signals the window raised
+    champion_change: str | None = None  # "v3 -> v4" when the version served differs from the window before
+    retrain_outcome: str | None = None  # what the triggered retrain made of it (filled in by the page)
 
 
-def windows(engine, model_name: str, limit: int = 400) -> list[Window]:
+@dataclass(frozen=True)
+class Bounds:
+    """What the timeline judges against: the key features' drift limits, realized floors and ceilings."""
+
+    key_features: dict[str, float]
+    floors: dict[str, float]
+    ceilings: dict[str, float]
+
+    @classmethod
+    def of(cls, cfg) -> Bounds:
+        return cls(dict(cfg.monitoring.drift.key_features), cfg.realized_floors, cfg.realized_ceilings)
+
+    def misses(self, metric: str, value: float) -> bool:
+        return value < self.floors.get(metric, -float("inf")) or value > self.ceilings.get(metric, float("inf"))
+
+
+def windows(engine, model_name: str, bounds: Bounds | None = None, limit: int = 400) -> list[Window]:
     """The model's latest ``limit`` windows (a year of daily ones and more), newest first."""
     from pipelines.monitoring_store import load_windows
 
+    bounds = bounds or Bounds({}, {}, {})
     with engine.connect() as connection:
-        return [_window(row) for row in load_windows(connection, model_name, latest=limit)]
+        timeline = [_window(row, bounds) for row in load_windows(connection, model_name, latest=limit)]
+    marked = []
+    for newer, older in zip(timeline, [*timeline[1:], None], strict=True):
+        if older and older.model_version and newer.model_version and older.model_version != newer.model_version:
+            newer = replace(newer, champion_change=f"v{older.model_version} → v{newer.model_version}")
+        marked.append(newer)
+    return marked
 
 
-def _window(row: dict[str, Any]) -> Window:
+def _window(row: dict[str, Any], bounds: Bounds) -> Window:
+    details = json.loads(row.get("details") or "{}")
     realized = {key.removeprefix(REALIZED_PREFIX): value for key, value in row.items()
                 if key.startswith(REALIZED_PREFIX) and value is not None}
+    realized.update({k: v for k, v in (details.get("realized") or {}).items() if isinstance(v, int | float)})
+    scores = details.get("drift_scores") or {}
     return Window(row["id"], row["window_start"], row["window_end"], row["rows"], row["model_version"],
                   row["drift_share"], row["dataset_drift"], row["prediction_drift"], realized,
                   row["labelled_rows"] or 0, row["data_valid"], row["decision"], row["reason"] or "",
-                  row["triggered_run_id"], bool(row["report_path"]))
+                  row["triggered_run_id"], bool(row["report_path"]),
+                  key_feature_drift={c: scores[c] for c in bounds.key_features if c in scores},
+                  signals=[s["name"] for s in details.get("signals") or [] if isinstance(s, dict) and "name" in s])
 
 
 def report_path(engine, model_name: str, window_id: int, reports_root: Path) -> Path | None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.gate import Reason
-from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS
+from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, search_quoted
 
 ALIAS_ORDER = (CHAMPION, CHALLENGER, PREVIOUS)
 APPROVED = "approved"  # the gate's verdict when every check passed (``PromotionDecision.verdict``)
@@ -119,7 +119,7 @@ def models(client, name: str | None = None) -> list[ModelSummary]:
     for model in sorted(registered, key=lambda m: m.name):
         aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
         by_version = _aliases_by_version(aliases)
-        versions = client.search_model_versions(f"name='{_quoted(model.name)}'", max_results=10_000)
+        versions = client.search_model_versions(f"name='{search_quoted(model.name)}'", max_results=10_000)
         summaries.append(ModelSummary(model.name, model.description or "", aliases,
                                       sorted((_version(model.name, v, by_version) for v in versions),
                                              key=lambda v: int(v.version), reverse=True)))
@@ -156,7 +156,3 @@ def version_detail(client, name: str, version: str) -> VersionDetail:
         problems.append("this version carries no training run (mlflow_parent_run_id): it was not registered "
                         "by the training DAG")
     return VersionDetail(summary, reasons, champion_note, metrics, experiment_id, problems)
-
-
-def _quoted(name: str) -> str:
-    return name.replace("'", "\\'")

@@ -109,7 +109,10 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     client, _ = pages
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("MLOPS_MONITORING_DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
-    monkeypatch.setattr(operator_app, "_configs", lambda: [SimpleNamespace(name="toy_cfg", model_name="toy")])
+    monitoring = SimpleNamespace(drift=SimpleNamespace(key_features={"signal": 0.3}))
+    monkeypatch.setattr(operator_app, "_configs", lambda: [SimpleNamespace(
+        name="toy_cfg", model_name="toy", monitoring=monitoring, realized_floors={"roc_auc": 0.75},
+        realized_ceilings={})])
     report = tmp_path / "state" / "reports" / "toy_cfg" / "monitoring" / "w2" / "drift_report.html"
     report.parent.mkdir(parents=True)
     report.write_text("<html>evidently drift report</html>")
@@ -118,11 +121,14 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     engine = monitoring_store.engine()
     with engine.begin() as connection:
         for day, drift, decision, path, triggered in [
-                (1, 0.1, "ok", None, None), (2, 0.6, "retrain", report, "monitor__2013-06-02"),
+                (1, 0.1, "ok", None, None), (2, 0.6, "retrain", report, "manual__2026-12-02"),
                 (3, 0.2, "ok", outside, None)]:
             monitoring_store.save_window(connection, {
                 "model_name": "toy_cfg", "window_start": date(2013, 6, day), "window_end": date(2013, 6, day + 1),
-                "model_version": "2", "rows": 1000 * day, "drift_share": drift, "dataset_drift": drift > 0.5,
+                "model_version": "1" if day < 3 else "2", "rows": 1000 * day, "drift_share": drift,
+                "dataset_drift": drift > 0.5, "details": {"drift_scores": {"signal": 0.1 * day, "noise": 0.9},
+                                                          "signals": [{"name": "dataset_drift", "detail": "x"}]
+                                                          if drift > 0.5 else []},
                 "prediction_drift": 0.01 * day, "labelled_rows": 500, "pending_labels": 0, "realized_roc_auc": 0.7,
                 "breached": decision == "retrain", "cleared": decision != "retrain", "decision": decision,
                 "reason": f"drift share {drift}", "triggered_run_id": triggered,
@@ -130,7 +136,13 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     html = get(client, "/models/toy/monitoring").text
     assert html.index("2013-06-03 → 2013-06-04") < html.index("2013-06-01 → 2013-06-02")  # newest first
     assert "0.60 drift" in html and "drift share 0.6" in html and "roc_auc" in html
-    assert "/dags/train_toy_cfg/runs/monitor__2013-06-02" in html
+    assert "/dags/train_toy_cfg/runs/manual__2026-12-02" in html
+    assert "retrain run</a>: registered v2" in html  # what the retrain it started made
+    assert "v1 → v2" in html and html.count("v1 → v2") == 1  # the champion changed before the newest window
+    assert "signal drift" in html and "limit 0.3" in html and "floor 0.75" in html
+    assert '<td class="fail">0.300</td>' in html and '<td class="">0.200</td>' in html  # key feature past its limit
+    assert '<td class="fail">0.7000</td>' in html  # realized roc_auc under its floor
+    assert "(dataset_drift)" in html
     with engine.connect() as connection:
         ids = {row["window_start"].day: row["id"] for row in monitoring_store.load_windows(connection, "toy_cfg")}
     opened = get(client, f"/models/toy/monitoring/{ids[2]}/report")
