@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, get_current_context, task
 
+from pipelines import assets
 from pipelines.alerts import failure_callback
 from pipelines.broken_config import stand_in_dag
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
@@ -86,7 +87,7 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
             except LookupError as exc:  # no champion yet: nothing to judge, not a failure
                 raise AirflowSkipException(str(exc)) from exc
 
-        @task
+        @task(outlets=[Asset(assets.monitored_window(cfg))])
         def decide(measured: dict, validation: dict) -> dict:
             from pipelines import monitoring_tasks as m
 

@@ -1,7 +1,8 @@
-"""The Airflow Assets of a model, by URI: the data landed for it, its training snapshot and the model it
-serves. The training DAG reads the first (and may be scheduled on it), makes the other two; the land commands
-announce the first through Airflow's REST API. The UI's Asset graph draws them: landing -> training ->
-serving.
+"""The Airflow Assets of a model, by URI: the data landed for it, its training snapshot, the model it serves
+and its monitored windows. The training DAG reads the first (and may be scheduled on it) and makes the
+snapshot and the served model (as do the promote and rollback DAGs); the land commands announce the landed
+data through Airflow's REST API; the monitoring DAG makes a monitored window per run (and starts a retrain
+when the model goes stale). The UI's Asset graph draws them.
 
 Plain strings, so the land commands and the DAG files share them without importing Airflow here.
 """
@@ -26,3 +27,9 @@ def training_snapshot(cfg: ModelConfig) -> str:
 def served_model(cfg: ModelConfig) -> str:
     """The registered model whose champion the prediction service answers with."""
     return f"{SCHEME}://served/{cfg.model_name}"
+
+
+def monitored_window(cfg: ModelConfig) -> str:
+    """A window of the model's live traffic, judged by its monitoring DAG."""
+    return f"{SCHEME}://monitored/{cfg.name}"
+

@@ -25,7 +25,8 @@ class MlopsUiPlugin(AirflowPlugin):
     fastapi_apps = [{"app": create_app([Depends(requires_authenticated())], url_prefix=PREFIX),
                      "url_prefix": PREFIX, "name": "MLOps operator pages"}]
     external_views = [
-        {"name": "Models", "href": f"{PREFIX}/models", "destination": "nav", "url_route": "mlops-models"},
+        {"name": "Models", "href": f"{PREFIX}/models", "destination": "nav", "url_route": "mlops-models",
+         "nav_top_level": True, "icon": f"{PREFIX}/icon.svg"},
         {"name": "Prediction lineage", "href": f"{PREFIX}/lineage", "destination": "nav",
          "url_route": "mlops-lineage"},
         {"name": "Model", "href": f"{PREFIX}/dags/{{DAG_ID}}", "destination": "dag", "url_route": "mlops-model"},

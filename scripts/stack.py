@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+from pipelines.preload import TASK_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("MLOPS_HOME", ROOT / ".state")).resolve()
@@ -51,12 +52,6 @@ TOPOLOGIES = ("embedded", "production")
 PG_SERVER = os.environ.get("MLOPS_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 PG_PREFIX = os.environ.get("MLOPS_PG_DATABASE_PREFIX", "mlops")
 REDIS_URL = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/0")
-TASK_PRELOAD = ",".join([
-    "airflow.sdk", "airflow.sdk.execution_time.task_runner", "pandas", "pyarrow.parquet", "sklearn.ensemble",
-    "sklearn.metrics", "sklearn.calibration", "mlflow", "mlflow.sklearn", "skops.io", "great_expectations",
-    "dvc.repo", "matplotlib.pyplot", "httpx", "evidently", "evidently.presets", "pipelines.training_tasks",
-    "pipelines.task_types", "pipelines.monitoring_tasks",
-])
 
 
 def topology(requested: str | None = None) -> str:
@@ -100,6 +95,8 @@ def production_env() -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url("airflow").replace("+psycopg2", "", 1),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+        # Each task process forked from a worker that has imported the task libraries (pipelines/celery_worker.py).
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "pipelines.celery_worker.CELERY_CONFIG",
         "MLOPS_PREDICTION_LOG_URL": pg_url("monitoring"),
         "MLOPS_MONITORING_DB_URL": pg_url("monitoring"),
     }
@@ -153,7 +150,7 @@ def stack_env() -> dict[str, str]:
         # task is forked from a worker and inherits those modules instead of importing them again
         # (several seconds per task on 2 cores).
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
-        "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": TASK_PRELOAD,
+        "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": ",".join(TASK_MODULES),
         "MPLBACKEND": "Agg",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{MLFLOW_PORT}",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",

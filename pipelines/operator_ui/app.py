@@ -1,7 +1,7 @@
-"""The operator pages as a FastAPI app: ``/models``, ``/models/{name}``, ``/models/{name}/versions/{v}``,
-``/models/{name}/monitoring`` (the timeline, and each window's Evidently report), ``/lineage?request_id=``
-(a prediction back to its data and code) and ``/dags/{dag_id}`` (a model's page, as a tab on each of its
-DAGs).
+"""The operator pages as a FastAPI app: ``/models``, ``/models/{name}``, ``/models/{name}/versions/{v}`` (and
+its batch's validation report), ``/models/{name}/monitoring`` (the timeline, and each window's Evidently
+report), ``/lineage?request_id=`` (a prediction back to its data and code) and ``/dags/{dag_id}`` (a model's
+page, as a tab on each of its DAGs).
 
 ``create_app`` takes the dependencies every route must pass: the Airflow plugin gives Airflow's own
 ``requires_authenticated()``, so a page answers only a user logged in to the UI (the UI's token cookie
@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from pipelines.operator_ui import lineage_view, monitoring_view, pages, registry_view
 from pipelines.registry import training_outcomes
@@ -27,6 +27,11 @@ from pipelines.tracking import mlflow_ui_url
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
               ("Monitoring", "monitor"), ("Batch scoring", "score"))
+
+
+ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#51504f" stroke-width="2" '
+        'stroke-linejoin="round"><path d="M12 3 3 7.5l9 4.5 9-4.5z"/><path d="m3 12 9 4.5 9-4.5"/>'
+        '<path d="m3 16.5 9 4.5 9-4.5"/></svg>')
 
 
 def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops") -> FastAPI:
@@ -68,8 +73,20 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
 
         served = await asyncio.to_thread(logged_rows, None, name, version)
         cfg = await asyncio.to_thread(_find_config, name)
+        report = cfg and registry_view.validation_report_path(detail.summary, _reports_root() / cfg.name)
         return pages.render("version.html", detail=detail, served_rows=served, config_name=cfg.name if cfg else None,
-                            **links)
+                            validation_report=bool(report), **links)
+
+    @app.get("/models/{name}/versions/{version}/validation")
+    async def validation_report(name: str, version: str) -> FileResponse:
+        if not version.isdigit():
+            raise HTTPException(404, f"no version {version!r}")
+        summary = await read(registry_view.version_summary, name, version)
+        cfg = await asyncio.to_thread(_config_of_model, name)
+        path = registry_view.validation_report_path(summary, _reports_root() / cfg.name)
+        if path is None:
+            raise HTTPException(404, f"{name} v{version} has no validation report under {_reports_root()}")
+        return FileResponse(path, media_type="text/html")
 
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
     async def monitoring(name: str) -> str:
@@ -96,6 +113,11 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         request_id = request_id.strip()
         found = await read(lineage_view.lineage, request_id) if request_id else None
         return pages.render("lineage.html", request_id=request_id, lineage=found, **links)
+
+    @app.get("/icon.svg")
+    async def icon() -> Response:
+        """The Models entry's icon in the UI's navigation (a model's layers)."""
+        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/dags/{dag_id}")
     async def model_of_dag(dag_id: str) -> RedirectResponse:

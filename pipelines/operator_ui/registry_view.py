@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pipelines.gate import Reason
@@ -97,6 +98,19 @@ class VersionDetail:
     @property
     def overall_metrics(self) -> dict[str, float]:
         return {k: v for k, v in self.metrics.items() if not k.startswith("slice")}
+
+
+def validation_report_path(summary: VersionSummary, model_reports: Path) -> Path | None:
+    """The Great Expectations report of the batch the version's training run validated (written by
+    ``validate`` as ``validation/<interval>__<run>.html``), when it is there."""
+    from pipelines.run_context import run_key
+
+    interval, run_id = summary.tags.get("data_interval"), summary.tags.get("airflow_run_id")
+    if not interval or not run_id:
+        return None
+    root = model_reports.resolve()
+    path = (root / "validation" / f"{interval}__{run_key(run_id)}.html").resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
 
 
 def _aliases_by_version(aliases: dict[str, str]) -> dict[str, tuple[str, ...]]:

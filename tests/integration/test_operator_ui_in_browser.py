@@ -39,6 +39,38 @@ def stack(production_stack):
             "serving": f"http://127.0.0.1:{env['SERVING_PORT']}"}
 
 
+def served_rows(stack, n: int, request_id: str) -> None:
+    """``n`` holdout rows of the flights model sent to the service under one request id."""
+    from pipelines.config import load_model_config
+    from pipelines.training import model_inputs
+
+    holdout = sorted(Path(stack["env"]["MLOPS_HOME"]).glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
+    rows = model_inputs(pd.read_parquet(holdout).head(n), load_model_config(MODEL).features)
+    answer = httpx.post(f"{stack['serving']}/invocations", timeout=30, headers={"X-Request-ID": request_id},
+                        json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runs_started_first(stack):
+    """The two runs the pages are checked against start before the first test and go on beside the others:
+    today's monitoring window of the flights model (after 400 rows of traffic), and the training run that
+    landing the penguins for penguins_reviewed starts through its Asset."""
+    from pipelines.landing import package_data
+
+    served_rows(stack, 400, "browser-traffic")
+    time.sleep(3)  # the log writer's clock
+    today = date.today()
+    window = (today, today + timedelta(days=1))
+    monitor_run = stack["api"].trigger(f"monitor_{MODEL}", {"window_start": str(window[0]), "reason": "browser test",
+                                                             "window_end": str(window[1])})
+    landed = subprocess.run([str(ROOT / ".venv" / "bin" / "mlops-loop"), "land", REVIEWED,
+                             str(package_data("palmerpenguins", "penguins.csv"))],
+                            env={**stack["env"], "AIRFLOW__API__BASE_URL": stack["airflow"]}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    return {"monitor_run": monitor_run, "window": window, "landed": landed}
+
+
 @pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
@@ -110,6 +142,7 @@ def test_why_is_this_the_champion_and_on_which_data(page, stack):
     assert "holdout" in body and "meets floor" in body  # every reason of the gate, with its numbers
     for label in ("Data", "Code", "Why trained", "Airflow run", "MLflow run", "Predictions served"):
         assert label in body, label
+    assert frame.get_by_role("link", name="the batch's Great Expectations report").count() == 1
     mlflow_link = frame.locator("a[target=_blank]").filter(has_text="").first
     assert mlflow_link.get_attribute("href").startswith(f"http://127.0.0.1:{stack['env']['MLFLOW_PORT']}")
     shot(page, "version")
@@ -120,26 +153,14 @@ def test_why_is_this_the_champion_and_on_which_data(page, stack):
     shot(page, "version-airflow-run")
 
 
-def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack):
-    from pipelines.config import load_model_config
-    from pipelines.training import model_inputs
-
-    state = Path(stack["env"]["MLOPS_HOME"])
-    holdout = sorted(state.glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
-    rows = model_inputs(pd.read_parquet(holdout).head(400), load_model_config(MODEL).features)
-    answer = httpx.post(f"{stack['serving']}/invocations", timeout=30, headers={"X-Request-ID": "browser-traffic"},
-                        json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
-    assert answer.status_code == 200, answer.text
-    time.sleep(3)  # the log writer's clock
-    today = date.today()
-    run_id = stack["api"].trigger(f"monitor_{MODEL}", {"window_start": str(today), "reason": "browser test",
-                                                        "window_end": str(today + timedelta(days=1))})
+def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack, runs_started_first):
+    run_id, (start, end) = runs_started_first["monitor_run"], runs_started_first["window"]
     run = stack["api"].wait([(f"monitor_{MODEL}", run_id)], timeout=600, progress=lambda *_: None)
     assert run[f"monitor_{MODEL}"]["state"] == "success", run
 
     frame = operator_page(page, stack, f"/models/{MODEL}/monitoring")
     frame.get_by_role("heading", name=f"{MODEL}: monitoring").wait_for()
-    row = frame.locator("tr", has_text=f"{today} → {today + timedelta(days=1)}")
+    row = frame.locator("tr", has_text=f"{start} → {end}")
     cells = row.locator("td")
     assert cells.nth(1).inner_text() == "v1" and int(cells.nth(2).inner_text().split()[0]) >= 400
     assert "drift" in cells.nth(3).inner_text() or float(cells.nth(3).inner_text()) >= 0  # the drift share
@@ -152,15 +173,7 @@ def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack
 
 
 def test_what_did_it_answer_to_request_x(page, stack):
-    from pipelines.config import load_model_config
-    from pipelines.training import model_inputs
-
-    state = Path(stack["env"]["MLOPS_HOME"])
-    holdout = sorted(state.glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
-    rows = model_inputs(pd.read_parquet(holdout).head(2), load_model_config(MODEL).features)
-    answer = httpx.post(f"{stack['serving']}/invocations", timeout=30, headers={"X-Request-ID": "browser-lineage"},
-                        json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
-    assert answer.status_code == 200, answer.text
+    served_rows(stack, 2, "browser-lineage")
 
     frame = operator_page(page, stack, "/lineage")
     deadline = time.monotonic() + 30
@@ -177,14 +190,8 @@ def test_what_did_it_answer_to_request_x(page, stack):
     shot(page, "lineage")
 
 
-def test_a_person_approves_a_candidate_that_was_trained_when_its_data_landed(page, stack):
-    from pipelines.landing import package_data
-
-    env, api = stack["env"], stack["api"]
-    landed = subprocess.run([str(ROOT / ".venv" / "bin" / "mlops-loop"), "land", REVIEWED,
-                             str(package_data("palmerpenguins", "penguins.csv"))],
-                            env={**env, "AIRFLOW__API__BASE_URL": stack["airflow"]}, cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+def test_a_person_approves_a_candidate_that_was_trained_when_its_data_landed(page, stack, runs_started_first):
+    api, landed = stack["api"], runs_started_first["landed"]
     assert landed.returncode == 0 and f"train_{REVIEWED} starts on it" in landed.stdout, landed.stdout + landed.stderr
 
     dag_id = f"train_{REVIEWED}"

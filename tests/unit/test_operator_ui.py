@@ -239,3 +239,31 @@ def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(p
 
     model = get(client, "/models/toy").text
     assert 'data-dag="train_toy_cfg"' in model and "after a person approves it" in model
+
+
+def test_a_version_links_the_validation_report_of_its_batch_and_serves_only_that(pages, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from pipelines.operator_ui import app as operator_app
+
+    client, versions = pages
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(operator_app, "_configs", lambda: [SimpleNamespace(name="toy_cfg", model_name="toy",
+                                                                           serving=SimpleNamespace(approval="none"))])
+    assert "no report kept" in get(client, f"/models/toy/versions/{versions[1]}").text
+    assert get(client, f"/models/toy/versions/{versions[1]}/validation").status_code == 404
+    from mlflow import MlflowClient
+
+    MlflowClient().set_model_version_tag("toy", versions[1], "data_interval", "2013-01-01_2013-04-01")
+    folder = tmp_path / "state" / "reports" / "toy_cfg" / "validation"
+    report = folder / "2013-01-01_2013-04-01__manual__2026-12-02.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>great expectations report</html>")
+    page = get(client, f"/models/toy/versions/{versions[1]}").text
+    assert f"/models/toy/versions/{versions[1]}/validation" in page
+    opened = get(client, f"/models/toy/versions/{versions[1]}/validation")
+    assert opened.status_code == 200 and "great expectations report" in opened.text
+    assert client.get(f"/models/toy/versions/{versions[1]}/validation").status_code == 401
+    # A tag that would step out of the reports folder is never followed.
+    MlflowClient().set_model_version_tag("toy", versions[1], "data_interval", "../../../../elsewhere")
+    assert get(client, f"/models/toy/versions/{versions[1]}/validation").status_code == 404
