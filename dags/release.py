@@ -94,7 +94,8 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
     def move(params: dict) -> dict:
         from pipelines import release
 
-        return release.release_challenger(cfg, StatePaths.from_env(), params["action"], params["reason"])
+        return release.release_challenger(cfg, StatePaths.from_env(), params["action"], params["reason"],
+                                          params.get("version"))
 
     return _release_dag(cfg, "promote", f"Promote or retire the challenger of {cfg.model_name}",
                         PROMOTE_DOC.format(name=cfg.name, model=cfg.model_name), {
@@ -104,6 +105,9 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
                             "reason": Param("", type="string", minLength=3, title="Reason",
                                             description="What the shadow or canary traffic showed; stored on the "
                                                         "version."),
+                            "version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
+                                             description="The challenger version decided on; empty = whichever "
+                                                         "is challenger. Another challenger is refused."),
                         }, "move_aliases", move)
 
 

@@ -58,7 +58,9 @@ _APPROVAL_DOC = """\
 **Approval required**: after infra validation the run waits in `approve` for a person's answer (Airflow UI,
 *Required Actions*), shown the gate's decision and the metrics against the champion. Approve registers and
 deploys the candidate; Reject, or no answer within {hours:g} h, skips `register` and `deploy`, with the answer
-and its reason on the MLflow run (tags `approval`, `approval_by`, `approval_reason`)."""
+and its reason on the MLflow run (tags `approval`, `approval_by`, `approval_at`, `approval_reason`). While a run
+waits, later runs of this DAG wait too (one run at a time); if the champion changes meanwhile, `register`
+refuses the candidate (it was judged against another champion)."""
 
 
 def _ctx(cfg: ModelConfig):
@@ -209,7 +211,8 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             decision = ti.xcom_pull(task_ids="gate", key="decision")
             approval = ti.xcom_pull(task_ids="approve", key="approval") if cfg.serving.approval == "required" \
                 else None
-            return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
+            with _bad_input_fails_at_once():  # a champion moved since the gate: a retry cannot help
+                return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
 
         # See deployment.deploy: a retry would report the restored aliases as deployed.
         @task(retries=0, outlets=[Asset(assets.served_model(cfg))])

@@ -5,6 +5,7 @@ infra validation may be registered and deployed.
 It shows the gate's decision and the candidate's metrics against the champion's, takes a reason with the
 answer, and records the answer on the candidate's MLflow run before the operator acts on it (Approve lets
 ``register`` and ``deploy`` run; Reject, or no answer within ``serving.approval_timeout_hours``, skips them).
+While it waits, later runs of the DAG wait too (one run at a time).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class CandidateApproval(ApprovalOperator):
         from pipelines import training_tasks as t
 
         if "error" not in event:
+            self.validate_chosen_options(event["chosen_options"])
             ti = context["ti"]
+            # The answer is kept by Airflow (the task's Required Action) whatever happens to MLflow here: a
+            # failed write is logged, never a reason to ask the person again.
             answer = t.record_approval(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"), event)
             ti.xcom_push(key="approval", value=answer)
         return super().execute_complete(context, event)

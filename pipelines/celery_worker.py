@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 @worker_init.connect
 def import_task_modules(**_) -> None:
+    """An optimisation only: a module that fails to import here is imported (or fails) in its task instead."""
+    imported = 0
     for module in TASK_MODULES:
-        importlib.import_module(module)
-    log.info("imported %d task modules before forking the pool", len(TASK_MODULES))
+        try:
+            importlib.import_module(module)
+            imported += 1
+        except Exception as exc:
+            log.warning("not preloaded: %s (%s)", module, exc)
+    log.info("imported %d of %d task modules before forking the pool", imported, len(TASK_MODULES))

@@ -65,7 +65,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
     step(f"wrote {config_path} and {suite_path} ({len(draft.suite['expectations'])} expectations)")
     landed = land_table(frame, state.landing(cfg.landing_name, cfg.feeds[0].name), event_time)
     step(f"landed {len(landed)} file(s) under {landed[0].parent} ({time.perf_counter() - started:.1f}s in all)")
-    step(announce_landing(cfg, landed))
+    step(announce_landing(cfg, landed, state))
     print(f"\nReview {config_path}, then train it:  make train MODEL={name}")
     return {"config": config_path, "suite": suite_path, "landed": landed, "task": draft.task}
 
@@ -121,26 +121,26 @@ def land(name: str, data: Path, day: date | None) -> None:
     landed = land_table(read_table(data), StatePaths.from_env().landing(cfg.landing_name, cfg.feeds[0].name),
                         cfg.features.event_time, day)
     step(f"landed {len(landed)} file(s) under {landed[0].parent}")
-    step(announce_landing(cfg, landed))
+    step(announce_landing(cfg, landed, StatePaths.from_env()))
 
 
-def announce_landing(cfg, landed: list[Path]) -> str:
+def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
     """Tell Airflow that data landed: an event of the model's landed-data Asset, naming the days (a model
     with ``train_on_landing`` starts training on them). Landing does not need Airflow: without a reachable
     stack the event is skipped, and said so."""
     import httpx
 
     from pipelines import assets
-    from pipelines.airflow_api import AirflowApi, admin_password_file
+    from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
 
     days = sorted(date.fromisoformat(path.stem) for path in landed)
     extra = {"start": days[0].isoformat(), "end": date.fromordinal(days[-1].toordinal() + 1).isoformat(),
              "files": len(landed)}
     uri = assets.landed_data(cfg)
-    if not (os.environ.get("AIRFLOW_ADMIN_PASSWORD") or admin_password_file().exists()):
+    if not (os.environ.get("AIRFLOW_ADMIN_PASSWORD") or admin_password_file(state.root).exists()):
         return f"Airflow not told (no stack login here): Asset {uri} not updated"
     try:
-        AirflowApi().asset_event(uri, extra)
+        AirflowApi(password=admin_password(state.root)).asset_event(uri, extra)
     except (httpx.HTTPError, LookupError) as exc:
         return f"Airflow not told ({exc}): Asset {uri} not updated"
     return f"Airflow told: Asset {uri} updated for [{extra['start']}, {extra['end']})" + (

@@ -8,3 +8,9 @@ class InputError(ValueError):
 
 class DataError(InputError):
     """Landed data that cannot be used as it is: the message names the file or batch, the column and why."""
+
+
+class StaleComparisonError(InputError):
+    """The champion a candidate was judged against is no longer the champion (it moved while the candidate
+    waited, e.g. for a person's approval): promoting it would skip the comparison that matters."""
+

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.progress import progress_bar
 from pipelines.storage import write_parquet_atomic
 
 
@@ -63,9 +64,3 @@ def land_table(frame: pd.DataFrame, folder: Path, event_time: str | None = None,
             bar.update()
     return written
 
-
-def progress_bar(total: int, description: str, unit: str):
-    """A progress bar on the terminal (none when the output is not one: logs and tests stay clean)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit=unit, disable=None, leave=False)

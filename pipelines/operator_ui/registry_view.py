@@ -101,7 +101,7 @@ class VersionDetail:
 
 
 def validation_report_path(summary: VersionSummary, model_reports: Path) -> Path | None:
-    """The Great Expectations report of the batch the version's training run validated (written by
+    """The validation report (its suite's results) of the batch the version's training run validated (written by
     ``validate`` as ``validation/<interval>__<run>.html``), when it is there."""
     from pipelines.run_context import run_key
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+import yaml
 
 MODEL = "flights_delay"
 
@@ -159,20 +160,23 @@ def _reachable(address: str) -> bool:
 @pytest.fixture(scope="session")
 def production_env(tmp_path_factory):
     """A stack environment of its own: throw-away databases, a Redis database, free ports, a temp state, and
-    the project's flights_delay and penguins configs plus ``penguins_reviewed`` (the penguins model with
-    ``serving.approval: required`` and ``train_on_landing``; nothing is landed for it at ``up``, so ``up`` does
-    not train it)."""
-    tmp_path = tmp_path_factory.mktemp("production")
-    include = tmp_path / "include"
-    shutil.copytree(ROOT / "include", include)
-    # Two models of the example data (a second flights model would only double the training on two cores).
-    (include / "models" / "flights_arr_delay.yaml").unlink()
-    (include / "models" / f"{REVIEWED}.yaml").write_text(
-        (include / "models" / "penguins.yaml").read_text().replace("name: penguins", f"name: {REVIEWED}")
-        + "expectation_suite: expectations/penguins.json\ntrain_on_landing: true\nserving:\n  approval: required\n")
+    two model configs: flights_delay, and ``penguins_reviewed`` (the penguins model with ``serving.approval:
+    required`` and ``train_on_landing``; nothing is landed for it at ``up``, so ``up`` does not train it)."""
     pg_address = PG_SERVER.rsplit("@", 1)[-1]
     if not (_reachable(pg_address) and _reachable(REDIS)):
         pytest.skip(f"needs PostgreSQL at {pg_address} and Redis at {REDIS}")
+    tmp_path = tmp_path_factory.mktemp("production")
+    include = tmp_path / "include"
+    shutil.copytree(ROOT / "include", include)
+    # `up` trains flights_delay alone (the other example models would only add training on two cores); the
+    # second model, penguins_reviewed, trains when a test lands its data, and waits for a person's approval.
+    penguins = include / "models" / "penguins.yaml"
+    reviewed = yaml.safe_load(penguins.read_text())
+    reviewed.update(name=REVIEWED, expectation_suite="expectations/penguins.json", train_on_landing=True,
+                    serving={**reviewed.get("serving", {}), "approval": "required"})
+    (include / "models" / f"{REVIEWED}.yaml").write_text(yaml.safe_dump(reviewed))
+    for other in ("flights_arr_delay.yaml", "penguins.yaml"):
+        (include / "models" / other).unlink()
     prefix = f"mlops_t{uuid.uuid4().hex[:10]}"
     redis_url = f"redis://{REDIS}/{1 + uuid.uuid4().int % 15}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
@@ -190,15 +194,6 @@ def production_env(tmp_path_factory):
         for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{database}" WITH (FORCE)')
     admin.dispose()
-
-
-def _scalar(database_url: str, query: str, **params):
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(query), params).scalar()
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")

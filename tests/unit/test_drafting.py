@@ -77,7 +77,7 @@ def test_the_profiled_suite_passes_its_own_table_and_catches_a_bad_batch():
     assert ("expect_column_values_to_be_in_set", "Churn") in failures
 
 
-def test_init_writes_a_config_that_loads_and_a_suite_and_lands_the_table(tmp_path):
+def test_init_writes_a_config_that_loads_and_a_suite_and_lands_the_table(tmp_path, capsys):
     data = tmp_path / "churn.csv"
     churn().to_csv(data, index=False)
     state = StatePaths(root=tmp_path / "state")
@@ -90,5 +90,23 @@ def test_init_writes_a_config_that_loads_and_a_suite_and_lands_the_table(tmp_pat
     assert "# inferred:" in text and "constant: string  # not used by the model" in text
     [landed] = made["landed"]
     assert landed.parent == state.landing("churn", "churn") and len(pd.read_parquet(landed)) == 600
+    # Without a stack to tell, landing still works, and says Airflow's Asset was not updated.
+    assert "Airflow not told (no stack login here): Asset x-mlops://landed/churn not updated" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="already exist"):
         init(data, "Churn", "churn", None, False, include=tmp_path / "include", state=state)
+
+
+def test_landing_with_airflow_unreachable_says_so_and_keeps_the_files(tmp_path, monkeypatch):
+    import socket
+
+    from pipelines.cli import announce_landing
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AIRFLOW_ADMIN_PASSWORD", "not-used")
+    cfg = load_model_config("penguins")
+    landed = [tmp_path / "2026-12-01.parquet", tmp_path / "2026-12-03.parquet"]
+    said = announce_landing(cfg, landed, StatePaths(root=tmp_path / "state"))
+    assert said.startswith("Airflow not told (") and "x-mlops://landed/penguins not updated" in said

@@ -235,7 +235,8 @@ def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(p
 
     toy_registry.client.set_registered_model_alias("toy", "challenger", versions[0])
     challenger = get(client, f"/models/toy/versions/{versions[0]}").text
-    assert challenger.count('data-dag="promote_toy_cfg"') == 2 and '{"action": "retire"}' in challenger
+    assert challenger.count('data-dag="promote_toy_cfg"') == 2
+    assert '{"action": "retire", "version": "1"}' in challenger and 'data-dag="rollback_toy_cfg"' not in challenger
 
     model = get(client, "/models/toy").text
     assert 'data-dag="train_toy_cfg"' in model and "after a person approves it" in model

@@ -145,3 +145,44 @@ def test_restore_aliases_undoes_a_promotion(client):
     restore_aliases(client, "toy", promotion.before)
     assert alias_version(client, "toy", "champion") == v1
     assert alias_version(client, "toy", "previous") is None
+
+
+def test_a_release_decided_on_one_challenger_never_moves_another(client, flights_config, tmp_path):
+    """The operator pages' promote and retire forms name the version they were shown: if another version has
+    become challenger since, nothing moves."""
+    from pipelines.config import StatePaths
+    from pipelines.registry import AliasMoveError, stage_challenger
+    from pipelines.release import release_challenger
+
+    cfg = flights_config.model_copy(update={"registered_model_name": "toy"})
+    state = StatePaths(root=tmp_path / "state")
+    promote_version(client, "toy", register(client, "run-1"))
+    stage_challenger(client, "toy", register(client, "run-2"), "shadow", 0.1)
+    stage_challenger(client, "toy", v3 := register(client, "run-3"), "shadow", 0.1)
+    with pytest.raises(AliasMoveError, match="v2 is no longer the challenger of toy"):
+        release_challenger(cfg, state, "promote", "shadow looked fine", version="2")
+    assert alias_version(client, "toy", "champion") == "1" and alias_version(client, "toy", "challenger") == v3
+    release_challenger(cfg, state, "promote", "shadow looked fine", version=v3)
+    assert alias_version(client, "toy", "champion") == v3
+
+
+def test_a_candidate_judged_against_a_champion_that_has_since_moved_is_not_registered(client):
+    """An approval can come days after the gate: if the champion changed meanwhile (a rollback, a promotion),
+    register refuses; a retry of the run that made the champion itself passes."""
+    from types import SimpleNamespace
+
+    from pipelines.errors import StaleComparisonError
+    from pipelines.training_tasks import _refuse_if_the_champion_moved
+
+    cfg, ctx = SimpleNamespace(model_name="toy", name="toy"), SimpleNamespace(run_id="run-9")
+    v1 = register(client, "run-1")
+    promote_version(client, "toy", v1)
+    judged_v1 = {"champion": {"model_version": v1}}
+    _refuse_if_the_champion_moved(client, cfg, ctx, judged_v1)  # unchanged: fine
+    promote_version(client, "toy", register(client, "run-2"))
+    with pytest.raises(StaleComparisonError, match="champion is v2 now; the gate compared this candidate with v1"):
+        _refuse_if_the_champion_moved(client, cfg, ctx, judged_v1)
+    with pytest.raises(StaleComparisonError, match="compared this candidate with no champion"):
+        _refuse_if_the_champion_moved(client, cfg, ctx, {"champion": None})
+    promote_version(client, "toy", register(client, "run-9"))  # this run's own version, from an earlier try
+    _refuse_if_the_champion_moved(client, cfg, ctx, judged_v1)
