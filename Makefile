@@ -35,8 +35,9 @@ train:
 simulate:
 	@$(UV) run --frozen --no-sync python scripts/simulate.py
 
+# Two lanes: the tests on a whole running stack beside all the others (tests/conftest.py).
 test: install browser
-	@$(UV) run --frozen --no-sync python -m pytest
+	@$(UV) run --frozen --no-sync python -m pytest -n 2 --dist loadgroup
 
 # The browser tests drive Debian's chromium (never a browser downloaded by Playwright).
 browser:

@@ -120,16 +120,11 @@ def dag_file():
 
 
 # The production topology, natively (docker-compose.yaml's services on this machine's PostgreSQL and Redis),
-# brought up once for the tests that need a whole running stack; they run last (pytest_collection_modifyitems),
-# so the stack is up only while they run.
+# brought up once for the tests that need a whole running stack (their lane: see tests/conftest.py).
 ROOT = Path(__file__).resolve().parents[2]
 PG_SERVER = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("MLOPS_TEST_REDIS", "127.0.0.1:6379")
 REVIEWED = "penguins_reviewed"
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: "production_stack" in getattr(item, "fixturenames", ()))
 
 
 @pytest.hookimpl(hookwrapper=True)
