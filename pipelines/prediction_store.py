@@ -292,6 +292,41 @@ def find_request(url: str | None, request_id: str, *, scan_segments: int = 2000,
     return _as_frame(found[::-1])
 
 
+@dataclass(frozen=True)
+class ServedRequest:
+    request_id: str
+    served_at: datetime  # its latest row
+    rows: int  # rows of it in the segments read
+    route: str
+
+
+def latest_requests(url: str | None, model_name: str, model_version: str, limit: int = 20,
+                    scan_segments: int = 20) -> list[ServedRequest]:
+    """The latest requests a model version answered (or scored in shadow), newest first: read from its
+    newest ``scan_segments`` segments only."""
+    query = (sa.select(SEGMENTS.c.route, SEGMENTS.c.data)
+             .where((SEGMENTS.c.model_name == model_name) & (SEGMENTS.c.model_version == str(model_version)))
+             .order_by(SEGMENTS.c.id.desc()).limit(scan_segments))
+    engine = sa.create_engine(url or default_url(), future=True)
+    found: dict[str, list] = {}
+    try:
+        create_tables(engine)
+        with engine.connect() as connection:
+            for route, data in connection.execute(query):
+                table = decode_segment(data)
+                for request_id, served_at in zip(reversed(table["request_id"].to_pylist()),
+                                                 reversed(table["served_at"].to_pylist()), strict=True):
+                    if request_id in found:
+                        found[request_id][2] += 1
+                    elif len(found) < limit:
+                        found[request_id] = [request_id, served_at, 1, route]
+                if len(found) >= limit:
+                    break
+    finally:
+        engine.dispose()
+    return [ServedRequest(*entry) for entry in found.values()]
+
+
 def logged_rows(url: str | None = None, model_name: str | None = None, model_version: str | None = None) -> int:
     """Rows in the log (the sum of its segments' row counts), of one model or model version if given."""
     query = sa.select(sa.func.coalesce(sa.func.sum(SEGMENTS.c.rows), 0))

@@ -69,13 +69,14 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         if not version.isdigit():
             raise HTTPException(404, f"no version {version!r}")
         detail = await read(registry_view.version_detail, name, version)
-        from pipelines.prediction_store import logged_rows
+        from pipelines.prediction_store import latest_requests, logged_rows
 
         served = await asyncio.to_thread(logged_rows, None, name, version)
+        latest = await asyncio.to_thread(latest_requests, None, name, version) if served else []
         cfg = await asyncio.to_thread(_find_config, name)
         report = cfg and registry_view.validation_report_path(detail.summary, _reports_root() / cfg.name)
-        return pages.render("version.html", detail=detail, served_rows=served, config_name=cfg.name if cfg else None,
-                            validation_report=bool(report), **links)
+        return pages.render("version.html", detail=detail, served_rows=served, latest_requests=latest,
+                            config_name=cfg.name if cfg else None, validation_report=bool(report), **links)
 
     @app.get("/models/{name}/versions/{version}/validation")
     async def validation_report(name: str, version: str) -> FileResponse:

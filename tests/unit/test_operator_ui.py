@@ -178,8 +178,13 @@ def test_a_request_id_leads_to_its_prediction_model_version_data_and_run(pages, 
     assert "No prediction with request id" in get(client, "/lineage?request_id=nobody").text
     assert get(client, "/lineage").status_code == 200  # the search form
     assert client.get("/lineage?request_id=req-42").status_code == 401
-    # From the version: how many rows it served.
-    assert "12 rows in the prediction log" in get(client, "/models/toy/versions/2").text
+    # From the version: how many rows it served, and its latest requests (newest first), each a lineage search.
+    version_page = get(client, "/models/toy/versions/2").text
+    assert "12 rows in the prediction log" in version_page
+    latest = version_page[version_page.index("Latest requests it answered"):]
+    assert latest.index("req-after") < latest.index("req-42") < latest.index("req-before")
+    assert "/lineage?request_id=req-42" in latest and "<td>5</td>" in latest and "<td>2</td>" in latest
+    assert "Latest requests it answered" not in get(client, "/models/toy/versions/1").text
 
 
 def test_the_command_line_lists_models_and_follows_a_request(pages, tmp_path, monkeypatch, capsys):
