@@ -22,23 +22,26 @@ class ApprovalOutcome:
     by: str  # who answered; empty when no one did before the time-out
     at: str  # ISO time of the answer (or of the time-out)
     reason: str
+    timed_out: bool = False
 
     @property
     def decision(self) -> str:
-        return "approved" if self.approved else "rejected" if self.by else "timed out"
+        return "approved" if self.approved else "timed out" if self.timed_out else "rejected"
 
     @classmethod
     def from_response(cls, response: Mapping[str, Any], timeout_hours: float) -> ApprovalOutcome:
         """From the operator's answer (``chosen_options``, ``params_input``, ``responded_by_user``,
-        ``responded_at``). A time-out answers with the default, Reject, and no user."""
+        ``responded_at``, ``timedout``). A time-out answers with the default, Reject, and no user."""
         user = response.get("responded_by_user") or {}
         by = str(user.get("name") or user.get("id") or "") if isinstance(user, Mapping) else str(user)
         at = response.get("responded_at")
         reason = str((response.get("params_input") or {}).get(REASON) or "").strip()
-        if not by:
+        timed_out = bool(response.get("timedout")) or not by  # the scheduler answered with the default
+        if timed_out:
             reason = f"no answer within {timeout_hours:g} h" + (f"; {reason}" if reason else "")
-        return cls(approved=list(response.get("chosen_options") or []) == [APPROVE], by=by,
-                   at=at.isoformat() if isinstance(at, datetime) else str(at or ""), reason=reason)
+        return cls(approved=not timed_out and list(response.get("chosen_options") or []) == [APPROVE], by=by,
+                   at=at.isoformat() if isinstance(at, datetime) else str(at or ""), reason=reason,
+                   timed_out=timed_out)
 
     def summary(self) -> str:
         who = f" by {self.by}" if self.by else ""
