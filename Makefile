@@ -35,9 +35,8 @@ train:
 simulate:
 	@$(UV) run --frozen --no-sync python scripts/simulate.py
 
-# Two lanes: the tests on a whole running stack beside all the others (tests/conftest.py).
 test: install browser
-	@$(UV) run --frozen --no-sync python -m pytest -n 2 --dist loadgroup
+	@$(UV) run --frozen --no-sync python -m pytest
 
 # The browser tests drive Debian's chromium (never a browser downloaded by Playwright).
 browser:

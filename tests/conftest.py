@@ -30,13 +30,8 @@ import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    """Two lanes for `make test` (pytest-xdist, ``-n 2 --dist loadgroup``): the tests on the whole running
-    stack (``production_stack``: mostly waiting on Airflow's scheduler and Celery) in one worker, every other
-    test in the other, each lane in its usual order. Without xdist, the stack tests run last, so the stack is
-    up only while they run."""
-    for item in items:
-        on_stack = "production_stack" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("stack" if on_stack else "rest"))
+    """The tests on the whole running stack (``production_stack``) run last, so the stack is up only while they
+    run."""
     items.sort(key=lambda item: "production_stack" in getattr(item, "fixturenames", ()))
 
 
