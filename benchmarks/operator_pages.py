@@ -84,7 +84,8 @@ def main() -> None:
 
         operator_app._configs = lambda: [SimpleNamespace(
             name="pages", model_name="pages_model", monitoring=SimpleNamespace(drift=SimpleNamespace(
-                key_features={"c1": 0.1, "c2": 0.1})), realized_floors={"roc_auc": 0.6}, realized_ceilings={})]
+                key_features={"c1": 0.1, "c2": 0.1})), realized_floors={"roc_auc": 0.6}, realized_ceilings={},
+            serving=SimpleNamespace(approval="none"))]
         client = TestClient(operator_app.create_app())
         slowest = 0.0
         for path in ("/models", "/models/pages_model", f"/models/pages_model/versions/{args.versions}",
