@@ -76,7 +76,7 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
 
             return m.validate_window(cfg, _mctx(cfg), state())
 
-        @task
+        @task(inlets=[Asset(assets.served_model(cfg))])  # the model whose traffic it judges
         def measure() -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 

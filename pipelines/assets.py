@@ -1,8 +1,9 @@
 """The Airflow Assets of a model, by URI: the data landed for it, its training snapshot, the model it serves
 and its monitored windows. The training DAG reads the first (and may be scheduled on it) and makes the
 snapshot and the served model (as do the promote and rollback DAGs); the land commands announce the landed
-data through Airflow's REST API; the monitoring DAG makes a monitored window per run (and starts a retrain
-when the model goes stale). The UI's Asset graph draws them.
+data through Airflow's REST API; the monitoring DAG reads the served model (its traffic) and makes a
+monitored window per run (and starts a retrain when the model goes stale). The UI's Assets pages show each
+Asset's producing and consuming tasks: landing -> training -> serving -> monitoring.
 
 Plain strings, so the land commands and the DAG files share them without importing Airflow here.
 """

@@ -89,6 +89,30 @@ def test_with_approval_required_the_training_dag_waits_for_a_person_before_regis
     assert "approve" not in build(flights_config).task_ids
 
 
+def test_the_assets_chain_landing_training_serving_and_monitoring(dagbag, flights_config):
+    """Each model's Assets: landed data read by ingest, the snapshot and the served model made by training,
+    the served model read by monitoring, which makes the monitored window; train_on_landing schedules on the
+    landed data (with the cron, when there is one)."""
+    import runpy
+
+    uris = lambda objects: {getattr(o, "uri", None) for o in objects}  # noqa: E731
+    train, monitor = dagbag.dags["train_flights_delay"], dagbag.dags["monitor_flights_delay"]
+    assert uris(train.get_task("ingest").inlets) == {"x-mlops://landed/flights_delay"}
+    assert uris(train.get_task("version").outlets) == {"x-mlops://snapshot/flights_delay"}
+    assert uris(train.get_task("deploy").outlets) == {"x-mlops://served/flights_delay"}
+    assert uris(dagbag.dags["rollback_flights_delay"].get_task("deploy").outlets) == {"x-mlops://served/flights_delay"}
+    assert uris(monitor.get_task("measure").inlets) == {"x-mlops://served/flights_delay"}
+    assert uris(monitor.get_task("decide").outlets) == {"x-mlops://monitored/flights_delay"}
+
+    build = runpy.run_path(str(DAGS / "training.py"))["build_training_dag"]
+    on_landing = build(flights_config.model_copy(update={"train_on_landing": True, "schedule": None}))
+    assert "x-mlops://landed/flights_delay" in str(on_landing.timetable.asset_condition)
+    assert "x-mlops://landed" not in str(getattr(train.timetable, "asset_condition", ""))  # not configured
+    both = build(flights_config.model_copy(update={"train_on_landing": True, "schedule": "0 3 * * *"}))
+    assert type(both.timetable).__name__ == "AssetOrTimeSchedule"
+    assert "Trains when data lands" in both.doc_md
+
+
 @pytest.mark.parametrize("dag_file", sorted(DAGS.glob("*.py")) + sorted(PLUGINS.glob("*.py")),
                          ids=lambda p: p.name)
 def test_dag_file_imports_no_heavy_library(dag_file):
