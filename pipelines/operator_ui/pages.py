@@ -24,7 +24,10 @@ def _environment():
 
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                               trim_blocks=True, lstrip_blocks=True)
-    environment.globals.update(airflow_dag_url=airflow_dag_url, airflow_run_url=airflow_run_url)
+    from pipelines.tracking import mlflow_run_url
+
+    environment.globals.update(airflow_dag_url=airflow_dag_url, airflow_run_url=airflow_run_url,
+                               mlflow_run_url=mlflow_run_url)
     return environment
 
 
