@@ -381,28 +381,44 @@ def served_models() -> dict[str, dict]:
     return {name: state for name, state in sorted(models.items()) if state.get("status") == "ok"}
 
 
+# `down` stops in two waves, each component of a wave at once: first what runs tasks (their tasks report their
+# end through the API server), then the servers.
+SERVERS = ("airflow-api-server", "serving", "mlflow")
+
+
 def down() -> None:
-    stopped = False
-    for name in reversed(list(components())):
-        pid = _pid(name)
-        if pid is None:
-            continue
-        stopped = True
+    running = {name: pid for name in components() if (pid := _pid(name)) is not None}
+    if not running:
+        print("nothing running")
+        return
+    first = {name: pid for name, pid in running.items() if name not in SERVERS}
+    for wave in (first, {name: pid for name, pid in running.items() if name not in first}):
+        stop_all(wave)
+
+
+def stop_all(wave: dict[str, int], grace: float = 30) -> None:
+    """SIGTERM to each component's process group, then wait for them together; SIGKILL after ``grace``."""
+    for pid in wave.values():
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.5)
-        if _group_alive(pid):
+    deadline = time.monotonic() + grace
+    waiting = dict(wave)
+    while waiting and time.monotonic() < deadline:
+        for name, pid in list(waiting.items()):
+            if not _group_alive(pid):
+                print(f"  {name}: stopped")
+                del waiting[name]
+        time.sleep(0.2)
+    for name, pid in waiting.items():
+        try:
             os.killpg(pid, signal.SIGKILL)
-            print(f"  {name}: killed (did not stop within 30s)")
-        else:
-            print(f"  {name}: stopped")
+        except ProcessLookupError:
+            pass
+        print(f"  {name}: killed (did not stop within {grace:.0f}s)")
+    for name in wave:
         (RUN / f"{name}.pid").unlink(missing_ok=True)
-    if not stopped:
-        print("nothing running")
 
 
 def _group_alive(pgid: int) -> bool:

@@ -30,8 +30,8 @@ import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    """The tests on the whole running stack (``production_stack``) run last, so the stack is up only while they
-    run."""
+    """The tests on the whole running stack (``production_stack``) run last: the stack comes up in the
+    background while the others run (tests/integration/conftest.py)."""
     items.sort(key=lambda item: "production_stack" in getattr(item, "fixturenames", ()))
 
 

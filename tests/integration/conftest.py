@@ -3,9 +3,11 @@ loopback, one of each per test module; and a whole stack on the production topol
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -29,11 +31,6 @@ def _free_port() -> int:
 def mlflow_server(monkeypatch_module, tmp_path_factory):
     """A real MLflow tracking server (SQLite backend, proxied artifacts), as `make up` runs it: the REST
     store behaves differently from a local SQLite store (e.g. registering MLflow 3 logged-model URIs)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     folder = tmp_path_factory.mktemp("mlflow_server")
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -152,49 +149,100 @@ def _reachable(address: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def production_env(tmp_path_factory):
-    """A stack environment of its own: throw-away databases, a Redis database, free ports, a temp state, and
-    two model configs: flights_delay, and ``penguins_reviewed`` (the penguins model with ``serving.approval:
-    required`` and ``train_on_landing``; nothing is landed for it at ``up``, so ``up`` does not train it)."""
+class ProductionStack:
+    """A stack of its own on the production topology: throw-away databases, a Redis database, free ports, a
+    temp state, and two model configs: flights_delay, and ``penguins_reviewed`` (the penguins model with
+    ``serving.approval: required`` and ``train_on_landing``; nothing is landed for it at ``up``, so ``up``
+    does not train it).
+
+    Its ``up`` (about two minutes, most of it the first training run) starts in the background as soon as the
+    run's tests are collected, and goes on while the other tests run; the tests that need it run last."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="mlops_production_"))
+        include = self.folder / "include"
+        shutil.copytree(ROOT / "include", include)
+        # `up` trains flights_delay alone (the other example models would only add training on two cores); the
+        # second model, penguins_reviewed, trains when a test lands its data, and waits for a person's approval.
+        penguins = include / "models" / "penguins.yaml"
+        reviewed = yaml.safe_load(penguins.read_text())
+        reviewed.update(name=REVIEWED, expectation_suite="expectations/penguins.json", train_on_landing=True,
+                        serving={**reviewed.get("serving", {}), "approval": "required"})
+        (include / "models" / f"{REVIEWED}.yaml").write_text(yaml.safe_dump(reviewed))
+        for other in ("flights_arr_delay.yaml", "penguins.yaml"):
+            (include / "models" / other).unlink()
+        self.prefix = f"mlops_t{uuid.uuid4().hex[:10]}"
+        self.redis_url = f"redis://{REDIS}/{1 + uuid.uuid4().int % 15}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
+        env.update(MLOPS_HOME=str(self.folder / "state"), MLOPS_INCLUDE_DIR=str(include),
+                   MLOPS_PG_SERVER=PG_SERVER, MLOPS_PG_DATABASE_PREFIX=self.prefix, MLOPS_REDIS_URL=self.redis_url,
+                   AIRFLOW_PORT=str(_free_port()), MLFLOW_PORT=str(_free_port()), SERVING_PORT=str(_free_port()))
+        self.env = env
+        self.output = self.folder / "up.log"
+        self.up = subprocess.Popen([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=env,
+                                   cwd=ROOT, stdout=open(self.output, "w"), stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+
+    def wait_up(self, timeout: float = 1200) -> str:
+        """``up``'s output once it is done (asserting it succeeded)."""
+        try:
+            self.up.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the production stack was not up within {timeout:.0f} s: "
+                        + self.output.read_text()[-3000:])
+        output = self.output.read_text()
+        assert self.up.returncode == 0, output[-6000:]
+        return output
+
+    def remove(self) -> None:
+        """Stop every process, drop the databases and the Redis database, remove the folder."""
+        if self.up.poll() is None:
+            os.killpg(self.up.pid, signal.SIGTERM)
+            self.up.wait(timeout=30)
+        subprocess.run([sys.executable, "scripts/stack.py", "down"], env=self.env, cwd=ROOT, capture_output=True,
+                       timeout=180)
+        import redis
+
+        redis.Redis.from_url(self.redis_url).flushdb()
+        admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.prefix}_{database}" WITH (FORCE)')
+        admin.dispose()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_production: ProductionStack | None = None
+
+
+def _production_services() -> str | None:
+    """Why the production topology cannot run here, if it cannot."""
     pg_address = PG_SERVER.rsplit("@", 1)[-1]
     if not (_reachable(pg_address) and _reachable(REDIS)):
-        pytest.skip(f"needs PostgreSQL at {pg_address} and Redis at {REDIS}")
-    tmp_path = tmp_path_factory.mktemp("production")
-    include = tmp_path / "include"
-    shutil.copytree(ROOT / "include", include)
-    # `up` trains flights_delay alone (the other example models would only add training on two cores); the
-    # second model, penguins_reviewed, trains when a test lands its data, and waits for a person's approval.
-    penguins = include / "models" / "penguins.yaml"
-    reviewed = yaml.safe_load(penguins.read_text())
-    reviewed.update(name=REVIEWED, expectation_suite="expectations/penguins.json", train_on_landing=True,
-                    serving={**reviewed.get("serving", {}), "approval": "required"})
-    (include / "models" / f"{REVIEWED}.yaml").write_text(yaml.safe_dump(reviewed))
-    for other in ("flights_arr_delay.yaml", "penguins.yaml"):
-        (include / "models" / other).unlink()
-    prefix = f"mlops_t{uuid.uuid4().hex[:10]}"
-    redis_url = f"redis://{REDIS}/{1 + uuid.uuid4().int % 15}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
-    env.update(MLOPS_HOME=str(tmp_path / "state"), MLOPS_INCLUDE_DIR=str(include), MLOPS_PG_SERVER=PG_SERVER,
-               MLOPS_PG_DATABASE_PREFIX=prefix,
-               MLOPS_REDIS_URL=redis_url, AIRFLOW_PORT=str(_free_port()), MLFLOW_PORT=str(_free_port()),
-               SERVING_PORT=str(_free_port()))
-    yield env
-    subprocess.run([sys.executable, "scripts/stack.py", "down"], env=env, cwd=ROOT, capture_output=True, timeout=180)
-    import redis
+        return f"needs PostgreSQL at {pg_address} and Redis at {REDIS}"
+    return None
 
-    redis.Redis.from_url(redis_url).flushdb()
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for database in ("airflow", "mlflow", "mlflow_auth", "monitoring"):
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{database}" WITH (FORCE)')
-    admin.dispose()
+
+def pytest_collection_finish(session):
+    """Start the production stack's ``up`` now if a collected test needs it."""
+    global _production
+    needed = any("production_stack" in getattr(item, "fixturenames", ()) for item in session.items)
+    if needed and not session.config.option.collectonly and _production_services() is None:
+        _production = ProductionStack()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    if _production is not None:
+        _production.remove()
 
 
 @pytest.fixture(scope="session")
-def production_stack(production_env):
-    """The stack up on the production topology, its first training run done; ``make up``'s output."""
-    up = subprocess.run([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=production_env,
-                        cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    return production_env, up
+def production_stack():
+    """The stack up on the production topology, its first training run done: its environment and ``make up``'s
+    output."""
+    reason = _production_services()
+    if reason:
+        pytest.skip(reason)
+    assert _production is not None, "the production stack starts when a collected test asks for it"
+    return _production.env, _production.wait_up()

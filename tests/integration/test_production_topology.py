@@ -30,8 +30,8 @@ def _scalar(database_url: str, query: str, **params):
 
 def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served(production_stack):
     env, up = production_stack
-    assert "(production topology)" in up.stdout
-    tasks = next(line for line in up.stdout.splitlines() if line.strip().startswith(f"train_{MODEL} tasks:"))
+    assert "(production topology)" in up
+    tasks = next(line for line in up.splitlines() if line.strip().startswith(f"train_{MODEL} tasks:"))
     assert "register=success" in tasks and "deploy=success" in tasks, tasks
 
     database = f"{PG_SERVER}/{env['MLOPS_PG_DATABASE_PREFIX']}"
