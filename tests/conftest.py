@@ -30,9 +30,11 @@ import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    """The tests on the whole running stack (``production_stack``) run last: the stack comes up in the
-    background while the others run (tests/integration/conftest.py)."""
-    items.sort(key=lambda item: "production_stack" in getattr(item, "fixturenames", ()))
+    """The whole DAG runs of tests/integration run after the unit tests, and the tests on the whole running stack
+    (``production_stack``) last: the stack comes up in the background while the unit tests run
+    (tests/integration/conftest.py), and the DAG runs, which train on both cores, come after its ``up``."""
+    items.sort(key=lambda item: ("production_stack" in getattr(item, "fixturenames", ()),
+                                 "integration" in item.nodeid.split("/")[:2]))
 
 
 def pytest_sessionfinish(session, exitstatus):
