@@ -1,6 +1,10 @@
 """MLflow's scoring protocol: the request bodies ``mlflow models serve`` accepts, parsed into plain column
 lists (no DataFrame per request), checked against a model's signature and converted column by column into
-arrays, and turned into one DataFrame per micro-batch in the scoring thread."""
+arrays, and turned into one DataFrame per micro-batch in the scoring thread.
+
+The usual body, ``dataframe_records`` holding exactly the model's columns with numbers in the numeric ones
+and text in the others, takes a fast path (``RecordsDecoder``): msgspec decodes it straight into typed rows,
+without a dict per row. Every other body takes the general path, which also names what is wrong."""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import numpy as np
 import orjson
 import pandas as pd
@@ -104,6 +110,8 @@ TEXT_TYPES = frozenset({str, type(None)})
 
 def _numeric_column(values: Sequence, column: str) -> np.ndarray:
     """The column as floats, missing values as NaN; value by value only when it holds other than numbers."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values  # conformed already
     try:
         if set(map(type, values)) <= NUMBER_TYPES:
             return np.array(values, dtype=np.float64)  # None becomes NaN
@@ -114,6 +122,8 @@ def _numeric_column(values: Sequence, column: str) -> np.ndarray:
 
 def _categorical_column(values: Sequence, column: str) -> np.ndarray:
     """The column as text or None; value by value only when it holds other than text."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values  # conformed already
     if not set(map(type, values)) <= TEXT_TYPES:
         values = [_as_category(v, column) for v in values]
     return np.fromiter(values, dtype=object, count=len(values))
@@ -144,8 +154,15 @@ def split_event_time(columns: Columns, column: str | None) -> tuple[Columns, lis
     """Take the optional event-time column out of the request (it is logged, never scored)."""
     if not column or column not in columns.values:
         return columns, None
+    names = [n for n in columns.names if n != column]
+    return (Columns(names, {n: columns.values[n] for n in names}, columns.rows),
+            event_times(columns.values[column], column))
+
+
+def event_times(values: Sequence, column: str) -> list[datetime | None]:
+    """The event-time column's values (ISO 8601 text or epoch seconds) as UTC times."""
     times = []
-    for value in columns.values[column]:
+    for value in values:
         if value is None:
             times.append(None)
             continue
@@ -156,8 +173,7 @@ def split_event_time(columns: Columns, column: str | None) -> tuple[Columns, lis
             raise BadRequest(f"column {column!r} must be an ISO 8601 time or epoch seconds, got {value!r}") from None
         # Stored in UTC: SQLite keeps a timestamp's wall time and drops its offset.
         times.append(stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC))
-    names = [n for n in columns.names if n != column]
-    return Columns(names, {n: columns.values[n] for n in names}, columns.rows), times
+    return times
 
 
 def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
@@ -173,6 +189,86 @@ def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
     values = {c: _numeric_column(columns.values[c], c) for c in model.numeric}
     values.update({c: _categorical_column(columns.values[c], c) for c in model.categorical})
     return Columns(list(model.columns), values, columns.rows)
+
+
+class RecordsDecoder:
+    """The fast path for ``{"dataframe_records": [...]}`` whose rows hold exactly the model's columns (and, if
+    the model has one, its event-time column), numbers or null in the numeric columns and text or null in the
+    others: decoded by msgspec into typed rows (no dict per row), then into conformed columns. ``decode``
+    answers None for any other body, which then takes the general path."""
+
+    def __init__(self, numeric: tuple[str, ...], categorical: tuple[str, ...], event_time: str | None):
+        self.numeric, self.categorical, self.event_time = numeric, categorical, event_time
+        names = [*numeric, *categorical, *([event_time] if event_time else [])]
+        fields = [(f"f{i}", float | None) for i in range(len(numeric))]
+        fields += [(f"f{len(fields) + i}", str | None) for i in range(len(categorical))]
+        if event_time:  # optional, as in the general path
+            fields.append((f"f{len(fields)}", str | float | None | msgspec.UnsetType, msgspec.UNSET))
+        # Positional field names: a column's name need not be an identifier.
+        row = msgspec.defstruct("Row", fields, rename=dict(zip([f[0] for f in fields], names, strict=True)),
+                                forbid_unknown_fields=True, gc=False)
+        body = msgspec.defstruct("Records", [("dataframe_records", list[row])], forbid_unknown_fields=True)
+        self._decoder = msgspec.json.Decoder(body)
+        self._getters = [attrgetter(f[0]) for f in fields]
+
+    def decode(self, body: bytes) -> tuple[Columns, list[datetime | None] | None] | None:
+        """The rows conformed to the model, and their event times if sent; None if the body is not of this
+        shape (or is malformed)."""
+        try:
+            rows = self._decoder.decode(body).dataframe_records
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        if not rows:
+            return None
+        getters = iter(self._getters)
+        values = {c: np.array(list(map(next(getters), rows)), dtype=np.float64) for c in self.numeric}
+        values.update({c: np.fromiter(map(next(getters), rows), dtype=object, count=len(rows))
+                       for c in self.categorical})
+        times = None
+        if self.event_time:
+            sent = list(map(next(getters), rows))
+            if any(v is not msgspec.UNSET for v in sent):  # the column is in the request
+                times = event_times([None if v is msgspec.UNSET else v for v in sent], self.event_time)
+        return Columns([*self.numeric, *self.categorical], values, len(rows)), times
+
+
+@lru_cache(maxsize=64)
+def records_decoder(numeric: tuple[str, ...], categorical: tuple[str, ...], event_time: str | None) -> RecordsDecoder:
+    return RecordsDecoder(numeric, categorical, event_time)
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    """One scoring request read for a model: its rows conformed to that model, the event times sent with them,
+    and what it takes to conform them to another model (a shadow challenger)."""
+
+    columns: Columns
+    event_times: list[datetime | None] | None
+    body: bytes
+    content_type: str
+    event_time: str | None
+    conformed_to: tuple[tuple[str, ...], tuple[str, ...]]  # the model's numeric and categorical columns
+    parsed: Columns | None = None  # the general path's parse, when it took the request
+
+    def for_model(self, model: LoadedModel) -> Columns:
+        """The rows conformed to ``model`` (raises ``BadRequest`` when they do not fit it)."""
+        if (model.numeric, model.categorical) == self.conformed_to:
+            return self.columns
+        parsed = self.parsed or split_event_time(parse_columns(self.body, self.content_type), self.event_time)[0]
+        return conform_columns(parsed, model)
+
+
+def read_request(body: bytes, content_type: str, model: LoadedModel, event_time: str | None) -> ScoringRequest:
+    """The request's rows conformed to ``model``, by the fast path when the body fits it (``RecordsDecoder``),
+    else by the general one. Raises ``BadRequest`` naming what is wrong."""
+    read = dict(body=body, content_type=content_type, event_time=event_time,
+                conformed_to=(model.numeric, model.categorical))
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        decoded = records_decoder(model.numeric, model.categorical, event_time).decode(body)
+        if decoded is not None:
+            return ScoringRequest(*decoded, **read)
+    parsed, times = split_event_time(parse_columns(body, content_type), event_time)
+    return ScoringRequest(conform_columns(parsed, model), times, parsed=parsed, **read)
 
 
 def joined(batch: list[Columns], name: str) -> np.ndarray:

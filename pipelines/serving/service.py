@@ -16,7 +16,7 @@ from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelSlot, ServedModels
 from pipelines.serving.prediction_log import PredictionLog, now
-from pipelines.serving.protocol import Columns, conform_columns
+from pipelines.serving.protocol import Columns, ScoringRequest
 from pipelines.serving.settings import ServingSettings
 
 log = logging.getLogger("pipelines.serving")
@@ -106,18 +106,16 @@ class PredictionService:
         self.metrics.of(model.name).rows.inc(columns.rows)
         return output
 
-    def shadow(self, challenger: LoadedModel, columns: Columns, request_id: str,
-               event_times: list[datetime | None] | None) -> None:
+    def shadow(self, challenger: LoadedModel, request: ScoringRequest, request_id: str) -> None:
         """Score the request with the challenger too, after the caller has its answer; logged, never
         returned."""
-        task = asyncio.get_running_loop().create_task(self._shadow(challenger, columns, request_id, event_times))
+        task = asyncio.get_running_loop().create_task(self._shadow(challenger, request, request_id))
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _shadow(self, challenger: LoadedModel, columns: Columns, request_id: str,
-                      event_times: list[datetime | None] | None) -> None:
+    async def _shadow(self, challenger: LoadedModel, request: ScoringRequest, request_id: str) -> None:
         try:
-            await self.score(challenger, "shadow", conform_columns(columns, challenger), request_id, event_times)
+            await self.score(challenger, "shadow", request.for_model(challenger), request_id, request.event_times)
         except Exception as exc:  # the shadow never affects the caller; say why it could not score
             log.warning("shadow %s v%s could not score request %s: %s", challenger.name, challenger.version,
                         request_id, exc)

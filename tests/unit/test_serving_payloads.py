@@ -1,11 +1,21 @@
 """The MLflow scoring protocol's input formats and the 4xx answers for bad input, without a model server."""
 
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
 
 from pipelines.serving.models import LoadedModel
-from pipelines.serving.protocol import BadRequest, conform, parse_frame
+from pipelines.serving.protocol import (
+    BadRequest,
+    conform,
+    conform_columns,
+    parse_columns,
+    parse_frame,
+    read_request,
+    records_decoder,
+    split_event_time,
+)
 
 MODEL = LoadedModel("m", "1", "champion", None, ("x",), ("c",), {}, "now", task=None, classes=None)
 EXPECTED = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]})
@@ -65,3 +75,66 @@ def test_records_with_the_same_number_of_different_keys():
     records = [{"x": 1.0, "c": "a"}, {"x": 2.0, "q": "b"}]
     with pytest.raises(BadRequest, match=r"unknown columns \['q'\]"):
         conform(parse_frame(orjson.dumps({"dataframe_records": records}), "application/json"), MODEL)
+
+
+# The fast path (RecordsDecoder) must read every body it takes exactly as the general path does, and leave
+# every other body to the general path.
+TIMED = LoadedModel("m", "1", "champion", None, ("x", "y"), ("c",), {}, "now", task=None, classes=None)
+
+
+def _general(body: bytes, event_time: str | None):
+    parsed, times = split_event_time(parse_columns(body, "application/json"), event_time)
+    return conform_columns(parsed, TIMED), times
+
+
+@pytest.mark.parametrize("records,fast", [
+    ([{"x": 1.0, "y": 2, "c": "a"}, {"x": None, "y": -0.5, "c": None}], True),
+    ([{"c": "b", "y": 3, "x": 1e300}], True),  # any key order
+    ([{"x": 1, "y": 2, "c": "a", "t": "2013-06-01T10:00:00"}, {"x": 1, "y": 2, "c": "a", "t": None}], True),
+    ([{"x": 1, "y": 2, "c": "a", "t": 1370080800}, {"x": 1, "y": 2, "c": "a"}], True),  # epoch; one row without
+    ([{"x": 1, "y": 2, "c": "a\x00\u00e9\U0001f600"}], True),
+    ([{"x": "2.5", "y": 2, "c": "a"}], False),  # a number as text: converted by the general path
+    ([{"x": True, "y": 2, "c": 3}], False),
+    ([{"x": 1, "y": 2}, {"x": 1, "y": 2, "c": "a"}], False),  # a key missing from a row
+    ([{"x": 1, "y": 2, "c": "a", "z": 0}], None),  # unknown column: refused, by the general path
+    ([{"x": 1, "y": 2, "c": ["a"]}], None),
+])
+def test_the_records_fast_path_reads_what_the_general_path_reads(records, fast):
+    body = orjson.dumps({"dataframe_records": records})
+    decoded = records_decoder(TIMED.numeric, TIMED.categorical, "t").decode(body)
+    assert (decoded is not None) == bool(fast)
+    if fast is None:
+        with pytest.raises(BadRequest):
+            _general(body, "t")
+        with pytest.raises(BadRequest):
+            read_request(body, "application/json", TIMED, "t")
+        return
+    expected, expected_times = _general(body, "t")
+    read = read_request(body, "application/json; charset=utf-8", TIMED, "t")
+    assert read.columns.names == expected.names and read.columns.rows == expected.rows
+    for name in expected.names:
+        np.testing.assert_array_equal(read.columns.values[name], expected.values[name])
+        assert read.columns.values[name].dtype == expected.values[name].dtype
+    assert read.event_times == expected_times
+
+
+@pytest.mark.parametrize("body", [
+    b'{"dataframe_records": []}', b'{"dataframe_records": [{"x": NaN, "y": 1, "c": "a"}]}',
+    b'{"dataframe_records": [{"x": 1e400, "y": 1, "c": "a"}]}',
+    b'{"dataframe_records": [{"x": 1, "y": 1, "c": "\\ud800"}]}',
+    b'{"dataframe_records": [{"x": 1, "y": 1, "c": "a"}], "inputs": {}}', b'{"dataframe_records": [' + b"[" * 100_000,
+    b'{"dataframe_split": {"columns": ["x", "y", "c"], "data": [[1, 2, "a"]]}}',
+])
+def test_other_bodies_take_the_general_path(body):
+    assert records_decoder(TIMED.numeric, TIMED.categorical, None).decode(body) is None
+
+
+def test_a_shadow_with_other_columns_gets_the_request_conformed_to_it():
+    body = orjson.dumps({"dataframe_records": [{"x": 1, "y": 2, "c": "a"}]})
+    read = read_request(body, "application/json", TIMED, None)
+    assert read.for_model(TIMED) is read.columns
+    other = LoadedModel("m", "2", "challenger", None, ("x",), ("c", "y"), {}, "now", task=None, classes=None)
+    assert read.for_model(other).values["y"].tolist() == ["2"]
+    narrower = LoadedModel("m", "2", "challenger", None, ("x",), ("c",), {}, "now", task=None, classes=None)
+    with pytest.raises(BadRequest, match=r"unknown columns \['y'\]"):
+        read.for_model(narrower)

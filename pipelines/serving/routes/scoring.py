@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from pipelines.serving.access import bearer_matches
 from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
 from pipelines.serving.models import ModelSlot
-from pipelines.serving.protocol import BadRequest, Columns, conform_columns, parse_columns, split_event_time
+from pipelines.serving.protocol import BadRequest, Columns, conform_columns, read_request
 from pipelines.serving.service import PredictionService
 
 router = APIRouter(tags=["scoring"])
@@ -152,18 +152,16 @@ async def _score(service: PredictionService, slot: ModelSlot, request: Request, 
     if isinstance(body, Response):
         return body
     try:
-        parsed, event_times = split_event_time(parse_columns(body, request.headers.get("content-type", "")),
-                                               slot.event_time)
-        columns = conform_columns(parsed, model)
+        read = read_request(body, request.headers.get("content-type", ""), model, slot.event_time)
     except BadRequest as exc:
         return error_response(400, str(exc))
     try:
-        output = await service.score(model, route, columns, request_id, event_times)
+        output = await service.score(model, route, read.columns, request_id, read.event_times)
     except (ValueError, TypeError) as exc:
         return error_response(400, f"the model cannot score this input: {exc}")
     shadow = serving.shadow
     if shadow is not None:
-        service.shadow(shadow, parsed, request_id, event_times)
+        service.shadow(shadow, read, request_id)
     # What `mlflow models serve` answers for this model (class probabilities, or values), plus the request id.
     return Response(orjson.dumps({"predictions": output.tolist(), "request_id": request_id},
                                  option=orjson.OPT_SERIALIZE_NUMPY),
