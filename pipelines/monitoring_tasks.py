@@ -140,25 +140,19 @@ def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None
     event time (serving time for rows sent without one), in frames of about ``chunk_rows`` rows: features,
     prediction, request id, row index, model version. Streamed from the log segment by segment, so a window's
     size is bounded by disk, not memory. Text columns come as categoricals."""
-    import sqlalchemy as sa
-
-    from pipelines.prediction_store import default_url, read_segments
+    from pipelines.prediction_store import read_segments, reader
 
     columns = ["request_id", "row_index", "model_version", *cfg.features.numeric, *cfg.features.categorical,
                "prediction"]
-    engine = sa.create_engine(url or default_url(), future=True)
     pending, rows = [], 0
-    try:
-        for table in read_segments(engine, cfg.model_name, _stamp(start), _stamp(end), route="champion"):
-            pending.append(_select(table, columns, cfg.features.numeric))
-            rows += table.num_rows
-            if rows >= chunk_rows:
-                yield _frame(pending)
-                pending, rows = [], 0
-        if pending:
+    for table in read_segments(reader(url), cfg.model_name, _stamp(start), _stamp(end), route="champion"):
+        pending.append(_select(table, columns, cfg.features.numeric))
+        rows += table.num_rows
+        if rows >= chunk_rows:
             yield _frame(pending)
-    finally:
-        engine.dispose()
+            pending, rows = [], 0
+    if pending:
+        yield _frame(pending)
 
 
 def _select(table, columns: list[str], numeric: list[str]):

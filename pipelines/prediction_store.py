@@ -11,6 +11,7 @@ Arrow, never parsing a row, and gets typed columns.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Iterator
@@ -80,6 +81,19 @@ class ServedBatch:
 
 def default_url() -> str:
     return database_url("MLOPS_PREDICTION_LOG_URL", "serving", "predictions.db")
+
+
+def reader(url: str | None = None) -> sa.Engine:
+    """The engine this process reads the log at ``url`` (default: ``default_url()``) with: one per log, its
+    tables created and an earlier layout migrated at the first call."""
+    return _reader(url or default_url())
+
+
+@functools.cache
+def _reader(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, future=True)
+    create_tables(engine)
+    return engine
 
 
 def create_tables(engine: sa.Engine) -> None:
@@ -197,7 +211,7 @@ def read_segments(engine: sa.Engine, model_name: str | None = None, start: datet
                   end: datetime | None = None, route: str | None = None) -> Iterator[pa.Table]:
     """The logged rows, segment by segment in the order written, with ``model_name``, ``model_version`` and
     ``route`` columns; only rows whose event time is in [start, end) when they are given. Streamed: memory
-    holds one segment at a time."""
+    holds one segment at a time. ``engine``: see ``reader``."""
     query = sa.select(SEGMENTS.c.model_name, SEGMENTS.c.model_version, SEGMENTS.c.route, SEGMENTS.c.event_from,
                       SEGMENTS.c.event_to, SEGMENTS.c.data).order_by(SEGMENTS.c.id)
     if model_name is not None:
@@ -208,7 +222,6 @@ def read_segments(engine: sa.Engine, model_name: str | None = None, start: datet
         query = query.where(SEGMENTS.c.event_to >= _utc(start))
     if end is not None:
         query = query.where(SEGMENTS.c.event_from < _utc(end))
-    create_tables(engine)
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=64).execute(query)
         for name, version, segment_route, event_from, event_to, data in result:
@@ -240,12 +253,7 @@ def _with_origin(table: pa.Table, model_name: str, version: str, route: str) -> 
 def read_log(url: str | None = None, model_name: str | None = None, **filters) -> pd.DataFrame:
     """Every logged row (of one model, in a window, on a route: see ``read_segments``) as one frame, text as
     text; for inspection, tests and small logs. Segments written with other features are aligned by name."""
-    engine = sa.create_engine(url or default_url(), future=True)
-    try:
-        tables = list(read_segments(engine, model_name, **filters))
-    finally:
-        engine.dispose()
-    return _as_frame(tables)
+    return _as_frame(list(read_segments(reader(url), model_name, **filters)))
 
 
 def _as_frame(tables: list[pa.Table]) -> pd.DataFrame:
@@ -264,31 +272,26 @@ def find_request(url: str | None, request_id: str, *, scan_segments: int = 2000,
     Segments are read newest first, and the search stops ``after_match`` of serving time past the first
     segment that holds the request (a shadow scores it within moments), or after ``scan_segments`` segments
     (the search is over the recent log; ``scan_segments=0`` reads it all)."""
-    engine = sa.create_engine(url or default_url(), future=True)
     found: list[pa.Table] = []
     stop_before: datetime | None = None
-    try:
-        create_tables(engine)
-        query = sa.select(SEGMENTS.c.model_name, SEGMENTS.c.model_version, SEGMENTS.c.route, SEGMENTS.c.served_to,
-                          SEGMENTS.c.data).order_by(SEGMENTS.c.id.desc())
-        if scan_segments:
-            query = query.limit(scan_segments)
-        with engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=64).execute(query)
-            for name, version, route, served_to, data in result:
-                if stop_before is not None and _utc(served_to) < stop_before:
-                    break
-                table = decode_segment(data)
-                ids = table["request_id"].combine_chunks()
-                position = pc.index(ids.dictionary, pa.scalar(request_id, pa.string())).as_py()
-                if position < 0:
-                    continue
-                matched = table.filter(pc.equal(ids.indices, pa.scalar(position, ids.indices.type)))
-                found.append(_with_origin(matched, name, version, route))
-                if stop_before is None:
-                    stop_before = _utc(served_to) - after_match
-    finally:
-        engine.dispose()
+    query = sa.select(SEGMENTS.c.model_name, SEGMENTS.c.model_version, SEGMENTS.c.route, SEGMENTS.c.served_to,
+                      SEGMENTS.c.data).order_by(SEGMENTS.c.id.desc())
+    if scan_segments:
+        query = query.limit(scan_segments)
+    with reader(url).connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=64).execute(query)
+        for name, version, route, served_to, data in result:
+            if stop_before is not None and _utc(served_to) < stop_before:
+                break
+            table = decode_segment(data)
+            ids = table["request_id"].combine_chunks()
+            position = pc.index(ids.dictionary, pa.scalar(request_id, pa.string())).as_py()
+            if position < 0:
+                continue
+            matched = table.filter(pc.equal(ids.indices, pa.scalar(position, ids.indices.type)))
+            found.append(_with_origin(matched, name, version, route))
+            if stop_before is None:
+                stop_before = _utc(served_to) - after_match
     return _as_frame(found[::-1])
 
 
@@ -307,23 +310,18 @@ def latest_requests(url: str | None, model_name: str, model_version: str, limit:
     query = (sa.select(SEGMENTS.c.route, SEGMENTS.c.data)
              .where((SEGMENTS.c.model_name == model_name) & (SEGMENTS.c.model_version == str(model_version)))
              .order_by(SEGMENTS.c.id.desc()).limit(scan_segments))
-    engine = sa.create_engine(url or default_url(), future=True)
     found: dict[str, list] = {}
-    try:
-        create_tables(engine)
-        with engine.connect() as connection:
-            for route, data in connection.execute(query):
-                table = decode_segment(data)
-                for request_id, served_at in zip(reversed(table["request_id"].to_pylist()),
-                                                 reversed(table["served_at"].to_pylist()), strict=True):
-                    if request_id in found:
-                        found[request_id][2] += 1
-                    elif len(found) < limit:
-                        found[request_id] = [request_id, served_at, 1, route]
-                if len(found) >= limit:
-                    break
-    finally:
-        engine.dispose()
+    with reader(url).connect() as connection:
+        for route, data in connection.execute(query):
+            table = decode_segment(data)
+            for request_id, served_at in zip(reversed(table["request_id"].to_pylist()),
+                                             reversed(table["served_at"].to_pylist()), strict=True):
+                if request_id in found:
+                    found[request_id][2] += 1
+                elif len(found) < limit:
+                    found[request_id] = [request_id, served_at, 1, route]
+            if len(found) >= limit:
+                break
     return [ServedRequest(*entry) for entry in found.values()]
 
 
@@ -334,10 +332,5 @@ def logged_rows(url: str | None = None, model_name: str | None = None, model_ver
         query = query.where(SEGMENTS.c.model_name == model_name)
     if model_version is not None:
         query = query.where(SEGMENTS.c.model_version == model_version)
-    engine = sa.create_engine(url or default_url(), future=True)
-    try:
-        create_tables(engine)
-        with engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
-    finally:
-        engine.dispose()
+    with reader(url).connect() as connection:
+        return int(connection.execute(query).scalar_one())
