@@ -56,6 +56,33 @@ TEXT = pa.dictionary(pa.int32(), pa.string())  # a text feature: few distinct va
 _IPC = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
 
+class KnownCategories:
+    """A model's known categories of one text column, as its encoder numbers them (code = position), for
+    pandas lookups and as the dictionary of the column in the log."""
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        self.dictionary = pa.array(index.tolist(), type=pa.string())
+
+    @classmethod
+    def of(cls, index: pd.Index) -> KnownCategories | None:
+        """None unless every category is text (only text is logged through codes)."""
+        return cls(index) if all(isinstance(v, str) for v in index) else None
+
+    def codes(self, values: np.ndarray) -> TextCodes:
+        return TextCodes(self, self.index.get_indexer(values))
+
+
+@dataclass(frozen=True)
+class TextCodes:
+    """A text column's codes against a model's known categories (-1: unknown or missing). Computed once per
+    request: the scorer encodes the column with them, and the log stores it from them without hashing its
+    text again."""
+
+    known: KnownCategories
+    codes: np.ndarray
+
+
 @dataclass(frozen=True)
 class ServedBatch:
     """One request's rows as one model scored them."""
@@ -68,6 +95,7 @@ class ServedBatch:
     features: dict[str, np.ndarray]  # column by column: float64, or object (text or None)
     predictions: np.ndarray  # what the log keeps of each row's output (the task type's score)
     event_times: list[datetime | None] | None = None
+    text_codes: dict[str, TextCodes] | None = None  # of text features, when the model's scorer made them
 
     @property
     def rows(self) -> int:
@@ -164,6 +192,32 @@ def _feature_array(values: np.ndarray) -> pa.Array:
     return pa.array(values, type=TEXT)  # raises on text UTF-8 cannot hold
 
 
+def _from_codes(batches: list[ServedBatch], name: str) -> pa.DictionaryArray | None:
+    """A text feature built from its codes, when every batch has them against the same known categories: the
+    known values cost no lookup, an unknown one is added to the dictionary, a missing one is null. None when
+    the batches have no such codes."""
+    first = (batches[0].text_codes or {}).get(name)
+    if first is None or any((b.text_codes or {}).get(name) is None or b.text_codes[name].known is not first.known
+                            for b in batches):
+        return None
+    codes = first.codes if len(batches) == 1 else np.concatenate([b.text_codes[name].codes for b in batches])
+    indices, missing, unknown = codes.astype(np.int32), None, {}
+    misses = np.flatnonzero(codes < 0)
+    if misses.size:
+        values = batches[0].features[name] if len(batches) == 1 else np.concatenate([b.features[name] for b in batches])
+        missing = np.zeros(len(codes), dtype=bool)
+        known = len(first.known.dictionary)
+        for row in misses:
+            value = values[row]
+            if value is None:
+                missing[row] = True
+            else:
+                indices[row] = known + unknown.setdefault(value, len(unknown))
+    dictionary = first.known.dictionary if not unknown else pa.concat_arrays(
+        [first.known.dictionary, pa.array(list(unknown), type=pa.string())])  # raises on text UTF-8 cannot hold
+    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), dictionary)
+
+
 def encode_segment(batches: list[ServedBatch]) -> dict:
     """The batches (one ``segment_key``) as a row of ``prediction_segments``. Raises when a value cannot be
     stored as typed (e.g. a lone surrogate in a text value)."""
@@ -185,6 +239,10 @@ def encode_segment(batches: list[ServedBatch]) -> dict:
         "prediction": pa.array(np.concatenate([np.asarray(b.predictions, dtype=np.float64) for b in batches])),
     }
     for name in first.features:
+        coded = _from_codes(batches, name)
+        if coded is not None:
+            columns[name] = coded
+            continue
         values = [b.features[name] for b in batches]
         columns[name] = _feature_array(values[0] if len(values) == 1 else np.concatenate(values))
     table = pa.table(columns)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
@@ -24,6 +24,7 @@ import orjson
 import pandas as pd
 
 if TYPE_CHECKING:
+    from pipelines.prediction_store import TextCodes
     from pipelines.serving.models import LoadedModel
 
 
@@ -39,6 +40,7 @@ class Columns:
     names: list[str]
     values: dict[str, Sequence]
     rows: int
+    codes: dict[str, TextCodes] = field(default_factory=dict)  # text columns as the scoring model codes them
 
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from pipelines.prediction_store import KnownCategories, TextCodes
 from pipelines.serving.protocol import Columns, columns_to_frame, joined
 
 log = logging.getLogger("pipelines.serving")
@@ -27,6 +28,9 @@ log = logging.getLogger("pipelines.serving")
 class Scorer(Protocol):
     def score(self, batch: list[Columns]) -> np.ndarray:
         """The model's output (``predict_proba`` or ``predict``) for the batch's rows, in order."""
+
+    def text_codes(self, values: dict[str, np.ndarray]) -> dict[str, TextCodes]:
+        """One request's text columns encoded as this scorer encodes them (none if it has no such encoding)."""
 
 
 class FrameScorer:
@@ -37,6 +41,9 @@ class FrameScorer:
 
     def score(self, batch: list[Columns]) -> np.ndarray:
         return np.asarray(self._predict(columns_to_frame(batch)))
+
+    def text_codes(self, values: dict[str, np.ndarray]) -> dict[str, TextCodes]:
+        return {}
 
 
 class OrdinalTreeScorer:
@@ -49,6 +56,11 @@ class OrdinalTreeScorer:
         # A missing value (NaN) is encoded -1 whether or not the encoder saw one (sklearn keeps NaN last in
         # its categories), and None is a category like any text: pandas' lookup keeps the two apart.
         self._codes = [pd.Index(c[:-1] if len(c) and _is_nan(c[-1]) else c, dtype=object) for c in categories]
+        self._known = {column: KnownCategories.of(codes) for column, codes in zip(categorical, self._codes,
+                                                                                   strict=True)}
+
+    def text_codes(self, values: dict[str, np.ndarray]) -> dict[str, TextCodes]:
+        return {column: known.codes(values[column]) for column, known in self._known.items() if known is not None}
 
     def score(self, batch: list[Columns]) -> np.ndarray:
         rows = sum(part.rows for part in batch)
@@ -56,8 +68,15 @@ class OrdinalTreeScorer:
         for i, column in enumerate(self.numeric):
             matrix[:, i] = joined(batch, column)
         for j, (column, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
-            matrix[:, len(self.numeric) + j] = codes.get_indexer(joined(batch, column))  # unknown: -1
+            matrix[:, len(self.numeric) + j] = self._coded(batch, column, codes)  # unknown: -1
         return np.asarray(self._predict(matrix))
+
+    def _coded(self, batch: list[Columns], column: str, codes: pd.Index) -> np.ndarray:
+        """The column's codes: those the requests came with when they are this scorer's, else looked up."""
+        sent = [part.codes.get(column) for part in batch]
+        if all(s is not None and s.known is self._known[column] for s in sent):
+            return sent[0].codes if len(sent) == 1 else np.concatenate([s.codes for s in sent])
+        return codes.get_indexer(joined(batch, column))
 
 
 def scorer_for(model: Any, method: str, numeric: list[str], categorical: list[str]) -> Scorer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -98,11 +99,14 @@ class PredictionService:
     async def score(self, model: LoadedModel, route: str, columns: Columns, request_id: str,
                     event_times: list[datetime | None] | None = None) -> np.ndarray:
         """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
+        codes = model.scorer.text_codes(columns.values)  # once, for the scorer and the log
+        if codes:
+            columns = replace(columns, codes=codes)
         output = await self.batcher.predict(model.scorer, columns, columns.rows, "score")
         if self.prediction_log is not None:
             self.prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
                                                    columns.values, model.task.scores(output, model.classes),
-                                                   event_times))
+                                                   event_times, columns.codes))
         self.metrics.of(model.name).rows.inc(columns.rows)
         return output
 

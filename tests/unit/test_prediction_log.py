@@ -4,10 +4,21 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from pipelines.prediction_store import SEGMENTS, ServedBatch, find_request, logged_rows, read_log, read_segments
+from pipelines.prediction_store import (
+    SEGMENTS,
+    KnownCategories,
+    ServedBatch,
+    decode_segment,
+    encode_segment,
+    find_request,
+    logged_rows,
+    read_log,
+    read_segments,
+)
 from pipelines.serving.prediction_log import PredictionLog, now
 
 
@@ -61,6 +72,39 @@ def test_features_are_stored_typed_as_scored(log_url):
     other = read_log(log_url, "other")
     assert other[["request_id", "model_version", "y", "prediction"]].values.tolist() == [["b", "2", 3.0, 7.0]]
     log.engine.dispose()
+
+
+def test_text_coded_by_the_scorer_is_stored_as_the_text_it_codes(tmp_path):
+    """Text features that come with the scorer's codes are stored from them: known values, unknown ones (added
+    to the dictionary) and missing ones read back as sent, whatever the mix of coded and uncoded requests in
+    a segment; an unknown value UTF-8 cannot hold sets aside its request alone."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    known, other = KnownCategories(pd.Index(["a", "b", "c"], dtype=object)), KnownCategories(pd.Index(["b"]))
+
+    def coded(request_id: str, texts: list, categories: KnownCategories | None = known) -> ServedBatch:
+        values = np.array(texts, dtype=object)
+        return ServedBatch(request_id, now(), "m", "1", "champion", {"x": np.zeros(len(texts)), "c": values},
+                           np.zeros(len(texts)), None, {"c": categories.codes(values)} if categories else None)
+
+    sent = {"one": ["a", "never seen", None, "c", "never seen", "b"], "two": ["c", "été", None],
+            "three": ["b", "a"], "four": ["a", "z"], "other": ["b", "z", None], "plain": ["b", "z", None]}
+    for segment in (["one", "two", "three"],  # all coded against the same categories
+                    ["four", "other", "plain"]):  # coded against other categories, and uncoded
+        log = PredictionLog(url, flush_seconds=5)  # one flush: one segment
+        for request_id in segment:
+            categories = {"other": other, "plain": None}.get(request_id, known)
+            log.submit(coded(request_id, sent[request_id], categories))
+        log.close()
+        log.engine.dispose()
+    rows = read_log(url)
+    for request_id, texts in sent.items():
+        assert rows[rows.request_id == request_id].c.tolist() == texts, request_id
+
+    encoded = encode_segment([coded("one", ["a", "b"]), coded("two", ["c", None, "d"])])
+    stored = decode_segment(encoded["data"])["c"]
+    assert stored.type.index_type == pa.int32() and stored.to_pylist() == ["a", "b", "c", None, "d"]
+    with pytest.raises(UnicodeEncodeError):  # the writer then sets the request aside (the test below)
+        encode_segment([coded("bad", ["a", "bad \ud800"])])
 
 
 def test_a_row_that_cannot_be_stored_is_set_aside_never_its_batch_mates(log_url, tmp_path):

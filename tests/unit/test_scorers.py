@@ -1,6 +1,8 @@
 """The scoring thread's scorers: the direct path answers exactly what the model's own Pipeline answers, for
 every task type, and any model it does not recognise is scored whole."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,6 +69,10 @@ def test_the_direct_path_answers_exactly_what_the_pipeline_answers(task):
     frame = pd.concat([pd.DataFrame(part.values) for part in batch], ignore_index=True)
     expected = getattr(model, method)(model_inputs(frame, FEATURES))
     assert np.array_equal(scorer.score(batch), expected)
+    # As the service scores it: each request's text columns coded once (for the scorer and the log).
+    coded = [replace(part, codes=scorer.text_codes(part.values)) for part in batch]
+    assert "shade" in coded[0].codes  # "group" was trained with None among its categories: looked up instead
+    assert np.array_equal(scorer.score(coded), expected)
 
 
 def test_a_model_of_another_shape_is_scored_whole():
