@@ -40,16 +40,21 @@ def flights_examples():
 
 
 def write_log(path: Path, rows: int) -> float:
-    """Segments of 5,000 rows, as the service's log writer flushes them under load."""
+    """Segments of 5,000 rows, as the service's log writer flushes them under load: text features from their
+    codes against the categories a model trained on January to March knows."""
     import numpy as np
+    import pandas as pd
     import sqlalchemy as sa
 
     from pipelines.config import load_model_config
-    from pipelines.prediction_store import SEGMENTS, ServedBatch, create_tables, encode_segment
+    from pipelines.prediction_store import SEGMENTS, KnownCategories, ServedBatch, create_tables, encode_segment
 
     cfg = load_model_config("flights_delay")
     examples = flights_examples()
     summer = examples[(examples.time_hour >= "2013-06-01") & (examples.time_hour < "2013-09-01")]
+    trained_on = examples[examples.time_hour < "2013-04-01"]
+    known = {c: KnownCategories(pd.Index(sorted(trained_on[c].dropna().astype(str).unique()), dtype=object))
+             for c in cfg.features.categorical}
     numeric = {c: summer[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cfg.features.numeric}
     categorical = {c: summer[c].astype(object).where(summer[c].notna(), None).to_numpy()
                    for c in cfg.features.categorical}
@@ -67,10 +72,12 @@ def write_log(path: Path, rows: int) -> float:
                 n = min(segment_rows, rows - first)
                 picks = rng.integers(0, len(summer), size=n)
                 seconds = np.sort(rng.integers(0, 7 * 86400, size=n))
+                texts = {c: v[picks] for c, v in categorical.items()}
                 batch = ServedBatch(
                     f"r{first:09d}", served_at, cfg.model_name, "1", "champion",
-                    {**{c: v[picks] for c, v in numeric.items()}, **{c: v[picks] for c, v in categorical.items()}},
-                    rng.random(n), [start + timedelta(seconds=int(s)) for s in seconds])
+                    {**{c: v[picks] for c, v in numeric.items()}, **texts},
+                    rng.random(n), [start + timedelta(seconds=int(s)) for s in seconds],
+                    {c: known[c].codes(values) for c, values in texts.items()})
                 segments.append(encode_segment([batch]))
             connection.execute(SEGMENTS.insert(), segments)
     return time.perf_counter() - started
