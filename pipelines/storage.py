@@ -10,8 +10,10 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A temp file or folder is named after its target and its writer: `.<target>.<pid>@<host>.<random>.tmp`. A
 # writer killed before it could clean up (SIGKILL, the OOM killer) leaves it behind; the next writer of the
@@ -34,7 +36,7 @@ def sweep_orphaned_temps(dest: Path) -> list[Path]:
         owner = path.name[len(dest.name) + 2:-len(".tmp")].rpartition(".")[0]
         pid, _, host = owner.partition("@")
         try:
-            orphaned = (host == _HOST and pid.isdigit() and not _alive(int(pid))) or \
+            orphaned = (host == _HOST and pid.isdigit() and not process_alive(int(pid))) or \
                 time.time() - path.lstat().st_mtime > _STALE_SECONDS
             if not orphaned:
                 continue
@@ -48,7 +50,8 @@ def sweep_orphaned_temps(dest: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (whoever owns it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

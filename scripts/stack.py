@@ -37,6 +37,7 @@ import httpx
 
 from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
 from pipelines.preload import TASK_MODULES
+from pipelines.storage import process_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("MLOPS_HOME", ROOT / ".state")).resolve()
@@ -216,22 +217,12 @@ def components() -> dict[str, list[str]]:
     }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def _pid(name: str) -> int | None:
     path = RUN / f"{name}.pid"
     if not path.exists():
         return None
     pid = int(path.read_text().strip())
-    if _alive(pid):
+    if process_alive(pid):
         return pid
     path.unlink()  # stale pid file
     return None
