@@ -179,6 +179,7 @@ def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile
 class Signal:
     name: str
     detail: str
+    subject: str = ""  # the column or metric it is about, if one (the timeline marks that cell)
 
 
 def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list[Signal]:
@@ -194,7 +195,7 @@ def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list
     for column, limit in policy.drift.key_features.items():
         score = m.drift_scores.get(column)
         if score is not None and score >= limit * scale:
-            found.append(Signal("key_feature_drift", f"{column} drift {score:.3f} >= {limit * scale:.3f}"))
+            found.append(Signal("key_feature_drift", f"{column} drift {score:.3f} >= {limit * scale:.3f}", column))
     if m.prediction_drift is not None and m.prediction_drift >= policy.drift.prediction_threshold * scale:
         found.append(Signal("prediction_drift", f"prediction drift {m.prediction_drift:.3f} >= "
                             f"{policy.drift.prediction_threshold * scale:.3f}"))
@@ -203,12 +204,12 @@ def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list
             value = m.realized.get(metric)
             if value is not None and value < floor:
                 found.append(Signal("performance", f"realized {metric} {value:.3f} < floor {floor:.3f} "
-                                    f"({m.labelled_rows} labelled rows)"))
+                                    f"({m.labelled_rows} labelled rows)", metric))
         for metric, ceiling in cfg.realized_ceilings.items():
             value = m.realized.get(metric)
             if value is not None and value > ceiling:
                 found.append(Signal("performance", f"realized {metric} {value:.3f} > ceiling {ceiling:.3f} "
-                                    f"({m.labelled_rows} labelled rows)"))
+                                    f"({m.labelled_rows} labelled rows)", metric))
     return [s for s in found if s.name in policy.retrain.signals]
 
 

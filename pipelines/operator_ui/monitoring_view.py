@@ -34,6 +34,7 @@ class Window:
     has_report: bool
     key_feature_drift: dict[str, float] = field(default_factory=dict)  # key feature -> drift score
     signals: list[str] = field(default_factory=list)  # the policy's signals the window raised
+    flagged: frozenset[tuple[str, str]] = frozenset()  # (signal, the column or metric it is about)
     champion_change: str | None = None  # "v3 -> v4" when the version served differs from the window before
     retrain_outcome: str | None = None  # what the triggered retrain made of it (filled in by the page)
 
@@ -49,9 +50,6 @@ class Bounds:
     @classmethod
     def of(cls, cfg) -> Bounds:
         return cls(dict(cfg.monitoring.drift.key_features), cfg.realized_floors, cfg.realized_ceilings)
-
-    def misses(self, metric: str, value: float) -> bool:
-        return value < self.floors.get(metric, -float("inf")) or value > self.ceilings.get(metric, float("inf"))
 
 
 def windows(engine, model_name: str, bounds: Bounds | None = None, limit: int = 400) -> list[Window]:
@@ -75,12 +73,14 @@ def _window(row: dict[str, Any], bounds: Bounds) -> Window:
                 if key.startswith(REALIZED_PREFIX) and value is not None}
     realized.update({k: v for k, v in (details.get("realized") or {}).items() if isinstance(v, int | float)})
     scores = details.get("drift_scores") or {}
+    signals = [s for s in details.get("signals") or [] if isinstance(s, dict) and "name" in s]
     return Window(row["id"], row["window_start"], row["window_end"], row["rows"], row["model_version"],
                   row["drift_share"], row["dataset_drift"], row["prediction_drift"], realized,
                   row["labelled_rows"] or 0, row["data_valid"], row["decision"], row["reason"] or "",
                   row["triggered_run_id"], bool(row["report_path"]),
                   key_feature_drift={c: scores[c] for c in bounds.key_features if c in scores},
-                  signals=[s["name"] for s in details.get("signals") or [] if isinstance(s, dict) and "name" in s])
+                  signals=[s["name"] for s in signals],
+                  flagged=frozenset((s["name"], s["subject"]) for s in signals if s.get("subject")))
 
 
 def report_path(engine, model_name: str, window_id: int, reports_root: Path) -> Path | None:

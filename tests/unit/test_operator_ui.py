@@ -100,10 +100,12 @@ def test_a_model_dag_tab_opens_its_model_page(pages):
 
 
 def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages, tmp_path, monkeypatch):
+    from dataclasses import asdict
     from datetime import date
     from types import SimpleNamespace
 
     from pipelines import monitoring_store
+    from pipelines.monitoring import Signal
     from pipelines.operator_ui import app as operator_app
 
     client, _ = pages
@@ -118,6 +120,9 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     report.write_text("<html>evidently drift report</html>")
     outside = tmp_path / "elsewhere.html"
     outside.write_text("not a report")
+    # The signals as the policy stored them: the page marks the cells they are about, and no other.
+    signals = {1: [], 2: [Signal("dataset_drift", "x"), Signal("performance", "roc_auc 0.7 < 0.75", "roc_auc")],
+               3: [Signal("key_feature_drift", "signal drift 0.300 >= 0.300", "signal")]}
     engine = monitoring_store.engine()
     with engine.begin() as connection:
         for day, drift, decision, path, triggered in [
@@ -127,8 +132,7 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
                 "model_name": "toy_cfg", "window_start": date(2013, 6, day), "window_end": date(2013, 6, day + 1),
                 "model_version": "1" if day < 3 else "2", "rows": 1000 * day, "drift_share": drift,
                 "dataset_drift": drift > 0.5, "details": {"drift_scores": {"signal": 0.1 * day, "noise": 0.9},
-                                                          "signals": [{"name": "dataset_drift", "detail": "x"}]
-                                                          if drift > 0.5 else []},
+                                                          "signals": [asdict(s) for s in signals[day]]},
                 "prediction_drift": 0.01 * day, "labelled_rows": 500, "pending_labels": 0, "realized_roc_auc": 0.7,
                 "breached": decision == "retrain", "cleared": decision != "retrain", "decision": decision,
                 "reason": f"drift share {drift}", "triggered_run_id": triggered,
@@ -141,8 +145,9 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     assert "v1 → v2" in html and html.count("v1 → v2") == 1  # the champion changed before the newest window
     assert "signal drift" in html and "limit 0.3" in html and "floor 0.75" in html
     assert '<td class="fail">0.300</td>' in html and '<td class="">0.200</td>' in html  # key feature past its limit
-    assert '<td class="fail">0.7000</td>' in html  # realized roc_auc under its floor
-    assert "(dataset_drift)" in html
+    # realized roc_auc under its floor where the policy raised it (day 2), not where it did not (too few rows)
+    assert html.count('<td class="fail">0.7000</td>') == 1 and html.count('<td class="">0.7000</td>') == 2
+    assert "(dataset_drift, performance)" in html
     with engine.connect() as connection:
         ids = {row["window_start"].day: row["id"] for row in monitoring_store.load_windows(connection, "toy_cfg")}
     opened = get(client, f"/models/toy/monitoring/{ids[2]}/report")
