@@ -138,3 +138,14 @@ def test_a_shadow_with_other_columns_gets_the_request_conformed_to_it():
     narrower = LoadedModel("m", "2", "challenger", None, ("x",), ("c",), {}, "now", task=None, classes=None)
     with pytest.raises(BadRequest, match=r"unknown columns \['y'\]"):
         read.for_model(narrower)
+
+
+@pytest.mark.parametrize("output", [
+    np.array([[0.25, 0.75], [np.nan, 1.0]]), np.array([1.5, -2.0]), np.array([3, 4]), np.array([True, False]),
+    np.array(["yes", "no"], dtype=object), np.array([0.1, 0.2], dtype=np.float32), np.ones((3, 4))[:, :2],
+])
+def test_the_answer_holds_what_mlflow_models_serve_answers_whatever_the_output(output):
+    from pipelines.serving.routes.scoring import _predictions_json
+
+    assert orjson.loads(_predictions_json(output, "r")) == {"predictions": orjson.loads(orjson.dumps(output.tolist())),
+                                                            "request_id": "r"}

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -163,10 +164,20 @@ async def _score(service: PredictionService, slot: ModelSlot, request: Request, 
     if shadow is not None:
         service.shadow(shadow, read, request_id)
     # What `mlflow models serve` answers for this model (class probabilities, or values), plus the request id.
-    return Response(orjson.dumps({"predictions": output.tolist(), "request_id": request_id},
-                                 option=orjson.OPT_SERIALIZE_NUMPY),
-                    media_type="application/json",
+    return Response(_predictions_json(output, request_id), media_type="application/json",
                     headers={"X-Model-Version": model.version, "X-Model-Route": route})
+
+
+NATIVE_OUTPUT = frozenset({np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)})
+
+
+def _predictions_json(output: np.ndarray, request_id: str) -> bytes:
+    """``{"predictions": ..., "request_id": ...}``: a float64, int64 or bool array serialized by orjson as it
+    is (no Python value per element, the same JSON); any other output (class names, float32, a strided
+    slice) through Python values, as ``mlflow models serve`` answers it."""
+    if output.dtype in NATIVE_OUTPUT and output.flags.c_contiguous:
+        return orjson.dumps({"predictions": output, "request_id": request_id}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({"predictions": output.tolist(), "request_id": request_id})
 
 
 async def _typed_score(service: PredictionService, slot: ModelSlot, request: Request, request_id: str) -> Response:
