@@ -112,8 +112,6 @@ TEXT_TYPES = frozenset({str, type(None)})
 
 def _numeric_column(values: Sequence, column: str) -> np.ndarray:
     """The column as floats, missing values as NaN; value by value only when it holds other than numbers."""
-    if isinstance(values, np.ndarray) and values.dtype == np.float64:
-        return values  # conformed already
     try:
         if set(map(type, values)) <= NUMBER_TYPES:
             return np.array(values, dtype=np.float64)  # None becomes NaN
@@ -124,8 +122,6 @@ def _numeric_column(values: Sequence, column: str) -> np.ndarray:
 
 def _categorical_column(values: Sequence, column: str) -> np.ndarray:
     """The column as text or None; value by value only when it holds other than text."""
-    if isinstance(values, np.ndarray) and values.dtype == object:
-        return values  # conformed already
     if not set(map(type, values)) <= TEXT_TYPES:
         values = [_as_category(v, column) for v in values]
     return np.fromiter(values, dtype=object, count=len(values))
