@@ -100,6 +100,9 @@ def test_text_coded_by_the_scorer_is_stored_as_the_text_it_codes(tmp_path):
     for request_id, texts in sent.items():
         assert rows[rows.request_id == request_id].c.tolist() == texts, request_id
 
+    for rows in (3, 3000):  # a request's few rows, and past a thousand (two ways of looking them up)
+        texts = np.array(["c", "z", None] * (rows // 3), dtype=object)
+        assert known.codes(texts).codes.tolist() == [2, -1, -1] * (rows // 3)
     encoded = encode_segment([coded("one", ["a", "b"]), coded("two", ["c", None, "d"])])
     stored = decode_segment(encoded["data"])["c"]
     assert stored.type.index_type == pa.int32() and stored.to_pylist() == ["a", "b", "c", None, "d"]
