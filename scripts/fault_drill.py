@@ -3,16 +3,17 @@ OOM killer would), then the scheduler; start the scheduler again; the run must f
 succeeding on its retry, nothing half-written and no duplicate registry version.
 
     source .state/env.sh
-    uv run python scripts/fault_drill.py [--model flights_delay]
+    uv run python scripts/fault_drill.py [--model flights_delay] [--report drill.json]
 
 Works on either topology (embedded: LocalExecutor on SQLite; production: Celery on PostgreSQL and Redis);
-tests/integration/test_production_topology.py runs it on the production topology. Prints what it did and
-exits non-zero when a check fails.
+the tests run it on the production topology, right after the stack's `up` (tests/integration/conftest.py).
+Prints what it did (``--report``: also as JSON) and exits non-zero when a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -95,10 +96,14 @@ def check(observed: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="flights_delay")
+    parser.add_argument("--report", type=Path, help="also write what the drill observed there (JSON)")
     args = parser.parse_args()
     if "MLOPS_HOME" not in os.environ:
         raise SystemExit("source .state/env.sh first: the drill runs against the running stack")
-    problems = check(drill(args.model, dict(os.environ)))
+    observed = drill(args.model, dict(os.environ))
+    if args.report:
+        args.report.write_text(json.dumps(observed))
+    problems = check(observed)
     if problems:
         raise SystemExit("fault drill FAILED: " + "; ".join(problems))
     print("fault drill passed")

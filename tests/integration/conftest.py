@@ -1,6 +1,7 @@
 """Real services for the integration tests: an MLflow tracking server and the prediction service on
 loopback, one of each per test module; and a whole stack on the production topology, once per run."""
 
+import json
 import os
 import shutil
 import signal
@@ -156,9 +157,11 @@ class ProductionStack:
     does not train it).
 
     Its ``up`` (about two minutes, most of it the first training run) starts in the background as soon as the
-    run's tests are collected, and goes on while the other tests run; the tests that need it run last."""
+    run's tests are collected, and goes on while the other tests run; the tests that need it run last. With
+    ``drill``, the fault drill (scripts/fault_drill.py, another two minutes) follows ``up`` in the background
+    too, and the stack is handed to its tests once the drill is over."""
 
-    def __init__(self) -> None:
+    def __init__(self, drill: bool) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="mlops_production_"))
         include = self.folder / "include"
         shutil.copytree(ROOT / "include", include)
@@ -182,9 +185,26 @@ class ProductionStack:
         self.up = subprocess.Popen([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=env,
                                    cwd=ROOT, stdout=open(self.output, "w"), stderr=subprocess.STDOUT, text=True,
                                    start_new_session=True)
+        self.drill: subprocess.Popen | None = None
+        self.drill_report = self.folder / "drill.json"
+        self._then_drill = threading.Thread(target=self._drill_after_up, daemon=True) if drill else None
+        if self._then_drill is not None:
+            self._then_drill.start()
+
+    def _drill_after_up(self) -> None:
+        if self.up.wait() != 0:
+            return
+        state = Path(self.env["MLOPS_HOME"])
+        reader = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.env['MLFLOW_PORT']}",  # reading the registry is
+                  "MLFLOW_TRACKING_USERNAME": "serving",  # all the drill does in MLflow
+                  "MLFLOW_TRACKING_PASSWORD": (state / "mlflow" / "serving_password").read_text().strip()}
+        self.drill = subprocess.Popen([sys.executable, "scripts/fault_drill.py", "--report", str(self.drill_report)],
+                                      env={**self.env, **reader}, cwd=ROOT, stdout=open(self.folder / "drill.log", "w"),
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.drill.wait()
 
     def wait_up(self, timeout: float = 1200) -> str:
-        """``up``'s output once it is done (asserting it succeeded)."""
+        """``up``'s output once it is done (asserting it succeeded), and the drill's end if it runs."""
         try:
             self.up.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -192,13 +212,24 @@ class ProductionStack:
                         + self.output.read_text()[-3000:])
         output = self.output.read_text()
         assert self.up.returncode == 0, output[-6000:]
+        if self._then_drill is not None:
+            self._then_drill.join(timeout=900)
         return output
+
+    def drilled(self) -> dict:
+        """What the fault drill observed."""
+        assert self._then_drill is not None, "the drill runs when a collected test asks for the fault_drill fixture"
+        self.wait_up()
+        log = (self.folder / "drill.log").read_text() if (self.folder / "drill.log").exists() else ""
+        assert self.drill_report.exists(), f"the fault drill did not finish: {log[-3000:]}"
+        return json.loads(self.drill_report.read_text())
 
     def remove(self) -> None:
         """Stop every process, drop the databases and the Redis database, remove the folder."""
-        if self.up.poll() is None:
-            os.killpg(self.up.pid, signal.SIGTERM)
-            self.up.wait(timeout=30)
+        for process in (self.up, self.drill):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
         subprocess.run([sys.executable, "scripts/stack.py", "down"], env=self.env, cwd=ROOT, capture_output=True,
                        timeout=180)
         import redis
@@ -226,9 +257,10 @@ def _production_services() -> str | None:
 def pytest_collection_finish(session):
     """Start the production stack's ``up`` now if a collected test needs it."""
     global _production
-    needed = any("production_stack" in getattr(item, "fixturenames", ()) for item in session.items)
-    if needed and not session.config.option.collectonly and _production_services() is None:
-        _production = ProductionStack()
+    uses = [set(getattr(item, "fixturenames", ())) for item in session.items]
+    if any("production_stack" in names for names in uses) and not session.config.option.collectonly \
+            and _production_services() is None:
+        _production = ProductionStack(drill=any("fault_drill" in names for names in uses))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -246,3 +278,9 @@ def production_stack():
         pytest.skip(reason)
     assert _production is not None, "the production stack starts when a collected test asks for it"
     return _production.env, _production.wait_up()
+
+
+@pytest.fixture(scope="session")
+def fault_drill(production_stack):
+    """What the fault drill observed on the production stack (run right after its ``up``)."""
+    return _production.drilled()
