@@ -198,29 +198,37 @@ def _feature_array(values: np.ndarray) -> pa.Array:
     return pa.array(values, type=TEXT)  # raises on text UTF-8 cannot hold
 
 
-def _from_codes(batches: list[ServedBatch], name: str) -> pa.DictionaryArray | None:
-    """A text feature built from its codes, when every batch has them against the same known categories: the
-    known values cost no lookup, an unknown one is added to the dictionary, a missing one is null. None when
-    the batches have no such codes."""
-    first = (batches[0].text_codes or {}).get(name)
-    if first is None or any((b.text_codes or {}).get(name) is None or b.text_codes[name].known is not first.known
-                            for b in batches):
-        return None
+def _shared_codes(batches: list[ServedBatch]) -> dict[str, KnownCategories]:
+    """The text features every batch has codes of, against the same known categories (one pass per segment)."""
+    shared = {name: codes.known for name, codes in (batches[0].text_codes or {}).items()}
+    for batch in batches[1:]:
+        if not shared:
+            break
+        mine = batch.text_codes or {}
+        shared = {name: known for name, known in shared.items()
+                  if (codes := mine.get(name)) is not None and codes.known is known}
+    return shared
+
+
+def _from_codes(batches: list[ServedBatch], name: str, known_categories: KnownCategories) -> pa.DictionaryArray:
+    """A text feature built from its codes (see ``_shared_codes``): the known values cost no lookup, an unknown
+    one is added to the dictionary, a missing one is null."""
+    first = batches[0].text_codes[name]
     codes = first.codes if len(batches) == 1 else np.concatenate([b.text_codes[name].codes for b in batches])
     indices, missing, unknown = codes.astype(np.int32), None, {}
     misses = np.flatnonzero(codes < 0)
     if misses.size:
         values = batches[0].features[name] if len(batches) == 1 else np.concatenate([b.features[name] for b in batches])
         missing = np.zeros(len(codes), dtype=bool)
-        known = len(first.known.dictionary)
+        known = len(known_categories.dictionary)
         for row in misses:
             value = values[row]
             if value is None:
                 missing[row] = True
             else:
                 indices[row] = known + unknown.setdefault(value, len(unknown))
-    dictionary = first.known.dictionary if not unknown else pa.concat_arrays(
-        [first.known.dictionary, pa.array(list(unknown), type=pa.string())])  # raises on text UTF-8 cannot hold
+    dictionary = known_categories.dictionary if not unknown else pa.concat_arrays(
+        [known_categories.dictionary, pa.array(list(unknown), type=pa.string())])  # raises on text UTF-8 cannot hold
     return pa.DictionaryArray.from_arrays(pa.array(indices, mask=missing), dictionary)
 
 
@@ -239,15 +247,15 @@ def encode_segment(batches: list[ServedBatch]) -> dict:
         "request_id": pa.DictionaryArray.from_arrays(
             pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), counts)),
             pa.array([b.request_id for b in batches], type=pa.string())),
-        "row_index": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in counts])),
+        "row_index": pa.array((np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)),
         "served_at": pa.array(served, type=pa.int64()).cast(STAMP),
         "event_time": event,
         "prediction": pa.array(np.concatenate([np.asarray(b.predictions, dtype=np.float64) for b in batches])),
     }
+    coded = _shared_codes(batches)
     for name in first.features:
-        coded = _from_codes(batches, name)
-        if coded is not None:
-            columns[name] = coded
+        if name in coded:
+            columns[name] = _from_codes(batches, name, coded[name])
             continue
         values = [b.features[name] for b in batches]
         columns[name] = _feature_array(values[0] if len(values) == 1 else np.concatenate(values))
