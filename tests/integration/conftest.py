@@ -187,12 +187,13 @@ class ProductionStack:
                                    start_new_session=True)
         self.drill: subprocess.Popen | None = None
         self.drill_report = self.folder / "drill.json"
+        self._removing = threading.Event()  # no drill starts once the stack is being removed
         self._then_drill = threading.Thread(target=self._drill_after_up, daemon=True) if drill else None
         if self._then_drill is not None:
             self._then_drill.start()
 
     def _drill_after_up(self) -> None:
-        if self.up.wait() != 0:
+        if self.up.wait() != 0 or self._removing.is_set():
             return
         state = Path(self.env["MLOPS_HOME"])
         reader = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{self.env['MLFLOW_PORT']}",  # reading the registry is
@@ -226,6 +227,9 @@ class ProductionStack:
 
     def remove(self) -> None:
         """Stop every process, drop the databases and the Redis database, remove the folder."""
+        self._removing.set()
+        if self._then_drill is not None and self.up.poll() is not None:
+            self._then_drill.join(timeout=1)  # a drill just starting is now in self.drill
         for process in (self.up, self.drill):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
