@@ -74,7 +74,7 @@ def write_log(path: Path, rows: int) -> float:
                 seconds = np.sort(rng.integers(0, 7 * 86400, size=n))
                 texts = {c: v[picks] for c, v in categorical.items()}
                 batch = ServedBatch(
-                    f"r{first:09d}", served_at, cfg.model_name, "1", "champion",
+                    (f"r{first:09d}",), served_at, cfg.model_name, "1", "champion",
                     {**{c: v[picks] for c, v in numeric.items()}, **texts},
                     rng.random(n), [start + timedelta(seconds=int(s)) for s in seconds],
                     {c: known[c].codes(values) for c, values in texts.items()})

@@ -91,9 +91,10 @@ class TextCodes:
 
 @dataclass(frozen=True)
 class ServedBatch:
-    """One request's rows as one model scored them."""
+    """Rows one model version scored on one route: one request's, or a micro-batch of several requests' scored
+    together (``request_ids[i]`` sent the next ``request_rows[i]`` rows)."""
 
-    request_id: str
+    request_ids: tuple[str, ...]
     served_at: datetime
     model_name: str
     model_version: str
@@ -102,15 +103,33 @@ class ServedBatch:
     predictions: np.ndarray  # what the log keeps of each row's output (the task type's score)
     event_times: list[datetime | None] | None = None
     text_codes: dict[str, TextCodes] | None = None  # of text features, when the model's scorer made them
+    request_rows: tuple[int, ...] | None = None  # None: one request, every row
 
     @property
     def rows(self) -> int:
         return len(self.predictions)
 
     @property
+    def rows_per_request(self) -> tuple[int, ...]:
+        return self.request_rows if self.request_rows is not None else (self.rows,)
+
+    @property
     def segment_key(self) -> tuple:
         """Batches with the same key share a segment."""
         return self.model_name, self.model_version, self.route, tuple(self.features)
+
+    def by_request(self) -> list[ServedBatch]:
+        """One batch per request: to set aside only the request at fault."""
+        if len(self.request_ids) == 1:
+            return [self]
+        ends = np.cumsum(self.rows_per_request).tolist()
+        return [ServedBatch((request_id,), self.served_at, self.model_name, self.model_version, self.route,
+                            {name: values[start:end] for name, values in self.features.items()},
+                            self.predictions[start:end],
+                            self.event_times[start:end] if self.event_times is not None else None,
+                            {name: TextCodes(c.known, c.codes[start:end]) for name, c in self.text_codes.items()}
+                            if self.text_codes is not None else None)
+                for request_id, start, end in zip(self.request_ids, [0, *ends[:-1]], ends, strict=True)]
 
 
 def default_url() -> str:
@@ -183,7 +202,7 @@ def _legacy_batch(rows: list, orjson) -> ServedBatch:
         columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64) if numeric \
             else np.array([None if v is None else str(v) for v in values], dtype=object)
     times = [r[2] for r in rows]
-    return ServedBatch(request_id, served_at, model_name, version, route, columns,
+    return ServedBatch((request_id,), served_at, model_name, version, route, columns,
                        np.array([r[7] for r in rows], dtype=np.float64), times if any(times) else None)
 
 
@@ -236,17 +255,17 @@ def encode_segment(batches: list[ServedBatch]) -> dict:
     """The batches (one ``segment_key``) as a row of ``prediction_segments``. Raises when a value cannot be
     stored as typed (e.g. a lone surrogate in a text value)."""
     first = batches[0]
-    counts = np.array([b.rows for b in batches], dtype=np.int64)
+    counts = np.array([n for b in batches for n in b.rows_per_request], dtype=np.int64)  # per request
     total = int(counts.sum())
-    served = np.repeat(np.array([_micros(b.served_at) for b in batches], dtype=np.int64), counts)
+    served = np.repeat(np.array([_micros(b.served_at) for b in batches], dtype=np.int64), [b.rows for b in batches])
     if any(b.event_times for b in batches):
         event = pa.array([t for b in batches for t in (b.event_times or [None] * b.rows)], type=STAMP)
     else:
         event = pa.nulls(total, STAMP)
     columns = {
         "request_id": pa.DictionaryArray.from_arrays(
-            pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), counts)),
-            pa.array([b.request_id for b in batches], type=pa.string())),
+            pa.array(np.repeat(np.arange(len(counts), dtype=np.int32), counts)),
+            pa.array([request_id for b in batches for request_id in b.request_ids], type=pa.string())),
         "row_index": pa.array((np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)),
         "served_at": pa.array(served, type=pa.int64()).cast(STAMP),
         "event_time": event,

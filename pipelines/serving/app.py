@@ -48,7 +48,7 @@ def create_app(model_name: str | None = None, *, model_uri: str | None = None,
         overrides.update(models=(), configured_models=False, poll_seconds=0)
     settings = ServingSettings(**overrides)
     if settings.log_predictions and prediction_log is None:
-        prediction_log = PredictionLog()
+        prediction_log = PredictionLog(flush_seconds=settings.log_flush_seconds)
     metrics = ServiceMetrics(prediction_log)
 
     read_stamp: list[tuple] = []

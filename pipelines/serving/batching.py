@@ -38,22 +38,32 @@ class _Pending:
     payload: Any  # one request's rows: a DataFrame, or whatever ``combine`` accepts
     rows: int
     future: asyncio.Future = field(repr=False)
+    tag: Any = None  # what ``on_scored`` is told of this request
 
 
 def concat_frames(payloads: list[pd.DataFrame]) -> pd.DataFrame:
     return payloads[0] if len(payloads) == 1 else pd.concat(payloads, ignore_index=True)
 
 
+OnScored = Callable[[Any, Any, list[Any], list[int], np.ndarray], None]
+
+
 class MicroBatcher:
     """``combine`` turns the payloads of one batch into the model's input; it runs in the scoring thread,
     off the event loop, so building the batch's input costs the requests nothing. With ``combine=None`` the
-    model's method takes the list of payloads itself (a scorer that builds its own input)."""
+    model's method takes the list of payloads itself (a scorer that builds its own input).
+
+    ``on_scored(model, model_input, tags, rows, output)``, if given, is called on the scoring thread with
+    every batch scored: the input the model took, the tags the requests were sent with and their row counts
+    (in order), and the batch's output. What is done per batch there (e.g. logging the rows) costs the
+    requests a share each, not a call each. An error in it is logged and does not fail the requests."""
 
     def __init__(self, max_rows: int = 2048, combine: Callable[[list[Any]], Any] | None = concat_frames,
-                 model_threads: int = 1):
+                 model_threads: int = 1, on_scored: OnScored | None = None):
         self.max_rows = max_rows
         self.combine = combine
         self.model_threads = model_threads
+        self.on_scored = on_scored
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self._scoring_thread: ThreadPoolExecutor | None = None
@@ -77,24 +87,32 @@ class MicroBatcher:
             self._scoring_thread.shutdown(wait=False)
 
     async def predict(self, model: Any, payload: Any, rows: int | None = None,
-                      method: str = "predict_proba") -> np.ndarray:
+                      method: str = "predict_proba", tag: Any = None) -> np.ndarray:
         """``model.<method>(payload)`` (a classifier's ``predict_proba``, a regressor's ``predict``), batched
-        with concurrent calls for the same model."""
+        with concurrent calls for the same model; ``tag`` goes to ``on_scored`` with the payload."""
         rows = len(payload) if rows is None else rows
         if self._queue is None:
-            return np.asarray(await asyncio.to_thread(self._predict, model, method, [payload]))
+            return await asyncio.to_thread(self._predict, model, method, [payload], [tag], [rows])
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(model, method, payload, rows, future))
+        await self._queue.put(_Pending(model, method, payload, rows, future, tag))
         return await future
 
-    def _predict(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
-        return np.asarray(getattr(model, method)(payloads if self.combine is None else self.combine(payloads)))
+    def _predict(self, model: Any, method: str, payloads: list[Any], tags: list[Any], rows: list[int]) -> np.ndarray:
+        model_input = payloads if self.combine is None else self.combine(payloads)
+        output = np.asarray(getattr(model, method)(model_input))
+        if self.on_scored is not None:
+            try:
+                self.on_scored(model, model_input, tags, rows, output)
+            except Exception:
+                log.exception("on_scored failed for a batch of %d requests", len(payloads))
+        return output
 
-    def _predict_on_scoring_thread(self, model: Any, method: str, payloads: list[Any]) -> np.ndarray:
+    def _predict_on_scoring_thread(self, model: Any, method: str, payloads: list[Any], tags: list[Any],
+                                   rows: list[int]) -> np.ndarray:
         if model not in self._capped_for:  # a new model may have loaded new native libraries: cap them too
             limit_native_threads(self.model_threads)
             self._capped_for.add(model)
-        return self._predict(model, method, payloads)
+        return self._predict(model, method, payloads, tags, rows)
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -125,7 +143,7 @@ class MicroBatcher:
         try:
             scores = await asyncio.get_running_loop().run_in_executor(
                 self._scoring_thread, self._predict_on_scoring_thread, model, batch[0].method,
-                [p.payload for p in batch])
+                [p.payload for p in batch], [p.tag for p in batch], [p.rows for p in batch])
         except Exception:
             if len(batch) == 1:
                 self._fail(batch[0])

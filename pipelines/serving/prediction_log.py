@@ -1,8 +1,9 @@
 """Every served row, written durably for monitoring, without slowing the request that served it.
 
-Requests hand their rows to an in-memory queue (a non-blocking put) and return; one writer thread wakes
-every ``flush_seconds`` (never per request), drains the queue and writes it in one transaction: one typed
-columnar segment per model version and route and per ``max_segment_rows`` (``pipelines.prediction_store``).
+Rows come in as ``ServedBatch``es, one per micro-batch the service scored (not one per request), through an
+in-memory queue (a non-blocking put); one writer thread wakes every ``flush_seconds`` (never per request),
+drains the queue and writes it in one transaction: one typed columnar segment per model version and route and
+per ``max_segment_rows`` (``pipelines.prediction_store``).
 The writer shares the worker's interpreter lock and its cores with the event loop and the scoring thread, so
 it never touches a row in Python: the columns the model scored become Arrow arrays as they are, and a segment
 is one compressed blob.
@@ -74,7 +75,7 @@ class PredictionLog:
     """Rows served -> ``prediction_segments``; see the module's docstring for what happens when they cannot
     be written."""
 
-    def __init__(self, url: str | None = None, max_segment_rows: int = 20_000, flush_seconds: float = 0.2,
+    def __init__(self, url: str | None = None, max_segment_rows: int = 20_000, flush_seconds: float = 1.0,
                  set_aside: Path | None = None, spill_dir: Path | None = None, max_queued_rows: int = 500_000,
                  retry_seconds: float = 2.0):
         self.url = url or default_url()
@@ -194,14 +195,14 @@ class PredictionLog:
             try:
                 segments.append((group, encode_segment(group)))
             except Exception as exc:  # e.g. a lone surrogate in a text value: UTF-8 cannot hold it
-                if len(group) == 1:
+                if len(group) == 1 and len(group[0].request_ids) == 1:
                     self._set_aside(group, f"cannot encode: {type(exc).__name__}: {exc}")
                 else:
                     segments.extend(self._segments_one_by_one(group))
         return segments
 
     def _segments_one_by_one(self, group: list[ServedBatch]) -> list[tuple[list[ServedBatch], dict]]:
-        return [segment for batch in group for segment in self._segments([batch])]
+        return [segment for batch in group for request in batch.by_request() for segment in self._segments([request])]
 
     def _write(self, batches: list[ServedBatch]) -> None:
         segments = self._segments(batches)
@@ -216,11 +217,11 @@ class PredictionLog:
             return self._spill(segments)
         except sa.exc.DBAPIError as exc:  # not transient: a value the database refuses
             self.write_errors += 1
-            if len(segments) == 1 and len(segments[0][0]) == 1:
-                return self._set_aside(segments[0][0], f"refused by the database: {exc.orig}")
-            for group, _ in segments:  # each request alone, so that only the one at fault is set aside
-                for batch in group:
-                    self._write([batch])
+            requests = [request for group, _ in segments for batch in group for request in batch.by_request()]
+            if len(requests) == 1:
+                return self._set_aside(requests, f"refused by the database: {exc.orig}")
+            for request in requests:  # each request alone, so that only the one at fault is set aside
+                self._write([request])
             return
         self._store_up()
         self._done(sum(segment["rows"] for _, segment in segments), written=True)
@@ -344,9 +345,9 @@ class PredictionLog:
         try:
             self.set_aside_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.set_aside_path, "ab") as out:
-                for b in batches:
+                for b in (request for batch in batches for request in batch.by_request()):
                     out.write(orjson.dumps({
-                        "reason": reason[:2000], "request_id": b.request_id, "served_at": b.served_at,
+                        "reason": reason[:2000], "request_id": b.request_ids[0], "served_at": b.served_at,
                         "model_name": b.model_name, "model_version": b.model_version, "route": b.route,
                         "rows": b.rows, "features": {k: [repr(v) for v in values]
                                                      for k, values in b.features.items()},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
@@ -272,6 +272,22 @@ def read_request(body: bytes, content_type: str, model: LoadedModel, event_time:
 def joined(batch: list[Columns], name: str) -> np.ndarray:
     """One column of a whole micro-batch of conformed requests."""
     return batch[0].values[name] if len(batch) == 1 else np.concatenate([part.values[name] for part in batch])
+
+
+def join_columns(batch: list[Columns]) -> list[Columns]:
+    """A micro-batch of conformed requests as one (the batcher's ``combine``): each column joined, and each text
+    column's codes when every request has them against the same categories; joined once, for the scorer and
+    the prediction log."""
+    if len(batch) == 1:
+        return batch
+    first = batch[0]
+    codes = {}
+    for name, first_codes in first.codes.items():
+        parts = [part.codes.get(name) for part in batch]
+        if all(p is not None and p.known is first_codes.known for p in parts):
+            codes[name] = replace(first_codes, codes=np.concatenate([p.codes for p in parts]))
+    return [Columns(first.names, {name: joined(batch, name) for name in first.values}, sum(p.rows for p in batch),
+                    codes)]
 
 
 def columns_to_frame(batch: list[Columns]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +17,20 @@ from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelSlot, ServedModels
 from pipelines.serving.prediction_log import PredictionLog, now
-from pipelines.serving.protocol import Columns, ScoringRequest
+from pipelines.serving.protocol import Columns, ScoringRequest, join_columns
 from pipelines.serving.settings import ServingSettings
 
 log = logging.getLogger("pipelines.serving")
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """What the prediction log keeps of a request beside its rows (the batcher's tag for it)."""
+
+    model: LoadedModel
+    route: str
+    request_id: str
+    event_times: list[datetime | None] | None
 
 
 class PredictionService:
@@ -32,7 +42,8 @@ class PredictionService:
         self.metrics = metrics
         # One scoring thread per worker for every model: it never mixes two models in one batch, and the
         # models do not compete with each other (and the event loop) for the cores.
-        self.batcher = MicroBatcher(combine=None, model_threads=settings.model_threads)
+        self.batcher = MicroBatcher(combine=join_columns, model_threads=settings.model_threads,
+                                    on_scored=self._log_scored if prediction_log is not None else None)
         self._shadow_tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
 
@@ -98,17 +109,35 @@ class PredictionService:
 
     async def score(self, model: LoadedModel, route: str, columns: Columns, request_id: str,
                     event_times: list[datetime | None] | None = None) -> np.ndarray:
-        """Batched with concurrent requests, scored off the event loop, and handed to the prediction log."""
+        """Batched with concurrent requests, scored off the event loop, and handed to the prediction log
+        (``_log_scored``)."""
         codes = model.scorer.text_codes(columns.values)  # once, for the scorer and the log
         if codes:
             columns = replace(columns, codes=codes)
-        output = await self.batcher.predict(model.scorer, columns, columns.rows, "score")
-        if self.prediction_log is not None:
-            self.prediction_log.submit(ServedBatch(request_id, now(), model.name, model.version, route,
-                                                   columns.values, model.task.scores(output, model.classes),
-                                                   event_times, columns.codes))
+        tag = LoggedRequest(model, route, request_id, event_times) if self.prediction_log is not None else None
+        output = await self.batcher.predict(model.scorer, columns, columns.rows, "score", tag)
         self.metrics.of(model.name).rows.inc(columns.rows)
         return output
+
+    def _log_scored(self, _scorer: Any, model_input: list[Columns], requests: list[LoggedRequest],
+                    request_rows: list[int], output: np.ndarray) -> None:
+        """A micro-batch's rows to the prediction log as one entry (on the scoring thread, once per batch, from
+        the columns ``join_columns`` joined for the scorer): the log's work grows with batches, not requests."""
+        (columns,) = model_input
+        first = requests[0]
+        model = first.model  # one scorer per batch: one model
+        event_times = None
+        if any(r.event_times for r in requests):
+            event_times = [t for r, rows in zip(requests, request_rows, strict=True)
+                           for t in (r.event_times or [None] * rows)]
+        batch = ServedBatch(tuple(r.request_id for r in requests), now(), model.name, model.version, first.route,
+                            columns.values, model.task.scores(output, model.classes), event_times,
+                            columns.codes or None, tuple(request_rows) if len(requests) > 1 else None)
+        if all(r.route == first.route for r in requests):
+            self.prediction_log.submit(batch)
+            return
+        for part, request in zip(batch.by_request(), requests, strict=True):  # the challenger mid-way shadow -> canary
+            self.prediction_log.submit(replace(part, route=request.route))
 
     def shadow(self, challenger: LoadedModel, request: ScoringRequest, request_id: str) -> None:
         """Score the request with the challenger too, after the caller has its answer; logged, never

@@ -32,6 +32,10 @@ class ServingSettings(BaseSettings):
                                 description="How often the aliases are polled; 0: only on /admin/reload.")
     log_predictions: bool = Field(True, validation_alias="MLOPS_PREDICTION_LOG",
                                   description="Write every served row to the prediction log (on / off).")
+    log_flush_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias="MLOPS_PREDICTION_LOG_FLUSH_S",
+        description="How often the log's writer writes what was served since its last flush: a process killed "
+                    "outright (SIGKILL) loses at most this long of rows.")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias="MLOPS_SERVING_MAX_BODY_BYTES")
     challenger_mode: Literal["registry", "off", "shadow", "canary"] = Field(
         "registry", validation_alias="MLOPS_SERVING_CHALLENGER",

@@ -50,6 +50,31 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows():
     assert batcher.rows == sum(len(f) for f in frames)
 
 
+def test_each_scored_batch_is_reported_once_with_its_tags_and_rows():
+    """``on_scored`` sees every batch once, as the model took it, with each request's tag and row count; an
+    error in it fails no request."""
+    model, seen = SlowModel(), []
+
+    def on_scored(scored_model, model_input, tags, rows, output):
+        seen.append((scored_model, len(model_input), list(tags), list(rows), len(output)))
+        raise RuntimeError("the hook's own failure")
+
+    async def scenario():
+        batcher = MicroBatcher(on_scored=on_scored)
+        batcher.start()
+        frames = [pd.DataFrame({"x": np.zeros(1 + i % 3)}) for i in range(30)]
+        results = await asyncio.gather(*(batcher.predict(model, f, tag=f"t{i}") for i, f in enumerate(frames)))
+        await batcher.stop()
+        return frames, results, batcher
+
+    frames, results, batcher = run(scenario())
+    assert [len(r) for r in results] == [len(f) for f in frames]
+    assert len(seen) == batcher.batches < len(frames) and all(s[0] is model for s in seen)
+    assert [tag for s in seen for tag in s[2]] == [f"t{i}" for i in range(30)]
+    assert [n for s in seen for n in s[3]] == [len(f) for f in frames]
+    assert all(s[1] == s[4] == sum(s[3]) for s in seen)  # the combined frame and its output, whole
+
+
 def test_a_bad_request_fails_alone():
     model = SlowModel()
 

@@ -170,7 +170,7 @@ def test_a_request_id_leads_to_its_prediction_model_version_data_and_run(pages, 
     monkeypatch.setenv("MLOPS_PREDICTION_LOG_URL", url)
     log = PredictionLog(url, flush_seconds=0.01, spill_dir=tmp_path / "spill")
     for request_id, rows in (("req-before", 5), ("req-42", 2), ("req-after", 5)):
-        log.submit(ServedBatch(request_id, now(), "toy", "2", "champion",
+        log.submit(ServedBatch((request_id,), now(), "toy", "2", "champion",
                                {"signal": np.full(rows, 0.25), "group": np.array(["b"] * rows, dtype=object)},
                                np.full(rows, 0.875)))
     log.close()
@@ -202,7 +202,7 @@ def test_the_command_line_lists_models_and_follows_a_request(pages, tmp_path, mo
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     monkeypatch.setenv("MLOPS_PREDICTION_LOG_URL", url)
     log = PredictionLog(url, flush_seconds=0.01, spill_dir=tmp_path / "spill")
-    log.submit(ServedBatch("cli-1", now(), "toy", "1", "champion",
+    log.submit(ServedBatch(("cli-1",), now(), "toy", "1", "champion",
                            {"signal": np.array([1.5]), "group": np.array(["a"], dtype=object)}, np.array([0.25])))
     log.close()
     log.engine.dispose()

@@ -23,7 +23,7 @@ from pipelines.serving.prediction_log import PredictionLog, now
 
 
 def batch(request_id: str, rows: int, model_version: str = "3") -> ServedBatch:
-    return ServedBatch(request_id, now(), "m", model_version, "champion",
+    return ServedBatch((request_id,), now(), "m", model_version, "champion",
                        {"x": np.arange(rows, dtype=np.float64), "c": np.array(["a"] * rows, dtype=object)},
                        np.arange(rows) / rows)
 
@@ -57,12 +57,12 @@ def test_every_row_from_concurrent_requests_is_written(log_url):
 
 def test_features_are_stored_typed_as_scored(log_url):
     log = PredictionLog(log_url, flush_seconds=0.05)
-    log.submit(ServedBatch("a", now(), "m", "1", "champion",
+    log.submit(ServedBatch(("a",), now(), "m", "1", "champion",
                            {"x": np.array([1.5, np.nan]), "c": np.array(['say "hi", 100%', None], dtype=object)},
                            np.array([0.1, 0.2])))
-    log.submit(ServedBatch("b", now(), "other", "2", "champion", {"y": np.array([3.0])}, np.array([7.0])))
-    log.submit(ServedBatch("c", now(), "m", "1", "shadow", {"x": np.array([2.0]), "c": np.array(["a"], dtype=object)},
-                           np.array([0.3])))
+    log.submit(ServedBatch(("b",), now(), "other", "2", "champion", {"y": np.array([3.0])}, np.array([7.0])))
+    log.submit(ServedBatch(("c",), now(), "m", "1", "shadow",
+                           {"x": np.array([2.0]), "c": np.array(["a"], dtype=object)}, np.array([0.3])))
     log.close()
     m = read_log(log_url, "m")
     assert m.x.dtype == np.float64 and m.prediction.dtype == np.float64
@@ -83,7 +83,7 @@ def test_text_coded_by_the_scorer_is_stored_as_the_text_it_codes(tmp_path):
 
     def coded(request_id: str, texts: list, categories: KnownCategories | None = known) -> ServedBatch:
         values = np.array(texts, dtype=object)
-        return ServedBatch(request_id, now(), "m", "1", "champion", {"x": np.zeros(len(texts)), "c": values},
+        return ServedBatch((request_id,), now(), "m", "1", "champion", {"x": np.zeros(len(texts)), "c": values},
                            np.zeros(len(texts)), None, {"c": categories.codes(values)} if categories else None)
 
     sent = {"one": ["a", "never seen", None, "c", "never seen", "b"], "two": ["c", "été", None],
@@ -116,7 +116,7 @@ def test_a_row_that_cannot_be_stored_is_set_aside_never_its_batch_mates(log_url,
     writing."""
     set_aside = tmp_path / "set_aside.jsonl"
     log = PredictionLog(log_url, max_segment_rows=1000, flush_seconds=0.2, set_aside=set_aside)
-    surrogate = ServedBatch("surrogate", now(), "m", "3", "champion",
+    surrogate = ServedBatch(("surrogate",), now(), "m", "3", "champion",
                             {"x": np.array([1.0]), "c": np.array(["bad \ud800"], dtype=object)}, np.array([0.5]))
     too_long = batch("long", 2, model_version="9" * 40)
     for item in (batch("before", 3), surrogate, batch("between", 2), too_long, batch("after", 4)):
@@ -132,6 +132,28 @@ def test_a_row_that_cannot_be_stored_is_set_aside_never_its_batch_mates(log_url,
     assert kept[0]["features"]["c"] == [repr("bad \ud800")] and kept[0]["predictions"] == [0.5]
     if refused:
         assert kept[1]["request_id"] == "long" and "refused by the database" in kept[1]["reason"]
+    log.engine.dispose()
+
+
+def test_a_micro_batch_is_one_entry_and_only_its_request_at_fault_is_set_aside(tmp_path):
+    """Requests scored together arrive as one batch; a value one of them sent that cannot be stored sets that
+    request aside, never the others of its batch."""
+    set_aside = tmp_path / "set_aside.jsonl"
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", flush_seconds=3600, set_aside=set_aside)
+    texts = np.array(["a", "b", "bad \ud800", "c", "d", "e"], dtype=object)
+    together = ServedBatch(("one", "bad", "two"), now(), "m", "1", "champion",
+                           {"x": np.arange(6.0), "c": texts}, np.arange(6) / 10, None, None, (2, 1, 3))
+    assert [(b.request_ids, b.features["c"].tolist(), b.predictions.tolist()) for b in together.by_request()] == [
+        (("one",), ["a", "b"], [0.0, 0.1]), (("bad",), ["bad \ud800"], [0.2]),
+        (("two",), ["c", "d", "e"], [0.3, 0.4, 0.5])]
+    log.submit(together)
+    log.close()
+    assert (log.rows_written, log.rows_set_aside, log.backlog) == (5, 1, 0)
+    rows = read_log(log.url)
+    assert list(zip(rows.request_id, rows.row_index, rows.c, rows.x, strict=True)) == [
+        ("one", 0, "a", 0.0), ("one", 1, "b", 1.0), ("two", 0, "c", 3.0), ("two", 1, "d", 4.0), ("two", 2, "e", 5.0)]
+    kept = [orjson.loads(line) for line in set_aside.read_bytes().splitlines()]
+    assert [(k["request_id"], k["rows"]) for k in kept] == [("bad", 1)]
     log.engine.dispose()
 
 
@@ -168,7 +190,7 @@ def test_a_request_is_found_by_its_id_on_every_route_that_scored_it(log_url):
             log.engine.dispose()
             log = PredictionLog(log_url, flush_seconds=0.01)
     shadow = batch("r12", 3, model_version="4")
-    log.submit(ServedBatch(shadow.request_id, shadow.served_at, "m", "4", "shadow", shadow.features,
+    log.submit(ServedBatch(shadow.request_ids, shadow.served_at, "m", "4", "shadow", shadow.features,
                            shadow.predictions))
     log.close()
     log.engine.dispose()
@@ -187,9 +209,9 @@ def test_a_window_reads_the_rows_of_its_event_time_only(log_url):
     log = PredictionLog(log_url, flush_seconds=5)  # everything below goes into one flush
     day = datetime(2013, 7, 1, tzinfo=UTC)
     hours = [day - timedelta(hours=1), day, day + timedelta(hours=23), day + timedelta(hours=24), None]
-    log.submit(ServedBatch("timed", now(), "m", "1", "champion", {"x": np.arange(5.0)}, np.zeros(5), hours))
-    log.submit(ServedBatch("shadow", now(), "m", "2", "shadow", {"x": np.arange(5.0)}, np.zeros(5), hours))
-    log.submit(ServedBatch("other", now(), "n", "1", "champion", {"x": np.arange(5.0)}, np.zeros(5), hours))
+    log.submit(ServedBatch(("timed",), now(), "m", "1", "champion", {"x": np.arange(5.0)}, np.zeros(5), hours))
+    log.submit(ServedBatch(("shadow",), now(), "m", "2", "shadow", {"x": np.arange(5.0)}, np.zeros(5), hours))
+    log.submit(ServedBatch(("other",), now(), "n", "1", "champion", {"x": np.arange(5.0)}, np.zeros(5), hours))
     log.close()
     engine = sa.create_engine(log_url)
     tables = list(read_segments(engine, "m", day, day + timedelta(days=1), route="champion"))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def batch(request_id: str, rows: int = 10) -> ServedBatch:
-    return ServedBatch(request_id, now(), "m", "1", "champion",
+    return ServedBatch((request_id,), now(), "m", "1", "champion",
                        {"x": np.arange(rows, dtype=np.float64), "c": np.array(["a"] * rows, dtype=object)},
                        np.full(rows, 0.5))
 

@@ -108,6 +108,36 @@ def test_rows_logged_equal_rows_served_with_the_request_id(toy_champion, tmp_pat
     assert rows.signal.dtype == "float64" and set(rows.group.dropna()) <= {"a", "b", "c"}
 
 
+def test_requests_scored_together_are_logged_each_with_its_own_rows(toy_champion, tmp_path, monkeypatch):
+    """Concurrent requests share micro-batches, and a batch reaches the log as one entry: each request's rows
+    keep its id, row indexes, features and the predictions it was answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipelines.prediction_store import read_log
+    from pipelines.serving.prediction_log import PredictionLog
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.05)
+    sent = {f"c{n}": frame(1 + n % 3, n)[["signal", "noise", "group"]] for n in range(240)}
+    with _client(toy_champion, monkeypatch, prediction_log=log) as client:
+        def post(request_id: str) -> list:
+            answer = client.post("/invocations", json={"dataframe_records": sent[request_id].to_dict("records")},
+                                 headers={"X-Request-ID": request_id})
+            assert answer.status_code == 200, answer.text
+            return answer.json()["predictions"]
+
+        with ThreadPoolExecutor(24) as clients:
+            answered = dict(zip(sent, clients.map(post, sent), strict=True))
+        batches = client.app.state.service.batcher.batches
+    assert batches < len(sent) / 2  # the requests were scored together
+    rows = read_log(log.url).sort_values(["request_id", "row_index"])
+    assert len(rows) == sum(map(len, sent.values())) and rows.groupby("request_id").ngroups == len(sent)
+    for request_id, mine in rows.groupby("request_id"):
+        assert mine.row_index.tolist() == list(range(len(sent[request_id])))
+        np.testing.assert_array_equal(mine.signal, sent[request_id].signal)
+        assert mine.group.tolist() == sent[request_id].group.tolist()
+        np.testing.assert_allclose(mine.prediction, [p[1] for p in answered[request_id]])
+
+
 def test_a_hostile_request_never_stops_the_prediction_log(toy_champion, tmp_path, monkeypatch):
     """A lone surrogate in a text value is served, set aside by the log with its reason, and every request
     after it is logged; /health reports the log's state. An over-long or unprintable request id is a 400."""

@@ -30,6 +30,7 @@ def test_defaults():
 def test_every_environment_variable_keeps_its_name(monkeypatch):
     for name, value in {"MLOPS_SERVING_MODEL": "a", "MLOPS_SERVING_MODELS": "b, c,", "MLOPS_SERVING_ALIAS": "staging",
                         "MLOPS_SERVING_POLL_S": "5", "MLOPS_PREDICTION_LOG": "off",
+                        "MLOPS_PREDICTION_LOG_FLUSH_S": "0.5",
                         "MLOPS_SERVING_MAX_BODY_BYTES": "2048", "MLOPS_SERVING_CHALLENGER": "canary",
                         "MLOPS_SERVING_CANARY_SHARE": "0.25", "MLOPS_SERVING_WORKERS": "4",
                         "MLOPS_SERVING_MODEL_THREADS": "2", "MLOPS_SERVING_EVENT_TIME_COLUMN": "t",
@@ -41,7 +42,8 @@ def test_every_environment_variable_keeps_its_name(monkeypatch):
     assert settings.predict_token.get_secret_value() == "sc0re" and "sc0re" not in repr(settings)
     assert settings.model_dump(exclude={"admin_token", "predict_token"}) == {
         "model_name": "a", "models": ("b", "c"), "configured_models": False, "alias": "staging",
-        "poll_seconds": 5.0, "log_predictions": False, "max_body_bytes": 2048, "challenger_mode": "canary",
+        "poll_seconds": 5.0, "log_predictions": False, "log_flush_seconds": 0.5, "max_body_bytes": 2048,
+        "challenger_mode": "canary",
         "canary_share": 0.25, "workers": 4, "model_threads": 2, "event_time": "t"}
     # In-process, by field name; arguments win over the environment.
     assert ServingSettings(model_name="x", poll_seconds=0).model_name == "x"
@@ -49,7 +51,8 @@ def test_every_environment_variable_keeps_its_name(monkeypatch):
 
 @pytest.mark.parametrize("name,value", [("MLOPS_SERVING_CHALLENGER", "sometimes"),
                                         ("MLOPS_SERVING_CANARY_SHARE", "1.5"),
-                                        ("MLOPS_SERVING_POLL_S", "soon")])
+                                        ("MLOPS_SERVING_POLL_S", "soon"),
+                                        ("MLOPS_PREDICTION_LOG_FLUSH_S", "0")])
 def test_a_bad_value_is_refused_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(pydantic.ValidationError, match=name):

@@ -142,3 +142,32 @@ def test_an_unreachable_registry_keeps_the_models_and_routes_and_says_degraded(r
         assert (state["version"], state["challenger_mode"], state["challenger_version"]) == ("1", "shadow", "2")
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
         assert client.post("/admin/reload").json()["status"] == "ok"
+
+
+def test_a_batch_holding_the_challenger_on_two_routes_logs_each_request_on_its_own(registry):
+    """While the challenger moves from shadow to canary, its shadow and canary requests can share a batch:
+    each request is logged on the route it was scored on."""
+    import asyncio
+
+    import orjson
+
+    from pipelines.serving.protocol import read_request
+
+    with app(registry, challenger_mode="shadow") as client:
+        service = client.app.state.service
+        challenger = service.models.get("cc").serving.challenger
+        body = orjson.dumps({"dataframe_records": [ROW, ROW]})
+
+        async def together():
+            routes = ["shadow", "canary"] * 4
+            return await asyncio.gather(*(
+                service.score(challenger, route, read_request(body, "application/json", challenger, None).columns,
+                              f"{route}-{i}") for i, route in enumerate(routes)))
+
+        before = service.batcher.batches
+        client.portal.call(together)
+        assert service.batcher.batches - before < 8  # the eight requests shared batches
+    rows = logged(registry)
+    assert {(r.request_id, r.route) for r in rows.itertuples()} == {
+        (f"{route}-{i}", route) for i, route in enumerate(["shadow", "canary"] * 4)}
+    assert rows.groupby("request_id").size().eq(2).all()
