@@ -153,7 +153,7 @@ def in_process(model, rows: list[dict], batch: list[dict], threads: int | None =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--log-pairs", type=int, default=3, help="on/off pairs measuring the log's cost")
+    parser.add_argument("--log-pairs", type=int, default=5, help="on/off pairs measuring the log's cost")
     parser.add_argument("--log-seconds", type=int, default=10, help="seconds per load in each pair")
     args = parser.parse_args()
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
