@@ -78,7 +78,9 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
     keep = ["request_id", "row_index", PREDICTION, *[c for c in cfg.features.slices if c in categorical + numeric]]
     rng = np.random.default_rng(seed)
     rows, missing = 0, dict.fromkeys(numeric + categorical, 0)
-    parts: list[dict] = []  # chunk profiles, merged eight at a time: each merge costs the distinct values so far
+    # Chunk profiles in levels: eight of one level merge into one of the next, so each value is merged once
+    # per level (log8 of the chunks), not once per merge as when the running total takes in every new chunk.
+    levels: list[list[dict]] = [[]]
     served, sample = [], pd.DataFrame()
     for chunk in chunks:
         if chunk.empty:
@@ -86,9 +88,15 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
         rows += len(chunk)
         part = profile_reference(chunk.assign(**{PREDICTION: prediction_values(chunk[PREDICTION], prediction_kind)}),
                                  numeric, categorical)
-        parts.append(part.columns)
-        if len(parts) == 8:
-            parts = [{c: combine(*(p[c] for p in parts)) for c in parts[0]}]
+        levels[0].append(part.columns)
+        for level, parts in enumerate(levels):
+            if len(parts) < 8:
+                break
+            merged = {c: combine(*(p[c] for p in parts)) for c in parts[0]}
+            parts.clear()
+            if level + 1 == len(levels):
+                levels.append([])
+            levels[level + 1].append(merged)
         for column in missing:
             missing[column] += int(chunk[column].isna().sum())
         served.append(chunk[keep].astype({c: "category" for c in keep if c in categorical}))
@@ -98,6 +106,7 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
         keyed = chunk.iloc[picked].assign(_key=keys[picked])
         sample = pd.concat([sample, keyed]).nsmallest(sample_rows, "_key") if len(sample) else \
             keyed.nsmallest(sample_rows, "_key")
+    parts = [p for level in levels for p in level]
     if parts:
         profile = {c: combine(*(p[c] for p in parts)) for c in parts[0]}
     else:

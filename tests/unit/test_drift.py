@@ -100,3 +100,25 @@ def test_categories_compare_as_text_whatever_their_type(tmp_path):
     profile = ReferenceProfile.load(profile_reference(reference, [], ["month"]).save(tmp_path / "p.parquet"))
     [month] = dataset_drift(profile, logged).columns
     assert month.score == pytest.approx(0.0, abs=1e-12) and not month.drifted
+
+
+def test_a_window_read_in_many_chunks_is_counted_as_one():
+    """``scan_chunks`` merges chunk profiles level by level (eight into one): across three levels the counts
+    are those of the whole window, value by value."""
+    from pipelines.config import load_model_config
+    from pipelines.monitoring import PREDICTION, scan_chunks
+
+    cfg = load_model_config("flights_delay")
+    rng = np.random.default_rng(3)
+    rows = 300 * 50
+    window = pd.DataFrame({**{c: rng.integers(0, 40, rows).astype(float) for c in cfg.features.numeric},
+                           **{c: rng.choice(["a", "b", "c", None], rows) for c in cfg.features.categorical},
+                           PREDICTION: rng.random(rows), "month": rng.choice(["4", "5"], rows),
+                           "request_id": [f"r{i}" for i in range(rows)], "row_index": np.zeros(rows, dtype=int)})
+    scan = scan_chunks(cfg, (window.iloc[i:i + 50] for i in range(0, rows, 50)), 100)
+    whole = profile_reference(window, [*cfg.features.numeric, PREDICTION], cfg.features.categorical)
+    assert scan.rows == rows and set(scan.profile.columns) == set(whole.columns)
+    for column, expected in whole.columns.items():
+        got = scan.profile.columns[column]
+        assert dict(zip(got.values.tolist(), got.counts.tolist(), strict=True)) == \
+            dict(zip(expected.values.tolist(), expected.counts.tolist(), strict=True)), column
