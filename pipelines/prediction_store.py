@@ -15,7 +15,7 @@ import functools
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -123,12 +123,12 @@ class ServedBatch:
         if len(self.request_ids) == 1:
             return [self]
         ends = np.cumsum(self.rows_per_request).tolist()
-        return [ServedBatch((request_id,), self.served_at, self.model_name, self.model_version, self.route,
-                            {name: values[start:end] for name, values in self.features.items()},
-                            self.predictions[start:end],
-                            self.event_times[start:end] if self.event_times is not None else None,
-                            {name: TextCodes(c.known, c.codes[start:end]) for name, c in self.text_codes.items()}
-                            if self.text_codes is not None else None)
+        return [replace(self, request_ids=(request_id,), request_rows=None,
+                        features={name: values[start:end] for name, values in self.features.items()},
+                        predictions=self.predictions[start:end],
+                        event_times=self.event_times[start:end] if self.event_times is not None else None,
+                        text_codes={name: replace(c, codes=c.codes[start:end]) for name, c in self.text_codes.items()}
+                        if self.text_codes is not None else None)
                 for request_id, start, end in zip(self.request_ids, [0, *ends[:-1]], ends, strict=True)]
 
 

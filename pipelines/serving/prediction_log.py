@@ -59,6 +59,11 @@ def _chunks(batches: list[ServedBatch], max_rows: int) -> Iterator[list[ServedBa
         yield chunk
 
 
+def _by_request(batches: list[ServedBatch]) -> list[ServedBatch]:
+    """The batches split into one per request: what is set aside alone when a row cannot be stored."""
+    return [request for batch in batches for request in batch.by_request()]
+
+
 def default_set_aside() -> Path:
     from pipelines.config import StatePaths
 
@@ -195,14 +200,12 @@ class PredictionLog:
             try:
                 segments.append((group, encode_segment(group)))
             except Exception as exc:  # e.g. a lone surrogate in a text value: UTF-8 cannot hold it
-                if len(group) == 1 and len(group[0].request_ids) == 1:
-                    self._set_aside(group, f"cannot encode: {type(exc).__name__}: {exc}")
+                requests = _by_request(group)
+                if len(requests) == 1:
+                    self._set_aside(requests, f"cannot encode: {type(exc).__name__}: {exc}")
                 else:
-                    segments.extend(self._segments_one_by_one(group))
+                    segments.extend(segment for request in requests for segment in self._segments([request]))
         return segments
-
-    def _segments_one_by_one(self, group: list[ServedBatch]) -> list[tuple[list[ServedBatch], dict]]:
-        return [segment for batch in group for request in batch.by_request() for segment in self._segments([request])]
 
     def _write(self, batches: list[ServedBatch]) -> None:
         segments = self._segments(batches)
@@ -217,7 +220,7 @@ class PredictionLog:
             return self._spill(segments)
         except sa.exc.DBAPIError as exc:  # not transient: a value the database refuses
             self.write_errors += 1
-            requests = [request for group, _ in segments for batch in group for request in batch.by_request()]
+            requests = _by_request([batch for group, _ in segments for batch in group])
             if len(requests) == 1:
                 return self._set_aside(requests, f"refused by the database: {exc.orig}")
             for request in requests:  # each request alone, so that only the one at fault is set aside
@@ -345,7 +348,7 @@ class PredictionLog:
         try:
             self.set_aside_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.set_aside_path, "ab") as out:
-                for b in (request for batch in batches for request in batch.by_request()):
+                for b in _by_request(batches):
                     out.write(orjson.dumps({
                         "reason": reason[:2000], "request_id": b.request_ids[0], "served_at": b.served_at,
                         "model_name": b.model_name, "model_version": b.model_version, "route": b.route,
