@@ -7,6 +7,10 @@ request id, row index, serving time, event time and prediction. Its row in ``pre
 what a reader filters on: model, version, route, row count and the span of event time (serving time for rows
 sent without one). The prediction service writes a segment per model and flush; monitoring reads a window as
 Arrow, never parsing a row, and gets typed columns.
+
+Writes are idempotent: each segment carries a random ``segment_id`` (unique), and ``insert_segments`` skips
+one already stored. A write whose commit reached the database but whose answer was lost (the connection cut
+at that moment) is spilled and written again; it is then stored once.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from pipelines.config import database_url
 
@@ -44,7 +50,9 @@ SEGMENTS = sa.Table(
     sa.Column("event_from", sa.DateTime(timezone=True), nullable=False),
     sa.Column("event_to", sa.DateTime(timezone=True), nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),  # the rows: an Arrow IPC stream
+    sa.Column("segment_id", sa.String(32)),  # random, set when encoded: a segment written twice is stored once
     sa.Index("ix_prediction_segments_window", "model_name", "event_to"),
+    sa.Index("ux_prediction_segments_segment_id", "segment_id", unique=True),
 )
 # The log's own columns in a segment; every other column is a feature as scored.
 LOG_COLUMNS = ("request_id", "row_index", "served_at", "event_time", "prediction")
@@ -150,10 +158,40 @@ def _reader(url: str) -> sa.Engine:
 
 
 def create_tables(engine: sa.Engine) -> None:
-    """Create ``prediction_segments``; move the rows of a row-per-row log into it (see ``migrate_row_log``)."""
+    """Create ``prediction_segments`` (or add the ``segment_id`` an earlier layout lacks); move the rows of a
+    row-per-row log into it (see ``migrate_row_log``)."""
     METADATA.create_all(engine)
-    if sa.inspect(engine).has_table(ROW_LOG):
+    inspector = sa.inspect(engine)
+    if "segment_id" not in {column["name"] for column in inspector.get_columns(SEGMENTS.name)}:
+        _add_segment_id(engine)
+    if inspector.has_table(ROW_LOG):
         migrate_row_log(engine)
+
+
+def _add_segment_id(engine: sa.Engine) -> None:
+    """Add ``segment_id`` and its unique index to a ``prediction_segments`` made without them (its rows keep
+    no id). Two processes starting together add it once: the second's ALTER fails and it goes on."""
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"ALTER TABLE {SEGMENTS.name} ADD COLUMN segment_id VARCHAR(32)")
+            next(i for i in SEGMENTS.indexes if i.name == "ux_prediction_segments_segment_id").create(connection)
+    except sa.exc.DBAPIError:
+        log.info("%s.segment_id was added by another process", SEGMENTS.name)
+
+
+def insert_segments(connection: sa.Connection, segments: list[dict]) -> None:
+    """Insert the encoded segments, skipping any whose ``segment_id`` is already stored."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(SEGMENTS).on_conflict_do_nothing(index_elements=["segment_id"])
+    elif dialect == "sqlite":
+        statement = sqlite.insert(SEGMENTS).on_conflict_do_nothing(index_elements=["segment_id"])
+    elif dialect in ("mysql", "mariadb"):
+        statement = mysql.insert(SEGMENTS)
+        statement = statement.on_duplicate_key_update(segment_id=statement.inserted.segment_id)
+    else:  # another database: a write repeated after a lost answer may store its rows twice
+        statement = SEGMENTS.insert()
+    connection.execute(statement, segments)
 
 
 # The log of an earlier layout: a row per served row, its features as a JSON object.
@@ -184,7 +222,7 @@ def migrate_row_log(engine: sa.Engine, chunk_rows: int = 100_000) -> int:
             groups: dict[tuple, list[ServedBatch]] = {}
             for batch in batches:
                 groups.setdefault(batch.segment_key, []).append(batch)
-            connection.execute(SEGMENTS.insert(), [encode_segment(group) for group in groups.values()])
+            insert_segments(connection, [encode_segment(group) for group in groups.values()])
             moved += len(rows)
     log.warning("moved %d rows of %s into %s; the old table is kept as %s_migrated", moved, ROW_LOG,
                 SEGMENTS.name, ROW_LOG)
@@ -287,7 +325,7 @@ def encode_segment(batches: list[ServedBatch]) -> dict:
     return {"model_name": first.model_name, "model_version": first.model_version, "route": first.route,
             "rows": total, "served_from": batches[0].served_at, "served_to": batches[-1].served_at,
             "event_from": span["min"].as_py(), "event_to": span["max"].as_py(),
-            "data": sink.getvalue().to_pybytes()}
+            "data": sink.getvalue().to_pybytes(), "segment_id": uuid.uuid4().hex}
 
 
 def decode_segment(data: bytes) -> pa.Table:

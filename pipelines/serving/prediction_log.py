@@ -30,6 +30,7 @@ import queue
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 
-from pipelines.prediction_store import SEGMENTS, ServedBatch, create_tables, default_url, encode_segment
+from pipelines.prediction_store import ServedBatch, create_tables, default_url, encode_segment, insert_segments
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class PredictionLog:
         if not self._tables_ready:
             self._create_tables()
         with self.engine.begin() as connection:
-            connection.execute(SEGMENTS.insert(), segments)
+            insert_segments(connection, segments)
 
     def _done(self, rows: int, written: bool) -> None:
         with self._lock:
@@ -374,6 +375,7 @@ def read_spill(path: Path) -> list[dict]:
         fields = orjson.loads(data[offset + _FRAME.size:offset + _FRAME.size + fields_length])
         for stamp in ("served_from", "served_to", "event_from", "event_to"):
             fields[stamp] = datetime.fromisoformat(fields[stamp])
+        fields.setdefault("segment_id", uuid.uuid4().hex)  # a file written without ids
         segments.append({**fields, "data": data[end - data_length:end]})
         offset = end
     if offset < len(data):

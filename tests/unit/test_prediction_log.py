@@ -1,4 +1,5 @@
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -171,6 +172,31 @@ def test_a_locked_database_delays_rows_but_loses_none(tmp_path):
     assert log.rows_written == 5 and log.backlog == 0
 
 
+def test_a_write_committed_whose_answer_was_lost_is_stored_once(log_url, tmp_path):
+    """The connection is cut after the database committed a write: the writer sees a transient error and
+    spills the rows, then writes the spill when the store answers. The rows are stored and counted once."""
+    log = PredictionLog(log_url, flush_seconds=0.01, retry_seconds=0.05, spill_dir=tmp_path / "spill")
+    insert, cuts = log._insert, []
+
+    def committed_then_cut(segments):
+        insert(segments)
+        if not cuts:
+            cuts.append(len(segments))
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    log._insert = committed_then_cut
+    log.submit(batch("cut", 4))
+    deadline = time.monotonic() + 20
+    while log.backlog and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log.submit(batch("after", 2))
+    log.close()
+    assert cuts == [1] and log.spilled_rows == 0 and not list((tmp_path / "spill").glob("spill-*"))
+    assert (log.rows_written, log.rows_set_aside, logged_rows(log_url)) == (6, 0, 6)
+    assert read_log(log_url).request_id.tolist() == ["cut"] * 4 + ["after"] * 2
+    log.engine.dispose()
+
+
 def test_a_resent_request_id_is_logged_again_not_wedged(log_url):
     log = PredictionLog(log_url, flush_seconds=0.01)
     log.submit(batch("same", 2))
@@ -253,4 +279,23 @@ def test_a_row_per_row_log_is_moved_into_segments_once(tmp_path):
     assert sa.inspect(log.engine).has_table("prediction_log_migrated")
     assert not sa.inspect(log.engine).has_table("prediction_log")
     assert logged_rows(url) == 3  # a second open moves nothing again
+    log.engine.dispose()
+
+
+def test_segments_stored_without_an_id_get_the_column_and_keep_their_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    engine = sa.create_engine(url)
+    without_id = sa.Table(SEGMENTS.name, sa.MetaData(),
+                          *(column.copy() for column in SEGMENTS.columns if column.name != "segment_id"))
+    without_id.create(engine)
+    segment = encode_segment([batch("old", 3)])
+    with engine.begin() as connection:
+        connection.execute(without_id.insert(), {k: v for k, v in segment.items() if k != "segment_id"})
+    engine.dispose()
+    log = PredictionLog(url, flush_seconds=0.01)
+    log.submit(batch("new", 2))
+    log.close()
+    assert read_log(url).request_id.tolist() == ["old"] * 3 + ["new"] * 2
+    indexes = {index["name"]: index["unique"] for index in sa.inspect(log.engine).get_indexes(SEGMENTS.name)}
+    assert indexes["ux_prediction_segments_segment_id"] == 1
     log.engine.dispose()
