@@ -346,21 +346,28 @@ class PredictionLog:
     def _set_aside(self, batches: list[ServedBatch], reason: str) -> None:
         """Keep what was served for inspection, one JSON line per request, with the reason it was not logged."""
         rows = sum(b.rows for b in batches)
+        self._keep([{"reason": reason[:2000], "request_id": b.request_ids[0], "served_at": b.served_at,
+                     "model_name": b.model_name, "model_version": b.model_version, "route": b.route, "rows": b.rows,
+                     "features": {k: [repr(v) for v in values] for k, values in b.features.items()},
+                     "predictions": b.predictions.tolist()} for b in _by_request(batches)], rows, reason)
+        self._done(rows, written=False)
+
+    def set_aside_unbuilt(self, request_ids: list[str], request_rows: list[int], reason: str) -> None:
+        """Rows served whose log entry could not be built (never submitted): counted as set aside and kept as
+        their request ids and the reason, so that served = written + set aside + backlog still holds."""
+        self._keep([{"reason": reason[:2000], "request_id": request_id, "served_at": now(), "rows": rows}
+                    for request_id, rows in zip(request_ids, request_rows, strict=True)], sum(request_rows), reason)
+
+    def _keep(self, records: list[dict], rows: int, reason: str) -> None:
         try:
             self.set_aside_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.set_aside_path, "ab") as out:
-                for b in _by_request(batches):
-                    out.write(orjson.dumps({
-                        "reason": reason[:2000], "request_id": b.request_ids[0], "served_at": b.served_at,
-                        "model_name": b.model_name, "model_version": b.model_version, "route": b.route,
-                        "rows": b.rows, "features": {k: [repr(v) for v in values]
-                                                     for k, values in b.features.items()},
-                        "predictions": b.predictions.tolist()}, option=orjson.OPT_APPEND_NEWLINE))
+                out.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
         except OSError:
             log.exception("prediction log: could not keep %d set-aside rows in %s", rows, self.set_aside_path)
         log.error("prediction log: %d rows set aside in %s: %s", rows, self.set_aside_path, reason[:500])
-        self._done(rows, written=False)
-        self.rows_set_aside += rows
+        with self._lock:  # the writer and the scoring thread both set rows aside
+            self.rows_set_aside += rows
 
 
 def read_spill(path: Path) -> list[dict]:

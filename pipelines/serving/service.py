@@ -122,22 +122,17 @@ class PredictionService:
     def _log_scored(self, _scorer: Any, model_input: list[Columns], requests: list[LoggedRequest],
                     request_rows: list[int], output: np.ndarray) -> None:
         """A micro-batch's rows to the prediction log as one entry (on the scoring thread, once per batch, from
-        the columns ``join_columns`` joined for the scorer): the log's work grows with batches, not requests."""
-        (columns,) = model_input
-        first = requests[0]
-        model = first.model  # one scorer per batch: one model
-        event_times = None
-        if any(r.event_times for r in requests):
-            event_times = [t for r, rows in zip(requests, request_rows, strict=True)
-                           for t in (r.event_times or [None] * rows)]
-        batch = ServedBatch(tuple(r.request_id for r in requests), now(), model.name, model.version, first.route,
-                            columns.values, model.task.scores(output, model.classes), event_times,
-                            columns.codes or None, tuple(request_rows) if len(requests) > 1 else None)
-        if all(r.route == first.route for r in requests):
-            self.prediction_log.submit(batch)
+        the columns ``join_columns`` joined for the scorer): the log's work grows with batches, not requests.
+        An entry that cannot be built is counted as set aside, never lost from the counts."""
+        try:
+            entries = _log_entries(model_input, requests, request_rows, output)
+        except Exception as exc:
+            log.exception("the prediction log entry of %d requests could not be built", len(requests))
+            self.prediction_log.set_aside_unbuilt([r.request_id for r in requests], request_rows,
+                                                  f"entry not built: {type(exc).__name__}: {exc}")
             return
-        for part, request in zip(batch.by_request(), requests, strict=True):  # the challenger mid-way shadow -> canary
-            self.prediction_log.submit(replace(part, route=request.route))
+        for entry in entries:
+            self.prediction_log.submit(entry)
 
     def shadow(self, challenger: LoadedModel, request: ScoringRequest, request_id: str) -> None:
         """Score the request with the challenger too, after the caller has its answer; logged, never
@@ -152,3 +147,22 @@ class PredictionService:
         except Exception as exc:  # the shadow never affects the caller; say why it could not score
             log.warning("shadow %s v%s could not score request %s: %s", challenger.name, challenger.version,
                         request_id, exc)
+
+
+def _log_entries(model_input: list[Columns], requests: list[LoggedRequest], request_rows: list[int],
+                 output: np.ndarray) -> list[ServedBatch]:
+    """A scored micro-batch as the prediction log's entries: one, or one per request when the challenger's
+    requests in it were on two routes (moved from shadow to canary mid-way)."""
+    (columns,) = model_input
+    first = requests[0]
+    model = first.model  # one scorer per batch: one model
+    event_times = None
+    if any(r.event_times for r in requests):
+        event_times = [t for r, rows in zip(requests, request_rows, strict=True)
+                       for t in (r.event_times or [None] * rows)]
+    batch = ServedBatch(tuple(r.request_id for r in requests), now(), model.name, model.version, first.route,
+                        columns.values, model.task.scores(output, model.classes), event_times,
+                        columns.codes or None, tuple(request_rows) if len(requests) > 1 else None)
+    if all(r.route == first.route for r in requests):
+        return [batch]
+    return [replace(part, route=request.route) for part, request in zip(batch.by_request(), requests, strict=True)]

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -164,6 +165,34 @@ def test_a_hostile_request_never_stops_the_prediction_log(toy_champion, tmp_path
         assert 'prediction_log_rows_set_aside 1.0' in client.get("/metrics").text
         assert 'prediction_requests_total{model="toy",status="400"} 2.0' in client.get("/metrics").text
     assert "cannot encode" in (tmp_path / "set_aside.jsonl").read_text()
+
+
+def test_a_log_entry_that_cannot_be_built_is_counted_as_set_aside(toy_champion, tmp_path, monkeypatch):
+    """A bug building a batch's log entry fails no request, and its rows are counted and kept as set aside:
+    rows served = rows written + rows set aside still holds."""
+    import pipelines.serving.service as service_module
+    from pipelines.prediction_store import ServedBatch
+    from pipelines.serving.prediction_log import PredictionLog
+
+    def broken_once(*args, **kwargs):
+        monkeypatch.setattr(service_module, "ServedBatch", ServedBatch)
+        raise ValueError("a bug building the entry")
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}", flush_seconds=0.01,
+                        set_aside=tmp_path / "set_aside.jsonl")
+    rows = frame(3, 2)[["signal", "noise", "group"]].to_dict("records")
+    with _client(toy_champion, monkeypatch, prediction_log=log) as client:
+        monkeypatch.setattr(service_module, "ServedBatch", broken_once)
+        for request_id in ("unbuilt", "next"):
+            answer = client.post("/invocations", json={"dataframe_records": rows}, headers={"X-Request-ID": request_id})
+            assert answer.status_code == 200
+        deadline = time.monotonic() + 10
+        while log.backlog and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = client.get("/health").json()["prediction_log"]
+        assert (state["rows_written"], state["rows_set_aside"], state["backlog_rows"]) == (3, 3, 0)
+    (kept,) = [orjson.loads(line) for line in (tmp_path / "set_aside.jsonl").read_bytes().splitlines()]
+    assert (kept["request_id"], kept["rows"]) == ("unbuilt", 3) and "a bug building the entry" in kept["reason"]
 
 
 def test_oversized_body_gets_a_413(toy_champion, monkeypatch):
