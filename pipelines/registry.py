@@ -51,7 +51,7 @@ def alias_version(client, model_name: str, alias: str) -> str | None:
     except MlflowException as exc:
         if is_missing(exc):
             return None
-        if exc.error_code == "PERMISSION_DENIED" and not _model_exists(client, model_name):
+        if is_denied(exc) and not _model_exists(client, model_name):
             return None  # MLflow's basic-auth app denies the alias of a model that does not exist yet
         raise
 
@@ -63,6 +63,13 @@ def is_missing(exc: Exception) -> bool:
     return isinstance(exc, MlflowException) and (
         exc.error_code == "RESOURCE_DOES_NOT_EXIST"
         or (exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)))
+
+
+def is_denied(exc: Exception) -> bool:
+    """Whether an MLflow error says the user may not do this (MLflow's basic-auth app)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code == "PERMISSION_DENIED"
 
 
 def _model_exists(client, model_name: str) -> bool:

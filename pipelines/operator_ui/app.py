@@ -40,8 +40,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
     links = {"base": url_prefix, "mlflow_ui": mlflow_ui_url()}
 
     async def read(fn, *args) -> Any:
-        """Registry reads off the API server's event loop."""
-        from pipelines.registry import is_missing
+        """Registry reads off the API server's event loop: a 404 for what the registry does not hold, a 403 for
+        what it does not let this server's MLflow user read."""
+        from pipelines.registry import is_denied, is_missing
         from pipelines.tracking import mlflow_client
 
         try:
@@ -49,6 +50,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         except Exception as exc:
             if is_missing(exc):
                 raise HTTPException(404, f"not in the registry: {' '.join(map(str, args))}") from None
+            if is_denied(exc):
+                raise HTTPException(403, f"the registry does not let this server's MLflow user read "
+                                         f"{' '.join(map(str, args)) or 'the models'}: {exc}") from None
             raise
 
     @app.get("/models", response_class=HTMLResponse)

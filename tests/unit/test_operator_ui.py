@@ -92,6 +92,21 @@ def test_unknown_models_and_versions_are_404s(pages):
     assert get(client, "/dags/some_other_dag").status_code == 404
 
 
+def test_a_model_the_registry_does_not_let_this_server_read_is_a_403(pages, monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    from pipelines.operator_ui import registry_view
+
+    def denied(client, name=None):
+        raise MlflowException(f"Permission denied for {name}", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(registry_view, "models", denied)
+    client, _ = pages
+    answer = get(client, "/models/toy")
+    assert answer.status_code == 403 and "does not let this server's MLflow user read toy" in answer.text
+
+
 def test_a_model_dag_tab_opens_its_model_page(pages):
     client, _ = pages
     answer = client.get("/dags/train_flights_delay", headers={"Authorization": f"Bearer {TOKEN}"},
