@@ -250,8 +250,10 @@ def test_with_a_predict_token_scoring_needs_it_and_the_rest_stays_open(toy_champ
             refused = client.post(path, json={"dataframe_records": row})
             assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer", path
         assert client.post("/predict", json={"rows": row}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        bad_id = client.post("/invocations", json={"dataframe_records": row}, headers={"X-Request-ID": "x" * 65})
+        assert bad_id.status_code == 401 and "X-Request-ID" not in bad_id.headers  # nothing read before the token
         ok = client.post("/invocations", json={"dataframe_records": row},
                          headers={"Authorization": "Bearer let-me-score"})
         assert ok.status_code == 200
         assert all(client.get(path).status_code == 200 for path in ("/health", "/ping", "/openapi.json"))
-        assert 'prediction_requests_total{model="toy",status="401"} 3.0' in client.get("/metrics").text
+        assert 'prediction_requests_total{model="toy",status="401"} 4.0' in client.get("/metrics").text

@@ -70,19 +70,22 @@ async def _score_named(name: str, request: Request, handler: Handler) -> Respons
 
 
 async def _instrumented(service: PredictionService, slot: ModelSlot, request: Request, handler: Handler) -> Response:
-    """Request id, latency and status metrics for every scoring request."""
+    """Latency and status metrics for every scoring request; the token is checked before anything the request
+    sends is read."""
     started = time.perf_counter()
+    response = _unauthenticated(service, request) or await _answer(service, slot, request, handler)
+    service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
+    return response
+
+
+async def _answer(service: PredictionService, slot: ModelSlot, request: Request, handler: Handler) -> Response:
+    """The handler's answer, under the request's id (sent as ``X-Request-ID`` or made here, and echoed)."""
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     if len(request_id) > MAX_REQUEST_ID or not (request_id.isascii() and request_id.isprintable()):
-        response = error_response(400, f"X-Request-ID must be 1 to {MAX_REQUEST_ID} printable ASCII characters",
-                                  "INVALID_PARAMETER_VALUE")
-        service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
-        return response
+        return error_response(400, f"X-Request-ID must be 1 to {MAX_REQUEST_ID} printable ASCII characters",
+                              "INVALID_PARAMETER_VALUE")
     prediction_log = service.prediction_log
-    refused = _unauthenticated(service, request)
-    if refused is not None:
-        response = refused
-    elif prediction_log is not None and not prediction_log.admit():
+    if prediction_log is not None and not prediction_log.admit():
         # Every row served is logged: rather than grow the queue past its bound, refuse until it drains.
         response = error_response(503, "the prediction log is behind (its store is down and its spill cannot be "
                                   "written); retry later", "PREDICTION_LOG_FULL")
@@ -94,7 +97,6 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
             log.exception("request %s to %s failed", request_id, slot.name)
             response = error_response(500, "internal error scoring this request; it is logged with its request id",
                                       "INTERNAL_ERROR")
-    service.metrics.of(slot.name).request(response.status_code, time.perf_counter() - started)
     response.headers["X-Request-ID"] = request_id
     return response
 
