@@ -14,48 +14,21 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.mlflow_server import free_port, running_mlflow_server
+
 MODEL = "flights_delay"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(monkeypatch_module, tmp_path_factory):
-    """A real MLflow tracking server (SQLite backend, proxied artifacts), as `make up` runs it: the REST
-    store behaves differently from a local SQLite store (e.g. registering MLflow 3 logged-model URIs)."""
-    folder = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    process = subprocess.Popen(
-        [mlflow_cli, "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        env=env, stdout=open(folder / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
-    else:
-        pytest.fail("MLflow server did not start: " + (folder / "server.log").read_text()[-3000:])
-    monkeypatch_module.setenv("MLFLOW_TRACKING_URI", url)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    """A real MLflow tracking server for the module, set as its MLFLOW_TRACKING_URI."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as url:
+        monkeypatch_module.setenv("MLFLOW_TRACKING_URI", url)
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +40,7 @@ def serve_on_loopback(monkeypatch_module):
     servers = []
 
     def serve(app) -> str:
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -179,7 +152,7 @@ class ProductionStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_"))}
         env.update(MLOPS_HOME=str(self.folder / "state"), MLOPS_INCLUDE_DIR=str(include),
                    MLOPS_PG_SERVER=PG_SERVER, MLOPS_PG_DATABASE_PREFIX=self.prefix, MLOPS_REDIS_URL=self.redis_url,
-                   AIRFLOW_PORT=str(_free_port()), MLFLOW_PORT=str(_free_port()), SERVING_PORT=str(_free_port()))
+                   AIRFLOW_PORT=str(free_port()), MLFLOW_PORT=str(free_port()), SERVING_PORT=str(free_port()))
         self.env = env
         self.output = self.folder / "up.log"
         self.up = subprocess.Popen([sys.executable, "scripts/stack.py", "up", "--topology", "production"], env=env,

@@ -4,49 +4,32 @@ half-made version, and the task's retry completes the registration with no dupli
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import httpx
 import pytest
 
+from tests.mlflow_server import running_mlflow_server
 from tests.unit.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlflow_server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'm.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-        time.sleep(0.5)
-    yield port
-    server.terminate()
-    server.wait(30)
+def mlflow_port(tmp_path_factory):
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+@pytest.fixture()
+def proxy(mlflow_port):
+    """The loopback proxy the test reaches the server through, and cuts."""
+    proxy = TcpProxy(mlflow_port).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.mark.parametrize("cut_before", ["register", "previous", "champion"])
-def test_the_registry_gone_mid_registration_leaves_the_aliases_and_a_retry_completes(mlflow_server, tmp_path,
-                                                                                   monkeypatch, cut_before):
+def test_the_registry_gone_mid_registration_leaves_the_aliases_and_a_retry_completes(proxy, tmp_path, monkeypatch,
+                                                                                   cut_before):
     from pipelines.registry import aliases, promote_version, register_version
     from tests.unit.toy_models import ToyRegistry
 
-    proxy = TcpProxy(mlflow_server).start()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{proxy.port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once rather than back off for minutes
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -86,4 +69,3 @@ def test_the_registry_gone_mid_registration_leaves_the_aliases_and_a_retry_compl
     promotion = register_and_promote()  # the task's retry
     assert aliases(client, name) == {"champion": promotion.version, "previous": v1, "challenger": None}
     assert {str(v.version) for v in client.search_model_versions(f"name = '{name}'")} == {v1, promotion.version}
-    proxy.stop()
