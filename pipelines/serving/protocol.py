@@ -269,31 +269,25 @@ def read_request(body: bytes, content_type: str, model: LoadedModel, event_time:
     return ScoringRequest(conform_columns(parsed, model), times, parsed=parsed, **read)
 
 
-def joined(batch: list[Columns], name: str) -> np.ndarray:
-    """One column of a whole micro-batch of conformed requests."""
-    return batch[0].values[name] if len(batch) == 1 else np.concatenate([part.values[name] for part in batch])
-
-
-def join_columns(batch: list[Columns]) -> list[Columns]:
+def join_columns(batch: list[Columns]) -> Columns:
     """A micro-batch of conformed requests as one (the batcher's ``combine``): each column joined, and each text
     column's codes when every request has them against the same categories; joined once, for the scorer and
     the prediction log."""
     if len(batch) == 1:
-        return batch
+        return batch[0]
     first = batch[0]
     codes = {}
     for name, first_codes in first.codes.items():
         parts = [part.codes.get(name) for part in batch]
         if all(p is not None and p.known is first_codes.known for p in parts):
             codes[name] = replace(first_codes, codes=np.concatenate([p.codes for p in parts]))
-    return [Columns(first.names, {name: joined(batch, name) for name in first.values}, sum(p.rows for p in batch),
-                    codes)]
+    values = {name: np.concatenate([part.values[name] for part in batch]) for name in first.values}
+    return Columns(first.names, values, sum(p.rows for p in batch), codes)
 
 
-def columns_to_frame(batch: list[Columns]) -> pd.DataFrame:
-    """One DataFrame for a whole micro-batch of conformed requests (runs in the scoring thread)."""
-    names = batch[0].names
-    return pd.DataFrame({n: joined(batch, n) for n in names}, columns=names)
+def columns_frame(columns: Columns) -> pd.DataFrame:
+    """The conformed rows as one DataFrame, columns in order."""
+    return pd.DataFrame(columns.values, columns=columns.names)
 
 
 def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
@@ -308,4 +302,4 @@ def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
         raise BadRequest(f"duplicate columns {sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})}")
     frame = frame.astype(object).where(frame.notna(), None)
     columns = Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
-    return columns_to_frame([conform_columns(columns, model)])
+    return columns_frame(conform_columns(columns, model))

@@ -1,4 +1,5 @@
-"""How a loaded model scores one micro-batch of conformed requests (``Columns``), on the scoring thread.
+"""How a loaded model scores one micro-batch of conformed requests (joined into one ``Columns``), on the scoring
+thread.
 
 ``FrameScorer`` hands the model's own Pipeline one DataFrame: right for any model. ``OrdinalTreeScorer``
 knows the pipeline the project trains for ``gradient_boosting`` (numeric columns passed through, categorical
@@ -20,14 +21,14 @@ import numpy as np
 import pandas as pd
 
 from pipelines.prediction_store import KnownCategories, TextCodes
-from pipelines.serving.protocol import Columns, columns_to_frame, joined
+from pipelines.serving.protocol import Columns, columns_frame
 
 log = logging.getLogger("pipelines.serving")
 
 
 class Scorer(Protocol):
-    def score(self, batch: list[Columns]) -> np.ndarray:
-        """The model's output (``predict_proba`` or ``predict``) for the batch's rows, in order."""
+    def score(self, columns: Columns) -> np.ndarray:
+        """The model's output (``predict_proba`` or ``predict``) for the rows, in order."""
 
     def text_codes(self, values: dict[str, np.ndarray]) -> dict[str, TextCodes]:
         """One request's text columns encoded as this scorer encodes them (none if it has no such encoding)."""
@@ -39,8 +40,8 @@ class FrameScorer:
     def __init__(self, model: Any, method: str):
         self._predict = getattr(model, method)
 
-    def score(self, batch: list[Columns]) -> np.ndarray:
-        return np.asarray(self._predict(columns_to_frame(batch)))
+    def score(self, columns: Columns) -> np.ndarray:
+        return np.asarray(self._predict(columns_frame(columns)))
 
     def text_codes(self, values: dict[str, np.ndarray]) -> dict[str, TextCodes]:
         return {}
@@ -62,21 +63,20 @@ class OrdinalTreeScorer:
     def text_codes(self, values: dict[str, np.ndarray]) -> dict[str, TextCodes]:
         return {column: known.codes(values[column]) for column, known in self._known.items() if known is not None}
 
-    def score(self, batch: list[Columns]) -> np.ndarray:
-        rows = sum(part.rows for part in batch)
-        matrix = np.empty((rows, len(self.numeric) + len(self.categorical)), dtype=np.float64)
+    def score(self, columns: Columns) -> np.ndarray:
+        matrix = np.empty((columns.rows, len(self.numeric) + len(self.categorical)), dtype=np.float64)
         for i, column in enumerate(self.numeric):
-            matrix[:, i] = joined(batch, column)
+            matrix[:, i] = columns.values[column]
         for j, (column, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
-            matrix[:, len(self.numeric) + j] = self._coded(batch, column, codes)  # unknown: -1
+            matrix[:, len(self.numeric) + j] = self._coded(columns, column, codes)  # unknown: -1
         return np.asarray(self._predict(matrix))
 
-    def _coded(self, batch: list[Columns], column: str, codes: pd.Index) -> np.ndarray:
-        """The column's codes: those the requests came with when they are this scorer's, else looked up."""
-        sent = [part.codes.get(column) for part in batch]
-        if all(s is not None and s.known is self._known[column] for s in sent):
-            return sent[0].codes if len(sent) == 1 else np.concatenate([s.codes for s in sent])
-        return codes.get_indexer(joined(batch, column))
+    def _coded(self, columns: Columns, column: str, codes: pd.Index) -> np.ndarray:
+        """The column's codes: those the rows came with when they are this scorer's, else looked up."""
+        sent = columns.codes.get(column)
+        if sent is not None and sent.known is self._known[column]:
+            return sent.codes
+        return codes.get_indexer(columns.values[column])
 
 
 def scorer_for(model: Any, method: str, numeric: list[str], categorical: list[str]) -> Scorer:
@@ -86,7 +86,7 @@ def scorer_for(model: Any, method: str, numeric: list[str], categorical: list[st
     direct = _ordinal_tree_scorer(model, method, numeric, categorical)
     if direct is None:
         return frame_scorer
-    probe = [_probe(numeric, categorical, direct._codes)]
+    probe = _probe(numeric, categorical, direct._codes)
     try:
         agrees = np.array_equal(direct.score(probe), frame_scorer.score(probe), equal_nan=True)
     except Exception as exc:  # the direct path must never make a model unservable

@@ -119,13 +119,13 @@ class PredictionService:
         self.metrics.of(model.name).rows.inc(columns.rows)
         return output
 
-    def _log_scored(self, _scorer: Any, model_input: list[Columns], requests: list[LoggedRequest],
+    def _log_scored(self, _scorer: Any, columns: Columns, requests: list[LoggedRequest],
                     request_rows: list[int], output: np.ndarray) -> None:
         """A micro-batch's rows to the prediction log as one entry (on the scoring thread, once per batch, from
         the columns ``join_columns`` joined for the scorer): the log's work grows with batches, not requests.
         An entry that cannot be built is counted as set aside, never lost from the counts."""
         try:
-            entries = _log_entries(model_input, requests, request_rows, output)
+            entries = _log_entries(columns, requests, request_rows, output)
         except Exception as exc:
             log.exception("the prediction log entry of %d requests could not be built", len(requests))
             self.prediction_log.set_aside_unbuilt([r.request_id for r in requests], request_rows,
@@ -149,11 +149,10 @@ class PredictionService:
                         request_id, exc)
 
 
-def _log_entries(model_input: list[Columns], requests: list[LoggedRequest], request_rows: list[int],
+def _log_entries(columns: Columns, requests: list[LoggedRequest], request_rows: list[int],
                  output: np.ndarray) -> list[ServedBatch]:
     """A scored micro-batch as the prediction log's entries: one, or one per request when the challenger's
     requests in it were on two routes (moved from shadow to canary mid-way)."""
-    (columns,) = model_input
     first = requests[0]
     model = first.model  # one scorer per batch: one model
     event_times = None

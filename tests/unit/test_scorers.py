@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import FeaturesConfig, SearchConfig
-from pipelines.serving.protocol import Columns
+from pipelines.serving.protocol import Columns, join_columns
 from pipelines.serving.scorers import FrameScorer, OrdinalTreeScorer, scorer_for
 from pipelines.task_types import BinaryClassification, MulticlassClassification, Regression
 from pipelines.training import model_inputs, train_candidate
@@ -68,11 +68,11 @@ def test_the_direct_path_answers_exactly_what_the_pipeline_answers(task):
     batch = requests(300, 3)
     frame = pd.concat([pd.DataFrame(part.values) for part in batch], ignore_index=True)
     expected = getattr(model, method)(model_inputs(frame, FEATURES))
-    assert np.array_equal(scorer.score(batch), expected)
+    assert np.array_equal(scorer.score(join_columns(batch)), expected)
     # As the service scores it: each request's text columns coded once (for the scorer and the log).
     coded = [replace(part, codes=scorer.text_codes(part.values)) for part in batch]
     assert "shade" in coded[0].codes  # "group" was trained with None among its categories: looked up instead
-    assert np.array_equal(scorer.score(coded), expected)
+    assert np.array_equal(scorer.score(join_columns(coded)), expected)
 
 
 def test_a_model_of_another_shape_is_scored_whole():
@@ -81,7 +81,7 @@ def test_a_model_of_another_shape_is_scored_whole():
     assert isinstance(scorer, FrameScorer)
     batch = requests(50, 4, infinities=False)
     frame = pd.concat([pd.DataFrame(part.values) for part in batch], ignore_index=True)
-    assert np.array_equal(scorer.score(batch), model.predict_proba(frame))
+    assert np.array_equal(scorer.score(join_columns(batch)), model.predict_proba(frame))
 
 
 def test_an_encoder_that_encodes_otherwise_is_scored_whole():
