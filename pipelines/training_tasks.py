@@ -365,7 +365,7 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     import mlflow
     import numpy as np
     import pandas as pd
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     from pipelines.evaluation import plot_evaluation
     from pipelines.gate import EvaluationReport
@@ -441,13 +441,12 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     pd.DataFrame(candidate.slices).to_csv(folder / "slices.csv", index=False)
     holdout_metrics = [Metric(f"holdout_{k}", v, int(time.time() * 1000), 0)
                        for k, v in candidate.metrics.items() if v is not None]
-    for run_id in (splits["parent_run_id"], best["run_id"]):
-        client.log_batch(run_id, metrics=holdout_metrics)
+    client.log_batch(best["run_id"], metrics=holdout_metrics)
+    client.log_batch(splits["parent_run_id"], metrics=holdout_metrics, tags=[
+        RunTag("best_candidate_run_id", best["run_id"]),
+        *(RunTag(f"cache.{step}", _cache_tag(note)) for step, note in notes.items())])
     for path in [*plot_paths, folder / "evaluation.json", folder / "slices.csv"]:
         client.log_artifact(splits["parent_run_id"], str(path), artifact_path="evaluation")
-    client.set_tag(splits["parent_run_id"], "best_candidate_run_id", best["run_id"])
-    for step, note in notes.items():
-        client.set_tag(splits["parent_run_id"], f"cache.{step}", _cache_tag(note))
     return result
 
 
