@@ -224,8 +224,20 @@ def _pid(name: str) -> int | None:
     pid = int(path.read_text().strip())
     if process_alive(pid):
         return pid
+    if _group_alive(pid):  # the leader died, its children live on (a killed scheduler's LocalExecutor workers)
+        with open(RUN / f"{name}.leftovers", "a") as leftovers:
+            leftovers.write(f"{pid}\n")
     path.unlink()  # stale pid file
     return None
+
+
+def _leftover_groups(name: str) -> list[int]:
+    """The process groups of earlier runs of ``name`` whose leader died while they lived: they finish what
+    they run, and ``down`` stops them with the rest."""
+    path = RUN / f"{name}.leftovers"
+    if not path.exists():
+        return []
+    return [pgid for pgid in map(int, path.read_text().split()) if _group_alive(pgid)]
 
 
 def start(name: str, command: list[str], env: dict[str, str]) -> None:
@@ -379,12 +391,15 @@ SERVERS = ("airflow-api-server", "serving", "mlflow")
 
 def down() -> None:
     running = {name: pid for name in components() if (pid := _pid(name)) is not None}
+    running |= {f"{name} (leftovers of pid {pgid})": pgid for name in components() for pgid in _leftover_groups(name)}
     if not running:
         print("nothing running")
         return
     first = {name: pid for name, pid in running.items() if name not in SERVERS}
     for wave in (first, {name: pid for name, pid in running.items() if name not in first}):
         stop_all(wave)
+    for name in components():
+        (RUN / f"{name}.leftovers").unlink(missing_ok=True)
 
 
 def stop_all(wave: dict[str, int], grace: float = 30) -> None:
