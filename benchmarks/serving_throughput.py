@@ -187,8 +187,8 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port}/invocations"
                 measured = {"warmup": wrk(url, single, 8, 3)}
                 for key, (body, connections, seconds) in loads.items():
+                    writer_before = writer_cpu(port)  # None when the log is off; the same pause either way
                     before = cpu_seconds(process.pid)
-                    writer_before = writer_cpu(port) if logging == "on" else None
                     measured[key] = wrk(url, body, connections, seconds)
                     # The service's own CPU per request: steadier than throughput on a shared machine; and the
                     # share of it the prediction log's writer thread took (measured in the same run).
