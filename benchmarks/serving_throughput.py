@@ -6,7 +6,9 @@ side in one run, single-row requests over loopback at concurrency 8 and 32, then
   - our service with 1 worker and with 2 workers (micro-batching; prediction logging ON),
   - the log's cost: one worker with logging on and off, alternated in ``--log-pairs`` pairs (each pair in
     the other order than the last, so a drift of the shared machine's load weighs on both), the median of
-    the pairs' costs reported with their spread,
+    the pairs' costs reported with their spread: throughput at full load, and the service's CPU per request
+    at a fixed offered load (32 clients each pausing ``--paced-ms`` between requests, about 1,000 req/s),
+    which the load of other processes on the machine moves far less than throughput,
   - the model called in-process, one row per call and 1,000 rows per call, on its default threads and on one
     OpenMP thread (as the service's scoring thread runs it).
 Goals: >= 10x `mlflow models serve` at c32 (p99 <= 100 ms; p99 <= 50 ms at c8), >= 100,000 rows/s in
@@ -71,12 +73,14 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def wrk(url: str, body: str, connections: int, seconds: int) -> dict:
-    """POST ``body`` to ``url`` from ``connections`` connections for ``seconds``: QPS, p50 and p99 (ms)."""
+def wrk(url: str, body: str, connections: int, seconds: int, pause_ms: int = 0) -> dict:
+    """POST ``body`` to ``url`` from ``connections`` connections for ``seconds``, each connection pausing
+    ``pause_ms`` after each answer (0: as fast as it is answered): QPS, p50 and p99 (ms)."""
     with tempfile.TemporaryDirectory(prefix="bench_wrk_") as folder:
         script = Path(folder) / "post.lua"
         script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                          f"wrk.body = {json.dumps(body)}\n")
+                          f"wrk.body = {json.dumps(body)}\n"
+                          + (f"function delay() return {pause_ms} end\n" if pause_ms else ""))
         out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
                               url], capture_output=True, text=True, check=True).stdout
 
@@ -155,6 +159,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--log-pairs", type=int, default=5, help="on/off pairs measuring the log's cost")
     parser.add_argument("--log-seconds", type=int, default=10, help="seconds per load in each pair")
+    parser.add_argument("--paced-ms", type=int, default=30, help="each client's pause in the fixed-load measurement")
     args = parser.parse_args()
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
            # `mlflow models serve` execs `uvicorn` by name: find the venv's even when run as .venv/bin/python.
@@ -176,7 +181,7 @@ def main() -> None:
         }
         results: dict[str, dict] = {}
 
-        def measure(name: str, command: list[str], logging: str, loads: dict[str, tuple[str, int, int]]) -> dict:
+        def measure(name: str, command: list[str], logging: str, loads: dict[str, tuple]) -> dict:
             port = free_port()
             log = scratch / f"{name.replace(' ', '_').replace(',', '')}.log"
             server_env = {**env, "MLOPS_PREDICTION_LOG_URL": f"sqlite:///{scratch / 'predictions.db'}",
@@ -186,10 +191,10 @@ def main() -> None:
                 wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
                 url = f"http://127.0.0.1:{port}/invocations"
                 measured = {"warmup": wrk(url, single, 8, 3)}
-                for key, (body, connections, seconds) in loads.items():
+                for key, (body, connections, seconds, *pause) in loads.items():
                     writer_before = writer_cpu(port)  # None when the log is off; the same pause either way
                     before = cpu_seconds(process.pid)
-                    measured[key] = wrk(url, body, connections, seconds)
+                    measured[key] = wrk(url, body, connections, seconds, *pause)
                     # The service's own CPU per request: steadier than throughput on a shared machine; and the
                     # share of it the prediction log's writer thread took (measured in the same run).
                     spent = cpu_seconds(process.pid) - before
@@ -208,23 +213,27 @@ def main() -> None:
                 f"{k}: {v['qps']:.0f} req/s p50 {v['p50']:.1f} ms p99 {v['p99']:.1f} ms errors {v['errors']}"
                 for k, v in results[name].items() if k != "warmup"), flush=True)
 
-        log_loads = {"c32": (single, 32, args.log_seconds), "batch1000": (thousand, 4, args.log_seconds)}
+        log_loads = {"c32": (single, 32, args.log_seconds), "batch1000": (thousand, 4, args.log_seconds),
+                     "paced": (single, 32, args.log_seconds, args.paced_ms)}
         costs: dict[str, list[float]] = {"c32": [], "batch1000": []}
-        cpu_costs: dict[str, list[float]] = {"c32": [], "batch1000": []}
+        cpu_costs: dict[str, list[float]] = {"c32": [], "batch1000": [], "paced": []}
         for pair in range(args.log_pairs):
             order = ("on", "off") if pair % 2 == 0 else ("off", "on")
             measured = {logging: measure(f"log {logging} {pair}", servers["ours, 1 worker"], logging, log_loads)
                         for logging in order}
             results[f"log on {pair}"] = measured["on"]
-            for key in costs:
+            for key in cpu_costs:
                 on, off = measured["on"][key], measured["off"][key]
-                costs[key].append(1 - on["qps"] / off["qps"])
+                if key in costs:
+                    costs[key].append(1 - on["qps"] / off["qps"])
                 cpu_costs[key].append(on["cpu_ms"] / off["cpu_ms"] - 1)
             print(f"log pair {pair + 1} ({' then '.join(order)}): " + ", ".join(
                 f"{key} {measured['on'][key]['qps']:.0f} vs {measured['off'][key]['qps']:.0f} req/s "
                 f"({costs[key][-1]:.1%}), CPU {measured['on'][key]['cpu_ms']:.3f} vs "
-                f"{measured['off'][key]['cpu_ms']:.3f} ms/request ({cpu_costs[key][-1]:+.1%})" for key in costs),
-                flush=True)
+                f"{measured['off'][key]['cpu_ms']:.3f} ms/request ({cpu_costs[key][-1]:+.1%})" for key in costs)
+                + f", paced {measured['on']['paced']['qps']:.0f} vs {measured['off']['paced']['qps']:.0f} req/s, CPU "
+                f"{measured['on']['paced']['cpu_ms']:.3f} vs {measured['off']['paced']['cpu_ms']:.3f} ms/request "
+                f"({cpu_costs['paced'][-1]:+.1%})", flush=True)
 
         import mlflow
 
@@ -260,12 +269,15 @@ def main() -> None:
               "the service's CPU per request, log on vs off: " + ", ".join(
                   f"{label} {statistics.median(cpu_costs[key]):+.1%} "
                   f"(pairs {', '.join(f'{c:+.1%}' for c in cpu_costs[key])})"
-                  for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"))))
+                  for label, key in (("c32", "c32"), ("1,000-row requests", "batch1000"),
+                                     (f"single rows at a fixed load (32 clients pausing {args.paced_ms} ms)",
+                                      "paced"))))
         from pipelines.prediction_store import logged_rows
 
         logged = logged_rows(f"sqlite:///{scratch / 'predictions.db'}")
         served = sum(r["warmup"]["requests"] + r.get("c8", {}).get("requests", 0) + r["c32"]["requests"]
-                     + 1000 * r["batch1000"]["requests"] for n, r in results.items() if n != "mlflow models serve")
+                     + r.get("paced", {}).get("requests", 0) + 1000 * r["batch1000"]["requests"]
+                     for n, r in results.items() if n != "mlflow models serve")
         print(f"prediction log: {logged:,} rows written; wrk counted {served:,} rows answered by our services "
               "(requests still in flight when wrk stops are served and logged but not counted)")
     finally:
