@@ -31,14 +31,6 @@ def stack(tmp_path, monkeypatch):
     signal.signal(signal.SIGCHLD, previous)
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def wait_for(condition, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -52,12 +44,12 @@ def test_a_killed_leaders_children_are_stopped_by_down(stack):
     wait_for(lambda: len(os.popen(f"pgrep -g {first}").read().split()) == 2)  # the leader and its worker
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: not stack.process_alive(first))
-    assert group_alive(first)  # its worker lives on
+    assert stack._group_alive(first)  # its worker lives on
 
     stack.start("scheduler", stack.components()["scheduler"], dict(os.environ))  # started again
     second = stack._pid("scheduler")
     assert second != first and stack._leftover_groups("scheduler") == [first]
 
     stack.down()
-    assert not group_alive(first) and not group_alive(second)
+    assert not stack._group_alive(first) and not stack._group_alive(second)
     assert stack._leftover_groups("scheduler") == [] and not list((stack.RUN).glob("scheduler.*"))
