@@ -52,8 +52,8 @@ SEGMENTS = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),  # the rows: an Arrow IPC stream
     sa.Column("segment_id", sa.String(32)),  # random, set when encoded: a segment written twice is stored once
     sa.Index("ix_prediction_segments_window", "model_name", "event_to"),
-    sa.Index("ux_prediction_segments_segment_id", "segment_id", unique=True),
 )
+SEGMENT_ID_INDEX = sa.Index("ux_prediction_segments_segment_id", SEGMENTS.c.segment_id, unique=True)
 # The log's own columns in a segment; every other column is a feature as scored.
 LOG_COLUMNS = ("request_id", "row_index", "served_at", "event_time", "prediction")
 STAMP = pa.timestamp("us", tz="UTC")
@@ -174,7 +174,7 @@ def _add_segment_id(engine: sa.Engine) -> None:
     try:
         with engine.begin() as connection:
             connection.exec_driver_sql(f"ALTER TABLE {SEGMENTS.name} ADD COLUMN segment_id VARCHAR(32)")
-            next(i for i in SEGMENTS.indexes if i.name == "ux_prediction_segments_segment_id").create(connection)
+            SEGMENT_ID_INDEX.create(connection)
     except sa.exc.DBAPIError:
         log.info("%s.segment_id was added by another process", SEGMENTS.name)
 

@@ -241,8 +241,8 @@ def _leftover_groups(name: str) -> list[int]:
 
 
 def start(name: str, command: list[str], env: dict[str, str]) -> None:
-    if _pid(name):
-        print(f"  {name}: already running (pid {_pid(name)})")
+    if pid := _pid(name):
+        print(f"  {name}: already running (pid {pid})")
         return
     RUN.mkdir(parents=True, exist_ok=True)
     log = open(STATE / "logs" / f"{name}.log", "ab")
