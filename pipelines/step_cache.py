@@ -11,7 +11,6 @@ Each outcome carries a ``CacheNote`` that says what happened and, on a miss, whi
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -59,20 +58,13 @@ def value_digest(value: Any) -> str:
 
 
 def code_digest(*code: Callable | ModuleType | str) -> str:
-    """The source of functions and modules (a package: every ``.py`` file in it, ``str``: a module name) and
-    the versions of the libraries that compute with them."""
-    import importlib
+    """The project sources the code reaches (functions, modules or module names, followed through their
+    imports: ``code_reach``) and the versions of the libraries that compute with them."""
+    from pipelines.code_reach import reached_sources
 
     digest = _hasher()
-    for item in code:
-        item = importlib.import_module(item) if isinstance(item, str) else item
-        if isinstance(item, ModuleType):
-            files = sorted(Path(item.__file__).parent.rglob("*.py")) if hasattr(item, "__path__") \
-                else [Path(item.__file__)]
-            for path in files:
-                digest.update(path.read_bytes())
-        else:
-            digest.update(inspect.getsource(item).encode())
+    for label, source in sorted(reached_sources(*code).items()):
+        digest.update(f"{label}\0{source}\0".encode())
     for library in LIBRARIES:
         digest.update(f"{library}=={metadata.version(library)}\0".encode())
     return digest.hexdigest()

@@ -67,8 +67,7 @@ def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     landed = {f"data:{feed.name}": files_digest({path.name: path for path in landed_files(
         state.landing(cfg.landing_name, feed.name), ctx.start, ctx.end)}) for feed in cfg.feeds}
     inputs = StepInputs("ingest", {**landed, "config": _config(*cfg.feeds, cfg.features.builder),
-                                   "code": code_digest(ingest, "pipelines.ingest", "pipelines.features",
-                                                       examples_builder(cfg).__module__)})
+                                   "code": code_digest(ingest, examples_builder(cfg).__module__)})
     cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
     # The batch moves in whole: a failure on the second feed never leaves a new first feed beside stale files.
     incoming = cached.place(_incoming(cfg, ctx, state))
@@ -130,7 +129,7 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dic
         "data": file_digest(examples_path), "suite": file_digest(cfg.expectation_suite_path),
         "usual_volume": str(usual), "checks": _config(cfg.validation),
         "config": _config(cfg.task, cfg.features.target, cfg.features.classes, cfg.features.positive_class),
-        "code": code_digest(validate, "pipelines.validation", "pipelines.task_types"),
+        "code": code_digest(validate),
     })
     cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +175,7 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: di
     inputs = StepInputs("version", {
         "data": files_digest({f"{n:05d} {p.parent.name}": p for n, p in enumerate(parts)}),  # in their order
         "config": _config(cfg.split.training_window_days, cfg.features.event_time, cfg.features.example_id),
-        "code": code_digest(snapshot, "pipelines.versioning", "pipelines.features"),
+        "code": code_digest(snapshot),
     })
     cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force,
                                     usable=lambda version: Path(version["remote_url"]).is_file())
@@ -217,7 +216,7 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
     inputs = StepInputs("split", {
         "data": data["md5"],
         "config": _config(cfg.split, cfg.task, cfg.features.target, cfg.features.event_time, cfg.features.example_id),
-        "code": code_digest(split, "pipelines.splitting", "pipelines.task_types", "pipelines.features"),
+        "code": code_digest(split),
     })
     cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
     work = cached.place(state.work(cfg.name, ctx.run_key) / "split")
@@ -332,7 +331,7 @@ def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, pa
         "config": _config(cfg.search.estimator, cfg.search.random_state, cfg.task, cfg.features),
         "params": value_digest(params),
         "gate_drill": str(ctx.shuffle_labels),
-        "code": code_digest(train, "pipelines.training", "pipelines.task_types", "pipelines.tracking"),
+        "code": code_digest(train),
     }, identity=("params",))
     cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force,
                                     usable=lambda result: _model_exists(result["model_uri"]))
@@ -423,7 +422,7 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
 
     plots = _cache(cfg, state).run(StepInputs("plots", {
         "candidate": candidate_key, "champion": str(champion_key),
-        "code": code_digest(plot_evaluation, "pipelines.task_types")}), draw, run_id=ctx.run_id, force=ctx.force)
+        "code": code_digest(plot_evaluation)}), draw, run_id=ctx.run_id, force=ctx.force)
     notes["evaluate.plots"] = plots.note.to_dict()
     plot_paths = [plots.place(folder / "plots") / name for name in plots.result["plots"]]
     result = {
@@ -471,8 +470,7 @@ def _score_on_holdout(cfg: ModelConfig, ctx: RunContext, state: StatePaths, hold
     return _cache(cfg, state).run(StepInputs("score", {
         "model": model_uri, "data": holdout_digest, "threshold": str(threshold),
         "config": _config(cfg.task, cfg.features),
-        "code": code_digest(_score_on_holdout, "pipelines.evaluation", "pipelines.task_types",
-                            "pipelines.training"),
+        "code": code_digest(_score_on_holdout),
     }), compute, run_id=ctx.run_id, force=ctx.force)
 
 
@@ -536,7 +534,7 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
     cached = _cache(cfg, state).run(StepInputs("infra_validate", {
         "model": evaluation["model_uri"], "data": splits["digests"]["holdout"], "rows": str(sample_rows),
         "config": _config(cfg.features),
-        "code": code_digest(infra_validate, "pipelines.infra_validation", "pipelines.serving"),
+        "code": code_digest(infra_validate),
     }), compute, run_id=ctx.run_id, force=ctx.force, usable=lambda outcome: outcome["passed"])
     outcome = cached.result
     (log.info if outcome["passed"] else log.error)("infra validation %s: %s",

@@ -91,6 +91,62 @@ def test_code_digest_follows_the_source(tmp_path, monkeypatch):
     assert code_digest("user_steps") != before
 
 
+def _package(root, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_a_step_misses_when_a_module_it_reaches_only_indirectly_changes(tmp_path, monkeypatch):
+    """The step imports ``scoring`` lazily; ``scoring`` imports ``rules`` (relative, at its top); only an
+    edit of what the step reaches changes its key."""
+    code = tmp_path / "code"
+    _package(code, {
+        "userpkg/__init__.py": "",
+        "userpkg/steps.py": "from userpkg import shared\n\n"
+                            "def step(x):\n    from userpkg.scoring import score\n    return _scale(score(x))\n\n"
+                            "def _scale(y):\n    return 2 * y\n\n"
+                            "def other_step(x):\n    from userpkg import unrelated\n    return x\n",
+        "userpkg/shared.py": "UNIT = 1\n",
+        "userpkg/scoring.py": "from .rules import weight\n\ndef score(x):\n    return weight() * x\n",
+        "userpkg/rules.py": "def weight():\n    return 1\n",
+        "userpkg/unrelated.py": "VALUE = 1\n",
+    })
+    monkeypatch.syspath_prepend(str(code))
+    from userpkg.steps import step
+
+    from pipelines.code_reach import reached_sources
+
+    assert set(reached_sources(step)) == {"userpkg.steps:step", "userpkg", "userpkg.shared", "userpkg.scoring",
+                                          "userpkg.rules"}
+    cache = StepCache(tmp_path / "cache")
+
+    def run(run_id):
+        return cache.run(StepInputs("score", {"data": "d", "code": code_digest(step)}), _write("x"),
+                         run_id=run_id).note
+
+    assert run("r1").status == "miss" and run("r2").status == "hit"
+    (code / "userpkg/unrelated.py").write_text("VALUE = 2\n")  # reached by another step only
+    (code / "userpkg/steps.py").write_text((code / "userpkg/steps.py").read_text().replace("return x", "return -x"))
+    assert run("r3").status == "hit"
+    (code / "userpkg/rules.py").write_text("def weight():\n    return 3\n")  # two imports away
+    changed = run("r4")
+    assert changed.status == "miss" and changed.detail == "computed: code changed"
+    (code / "userpkg/steps.py").write_text((code / "userpkg/steps.py").read_text().replace("2 * y", "3 * y"))
+    assert run("r5").status == "miss"  # a module-level helper the step calls
+
+
+def test_each_training_step_digests_the_modules_it_calls():
+    """The holdout scoring reaches the gate and the metrics through ``pipelines.evaluation``."""
+    from pipelines import training_tasks
+    from pipelines.code_reach import reached_sources
+
+    scoring = reached_sources(training_tasks._score_on_holdout)
+    assert {"pipelines.evaluation", "pipelines.gate", "pipelines.metrics", "pipelines.training"} <= set(scoring)
+    assert "pipelines.serving.app" not in scoring and "pipelines.training_tasks" not in scoring
+    assert "pipelines.serving.app" in reached_sources(training_tasks.infra_validate)
+
+
 # the training steps -----------------------------------------------------------------------------------------
 def customers(n: int = 1500, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
