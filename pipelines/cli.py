@@ -2,16 +2,18 @@
 
     mlops-loop init DATA --target COLUMN --name NAME [--task binary|multiclass|regression]
     mlops-loop train NAME [--start YYYY-MM-DD --end YYYY-MM-DD] [--reason TEXT]
-    mlops-loop land NAME DATA [--day YYYY-MM-DD]
+    mlops-loop land NAME DATA [--day YYYY-MM-DD] [--replace]
     mlops-loop models [NAME]
     mlops-loop lineage REQUEST_ID
     mlops-loop status
 
 ``init`` drafts ``include/models/<name>.yaml`` and ``include/expectations/<name>.json`` from the table for
-you to review, and lands the table. ``train`` starts ``train_<name>`` on the running stack and follows it.
-``make init`` and ``make train`` call these. ``models`` lists the registered models, their aliases and each
-version's gate verdict; ``lineage`` follows a prediction from its request id to the model version, data, runs
-and commit; ``status`` says what runs, the champions, and each training DAG's last run.
+you to review, and lands the table. ``land`` checks a later batch as ingest would, then lands it; a day
+already landed is replaced only with ``--replace``, its old file kept. ``train`` starts ``train_<name>`` on
+the running stack and follows it. ``make init`` and ``make train`` call these. ``models`` lists the
+registered models, their aliases and each version's gate verdict; ``lineage`` follows a prediction from its
+request id to the model version, data, runs and commit; ``status`` says what runs, the champions, and each
+training DAG's last run.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from pipelines.config import StatePaths, include_dir
 
 def init(data: Path, target: str, name: str, task: str | None, force: bool, include: Path | None = None,
          state: StatePaths | None = None) -> dict:
-    """Draft the model config and suite from ``data``, check that they load, and land the table."""
+    """Draft the model config and suite from ``data``, check that they load, and land the table. Days already
+    landed with other rows are refused, unless ``force``: then they are replaced and their old files kept."""
     import json
 
     from pipelines.config import load_model_config
     from pipelines.drafting import draft_model, render_config, with_event_time
-    from pipelines.landing import land_table, read_table
+    from pipelines.ingest import LandingFileError
+    from pipelines.landing import DayLandedError, land_table, read_table
     from pipelines.storage import write_text_atomic
 
     state = state or StatePaths.from_env()
@@ -63,11 +67,20 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
         suite_path.unlink()
         raise SystemExit(f"the drafted config does not load (nothing written): {exc}") from exc
     step(f"wrote {config_path} and {suite_path} ({len(draft.suite['expectations'])} expectations)")
-    landed = land_table(frame, state.landing(cfg.landing_name, cfg.feeds[0].name), event_time)
-    step(f"landed {len(landed)} file(s) under {landed[0].parent} ({time.perf_counter() - started:.1f}s in all)")
-    step(announce_landing(cfg, landed, state))
+    folder = state.landing(cfg.landing_name, cfg.feeds[0].name)
+    keep = state.replaced_landing(cfg.landing_name, cfg.feeds[0].name)
+    try:
+        landed = land_table(frame, folder, event_time, source=data, keep_replaced_in=keep if force else None)
+    except LandingFileError as exc:
+        if not force:  # the drafts are this run's own (else it stopped above): leave nothing behind
+            config_path.unlink()
+            suite_path.unlink()
+        hint = f": pass --force to replace them (the old files are then kept under {keep})" \
+            if isinstance(exc, DayLandedError) else ""
+        raise SystemExit(f"error: {exc}{hint}; nothing landed" + ("" if force else ", no draft written")) from exc
+    report_landing(cfg, landed, folder, state, f" ({time.perf_counter() - started:.1f}s in all)")
     print(f"\nReview {config_path}, then train it:  make train MODEL={name}")
-    return {"config": config_path, "suite": suite_path, "landed": landed, "task": draft.task}
+    return {"config": config_path, "suite": suite_path, "landed": landed.written, "task": draft.task}
 
 
 def train(name: str, start: date | None, end: date | None, reason: str | None) -> int:
@@ -109,19 +122,44 @@ def report_runs(runs: dict[str, dict]) -> int:
     return 1 if failed else 0
 
 
-def land(name: str, data: Path, day: date | None) -> None:
-    """Land a later batch of a single-table model (one file per event day, or one for ``day``)."""
+def land(name: str, data: Path, day: date | None, replace: bool = False) -> None:
+    """Land a later batch of a single-table model (one file per event day, or one for ``day``), read and
+    checked as ingest reads a landed file, every day before any is written. A day already landed with other
+    rows is refused (LandingFileError names the file, the columns and the cause), unless ``replace``: then
+    its old file is kept under the feed's ``replaced/`` folder."""
     from pipelines.config import load_model_config
-    from pipelines.landing import land_table, read_table
+    from pipelines.ingest import LandingFileError
+    from pipelines.landing import DayLandedError, land_table, read_batch
 
     cfg = load_model_config(name)
+    state = StatePaths.from_env()
     if cfg.features.builder is not None or len(cfg.feeds) != 1:
         raise SystemExit(f"{name} has several feeds or a builder: land each feed's daily files under "
-                         f"{StatePaths.from_env().landing_root(cfg.landing_name)}/<feed>/")
-    landed = land_table(read_table(data), StatePaths.from_env().landing(cfg.landing_name, cfg.feeds[0].name),
-                        cfg.features.event_time, day)
-    step(f"landed {len(landed)} file(s) under {landed[0].parent}")
-    step(announce_landing(cfg, landed, StatePaths.from_env()))
+                         f"{state.landing_root(cfg.landing_name)}/<feed>/")
+    feed = cfg.feeds[0]
+    folder, keep = state.landing(cfg.landing_name, feed.name), state.replaced_landing(cfg.landing_name, feed.name)
+    try:
+        landed = land_table(read_batch(data, feed), folder, cfg.features.event_time, day, source=data,
+                            keep_replaced_in=keep if replace else None)
+    except LandingFileError as exc:
+        hint = (f": pass --replace to replace it (the old file is then kept under {keep})"
+                + ("" if cfg.features.event_time else ", or --day to land it as another day's batch")) \
+            if isinstance(exc, DayLandedError) else ""
+        raise type(exc)(f"{exc.cause}{hint}; nothing landed", exc.file, exc.columns) from exc
+    report_landing(cfg, landed, folder, state)
+
+
+def report_landing(cfg, landed, folder: Path, state: StatePaths, note: str = "") -> None:
+    """Say what a landing wrote, replaced (and where the old file is kept) and left as it was; tell Airflow
+    of the days written."""
+    for old, kept in landed.kept.items():
+        step(f"replaced {old} (the old file is kept as {kept})")
+    if not landed.written:
+        step(f"{len(landed.unchanged)} day(s) already landed with these rows: nothing written, Airflow not told")
+        return
+    unchanged = f"; {len(landed.unchanged)} day(s) already held these rows" if landed.unchanged else ""
+    step(f"landed {len(landed.written)} file(s) under {folder}{unchanged}{note}")
+    step(announce_landing(cfg, landed.written, state))
 
 
 def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
@@ -259,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name")
     p.add_argument("data", type=Path)
     p.add_argument("--day", type=date.fromisoformat, help="the batch's day when the table has no event time")
+    p.add_argument("--replace", action="store_true", help="replace days already landed with other rows (the "
+                   "old files are kept in the feed's replaced/ folder)")
     p = commands.add_parser("models", help="registered models, aliases, versions and gate verdicts")
     p.add_argument("name", nargs="?", help="one model: all its versions")
     p = commands.add_parser("lineage", help="a prediction back to its model version, data, runs and commit")
@@ -271,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "train":
             sys.exit(train(args.name, args.start, args.end, args.reason))
         elif args.command == "land":
-            land(args.name, args.data, args.day)
+            land(args.name, args.data, args.day, args.replace)
         elif args.command == "models":
             models(args.name)
         elif args.command == "lineage":

@@ -458,6 +458,11 @@ class StatePaths(BaseModel):
     def landing_root(self, model: str) -> Path:
         return self.root / "landing" / model
 
+    def replaced_landing(self, model: str, feed: str) -> Path:
+        """Landed files that a later landing replaced, kept; ingest never reads them (it reads only the day
+        files of the feed's folder itself)."""
+        return self.landing(model, feed) / "replaced"
+
     def quarantine(self, model: str) -> Path:
         return self.root / "quarantine" / model
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,10 +16,16 @@ from pipelines.errors import DataError
 from pipelines.storage import write_parquet_atomic
 
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+_OTHER_SEPARATORS = (";", "\t", "|")
 
 
 class LandingFileError(DataError):
-    """A landed file cannot be used. The message names the file; the file itself is left in place."""
+    """A landed file, or one offered for landing, cannot be used: the ``file``, the ``columns`` at fault (none
+    when the file as a whole is) and the ``cause``; the message says all three. The file is left in place."""
+
+    def __init__(self, cause: str, file: Path | str | None = None, columns: Sequence[str] = ()):
+        self.cause, self.file, self.columns = cause, file, tuple(columns)
+        super().__init__(f"{file}: {cause}" if file is not None else cause)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,8 @@ def landed_files(landing_dir: Path, start: date, end: date) -> list[Path]:
 
     The landing contract: a file appears under its final name complete (written elsewhere, or under another
     name such as ``.2013-04-08.csv.tmp``, then renamed), so a run sees a day's file whole or not at all.
-    Only regular files are read: a symbolic link is refused, never followed."""
+    Only regular files are read: a symbolic link is refused, never followed. Subfolders are not read (the
+    ``replaced/`` folder keeps the files a landing replaced)."""
     if not landing_dir.is_dir():
         return []
     picked = []
@@ -53,57 +60,83 @@ def landed_files(landing_dir: Path, start: date, end: date) -> list[Path]:
         match = _DAY_FILE.match(path.name)
         if match and start <= date.fromisoformat(match.group(1)) < end:
             if path.is_symlink() or not path.is_file():
-                raise LandingFileError(f"{path}: not a regular file (a symbolic link or a folder): land the "
-                                       "file itself")
+                raise LandingFileError("not a regular file (a symbolic link or a folder): land the file itself",
+                                       path)
             picked.append(path)
     return sorted(picked)
 
 
 def read_csv_strictly(path: Path) -> pd.DataFrame:
-    """A CSV file whose every row has the header's fields, in UTF-8, with unique column names; else
-    LandingFileError says what is wrong and where (a line cut short, e.g. a file read while being written,
-    is refused rather than read with missing values)."""
+    """A comma-separated file (optionally compressed: .csv.gz, .csv.bz2) whose every row has the header's
+    fields, in UTF-8, with unique column names; else LandingFileError says what is wrong and where (a line cut
+    short, e.g. a file read while being written, is refused rather than read with missing values)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    separator = other_separator(path)
+    if separator:
+        raise LandingFileError(f"the header is separated by {separator!r}, not by commas: save the file as "
+                               "comma-separated", path)
     try:
         table = pacsv.read_csv(path)
     except pa.ArrowInvalid as exc:
         message = str(exc).removeprefix("CSV parse error: ")
         if message.startswith("Empty CSV file"):
-            raise LandingFileError(f"{path}: file is empty") from exc
-        raise LandingFileError(f"{path}: not a well-formed CSV file ({message[:300]})") from exc
+            raise LandingFileError("file is empty", path) from exc
+        raise LandingFileError(f"not a well-formed CSV file ({message[:300]})", path) from exc
     names = table.column_names
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise LandingFileError(f"{path}: columns {repeated} appear more than once in the header")
+        raise LandingFileError(f"columns {repeated} appear more than once in the header", path, repeated)
     not_text = [field.name for field in table.schema if pa.types.is_binary(field.type)]
     if not_text:
-        raise LandingFileError(f"{path}: columns {not_text} are not UTF-8 text (save the file as UTF-8)")
+        raise LandingFileError(f"columns {not_text} are not UTF-8 text (save the file as UTF-8)", path, not_text)
     return table.to_pandas()
 
 
-def read_landed_file(path: Path, feed: FeedConfig) -> pd.DataFrame:
-    """Read one landed file and cast it to the feed's schema, or raise LandingFileError naming the file."""
+def other_separator(path: Path) -> str | None:
+    """The separator of a header line that holds no comma but splits into fields on ``;``, a tab or ``|``
+    (a spreadsheet's export in another locale), else None."""
+    import pyarrow as pa
+
+    with pa.input_stream(str(path), compression="detect") as stream:
+        line = stream.read(1 << 16).split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = line.decode("utf-8")
+    except UnicodeDecodeError:  # not text: the CSV reader says so
+        return None
+    if "," in header:
+        return None
+    return next((sep for sep in _OTHER_SEPARATORS if sum(bool(f.strip()) for f in header.split(sep)) > 1), None)
+
+
+def read_landed_file(path: Path, feed: FeedConfig, only_feed_columns: bool = False) -> pd.DataFrame:
+    """Read one landed file (Parquet, else CSV) and cast it to the feed's schema, or raise LandingFileError
+    naming the file. Columns the feed does not list are dropped (a provider's file may carry more), or, with
+    ``only_feed_columns``, refused."""
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_strictly(path)
     except LandingFileError:
         raise
     except Exception as exc:  # pyarrow raises many types; the user needs the file name
-        raise LandingFileError(f"{path}: unreadable {path.suffix[1:]} file ({exc})") from exc
+        raise LandingFileError(f"unreadable {path.suffix[1:]} file ({exc})", path) from exc
     if frame.empty:
-        raise LandingFileError(f"{path}: file has a header but no rows")
+        raise LandingFileError("file has a header but no rows", path)
     missing = [c for c in feed.columns if c not in frame.columns]
     if missing:
-        raise LandingFileError(f"{path}: missing columns {missing} required by feed {feed.name!r}")
-    typed = cast_columns(frame[list(feed.columns)], feed.columns, source=str(path))
+        raise LandingFileError(f"missing columns {missing} required by feed {feed.name!r}", path, missing)
+    extra = [str(c) for c in frame.columns if c not in feed.columns]
+    if extra and only_feed_columns:
+        raise LandingFileError(f"columns {extra} are not in feed {feed.name!r} (its columns: "
+                               f"{', '.join(feed.columns)})", path, extra)
+    typed = cast_columns(frame[list(feed.columns)], feed.columns, source=path)
     null_keys = [c for c in feed.key if typed[c].isna().any()]
     if null_keys:
-        raise LandingFileError(f"{path}: key columns {null_keys} have missing values")
+        raise LandingFileError(f"key columns {null_keys} have missing values", path, null_keys)
     return typed
 
 
-def cast_columns(frame: pd.DataFrame, schema: dict[str, ColumnType], source: str) -> pd.DataFrame:
+def cast_columns(frame: pd.DataFrame, schema: dict[str, ColumnType], source: Path | str) -> pd.DataFrame:
     out = {}
     for column, kind in schema.items():
         values = frame[column]
@@ -117,7 +150,7 @@ def cast_columns(frame: pd.DataFrame, schema: dict[str, ColumnType], source: str
             else:
                 out[column] = pd.to_datetime(values, utc=True, errors="raise")
         except (ValueError, TypeError) as exc:
-            raise LandingFileError(f"{source}: column {column!r} is not {kind} ({exc})") from exc
+            raise LandingFileError(f"column {column!r} is not {kind} ({exc})", source, [column]) from exc
     return pd.DataFrame(out, index=frame.index)
 
 

@@ -99,7 +99,8 @@ def test_rows_repeating_a_key_beyond_the_bound_are_refused_naming_the_files(tmp_
     ("id,value,kind,at\n1,1.5,caf\xe9,2013-01-01T10:00:00Z\n".encode("latin-1"), "['kind'] are not UTF-8 text"),
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "not a well-formed CSV file"),
     (b"id,id,kind,at\n1,1,a,2013-01-01T10:00:00Z\n", "columns ['id'] appear more than once"),
-], ids=["last line cut", "too many fields", "latin-1", "not csv", "repeated column"])
+    (b"id;value;kind;at\n1;1,5;a;2013-01-01T10:00:00Z\n", "the header is separated by ';', not by commas"),
+], ids=["last line cut", "too many fields", "latin-1", "not csv", "repeated column", "semicolons"])
 def test_malformed_csv_is_refused_not_read_with_gaps(tmp_path, content, problem):
     path = tmp_path / "in" / "2013-01-01.csv"
     path.parent.mkdir()
