@@ -23,9 +23,10 @@ status:
 	@$(UV) run --frozen --no-sync python scripts/stack.py status
 
 # Bring your own table: make init DATA=path/to/table.csv TARGET=column NAME=name [TASK=binary|multiclass|regression]
+# [FORCE=1: draft again over an existing config and suite; the days it lands again keep their old files]
 init: install
 	@test -n "$(DATA)" -a -n "$(TARGET)" -a -n "$(NAME)" || { echo "usage: make init DATA=table.csv TARGET=column NAME=name [TASK=...]"; exit 2; }
-	@$(UV) run --frozen --no-sync mlops-loop init "$(DATA)" --target "$(TARGET)" --name "$(NAME)" $(if $(TASK),--task "$(TASK)")
+	@$(UV) run --frozen --no-sync mlops-loop init "$(DATA)" --target "$(TARGET)" --name "$(NAME)" $(if $(TASK),--task "$(TASK)") $(if $(FORCE),--force)
 
 # Train one model on the running stack and follow it: make train MODEL=name
 train:
