@@ -410,6 +410,7 @@ def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     from pipelines import monitoring_store as store
+    from pipelines.evidently_html import standalone_html
     from pipelines.tracking import configure_mlflow
 
     window = pd.read_parquet(measured["sample_path"])
@@ -430,7 +431,7 @@ def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     path = state.reports(cfg.name) / "monitoring" / mctx.window_key / "drift_report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.html")
-    snapshot.save_html(str(tmp))
+    tmp.write_text(standalone_html(snapshot), encoding="utf-8")  # logged values stay data, never markup
     tmp.replace(path)
     configure_mlflow(state)
     try:

@@ -56,6 +56,25 @@ def alias_version(client, model_name: str, alias: str) -> str | None:
         raise
 
 
+# The largest version the registry's store can be asked for: past int64 MLflow's server fails with a 500 (after
+# which its client retries for minutes) instead of answering "not found".
+MAX_VERSION = 2**63 - 1
+MAX_NAME_LENGTH = 256  # the registry's name columns (String(256))
+
+
+def is_version_number(text: str) -> bool:
+    """Whether ``text`` can name a version in the registry: ASCII digits within int64. ``str.isdigit`` alone also
+    takes ``²`` or ``٣``, which MLflow's server reads as another number or refuses with a 500."""
+    return 0 < len(text) <= len(str(MAX_VERSION)) and text.isascii() and text.isdigit() and int(text) <= MAX_VERSION
+
+
+def is_model_name(text: str) -> bool:
+    """Whether MLflow's registry accepts ``text`` as a model name (``mlflow.utils.validation._validate_model_name``:
+    not blank, no ``/`` or ``:``, not ``.`` or ``..``-led), within the registry's name column."""
+    return (bool(text.strip()) and len(text) <= MAX_NAME_LENGTH and not any(c in text for c in "/:")
+            and text != "." and not text.startswith(".."))
+
+
 def is_missing(exc: Exception) -> bool:
     """Whether an MLflow error says the model, version or alias does not exist (the stores word it two ways)."""
     from mlflow.exceptions import MlflowException

@@ -113,10 +113,11 @@ def render_html(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]
                     number(w.prediction_drift), number((w.details.get("realized") or {}).get(metric)),
                     w.labelled_rows, w.pending_labels, w.data_valid, w.decision, w.reason]
                    for w in windows.itertuples()]
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{cfg.name} monitoring timeline</title>
+    name = html.escape(cfg.name)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{name} monitoring timeline</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px;margin-bottom:2em}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}}th{{background:#eee}}</style></head>
-<body><h1>{html.escape(cfg.name)}: monitoring timeline</h1>
+<body><h1>{name}: monitoring timeline</h1>
 <img alt="timeline" src="data:image/png;base64,{base64.b64encode(png).decode()}" style="max-width:100%">
 <h2>Retrains ({len(retrains)})</h2>
 {table(["window end", "reason", "training run", "run state", "gate", "gate summary", "new version"], retrain_rows)}

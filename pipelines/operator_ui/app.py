@@ -6,6 +6,10 @@ page, as a tab on each of its DAGs).
 ``create_app`` takes the dependencies every route must pass: the Airflow plugin gives Airflow's own
 ``requires_authenticated()``, so a page answers only a user logged in to the UI (the UI's token cookie
 reaches the page's frame) or a request with an Airflow API token. The app itself knows nothing of Airflow.
+
+Every answer carries the headers of ``browser_policy`` (the pages run only their own script; the reports are
+sandboxed documents), and a model name or version the registry could not hold is a 404 before any registry
+call (MLflow's server answers some of them with a 500 that its client retries for minutes).
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from pipelines.operator_ui import lineage_view, monitoring_view, pages, registry_view
+from pipelines.operator_ui import browser_policy, lineage_view, monitoring_view, pages, registry_view
+from pipelines.registry import MAX_VERSION, is_model_name, is_version_number
 from pipelines.tracking import mlflow_ui_url
 from pipelines.training_outcomes import training_outcomes
 
@@ -32,12 +39,23 @@ MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll bac
 ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#51504f" stroke-width="2" '
         'stroke-linejoin="round"><path d="M12 3 3 7.5l9 4.5 9-4.5z"/><path d="m3 12 9 4.5 9-4.5"/>'
         '<path d="m3 16.5 9 4.5 9-4.5"/></svg>')
+STATIC = Path(__file__).parent / "static"  # the pages' one script and one stylesheet (no inline ones)
+# A monitoring store's window id: beyond int64 SQLite raises (a 500) rather than finding nothing.
+WindowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops") -> FastAPI:
     app = FastAPI(title="MLOps operator pages", dependencies=list(dependencies), docs_url=None, redoc_url=None,
                   openapi_url=None)
     links = {"base": url_prefix, "mlflow_ui": mlflow_ui_url()}
+
+    @app.middleware("http")
+    async def browser_headers(request: Request, call_next) -> Response:
+        """A page's policy on every answer that does not carry its own (the reports do)."""
+        response = await call_next(request)
+        for header, value in browser_policy.PAGE.items():
+            response.headers.setdefault(header, value)
+        return response
 
     async def read(fn, *args) -> Any:
         """Registry reads off the API server's event loop: a 404 for what the registry does not hold, a 403 for
@@ -55,12 +73,21 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
                                          f"{' '.join(map(str, args)) or 'the models'}: {exc}") from None
             raise
 
+    @app.get("/pages.js")
+    async def script() -> Response:
+        return Response(_static("pages.js"), media_type="text/javascript")
+
+    @app.get("/pages.css")
+    async def stylesheet() -> Response:
+        return Response(_static("pages.css"), media_type="text/css")
+
     @app.get("/models", response_class=HTMLResponse)
     async def all_models() -> str:
         return pages.render("models.html", models=await read(registry_view.models), **links)
 
     @app.get("/models/{name}", response_class=HTMLResponse)
     async def one_model(name: str) -> str:
+        _check_name(name)
         model = (await read(registry_view.models, name))[0]
         cfg = await asyncio.to_thread(_find_config, name)
         dags = [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS] if cfg else []
@@ -70,8 +97,7 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
     async def one_version(name: str, version: str) -> str:
-        if not version.isdigit():
-            raise HTTPException(404, f"no version {version!r}")
+        _check_name(name, version)
         detail = await read(registry_view.version_detail, name, version)
         from pipelines.prediction_store import latest_requests, logged_rows
 
@@ -84,17 +110,17 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
 
     @app.get("/models/{name}/versions/{version}/validation")
     async def validation_report(name: str, version: str) -> FileResponse:
-        if not version.isdigit():
-            raise HTTPException(404, f"no version {version!r}")
+        _check_name(name, version)
         summary = await read(registry_view.version_summary, name, version)
         cfg = await asyncio.to_thread(_config_of_model, name)
         path = registry_view.validation_report_path(summary, _reports_root() / cfg.name)
         if path is None:
             raise HTTPException(404, f"{name} v{version} has no validation report under {_reports_root()}")
-        return FileResponse(path, media_type="text/html")
+        return FileResponse(path, media_type="text/html", headers=browser_policy.REPORT)
 
     @app.get("/models/{name}/monitoring", response_class=HTMLResponse)
     async def monitoring(name: str) -> str:
+        _check_name(name)
         cfg = await asyncio.to_thread(_config_of_model, name)
         bounds = monitoring_view.Bounds.of(cfg)
         timeline = await asyncio.to_thread(monitoring_view.windows, _monitoring_engine(), cfg.name, bounds)
@@ -105,13 +131,14 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
                             key_features=sorted(bounds.key_features), **links)
 
     @app.get("/models/{name}/monitoring/{window_id}/report")
-    async def monitoring_report(name: str, window_id: int) -> FileResponse:
+    async def monitoring_report(name: str, window_id: WindowId) -> FileResponse:
+        _check_name(name)
         cfg = await asyncio.to_thread(_config_of_model, name)
         path = await asyncio.to_thread(monitoring_view.report_path, _monitoring_engine(), cfg.name, window_id,
                                        _reports_root())
         if path is None:
             raise HTTPException(404, f"window {window_id} of {name} has no drift report")
-        return FileResponse(path, media_type="text/html")
+        return FileResponse(path, media_type="text/html", headers=browser_policy.SCRIPTED_REPORT)
 
     @app.get("/lineage", response_class=HTMLResponse)
     async def lineage(request_id: str = "") -> str:
@@ -132,6 +159,20 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         return RedirectResponse(f"{url_prefix}/models/{quote(name, safe='')}", status_code=307)
 
     return app
+
+
+def _check_name(name: str, version: str | None = None) -> None:
+    """A 404 for a model name or version the registry cannot hold, before anything asks the registry."""
+    if not is_model_name(name):
+        raise HTTPException(404, f"no model {name[:300]!r}: not a name MLflow's registry accepts")
+    if version is not None and not is_version_number(version):
+        raise HTTPException(404, f"no version {version[:40]!r} of {name}: a version is a whole number up to "
+                                 f"{MAX_VERSION}, in ASCII digits")
+
+
+@functools.cache
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
 
 
 def _configs():

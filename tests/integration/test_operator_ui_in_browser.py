@@ -26,6 +26,11 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser dow
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 MODEL = "flights_delay"
 REVIEWED = "penguins_reviewed"  # conftest's model that needs an approval
+# Carrier values a client sends to the prediction service, logged as they are: each would run script on the
+# Airflow UI's origin if the drift report built from the log let it out of its data.
+HOSTILE = ["</script><script>alert(1)</script>", "<img src=x onerror=alert(2)>",
+           "</script><script>fetch('/api/v2/dags', {credentials: 'include'}); document.cookie = 'stolen=1'; "
+           "location.assign('/api/v2/version')</script>"]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +45,16 @@ def stack(production_stack):
             "serving": f"http://127.0.0.1:{env['SERVING_PORT']}"}
 
 
-def served_rows(stack, n: int, request_id: str) -> None:
-    """``n`` holdout rows of the flights model sent to the service under one request id."""
+def served_rows(stack, n: int, request_id: str, carriers: list[str] | None = None) -> None:
+    """``n`` holdout rows of the flights model sent to the service under one request id (their carrier
+    replaced by ``carriers`` in turn, when given)."""
     from pipelines.config import load_model_config
     from pipelines.training import model_inputs
 
     holdout = sorted(Path(stack["env"]["MLOPS_HOME"]).glob(f"work/{MODEL}/*/split/holdout.parquet"))[-1]
     rows = model_inputs(pd.read_parquet(holdout).head(n), load_model_config(MODEL).features)
+    if carriers:
+        rows["carrier"] = [carriers[i % len(carriers)] for i in range(len(rows))]
     answer = httpx.post(f"{stack['serving']}/invocations", timeout=30, headers={"X-Request-ID": request_id},
                         json={"dataframe_records": json.loads(rows.to_json(orient="records"))})
     assert answer.status_code == 200, answer.text
@@ -55,11 +63,12 @@ def served_rows(stack, n: int, request_id: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def runs_started_first(stack):
     """The two runs the pages are checked against start before the first test and go on beside the others:
-    today's monitoring window of the flights model (after 400 rows of traffic), and the training run that
-    landing the penguins for penguins_reviewed starts through its Asset."""
+    today's monitoring window of the flights model (after 400 rows of traffic, a few with hostile carriers),
+    and the training run that landing the penguins for penguins_reviewed starts through its Asset."""
     from pipelines.landing import package_data
 
     served_rows(stack, 400, "browser-traffic")
+    served_rows(stack, 2 * len(HOSTILE), "browser-hostile", carriers=HOSTILE)
     time.sleep(3)  # the log writer's clock
     today = datetime.now(UTC).date()  # the prediction log's clock
     window = (today, today + timedelta(days=1))
@@ -179,6 +188,52 @@ def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack
     report = navigated.value
     report.get_by_text("Share of Drifted Columns").wait_for()  # Evidently's own report, inside the page
     shot(page, "drift-report")
+
+
+def test_a_hostile_value_in_the_traffic_is_text_in_the_drift_report_and_runs_nothing(page, logged_in, stack,
+                                                                                     runs_started_first):
+    """The window's Evidently report, built from a log holding hostile carriers, opened from the monitoring page
+    inside the UI and on its own in a tab: it draws, shows the values as text, opens no dialog and sends no
+    request (only the report document itself is loaded); opened on its own it is an opaque origin that can read
+    no cookie and reach no API."""
+    run_id, (start, end) = runs_started_first["monitor_run"], runs_started_first["window"]
+    run = stack["api"].wait([(f"monitor_{MODEL}", run_id)], timeout=600, progress=lambda *_: None)
+    assert run[f"monitor_{MODEL}"]["state"] == "success", run
+    frame = operator_page(page, stack, f"/models/{MODEL}/monitoring")
+    link = frame.locator("tr", has_text=f"{start} → {end}").get_by_role("link", name="drift report")
+    report_url = f"{stack['airflow']}{link.get_attribute('href')}"
+    dialogs, requests = [], []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda request: requests.append(request))
+    with page.expect_event("framenavigated", predicate=lambda f: f.url == report_url) as navigated:
+        link.click()
+    report = navigated.value
+    report.wait_for_load_state("load")
+
+    def from_report() -> list[str]:  # what the operator pages' frame asked for (the UI around it polls its API)
+        return [r.url for r in requests if r.frame != page.main_frame]
+
+    assert dialogs == [] and from_report() == [report_url]
+    report.get_by_text("Share of Drifted Columns").wait_for()  # it still draws
+    assert HOSTILE[1] in report.locator("body").inner_text()  # the logged value is on the page, as text
+    shot(page, "hostile-drift-report")
+    assert dialogs == [] and from_report() == [report_url]
+
+    tab = logged_in.new_page()  # the link opened in a tab of its own: no frame of the UI around it
+    try:
+        tab_dialogs, tab_requests = [], []
+        tab.on("dialog", lambda dialog: (tab_dialogs.append(dialog.message), dialog.dismiss()))
+        tab.on("request", lambda request: tab_requests.append(request.url))
+        answer = tab.goto(report_url)
+        assert tab_dialogs == [] and tab_requests == [report_url]
+        tab.get_by_text("Share of Drifted Columns").wait_for()
+        assert tab_dialogs == [] and tab_requests == [report_url]
+        assert answer.headers["content-security-policy"].startswith("sandbox allow-scripts;")
+        assert tab.evaluate("() => window.origin") == "null"  # not the Airflow UI's origin
+        assert tab.evaluate("() => { try { return document.cookie } catch (e) { return e.name } }") == "SecurityError"
+        assert tab.evaluate("() => fetch('/api/v2/version').then(() => 'answered', () => 'refused')") == "refused"
+    finally:
+        tab.close()
 
 
 def test_what_did_it_answer_to_request_x(page, stack):

@@ -1,5 +1,8 @@
 """The operator pages: what the registry says about each model and version, shown to a logged-in user only."""
 
+import re
+from urllib.parse import quote
+
 import mlflow
 import pytest
 from fastapi import Header, HTTPException
@@ -167,6 +170,10 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
         ids = {row["window_start"].day: row["id"] for row in monitoring_store.load_windows(connection, "toy_cfg")}
     opened = get(client, f"/models/toy/monitoring/{ids[2]}/report")
     assert opened.status_code == 200 and "evidently drift report" in opened.text
+    # Served as a sandboxed document (an opaque origin): its own scripts draw it, and may reach nothing.
+    assert opened.headers["content-security-policy"].startswith("sandbox allow-scripts;")
+    assert "connect-src 'none'" in opened.headers["content-security-policy"]
+    assert opened.headers["x-content-type-options"] == "nosniff"
     # A stored path outside the reports folder is never served, nor a window without a report.
     assert get(client, f"/models/toy/monitoring/{ids[3]}/report").status_code == 404
     assert get(client, f"/models/toy/monitoring/{ids[1]}/report").status_code == 404
@@ -289,7 +296,72 @@ def test_a_version_links_the_validation_report_of_its_batch_and_serves_only_that
     assert f"/models/toy/versions/{versions[1]}/validation" in page
     opened = get(client, f"/models/toy/versions/{versions[1]}/validation")
     assert opened.status_code == 200 and "great expectations report" in opened.text
+    assert opened.headers["content-security-policy"].startswith("sandbox;")  # sandboxed, and no script at all
+    assert "script-src" not in opened.headers["content-security-policy"]
     assert client.get(f"/models/toy/versions/{versions[1]}/validation").status_code == 401
     # A tag that would step out of the reports folder is never followed.
     MlflowClient().set_model_version_tag("toy", versions[1], "data_interval", "../../../../elsewhere")
     assert get(client, f"/models/toy/versions/{versions[1]}/validation").status_code == 404
+
+
+def test_an_id_the_registry_cannot_hold_is_a_404_before_any_registry_call(monkeypatch):
+    """``²`` passes ``str.isdigit`` and a 30-digit number is past int64: MLflow's server answers both with a 500
+    that its client retries for minutes, holding a worker thread. The page answers 404 without asking."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    import pipelines.tracking
+
+    asked = []
+
+    class Registry:
+        """Fails the test when any page asks it for anything."""
+
+        def __getattr__(self, method):
+            def call(*args, **kwargs):
+                asked.append((method, args))
+                raise MlflowException(f"{args} not found", error_code=RESOURCE_DOES_NOT_EXIST)
+            return call
+
+    monkeypatch.setattr(pipelines.tracking, "mlflow_client", lambda: Registry())
+    client = TestClient(create_app())
+    for version in ("²", "9" * 30, str(2**63), "١٢", "-1", "1.0", "0x1", " 1"):
+        for page in ("", "/validation"):
+            path = f"/models/toy/versions/{quote(version, safe='')}{page}"
+            answer = client.get(path)
+            assert answer.status_code == 404 and "ASCII digits" in answer.json()["detail"], path
+    for name in ("a:b", "..x", " ", "x" * 257):
+        for page in ("", "/versions/1", "/monitoring"):
+            answer = client.get(f"/models/{quote(name, safe='')}{page}")
+            assert answer.status_code == 404 and "not a name MLflow's registry accepts" in answer.text, (name, page)
+    for window in ("9" * 30, "²", "0"):  # a window id past int64 never reaches the monitoring store either
+        assert client.get(f"/models/toy/monitoring/{quote(window, safe='')}/report").status_code == 422, window
+    assert asked == []
+    # The largest version the registry can hold is asked for, and its "not found" is the page's 404.
+    assert client.get(f"/models/toy/versions/{2**63 - 1}").status_code == 404
+    assert asked == [("get_registered_model", ("toy",))]
+
+
+def test_every_page_runs_only_its_own_script_file_and_shows_hostile_values_as_text(pages):
+    """A strict Content-Security-Policy on every answer (the pages, their errors, their files) and no inline
+    script for it to allow; every value a page shows is escaped."""
+    from pipelines.operator_ui import browser_policy
+    from pipelines.operator_ui.pages import _environment
+
+    client, versions = pages
+    assert _environment().autoescape("version.html") is True
+    hostile = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+    for path in ("/models", "/models/toy", f"/models/toy/versions/{versions[1]}", f"/lineage?request_id={hostile}",
+                 "/models/nope", "/pages.js", "/pages.css"):
+        answer = get(client, path)
+        for header, value in browser_policy.PAGE.items():
+            assert answer.headers[header] == value, (path, header)
+    policy = browser_policy.PAGE["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe-inline" not in policy and "default-src 'none'" in policy
+    for path in ("/models", f"/lineage?request_id={quote(hostile)}"):
+        html = get(client, path).text
+        assert re.findall(r"<script[^>]*>", html) == ['<script src="/mlops/pages.js">'], path  # no inline script
+        assert "<script>alert" not in html and "<img" not in html
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)" in get(client, f"/lineage?request_id={quote(hostile)}").text
+    assert "addEventListener" in get(client, "/pages.js").text
+    assert get(client, "/pages.js").headers["content-type"].startswith("text/javascript")

@@ -13,12 +13,14 @@ def test_timeline_files_name_every_retrain(tmp_path, flights_config):
         rows.append({"window_start": start, "window_end": start + timedelta(days=7), "model_version": "1" if week < 3
                      else "2", "rows": 6500, "drift_share": 0.1 * week, "prediction_drift": 0.2,
                      "realized_roc_auc": 0.7 - 0.01 * week, "labelled_rows": 6500, "pending_labels": 0,
-                     "data_valid": True, "decision": "retrain" if week == 2 else "ok", "reason": "r",
+                     "data_valid": True, "decision": "retrain" if week == 2 else "ok",
+                     "reason": "<script>alert(1)</script>" if week == 2 else "r",
                      "details": json.dumps({"drift_scores": {"temp": 1.0 + week, "dest": 0.05}})})
     retrains = [Retrain("2013-06-22", "temp drift 3.0 >= 1.5", "retrain__x", "success", "approved", "", "2")]
     paths = write_timeline(flights_config, windows_frame(rows), retrains, tmp_path)
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     page = paths["html"].read_text()
     assert "data:image/png;base64," in page and "retrain__x" in page and page.count("<tr>") == 1 + 1 + 6 + 1
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # a logged reason is text
     table = paths["retrains"].read_text()
     assert "| 2013-06-22 | temp drift 3.0 >= 1.5 | retrain__x | success | approved | 2 |" in table
