@@ -318,6 +318,22 @@ def train_all(configs: list) -> dict[str, dict]:
     return finished
 
 
+def start_mlflow(env: dict[str, str]) -> None:
+    """The MLflow server, once it answers; on the production topology behind its login, with its users set up."""
+    production = topology() == "production"
+    if production:
+        from pipelines.mlflow_auth import write_auth_config
+
+        write_auth_config(STATE / "mlflow" / "basic_auth.ini", pg_url("mlflow_auth"), mlflow_secret("admin_password"))
+    start("mlflow", components()["mlflow"], component_env("mlflow", env))
+    wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
+    if production:
+        from pipelines.mlflow_auth import USERS, ensure_users
+
+        ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),
+                     {user: mlflow_secret(f"{user}_password") for user in USERS})
+
+
 def up(train: bool = True, requested_topology: str | None = None) -> None:
     if requested_topology and requested_topology != topology() and any(_pid(name) for name in components()):
         raise SystemExit(f"the stack in {STATE} is running as {topology()}: `make down` first")
@@ -330,9 +346,6 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     print(f"state folder: {STATE} ({topology()} topology)")
     if production:
         ensure_pg_databases()
-        from pipelines.mlflow_auth import write_auth_config
-
-        write_auth_config(STATE / "mlflow" / "basic_auth.ini", pg_url("mlflow_auth"), mlflow_secret("admin_password"))
     print(f"initialising the Airflow metadata database ({'PostgreSQL' if production else 'SQLite'})...")
     subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=open(STATE / "logs" / "airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
@@ -341,15 +354,10 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
                 "s = S.from_env(); ensure_repo(s.dvc_repo, s.dvc_remote)")
     subprocess.run([sys.executable, "-c", init_dvc], env=env, check=True, cwd=ROOT)
     print("starting components...")
-    everything = components()
-    start("mlflow", everything.pop("mlflow"), component_env("mlflow", env))
-    wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
-    if production:
-        from pipelines.mlflow_auth import USERS, ensure_users
-
-        ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),
-                     {user: mlflow_secret(f"{user}_password") for user in USERS})
-    for name, command in everything.items():
+    start_mlflow(env)
+    for name, command in components().items():
+        if name == "mlflow":
+            continue
         start(name, command, component_env(name, env))
     wait_http(f"http://127.0.0.1:{SERVING_PORT}/version", "prediction service")
     wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/version", "Airflow API server")
