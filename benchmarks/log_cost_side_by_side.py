@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -33,8 +32,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="per service")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, prediction log)")
     args = parser.parse_args()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")}
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    env = bench.stack_mlflow_env()
     scratch = Path(tempfile.mkdtemp(prefix="bench_log_cost_"))
     services = {}
     try:

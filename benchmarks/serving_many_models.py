@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -72,8 +71,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")}
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    env = bench.stack_mlflow_env()
     scratch = Path(tempfile.mkdtemp(prefix="bench_many_models_"))
     try:
         bodies = {model: json.dumps({"dataframe_records": bench.holdout_records(model, 1)}) for model in MODELS}

@@ -40,6 +40,16 @@ BIN = Path(sys.executable).parent
 MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")
 
 
+def stack_mlflow_env() -> dict[str, str]:
+    """This process's environment, pointed at the stack's MLflow server with its login ($MLFLOW_TRACKING_URI and
+    its credentials, else the server and the pipeline's login `make up` left in $MLOPS_HOME): what the servers
+    under test start with."""
+    from pipelines.tracking import configure_mlflow
+
+    os.environ["MLFLOW_TRACKING_URI"] = configure_mlflow()
+    return dict(os.environ)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,10 +171,9 @@ def main() -> None:
     parser.add_argument("--log-seconds", type=int, default=10, help="seconds per load in each pair")
     parser.add_argument("--paced-ms", type=int, default=30, help="each client's pause in the fixed-load measurement")
     args = parser.parse_args()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+    env = {**stack_mlflow_env(),
            # `mlflow models serve` execs `uvicorn` by name: find the venv's even when run as .venv/bin/python.
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     scratch = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     try:
         records = holdout_records(MODEL, 1000)

@@ -12,19 +12,36 @@ _MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 
 
 def tracking_uri(state: StatePaths | None = None) -> str:
-    """$MLFLOW_TRACKING_URI, else a SQLite store under $MLOPS_HOME/mlflow (never cwd-relative)."""
+    """$MLFLOW_TRACKING_URI; else the stack's MLflow server (``http://127.0.0.1:$MLFLOW_PORT``, default 5000)
+    when $MLOPS_HOME holds the pipeline's login `make up` made; else, with no stack, a SQLite store under
+    $MLOPS_HOME/mlflow (never cwd-relative)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
     state = state or StatePaths.from_env()
+    if _stack_login(state):
+        return f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
     state.mlflow.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{state.mlflow / 'mlflow.db'}"
 
 
+def _stack_login(state: StatePaths) -> tuple[str, str] | None:
+    """The pipeline's MLflow user and password, kept in the state folder of a stack `make up` brought up."""
+    from pipelines.mlflow_auth import PIPELINE, secret_file
+
+    path = secret_file(state.root, f"{PIPELINE}_password")
+    return (PIPELINE, path.read_text().strip()) if path.exists() else None
+
+
 def configure_mlflow(state: StatePaths | None = None) -> str:
+    """Point MLflow at ``tracking_uri``; on the stack's server found through the state folder, with no login in
+    the environment, log in as the pipeline's user (MLflow reads a login from the environment only)."""
     import mlflow
 
     uri = tracking_uri(state)
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not os.environ.get("MLFLOW_TRACKING_USERNAME") \
+            and (login := _stack_login(state or StatePaths.from_env())):
+        os.environ.update(MLFLOW_TRACKING_USERNAME=login[0], MLFLOW_TRACKING_PASSWORD=login[1])
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri

@@ -7,11 +7,15 @@ $MLOPS_HOME (default .state/).
     python scripts/stack.py status
 
 Two topologies, the same code:
-  embedded (default)  Airflow on SQLite with the LocalExecutor, MLflow on SQLite, the prediction log
-                      and the monitoring store in SQLite files.
+  embedded (default)  Airflow on SQLite with the LocalExecutor, MLflow on SQLite (its users too), the
+                      prediction log and the monitoring store in SQLite files.
   production          docker-compose.yaml's topology on services already running on this machine:
                       Airflow on PostgreSQL with the CeleryExecutor on Redis (plus a Celery worker),
-                      MLflow on PostgreSQL, the prediction log and the monitoring store in PostgreSQL.
+                      MLflow on PostgreSQL (its users too), the prediction log and the monitoring store in
+                      PostgreSQL.
+MLflow runs behind its login on both (pipelines/mlflow_auth.py): Airflow's tasks and the CLI log in as
+`pipeline`, the prediction service as `serving`, a person as `admin`; their passwords are generated at the
+first `up` into $MLOPS_HOME/mlflow/ (0600).
                       $MLOPS_PG_SERVER (default postgresql+psycopg2://postgres@127.0.0.1:5432) and
                       $MLOPS_PG_DATABASE_PREFIX (default mlops: databases mlops_airflow, mlops_mlflow,
                       mlops_monitoring, created when missing); $MLOPS_REDIS_URL (redis://127.0.0.1:6379/0).
@@ -36,6 +40,8 @@ from pathlib import Path
 import httpx
 
 from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+from pipelines.mlflow_auth import ADMIN as MLFLOW_ADMIN
+from pipelines.mlflow_auth import PIPELINE, secret_file
 from pipelines.preload import TASK_MODULES
 from pipelines.storage import process_alive
 
@@ -164,11 +170,10 @@ def stack_env() -> dict[str, str]:
         "MLOPS_SERVING_ADMIN_TOKEN": serving_admin_token,  # the service's /admin/*; deploy tasks send it
         "PYTHONDONTWRITEBYTECODE": "",
     }
+    # MLflow behind its login: Airflow's tasks (and the CLI environment) log in as the pipeline's user.
+    env.update(MLFLOW_TRACKING_USERNAME=PIPELINE, MLFLOW_TRACKING_PASSWORD=mlflow_secret(f"{PIPELINE}_password"))
     if topology() == "production":
         env.update(production_env())
-        # MLflow behind its login: Airflow's tasks (and the CLI environment) log in as the pipeline's user.
-        env.update(MLFLOW_TRACKING_USERNAME="pipeline",
-                   MLFLOW_TRACKING_PASSWORD=mlflow_secret("pipeline_password"))
         for local_only in ("AIRFLOW__SCHEDULER__MP_START_METHOD", "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"):
             env.pop(local_only)  # LocalExecutor settings; Celery workers fork their own task processes
     lines = [f"export {k}={json.dumps(v)}" for k, v in env.items()] + [f'export PATH="{VENV_BIN}:$PATH"']
@@ -178,17 +183,21 @@ def stack_env() -> dict[str, str]:
 
 
 def mlflow_secret(name: str) -> str:
-    """A secret of MLflow on the production topology: a user's password (``<user>_password``: admin, pipeline,
+    """A secret of MLflow, made at the first call: a user's password (``<user>_password``: admin, pipeline,
     serving) or its server's CSRF key (``flask_secret_key``)."""
-    (STATE / "mlflow").mkdir(parents=True, exist_ok=True)
-    return ensure_secret(STATE / "mlflow" / name)
+    path = secret_file(STATE, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ensure_secret(path)
+
+
+def mlflow_auth_database() -> str:
+    """Where MLflow keeps its users and their permissions: the only difference between the topologies' logins."""
+    return pg_url("mlflow_auth") if topology() == "production" else f"sqlite:///{STATE / 'mlflow' / 'basic_auth.db'}"
 
 
 def component_env(name: str, env: dict[str, str]) -> dict[str, str]:
-    """What one component runs with: on the production topology MLflow gets its auth config, and the service
-    logs in to it as its own, read-only, user."""
-    if topology() != "production":
-        return env
+    """What one component runs with: MLflow gets its auth config, and the service logs in to it as its own,
+    read-only, user."""
     if name == "mlflow":
         return {**env, "MLFLOW_AUTH_CONFIG_PATH": str(STATE / "mlflow" / "basic_auth.ini"),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": mlflow_secret("flask_secret_key")}  # its CSRF tokens
@@ -206,8 +215,7 @@ def components() -> dict[str, list[str]]:
     return {
         "mlflow": [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri",
                    backend_store, "--artifacts-destination", str(mlflow_dir / "artifacts"),
-                   "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
-                   *(["--app-name", "basic-auth"] if production else [])],
+                   "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1", "--app-name", "basic-auth"],
         "serving": [sys.executable, "-m", "pipelines.serving", "--model", MODEL, "--port", str(SERVING_PORT)],
         "airflow-api-server": [str(VENV_BIN / "airflow"), "api-server", "--port", str(AIRFLOW_PORT)],
         "airflow-scheduler": [str(VENV_BIN / "airflow"), "scheduler"],
@@ -318,6 +326,19 @@ def train_all(configs: list) -> dict[str, dict]:
     return finished
 
 
+def start_mlflow(env: dict[str, str]) -> None:
+    """The MLflow server behind its login, once it answers, with the pipeline's and the service's users set up."""
+    from pipelines.mlflow_auth import USERS, ensure_users, write_auth_config
+
+    write_auth_config(STATE / "mlflow" / "basic_auth.ini", mlflow_auth_database(), mlflow_secret("admin_password"))
+    start("mlflow", components()["mlflow"], component_env("mlflow", env))
+    wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
+    adopted = ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),
+                           {user: mlflow_secret(f"{user}_password") for user in USERS})
+    if adopted:
+        print(f"  mlflow: the pipeline's user now manages what the store held before its login: {', '.join(adopted)}")
+
+
 def up(train: bool = True, requested_topology: str | None = None) -> None:
     if requested_topology and requested_topology != topology() and any(_pid(name) for name in components()):
         raise SystemExit(f"the stack in {STATE} is running as {topology()}: `make down` first")
@@ -325,14 +346,13 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     password_file = admin_password_file(STATE)
     first_login = not os.environ.get("AIRFLOW_ADMIN_PASSWORD") and not password_file.exists()
+    mlflow_password_file = secret_file(STATE, f"{MLFLOW_ADMIN}_password")
+    first_mlflow_login = not mlflow_password_file.exists()
     env = stack_env()
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     print(f"state folder: {STATE} ({topology()} topology)")
     if production:
         ensure_pg_databases()
-        from pipelines.mlflow_auth import write_auth_config
-
-        write_auth_config(STATE / "mlflow" / "basic_auth.ini", pg_url("mlflow_auth"), mlflow_secret("admin_password"))
     print(f"initialising the Airflow metadata database ({'PostgreSQL' if production else 'SQLite'})...")
     subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True, cwd=ROOT,
                    stdout=open(STATE / "logs" / "airflow-db-migrate.log", "ab"), stderr=subprocess.STDOUT)
@@ -341,15 +361,10 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
                 "s = S.from_env(); ensure_repo(s.dvc_repo, s.dvc_remote)")
     subprocess.run([sys.executable, "-c", init_dvc], env=env, check=True, cwd=ROOT)
     print("starting components...")
-    everything = components()
-    start("mlflow", everything.pop("mlflow"), component_env("mlflow", env))
-    wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
-    if production:
-        from pipelines.mlflow_auth import USERS, ensure_users
-
-        ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),
-                     {user: mlflow_secret(f"{user}_password") for user in USERS})
-    for name, command in everything.items():
+    start_mlflow(env)
+    for name, command in components().items():
+        if name == "mlflow":
+            continue
         start(name, command, component_env(name, env))
     wait_http(f"http://127.0.0.1:{SERVING_PORT}/version", "prediction service")
     wait_http(f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/version", "Airflow API server")
@@ -361,18 +376,24 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
             raise SystemExit("a training run failed: its task log says why (Airflow UI)")
     served = served_models()
     login = ("$AIRFLOW_ADMIN_PASSWORD" if os.environ.get("AIRFLOW_ADMIN_PASSWORD")
-             else f"{admin_password(STATE)}   (generated at this first start, shown once; kept in {password_file})"
-             if first_login else f"the password in {password_file}")
+             else login_hint(admin_password(STATE), password_file, first_login))
+    mlflow_login = login_hint(mlflow_secret(f"{MLFLOW_ADMIN}_password"), mlflow_password_file, first_mlflow_login)
     lines = "\n".join(f"  {name:<19} POST http://127.0.0.1:{SERVING_PORT}/models/{name}/invocations   version "
                       f"{health.get('version')} ({health.get('task')})" for name, health in served.items())
     print(f"""
 The stack is up (stop it with `make down`).
   Airflow UI          http://127.0.0.1:{AIRFLOW_PORT}   login {ADMIN_USER} / {login}
-  MLflow UI           http://127.0.0.1:{MLFLOW_PORT}
+  MLflow UI           http://127.0.0.1:{MLFLOW_PORT}   login {MLFLOW_ADMIN} / {mlflow_login}
   Prediction service  POST http://127.0.0.1:{SERVING_PORT}/invocations ({MODEL})   (health: /health)
 {lines or "  (no model has a champion yet)"}
   CLI environment     source {STATE / 'env.sh'}
 """)
+
+
+def login_hint(password: str, path: Path, first: bool) -> str:
+    """A generated password for ``up``'s summary: shown at the start that made it, named by its file after."""
+    return f"{password}   (generated at this first start, shown once; kept in {path})" if first \
+        else f"the password in {path}"
 
 
 def served_models() -> dict[str, dict]:
