@@ -67,11 +67,13 @@ def schema_name(model_name: str) -> str:
 
 def request_model(model: LoadedModel):
     """The typed ``/predict`` request for this model's signature (pydantic; unknown fields are refused).
-    Named after the model, so several models' schemas sit side by side in one OpenAPI document."""
-    from pydantic import ConfigDict, Field, create_model
+    Strict: a numeric field takes a JSON number a float holds (an integer too) or null, never a boolean, a
+    number as text, Infinity or NaN; a text field takes text or null. Named after the model, so several
+    models' schemas sit side by side in one OpenAPI document."""
+    from pydantic import ConfigDict, Field, StrictFloat, StrictStr, create_model
 
-    row_fields = {c: (float | None, Field(...)) for c in model.numeric}
-    row_fields.update({c: (str | None, Field(...)) for c in model.categorical})
+    row_fields = {c: (StrictFloat | None, Field(..., allow_inf_nan=False)) for c in model.numeric}
+    row_fields.update({c: (StrictStr | None, Field(...)) for c in model.categorical})
     name = schema_name(model.name)
     row = create_model(f"{name}_row", __config__=ConfigDict(extra="forbid"), **row_fields)
     return create_model(f"{name}_PredictRequest", __config__=ConfigDict(extra="forbid"),

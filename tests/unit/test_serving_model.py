@@ -227,6 +227,21 @@ def test_typed_predict_endpoint_and_its_openapi_schema(service):
     assert service.post("/predict", json={"rows": []}).status_code == 422
 
 
+@pytest.mark.parametrize("value", [b"true", b'"18"', b"1e400", b"9" * 400])
+def test_typed_predict_takes_only_numbers_in_numeric_fields(service, value):
+    """A boolean, a number as text or a number no float holds is refused, naming the field; an integer is a
+    number. (``/invocations`` converts the first two, as ``mlflow models serve`` does.)"""
+    def rows(signal: bytes) -> bytes:
+        return b'{"rows": [{"signal": 0.5, "noise": 1, "group": "a"}, {"signal": %s, "noise": 1, "group": "a"}]}' \
+            % signal
+
+    headers = {"Content-Type": "application/json"}
+    assert service.post("/predict", content=rows(b"2"), headers=headers).status_code == 200
+    bad = service.post("/predict", content=rows(value), headers=headers)
+    assert bad.status_code == 422, bad.text
+    assert [d["field"] for d in bad.json()["detail"]] == ["rows.1.signal"]
+
+
 def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     from pipelines.serving.app import create_app
 

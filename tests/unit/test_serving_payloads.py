@@ -149,3 +149,21 @@ def test_the_answer_holds_what_mlflow_models_serve_answers_whatever_the_output(o
 
     assert orjson.loads(_predictions_json(output, "r")) == {"predictions": orjson.loads(orjson.dumps(output.tolist())),
                                                             "request_id": "r"}
+
+
+@pytest.mark.parametrize("payload", [
+    {"dataframe_records": [{"x": "18", "c": "a"}, {"x": True, "c": "b"}, {"x": 2, "c": "c"}]},
+    {"dataframe_split": {"columns": ["x", "c"], "data": [["18", "a"], [True, "b"], [2, "c"]]}},
+    {"inputs": {"x": ["18", True, 2], "c": ["a", "b", "c"]}},
+])
+def test_numbers_as_text_and_booleans_are_converted_as_mlflow_models_serve_converts_them(payload):
+    """``/invocations`` keeps MLflow's payloads: its scoring server casts a double column with ``astype``, so
+    ``"18"`` and ``true`` are 18.0 and 1.0 there, and here (the typed ``/predict`` refuses them)."""
+    from mlflow.models.utils import _enforce_schema
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+    from mlflow.types.schema import ColSpec, Schema
+
+    schema = Schema([ColSpec("double", "x"), ColSpec("string", "c")])
+    theirs = _enforce_schema(infer_and_parse_data(payload, schema), schema)
+    ours = conform(parse_frame(orjson.dumps(payload), "application/json"), MODEL)
+    assert theirs["x"].tolist() == ours["x"].tolist() == [18.0, 1.0, 2.0]
