@@ -56,9 +56,14 @@ class RunVerdict:
         return self.reason
 
     @property
-    def final(self) -> bool:
-        """Whether the run stops here (a passed check leaves the last word to later steps)."""
-        return self.outcome != PASSED
+    def stopped(self) -> bool:
+        """Whether the run stopped here without a new version (refused or failed)."""
+        return self.outcome in (FAILED, NOT_PROMOTED)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a check passed and later steps have the last word."""
+        return self.outcome == PASSED
 
 
 def one_line(text: str) -> str:
