@@ -6,6 +6,7 @@ parses with nothing heavier than airflow.sdk, pydantic and PyYAML.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -35,7 +36,9 @@ current champion → **gate** → **infra validation**
 
 **A rejected candidate** ends the run green with `register` and `deploy` *skipped*: the reasons are in
 the `gate` (or `infra_validate`) task log and on the MLflow run (`gate/decision.json`, tag
-`infra_validation_reason`).
+`infra_validation_reason`). Every run's verdict, one line (the gate's failed checks, the infra validation
+error, the message of a task that failed), is on the model's page (*Model* tab) and printed by
+`mlops-loop train`.
 
 {landing}**Trigger with config** to train on another interval: `data_interval_start` / `data_interval_end`
 (`[start, end)`, dates) and a `reason` that is stored on the model version.
@@ -82,12 +85,27 @@ def _on_failure(cfg: ModelConfig):
     alert = failure_callback(cfg)
 
     def callback(context) -> None:
-        """A task that failed for good raises a run_failed alert, and ends the run's parent MLflow run as
-        FAILED (not left RUNNING)."""
-        alert(context)
-        _close_mlflow_run_on_failure(context)
+        """A task that failed for good records the run's verdict (where and why), raises a run_failed alert,
+        and ends the run's parent MLflow run as FAILED (not left RUNNING). Each whatever the others do."""
+        for part in (lambda c: _record_failure(cfg, c), alert, _close_mlflow_run_on_failure):
+            try:
+                part(context)
+            except Exception:
+                logging.getLogger(__name__).exception("the failure callback of train_%s", cfg.name)
 
     return callback
+
+
+def _record_failure(cfg: ModelConfig, context) -> None:
+    from pipelines.training_outcomes import FAILED, RunVerdict, record_verdict
+
+    ti, error = context["ti"], context.get("exception")
+    map_index = getattr(ti, "map_index", -1)
+    task = f"{ti.task_id}[{map_index}]" if map_index is not None and map_index >= 0 else ti.task_id
+    # Bad input is failed for good with a message written for the operator; anything else is named by its type.
+    message = str(error) if isinstance(error, (str, InputError, AirflowFailException)) \
+        else f"{type(error).__name__}: {error}" if error is not None else ""
+    record_verdict(StatePaths.from_env(), cfg.name, RunVerdict(ti.dag_id, ti.run_id, task, FAILED, message))
 
 
 def _close_mlflow_run_on_failure(context) -> None:

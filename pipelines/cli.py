@@ -9,10 +9,12 @@
 
 ``init`` drafts ``include/models/<name>.yaml`` and ``include/expectations/<name>.json`` from the table for
 you to review, and lands the table. ``land`` checks a later batch as ingest would, then lands it; a day
-already landed is replaced only with ``--replace``, its old file kept. ``train`` starts ``train_<name>`` on
-the running stack and follows it. ``make init`` and ``make train`` call these. ``models`` lists the
-registered models, their aliases and each version's gate verdict; ``lineage`` follows a prediction from its
-request id to the model version, data, runs and commit; ``status`` says what runs, the champions, and each
+already landed is replaced only with ``--replace``, its old file kept. ``train`` starts ``train_<name>``
+on the running stack, follows it and says what it made: the version registered, or which step refused
+the candidate or failed, and why. ``make init`` and ``make train`` call these. ``models`` lists every
+configured or registered model, its last training run's verdict, its aliases and each version's gate
+verdict; ``lineage`` follows a prediction from its request id to the model version, data, runs and
+commit; ``status`` says what runs, the champions, and each
 training DAG's last run.
 """
 
@@ -100,25 +102,39 @@ def train(name: str, start: date | None, end: date | None, reason: str | None) -
     return report_runs({dag_id: run})
 
 
-def report_runs(runs: dict[str, dict]) -> int:
-    """One line per training run: its state, and what the gate and the registry made of it."""
+def report_runs(runs: dict[str, dict], state: StatePaths | None = None) -> int:
+    """One line per training run ``train_<model>``: its state and the verdict it recorded (which step refused
+    the candidate or failed, and why; ``pipelines.training_outcomes``)."""
+    from pipelines.training_outcomes import FAILED, NOT_PROMOTED, REGISTERED, run_verdict, verdict_path
+
+    state = state or StatePaths.from_env()
     failed = 0
     for dag_id, run in runs.items():
-        tasks = run["tasks"]
+        tasks, run_id, model = run["tasks"], run["dag_run_id"], dag_id.removeprefix("train_")
+        try:
+            verdict = run_verdict(state, model, run_id)
+            unexplained = f"its last verdict: {verdict.line}" if verdict else \
+                f"no verdict recorded at {verdict_path(state, model, run_id)}"
+        except ValueError as exc:
+            verdict, unexplained = None, str(exc)
         if run["state"] == "awaiting_input":
             waiting = [t for t, s in tasks.items() if s == "awaiting_input"]
-            step(f"{dag_id}: run {run['dag_run_id']} waits in {', '.join(waiting)} for a person: approve or reject "
+            step(f"{dag_id}: run {run_id} waits in {', '.join(waiting)} for a person: approve or reject "
                  "the candidate under Required Actions in the Airflow UI")
         elif run["state"] != "success":
             failed += 1
-            broken = [t for t, s in tasks.items() if s in ("failed", "upstream_failed")]
-            step(f"{dag_id}: run {run['dag_run_id']} FAILED at {', '.join(broken) or '?'}: the task log says why "
-                 "(Airflow UI, or .state/airflow/logs)")
+            if verdict and verdict.outcome == FAILED:
+                step(f"{dag_id}: run {run_id} {verdict.line}")
+            else:
+                broken = [t for t, s in tasks.items() if s in ("failed", "upstream_failed")]
+                step(f"{dag_id}: run {run_id} FAILED at {', '.join(broken) or '?'} ({unexplained}): the task log "
+                     "says why (Airflow UI, or .state/airflow/logs)")
         elif tasks.get("register") == "skipped":
-            step(f"{dag_id}: the candidate was not promoted (gate or infra validation): the reasons are in the "
-                 "gate task log and on the MLflow run")
+            step(f"{dag_id}: {verdict.line}" if verdict and verdict.outcome == NOT_PROMOTED else
+                 f"{dag_id}: not promoted ({unexplained}): the gate and infra_validate task logs say why")
         else:
-            step(f"{dag_id}: a new version is registered and deployed")
+            step(f"{dag_id}: {verdict.line if verdict and verdict.outcome == REGISTERED else 'registered'}, "
+                 "and deployed")
     return 1 if failed else 0
 
 
@@ -186,16 +202,32 @@ def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
 
 
 def models(name: str | None) -> None:
-    """Every registered model (or one), its aliases and its versions with the gate's verdict."""
+    """Every configured or registered model (or one): its last training run's verdict, its aliases and its
+    versions with the gate's verdict."""
+    from pipelines.config import read_model_configs
     from pipelines.operator_ui import registry_view
+    from pipelines.registry import is_missing
     from pipelines.tracking import mlflow_client
+    from pipelines.training_outcomes import one_line
 
-    summaries = registry_view.models(mlflow_client(), name)
+    configured = registry_view.configured_models(read_model_configs(), StatePaths.from_env())
+    try:
+        summaries = registry_view.models(mlflow_client(), name, configured)
+    except Exception as exc:
+        if name and is_missing(exc):
+            raise SystemExit(f"no model {name!r}: no config in {include_dir() / 'models'} trains it and the "
+                             "registry does not hold it") from None
+        raise
     if not summaries:
-        step("no registered model yet: train one (mlops-loop train NAME)")
+        step("no model is configured or registered yet: draft one (mlops-loop init DATA --target COLUMN --name NAME)")
     for model in summaries:
         aliases = ", ".join(f"{alias} v{version}" for alias, version in sorted(model.aliases.items()))
-        step(f"{model.name}  ({aliases or 'no alias'})")
+        step(f"{model.name}  ({aliases or 'no alias'})" if model.registered else
+             f"{model.name}  (no version registered)")
+        if model.configured and model.configured.error:
+            step(f"  its config does not load: {one_line(model.configured.error)}")
+        if model.last_run:
+            step(f"  last training run {model.last_run.run_id}: {model.last_run.line}")
         for v in model.versions[: None if name else 5]:
             labels = f" [{', '.join(v.aliases)}]" if v.aliases else ""
             step(f"  v{v.version}{labels}  {v.created:%Y-%m-%d %H:%M}  {v.gate_summary or 'no gate decision'}"
@@ -299,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--day", type=date.fromisoformat, help="the batch's day when the table has no event time")
     p.add_argument("--replace", action="store_true", help="replace days already landed with other rows (the "
                    "old files are kept in the feed's replaced/ folder)")
-    p = commands.add_parser("models", help="registered models, aliases, versions and gate verdicts")
+    p = commands.add_parser("models", help="configured and registered models: last training verdict, aliases, "
+                                           "versions and gate verdicts")
     p.add_argument("name", nargs="?", help="one model: all its versions")
     p = commands.add_parser("lineage", help="a prediction back to its model version, data, runs and commit")
     p.add_argument("request_id", help="the X-Request-ID of the answer")

@@ -475,6 +475,10 @@ class StatePaths(BaseModel):
     def cache(self, model: str) -> Path:
         return self.root / "cache" / model
 
+    def verdicts(self, model: str) -> Path:
+        """Each training run's verdict, one file per run (``pipelines.training_outcomes``)."""
+        return self.root / "verdicts" / model
+
     def work(self, model: str, run_key: str) -> Path:
         return self.root / "work" / model / run_key
 

@@ -53,7 +53,11 @@ class PromotionDecision:
     def summary(self) -> str:
         if self.promote:
             return f"approved: all {len(self.reasons)} checks passed"
-        return "rejected: " + "; ".join(r.message for r in self.failed)
+        return "rejected: " + self.failed_checks()
+
+    def failed_checks(self) -> str:
+        """What each failed check found, on one line."""
+        return "; ".join(r.message for r in self.failed)
 
     def to_dict(self) -> dict:
         return {"promote": self.promote, "verdict": self.verdict, "summary": self.summary(),

@@ -1,12 +1,117 @@
-"""What the training runs a monitor started made of their candidates, read from MLflow by Airflow run id:
-the version registered, or the gate's or a person's verdict. For the operator pages' monitoring timeline and
-``make simulate``'s report."""
+"""What a training run made of its candidate.
+
+``RunVerdict`` is a run's own last word, one line, recorded by the step that decided it (the gate, infra
+validation, a person's answer, ``register``) or, for a task that failed for good, by the training DAG's failure
+callback, as ``verdicts/<model>/<run>.json`` under the state folder. ``mlops-loop train`` (and ``make up``)
+print it for the run they followed; the operator pages and ``mlops-loop models`` show each model's latest.
+
+``TrainingOutcome`` is what MLflow recorded of the runs a monitor started: the version registered, or the
+gate's or a person's verdict. For the operator pages' monitoring timeline and ``make simulate``'s report."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
+from pipelines.config import StatePaths
 from pipelines.registry import search_quoted
+
+log = logging.getLogger(__name__)
+
+# What a verdict says of its run.
+FAILED = "failed"  # a task failed for good: the run stops there
+NOT_PROMOTED = "not_promoted"  # the gate, infra validation or a person refused the candidate
+PASSED = "passed"  # a check passed; later steps still decide
+REGISTERED = "registered"  # a new version is in the registry
+OUTCOMES = (FAILED, NOT_PROMOTED, PASSED, REGISTERED)
+LINE_LIMIT = 1000  # characters of a reason: the task log has the rest
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """One training run's verdict as one line: which step had the last word, and why."""
+
+    dag_id: str
+    run_id: str
+    step: str  # the task that decided (``train[2]`` for a mapped one)
+    outcome: str  # one of OUTCOMES
+    reason: str  # one line, e.g. "gate refused: roc_auc 0.5012 is below floor 0.6000"
+    version: str | None = None  # the version registered
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"a run verdict's outcome is one of {OUTCOMES}, not {self.outcome!r}")
+        object.__setattr__(self, "reason", one_line(self.reason))
+
+    @property
+    def line(self) -> str:
+        if self.outcome == FAILED:
+            return f"FAILED at {self.step}: {self.reason or 'no message (the task log says why)'}"
+        if self.outcome == NOT_PROMOTED:
+            return f"not promoted: {self.reason}"
+        return self.reason
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the run stopped here without a new version (refused or failed)."""
+        return self.outcome in (FAILED, NOT_PROMOTED)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a check passed and later steps have the last word."""
+        return self.outcome == PASSED
+
+
+def one_line(text: str) -> str:
+    """A message (a traceback's last word, a list of failed expectations) on one line, at most LINE_LIMIT long."""
+    flat = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return flat if len(flat) <= LINE_LIMIT else flat[:LINE_LIMIT - 30].rstrip() + " … (the task log has the rest)"
+
+
+def verdict_path(state: StatePaths, model: str, run_id: str) -> Path:
+    from pipelines.run_context import run_key
+
+    return state.verdicts(model) / f"{run_key(run_id)}.json"
+
+
+def record_verdict(state: StatePaths, model: str, verdict: RunVerdict) -> Path:
+    """Record (or replace: a cleared task decides again) the verdict of the run, whole or not at all."""
+    from pipelines.storage import write_text_atomic
+
+    return write_text_atomic(json.dumps(asdict(verdict), indent=1) + "\n",
+                             verdict_path(state, model, verdict.run_id))
+
+
+def read_verdict(path: Path) -> RunVerdict:
+    """A recorded verdict; ValueError naming the file when it is not one."""
+    try:
+        return RunVerdict(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not a run verdict: {exc}") from exc
+
+
+def run_verdict(state: StatePaths, model: str, run_id: str) -> RunVerdict | None:
+    """The verdict of one run, or None when none was recorded (the run has decided nothing yet)."""
+    path = verdict_path(state, model, run_id)
+    return read_verdict(path) if path.is_file() else None
+
+
+def last_verdict(state: StatePaths, model: str) -> RunVerdict | None:
+    """The verdict recorded last among the model's runs (None when none is). One that cannot be read is
+    logged and skipped for the one before it."""
+    folder = state.verdicts(model)
+    paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True) \
+        if folder.is_dir() else []
+    for path in paths:
+        try:
+            return read_verdict(path)
+        except ValueError as exc:
+            log.warning("%s", exc)
+    return None
 
 
 @dataclass(frozen=True)

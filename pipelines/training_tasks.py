@@ -284,6 +284,16 @@ def mark_run_failed(splits: dict | None, reason: str, state: StatePaths | None =
     client.set_terminated(splits["parent_run_id"], status="FAILED")
 
 
+def _record(cfg: ModelConfig, state: StatePaths, lineage: dict, step: str, outcome: str, reason: str,
+            version: str | None = None) -> None:
+    """The run's verdict as ``step`` decided it (the run is named by its lineage tags). A task that fails for
+    good records its own, from the DAG's failure callback."""
+    from pipelines.training_outcomes import RunVerdict, record_verdict
+
+    record_verdict(state, cfg.name, RunVerdict(lineage["airflow_dag_id"], lineage["airflow_run_id"], step, outcome,
+                                               reason, version))
+
+
 # 5. train (one mapped task per candidate) ---------------------------------------------------------------
 def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, params: dict) -> dict:
     """Fit one candidate and log it as a child run. A candidate already trained on the same rows with the
@@ -480,6 +490,7 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, eva
 
     from pipelines.gate import EvaluationReport, decide_promotion
     from pipelines.tracking import configure_mlflow
+    from pipelines.training_outcomes import NOT_PROMOTED, PASSED
 
     configure_mlflow(state)
     champion = EvaluationReport.from_dict(evaluation["champion"]) if evaluation["champion"] else None
@@ -489,6 +500,9 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, eva
               "candidate_run_id": evaluation["best_run_id"]}
     for line in [decision.summary(), *(f"  {'PASS' if r.passed else 'FAIL'} {r.message}" for r in decision.reasons)]:
         (log.info if decision.promote else log.warning)(line)
+    _record(cfg, state, splits["lineage"], "gate", *(
+        (PASSED, f"gate passed: all {len(decision.reasons)} checks") if decision.promote
+        else (NOT_PROMOTED, f"gate refused: {decision.failed_checks()}")))
     client = mlflow.MlflowClient()
     for run_id in (splits["parent_run_id"], evaluation["best_run_id"]):
         client.set_tag(run_id, "gate_decision", decision.verdict)
@@ -517,6 +531,7 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
     from pipelines.step_cache import StepInputs, code_digest
     from pipelines.tracking import configure_mlflow
     from pipelines.training import model_inputs
+    from pipelines.training_outcomes import NOT_PROMOTED, PASSED
 
     configure_mlflow(state)
 
@@ -539,6 +554,9 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
     outcome = cached.result
     (log.info if outcome["passed"] else log.error)("infra validation %s: %s",
                                                    "passed" if outcome["passed"] else "FAILED", outcome["reason"])
+    _record(cfg, state, splits["lineage"], "infra_validate", *(
+        (PASSED, f"infra validation passed: {outcome['reason']}") if outcome["passed"]
+        else (NOT_PROMOTED, f"infra validation failed: {outcome['reason']}")))
     client = mlflow.MlflowClient()
     for run_id in (splits["parent_run_id"], evaluation["best_run_id"]):
         client.set_tag(run_id, "infra_validation", "passed" if outcome["passed"] else "failed")
@@ -565,9 +583,12 @@ def record_approval(cfg: ModelConfig, state: StatePaths, splits: dict, response:
 
     from pipelines.approval import ApprovalOutcome
     from pipelines.tracking import mlflow_client
+    from pipelines.training_outcomes import NOT_PROMOTED, PASSED
 
     outcome = ApprovalOutcome.from_response(response, cfg.serving.approval_timeout_hours)
     (log.info if outcome.approved else log.warning)("candidate %s", outcome.summary())
+    _record(cfg, state, splits["lineage"], "approve", *(
+        (PASSED, outcome.summary()) if outcome.approved else (NOT_PROMOTED, f"approval {outcome.summary()}")))
     try:
         mlflow_client(state).log_batch(splits["parent_run_id"],
                                        tags=[RunTag(key, value) for key, value in outcome.tags().items()])
@@ -604,8 +625,9 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
              decision: dict, approval: dict | None = None) -> dict:
     import mlflow
 
-    from pipelines.registry import promote_version, register_version, stage_challenger
+    from pipelines.registry import CHAMPION, promote_version, register_version, stage_challenger
     from pipelines.tracking import configure_mlflow
+    from pipelines.training_outcomes import REGISTERED
 
     if not decision.get("promote"):
         raise RuntimeError(f"refusing to register a rejected candidate: {decision.get('summary')}")
@@ -634,6 +656,10 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         promotion = stage_challenger(client, cfg.model_name, version, cfg.serving.rollout, cfg.serving.canary_share)
         log.info("%s v%s is challenger in %s (champion stays v%s); promote or retire it with promote_%s",
                  cfg.model_name, version, cfg.serving.rollout, promotion.previous_version, cfg.name)
+    _record(cfg, state, splits["lineage"], "register", REGISTERED,
+            f"registered v{version} as {promotion.alias}"
+            + (f" ({cfg.serving.rollout}; champion stays v{promotion.previous_version})"
+               if promotion.alias != CHAMPION else ""), str(version))
     return asdict(promotion)
 
 

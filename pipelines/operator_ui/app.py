@@ -83,12 +83,14 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
 
     @app.get("/models", response_class=HTMLResponse)
     async def all_models() -> str:
-        return pages.render("models.html", models=await read(registry_view.models), **links)
+        listed = functools.partial(registry_view.models, configured=await asyncio.to_thread(_configured_models))
+        return pages.render("models.html", models=await read(listed), **links)
 
     @app.get("/models/{name}", response_class=HTMLResponse)
     async def one_model(name: str) -> str:
         _check_name(name)
-        model = (await read(registry_view.models, name))[0]
+        listed = functools.partial(registry_view.models, configured=await asyncio.to_thread(_configured_models))
+        model = (await read(listed, name))[0]
         cfg = await asyncio.to_thread(_find_config, name)
         dags = [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS] if cfg else []
         return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER, dags=dags,
@@ -175,19 +177,31 @@ def _static(name: str) -> bytes:
     return (STATIC / name).read_bytes()
 
 
-def _configs():
-    """The valid model configs, read again only when a file in include/models changes."""
+def _config_files():
+    """Every file of include/models, loaded or not, read again only when one of them changes."""
     from pipelines.config import include_dir
 
     folder = include_dir() / "models"
-    return _configs_as_of(folder, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml"))))
+    return _config_files_as_of(folder, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml"))))
 
 
 @functools.lru_cache(maxsize=4)
-def _configs_as_of(folder, _files: tuple):
-    from pipelines.config import list_model_configs
+def _config_files_as_of(folder, _files: tuple):
+    from pipelines.config import read_model_configs
 
-    return list_model_configs(folder)
+    return tuple(read_model_configs(folder))
+
+
+def _configs():
+    """The valid model configs."""
+    return [entry.config for entry in _config_files() if entry.config is not None]
+
+
+def _configured_models():
+    """Each model config with its training DAG's last verdict (read at each call: a run may have ended)."""
+    from pipelines.config import StatePaths
+
+    return registry_view.configured_models(_config_files(), StatePaths.from_env())
 
 
 def _find_config(model_name: str):

@@ -1,21 +1,26 @@
-"""What the registry says about each model, shaped for the operator's pages: every registered model with
-its aliases and versions, and for one version the gate's decision with every reason, the metrics it was
-judged on, and where it came from (data, code, Airflow run, MLflow run).
+"""What the registry says about each model, shaped for the operator's pages: every registered or configured
+model with its aliases and versions and its last training run's verdict, and for one version the gate's
+decision with every reason, the metrics it was judged on, and where it came from (data, code, Airflow run,
+MLflow run).
 
-Everything here is read from MLflow: the version's tags (written by ``register``: gate verdict and summary,
+The registry part is read from MLflow: the version's tags (written by ``register``: gate verdict and summary,
 lineage, the reason it was trained), the aliases, and for one version the gate's ``gate/decision.json`` and
-the metrics of the training run it came from.
+the metrics of the training run it came from. The configured models are the files of ``include/models``; each
+one's last verdict is the one its training DAG recorded (``pipelines.training_outcomes``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import ConfigFile, StatePaths
 from pipelines.gate import Reason
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, search_quoted
+from pipelines.training_outcomes import RunVerdict
 
 ALIAS_ORDER = (CHAMPION, CHALLENGER, PREVIOUS)
 APPROVED = "approved"  # the gate's verdict when every check passed (``PromotionDecision.verdict``)
@@ -71,11 +76,29 @@ class VersionSummary:
 
 
 @dataclass(frozen=True)
+class ConfiguredModel:
+    """A file of ``include/models``: the model it trains and its training DAG's last verdict, or why the file
+    does not load."""
+
+    config: str  # the config's name: its DAGs are train_<config>, monitor_<config>...
+    model: str  # the registered model it trains (the file's name when it does not load)
+    description: str = ""
+    last_run: RunVerdict | None = None
+    error: str | None = None  # why the file does not load
+
+
+@dataclass(frozen=True)
 class ModelSummary:
     name: str
     description: str
     aliases: dict[str, str]  # alias -> version
     versions: list[VersionSummary]  # newest first
+    configured: ConfiguredModel | None = None  # the config that trains it, if any
+    registered: bool = True  # False: configured, but no training run has registered a version yet
+
+    @property
+    def last_run(self) -> RunVerdict | None:
+        return self.configured.last_run if self.configured else None
 
     def version_of(self, alias: str) -> VersionSummary | None:
         wanted = self.aliases.get(alias)
@@ -126,17 +149,51 @@ def _version(model: str, version: Any, by_version: dict[str, tuple[str, ...]]) -
                           datetime.fromtimestamp(version.creation_timestamp / 1000, UTC), dict(version.tags))
 
 
-def models(client, name: str | None = None) -> list[ModelSummary]:
-    """Every registered model (or the one named), newest version first: one registry search per model."""
-    registered = [client.get_registered_model(name)] if name else client.search_registered_models()
+def configured_models(files: Sequence[ConfigFile], state: StatePaths) -> list[ConfiguredModel]:
+    """Each model config file (``read_model_configs``) with the verdict of its training DAG's last run."""
+    from pipelines.training_outcomes import last_verdict
+
+    found = []
+    for entry in files:
+        cfg = entry.config
+        config = cfg.name if cfg else entry.name
+        found.append(ConfiguredModel(config, cfg.model_name if cfg else entry.name,
+                                     cfg.description.strip() if cfg else "", last_verdict(state, config),
+                                     entry.error))
+    return found
+
+
+def models(client, name: str | None = None, configured: Sequence[ConfiguredModel] = ()) -> list[ModelSummary]:
+    """Every registered or configured model (or the one named), newest version first: one registry search per
+    registered model. A configured model the registry does not hold is listed with no version; a name that is
+    neither raises the registry's not-found error."""
+    from pipelines.registry import is_missing
+
+    by_model = {c.model: c for c in configured}
+    if name:
+        try:
+            registered = [client.get_registered_model(name)]
+        except Exception as exc:
+            if name not in by_model or not is_missing(exc):
+                raise
+            registered = []
+        names = {name}
+    else:
+        registered = client.search_registered_models()
+        names = {m.name for m in registered} | set(by_model)
+    held = {m.name: m for m in registered}
     summaries = []
-    for model in sorted(registered, key=lambda m: m.name):
+    for model_name in sorted(names):
+        model, config = held.get(model_name), by_model.get(model_name)
+        if model is None:
+            summaries.append(ModelSummary(model_name, config.description, {}, [], config, registered=False))
+            continue
         aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
         by_version = _aliases_by_version(aliases)
         versions = client.search_model_versions(f"name='{search_quoted(model.name)}'", max_results=10_000)
         summaries.append(ModelSummary(model.name, model.description or "", aliases,
                                       sorted((_version(model.name, v, by_version) for v in versions),
-                                             key=lambda v: int(v.version), reverse=True)))
+                                             key=lambda v: int(v.version), reverse=True), config))
     return summaries
 
 

@@ -41,6 +41,14 @@ def _states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
+def _verdict(run) -> str:
+    """The run's verdict as ``mlops-loop train`` and the model's page say it."""
+    from pipelines.config import StatePaths
+    from pipelines.training_outcomes import run_verdict
+
+    return run_verdict(StatePaths.from_env(), MODEL, run.run_id).line
+
+
 def test_first_run_makes_a_champion_that_is_served(training_dag, landed, prediction_service, state_root):
     run = training_dag.test(run_conf=GOOD)
     assert run.state == "success", _states(run)
@@ -53,6 +61,7 @@ def test_first_run_makes_a_champion_that_is_served(training_dag, landed, predict
     assert len(tags["data_hash"]) == 32 and tags["gate_decision"] == "approved"
     assert tags["git_commit"] and tags["training_reason"] == "integration test"
     assert tags["infra_validation"] == "passed" and _states(run)["infra_validate"] == "success"
+    assert _verdict(run) == f"registered v{champion.version} as champion"
     # The data hash names the exact bytes in the DVC remote.
     assert (state_root / "dvc" / "remote" / "files" / "md5" / tags["data_hash"][:2]
             / tags["data_hash"][2:]).is_file()
@@ -96,6 +105,7 @@ def test_worse_candidate_is_rejected_and_champion_kept(training_dag, landed, pre
     assert parent.data.tags["gate_decision"] == "rejected"
     assert parent.data.tags["gate_summary"].startswith("rejected: ")
     assert "below floor" in parent.data.tags["gate_summary"]  # shuffled labels give a coin-flip AUC
+    assert _verdict(run) == "not promoted: gate refused: " + parent.data.tags["gate_summary"].removeprefix("rejected: ")
     # The same interval again: the data steps reuse the first run's outputs; the drill's candidates differ.
     assert all(parent.data.tags[f"cache.{step}"].startswith("hit: inputs unchanged")
                for step in ("ingest", "validate", "version", "split")), parent.data.tags
@@ -197,6 +207,9 @@ def test_batch_failing_validation_is_quarantined_and_registers_nothing(
     states = _states(run)
     assert run.state == "failed"
     assert states["validate"] == "failed" and states["version"] in ("upstream_failed", "None")
+    # The failure callback recorded why, on one line: the batch, each failed expectation, the report.
+    assert _verdict(run).startswith("FAILED at validate: the batch of 2013-03-01..2013-03-07 landed under ")
+    assert "expect_column_values_to_be_in_set on 'origin'" in _verdict(run) and "report: " in _verdict(run)
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
     quarantined = list((state_root / "quarantine" / MODEL).glob("2013-03-01_2013-03-08__*"))
     assert len(quarantined) == 1 and (quarantined[0] / "validation_report.html").is_file()

@@ -101,13 +101,86 @@ def test_a_model_the_registry_does_not_let_this_server_read_is_a_403(pages, monk
 
     from pipelines.operator_ui import registry_view
 
-    def denied(client, name=None):
+    def denied(client, name=None, configured=()):
         raise MlflowException(f"Permission denied for {name}", error_code=PERMISSION_DENIED)
 
     monkeypatch.setattr(registry_view, "models", denied)
     client, _ = pages
     answer = get(client, "/models/toy")
     assert answer.status_code == 403 and "does not let this server's MLflow user read toy" in answer.text
+
+
+@pytest.fixture()
+def configured(tmp_path, monkeypatch):
+    """include/models with a config that trains the registered ``toy``, two that train models not registered
+    yet (one has run, one not) and a file that does not load; and the state folder the verdicts are in."""
+    import shutil
+
+    from pipelines.config import PROJECT_ROOT, StatePaths
+
+    include = tmp_path / "include"
+    (include / "models").mkdir(parents=True)
+    (include / "expectations").mkdir()
+    penguins = (PROJECT_ROOT / "include" / "models" / "penguins.yaml").read_text()
+    for name, registered_as in (("penguins", None), ("fresh", None), ("toy_cfg", "toy")):
+        (include / "models" / f"{name}.yaml").write_text(penguins.replace(
+            "\nname: penguins\n", f"\nname: {name}\n" + (f"registered_model_name: {registered_as}\n"
+                                                          if registered_as else ""), 1))
+        shutil.copy(PROJECT_ROOT / "include" / "expectations" / "penguins.json",
+                    include / "expectations" / f"{name}.json")
+    (include / "models" / "broken.yaml").write_text(penguins.replace("\nname: penguins\n", "\nname: broken\n", 1)
+                                                    .replace("task: multiclass", "task: clustering"))
+    monkeypatch.setenv("MLOPS_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    return StatePaths.from_env()
+
+
+def test_every_configured_model_is_listed_with_its_last_verdict_and_one_never_registered_has_a_page(
+        pages, configured, capsys):
+    from pipelines.cli import main
+    from pipelines.training_outcomes import FAILED, NOT_PROMOTED, RunVerdict, record_verdict
+
+    client, _ = pages
+    record_verdict(configured, "penguins", RunVerdict(
+        "train_penguins", "manual__2026-12-03", "ingest", FAILED,
+        "no landed files for feed 'penguins' in [2026-12-01, 2026-12-03) under /state/landing/penguins/penguins"))
+    record_verdict(configured, "toy_cfg", RunVerdict("train_toy_cfg", "scheduled__2026-12-04", "gate", NOT_PROMOTED,
+                                                     "gate refused: accuracy 0.3100 is below floor 0.4400"))
+    failed_ingest = ("FAILED at ingest: no landed files for feed &#39;penguins&#39; in [2026-12-01, 2026-12-03) "
+                     "under /state/landing/penguins/penguins")
+
+    listing = get(client, "/models")
+    assert listing.status_code == 200
+    html = listing.text
+    assert html.index(">broken<") < html.index(">fresh<") < html.index(">penguins<") < html.index(">toy<")
+    assert failed_ingest in html and "/dags/train_penguins/runs/manual__2026-12-03" in html
+    assert "not promoted: gate refused: accuracy 0.3100 is below floor 0.4400" in html
+    assert "beats the champion&#39;s roc_auc" in html  # the registered model's versions as before
+    assert "No training run has recorded a verdict yet" in html and "/dags/train_fresh" in html
+    assert "include/models/broken.yaml</code> does not load" in html and "clustering" in html
+
+    page = get(client, "/models/penguins")
+    assert page.status_code == 200
+    assert "No version is registered yet." in page.text and "did not produce one:" in page.text
+    assert failed_ingest in page.text and 'data-dag="train_penguins"' in page.text  # and it can be retrained
+    assert "No training run has recorded a verdict yet" in get(client, "/models/fresh").text
+    assert "does not load" in get(client, "/models/broken").text
+    toy = get(client, "/models/toy").text
+    assert "Last training verdict:" in toy and "gate refused: accuracy 0.3100" in toy and "v2" in toy
+    assert get(client, "/models/nope").status_code == 404
+
+    main(["models"])
+    listed = capsys.readouterr().out
+    assert "penguins  (no version registered)\n  last training run manual__2026-12-03: FAILED at ingest: no " \
+           "landed files for feed 'penguins'" in listed
+    assert "toy  (champion v2, previous v1)\n  last training run scheduled__2026-12-04: not promoted: gate " \
+           "refused: accuracy 0.3100 is below floor 0.4400" in listed
+    assert "fresh  (no version registered)\n" in listed
+    assert "broken  (no version registered)\n  its config does not load: invalid model config" in listed
+    main(["models", "penguins"])
+    assert capsys.readouterr().out.startswith("penguins  (no version registered)\n  last training run")
+    with pytest.raises(SystemExit, match="no model 'nope': no config in"):
+        main(["models", "nope"])
 
 
 def test_a_model_dag_tab_opens_its_model_page(pages):

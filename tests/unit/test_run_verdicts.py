@@ -1,0 +1,137 @@
+"""A training run's verdict in one line: the step that refused its candidate (the gate, infra validation) or
+failed records why, and ``mlops-loop train`` says it for the run it followed."""
+
+import json
+from datetime import date
+
+import mlflow
+import numpy as np
+import pytest
+from toy_models import toy_frame
+
+from pipelines.cli import report_runs
+from pipelines.config import StatePaths
+
+MODEL = "flights_delay"
+DAG = f"train_{MODEL}"
+
+
+@pytest.fixture()
+def state(tmp_path, monkeypatch) -> StatePaths:
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    return StatePaths.from_env()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """One MLflow store for the module (creating one costs seconds)."""
+    from toy_models import ToyRegistry
+
+    root = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        yield ToyRegistry(root)
+
+
+@pytest.fixture()
+def runs(registry, request):
+    """A training run as ``split`` and ``evaluate`` leave it: its parent MLflow run and its best candidate's."""
+    from pipelines.run_context import RunContext
+
+    ids = []
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=registry.experiment) as run:
+            ids.append(run.info.run_id)
+    ctx = RunContext(DAG, f"manual__{request.node.name}", date(2013, 1, 1), date(2013, 3, 1))
+    splits = {"parent_run_id": ids[0], "lineage": {"airflow_dag_id": DAG, "airflow_run_id": ctx.run_id}}
+    return ctx, splits, ids[1]
+
+
+def _report(run_id: str, state: str, capsys, **tasks) -> tuple[int, str]:
+    code = report_runs({DAG: {"dag_run_id": run_id, "state": state, "tasks": tasks}})
+    return code, capsys.readouterr().out.strip()
+
+
+def test_a_refusing_gate_records_its_failed_checks_and_train_says_them(runs, state, flights_config, capsys):
+    from pipelines import training_tasks as t
+
+    ctx, splits, best = runs
+    candidate = {"metrics": {"roc_auc": 0.5012, "pr_auc": 0.41, "brier": 0.2},
+                 "slices": [{"column": "origin", "value": "EWR", "rows": 900, "roc_auc": 0.61}]}
+    record = t.gate(flights_config, ctx, state, splits, {"candidate": candidate, "champion": None, "best_run_id": best,
+                                                         "champion_note": "no champion yet"})
+    assert not record["promote"]
+
+    code, said = _report(ctx.run_id, "success", capsys, gate="success", infra_validate="skipped", register="skipped")
+    assert code == 0
+    assert said == f"{DAG}: not promoted: gate refused: roc_auc 0.5012 is below floor 0.6000"
+
+
+def test_a_failed_infra_validation_records_its_error_and_train_says_it(runs, state, flights_config, tmp_path, capsys):
+    from pipelines import training_tasks as t
+
+    ctx, splits, best = runs
+    toy_frame(50, 4).to_parquet(tmp_path / "holdout.parquet")
+    np.save(tmp_path / "output.npy", np.zeros((50, 2)))
+    splits = {**splits, "holdout": str(tmp_path / "holdout.parquet"), "digests": {"holdout": "holdout-v1"}}
+    gone = (tmp_path / "deleted-run" / "model").as_uri()  # the candidate's artifacts are gone
+    outcome = t.infra_validate(flights_config, ctx, state, splits, {
+        "model_uri": gone, "best_run_id": best, "holdout_output": str(tmp_path / "output.npy")})
+    assert not outcome["passed"]
+
+    code, said = _report(ctx.run_id, "success", capsys, gate="success", infra_validate="success", register="skipped")
+    assert code == 0
+    assert said == (f"{DAG}: not promoted: infra validation failed: cannot read the model's artifacts: No such "
+                    "artifact: 'model'")
+
+
+def test_a_failed_run_says_where_and_why_and_points_to_the_log_when_nothing_was_recorded(state, capsys):
+    from pipelines.training_outcomes import FAILED, RunVerdict, record_verdict, verdict_path
+
+    message = ("the batch of 2013-03-01..2013-03-07 landed under /x: 1 of 12 expectations of suite 'flights' failed:\n"
+               "  - expect_column_values_to_be_in_set on 'origin': 50 unexpected rows\nreport: /r.html")
+    record_verdict(state, MODEL, RunVerdict(DAG, "run 1", "validate", FAILED, message))
+    code, said = _report("run 1", "failed", capsys, ingest="success", validate="failed", version="upstream_failed")
+    assert code == 1
+    assert said == (f"{DAG}: run run 1 FAILED at validate: the batch of 2013-03-01..2013-03-07 landed under /x: 1 "
+                    "of 12 expectations of suite 'flights' failed: - expect_column_values_to_be_in_set on 'origin': "
+                    "50 unexpected rows report: /r.html")
+
+    code, said = _report("run 2", "failed", capsys, ingest="failed", validate="upstream_failed")
+    assert code == 1
+    assert said == (f"{DAG}: run run 2 FAILED at ingest, validate (no verdict recorded at "
+                    f"{verdict_path(state, MODEL, 'run 2')}): the task log says why (Airflow UI, or "
+                    ".state/airflow/logs)")
+
+
+def test_a_registered_run_says_its_version(state, capsys):
+    from pipelines.training_outcomes import REGISTERED, RunVerdict, record_verdict
+
+    record_verdict(state, MODEL, RunVerdict(DAG, "run 3", "register", REGISTERED, "registered v4 as champion", "4"))
+    assert _report("run 3", "success", capsys, register="success", deploy="success") == (
+        0, f"{DAG}: registered v4 as champion, and deployed")
+
+
+def test_a_long_reason_is_cut_to_one_line_and_an_unreadable_record_is_named(state):
+    from pipelines.training_outcomes import (
+        FAILED,
+        LINE_LIMIT,
+        RunVerdict,
+        last_verdict,
+        record_verdict,
+        run_verdict,
+        verdict_path,
+    )
+
+    long = RunVerdict(DAG, "run 4", "ingest", FAILED, "\n".join(f"line {n}" for n in range(500)))
+    assert "\n" not in long.line and len(long.reason) <= LINE_LIMIT
+    assert long.reason.endswith(" line 119 … (the task log has the rest)")
+    record_verdict(state, MODEL, long)
+    assert last_verdict(state, MODEL) == long
+    broken = verdict_path(state, MODEL, "run 5")
+    broken.write_text(json.dumps({"dag_id": DAG}))  # the newest file, and not a verdict
+    with pytest.raises(ValueError, match="run_5.json is not a run verdict"):
+        run_verdict(state, MODEL, "run 5")
+    assert last_verdict(state, MODEL) == long  # the one before it
+    with pytest.raises(ValueError, match="outcome is one of"):
+        RunVerdict(DAG, "run 6", "gate", "maybe", "")
