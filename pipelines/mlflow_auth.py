@@ -22,6 +22,7 @@ import httpx
 
 ADMIN = "admin"
 PIPELINE = "pipeline"
+DEFAULT_EXPERIMENT = "0"  # the store's own, made with it; no step logs to it
 USERS = (PIPELINE, "serving")
 
 
@@ -78,7 +79,7 @@ def adopt_unowned(tracking_uri: str, admin_password: str, username: str) -> list
         held = [("experiment", e["experiment_id"]) for e in _pages(
                     lambda token: http.post(f"{api}/api/2.0/mlflow/experiments/search", json={
                         "max_results": 1000, "view_type": "ALL", **({"page_token": token} if token else {})}),
-                    "experiments", tracking_uri)]
+                    "experiments", tracking_uri) if e["experiment_id"] != DEFAULT_EXPERIMENT]
         held += [("registered_model", m["name"]) for m in _pages(
                     lambda token: http.get(f"{api}/api/2.0/mlflow/registered-models/search", params={
                         "max_results": 1000, **({"page_token": token} if token else {})}),

@@ -13,13 +13,13 @@ Two topologies, the same code:
                       Airflow on PostgreSQL with the CeleryExecutor on Redis (plus a Celery worker),
                       MLflow on PostgreSQL (its users too), the prediction log and the monitoring store in
                       PostgreSQL.
-MLflow runs behind its login on both (pipelines/mlflow_auth.py): Airflow's tasks and the CLI log in as
-`pipeline`, the prediction service as `serving`, a person as `admin`; their passwords are generated at the
-first `up` into $MLOPS_HOME/mlflow/ (0600).
                       $MLOPS_PG_SERVER (default postgresql+psycopg2://postgres@127.0.0.1:5432) and
                       $MLOPS_PG_DATABASE_PREFIX (default mlops: databases mlops_airflow, mlops_mlflow,
                       mlops_monitoring, created when missing); $MLOPS_REDIS_URL (redis://127.0.0.1:6379/0).
                       Needs the `production` extra (`uv sync --extra production`).
+MLflow runs behind its login on both (pipelines/mlflow_auth.py): Airflow's tasks and the CLI log in as
+`pipeline`, the prediction service as `serving`, a person as `admin`; their passwords are generated at the
+first `up` into $MLOPS_HOME/mlflow/ (0600).
 
 Each component runs in its own session (process group) with a pid file, so `down` stops the
 component and every child it forked (LocalExecutor workers, uvicorn workers): no orphans.
@@ -248,14 +248,14 @@ def _leftover_groups(name: str) -> list[int]:
     return [pgid for pgid in map(int, path.read_text().split()) if _group_alive(pgid)]
 
 
-def start(name: str, command: list[str], env: dict[str, str]) -> None:
+def start(name: str, command: list[str], env: dict[str, str], umask: int = -1) -> None:
     if pid := _pid(name):
         print(f"  {name}: already running (pid {pid})")
         return
     RUN.mkdir(parents=True, exist_ok=True)
     log = open(STATE / "logs" / f"{name}.log", "ab")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+                               stdin=subprocess.DEVNULL, start_new_session=True, umask=umask)
     (RUN / f"{name}.pid").write_text(str(process.pid))
     print(f"  {name}: started (pid {process.pid}, log {STATE / 'logs' / (name + '.log')})")
 
@@ -331,12 +331,13 @@ def start_mlflow(env: dict[str, str]) -> None:
     from pipelines.mlflow_auth import USERS, ensure_users, write_auth_config
 
     write_auth_config(STATE / "mlflow" / "basic_auth.ini", mlflow_auth_database(), mlflow_secret("admin_password"))
-    start("mlflow", components()["mlflow"], component_env("mlflow", env))
+    start("mlflow", components()["mlflow"], component_env("mlflow", env), umask=0o077)  # its users' database: 0600
     wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
     adopted = ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),
                            {user: mlflow_secret(f"{user}_password") for user in USERS})
     if adopted:
-        print(f"  mlflow: the pipeline's user now manages what the store held before its login: {', '.join(adopted)}")
+        print(f"  mlflow: the pipeline's user now manages what no user owned (made before the login): "
+              f"{', '.join(adopted)}")
 
 
 def up(train: bool = True, requested_topology: str | None = None) -> None:

@@ -189,7 +189,8 @@ def test_without_a_stack_the_cli_opens_its_own_store(tmp_path, monkeypatch):
 
 def test_the_mlflow_secrets_are_readable_by_their_owner_only(stack):
     secrets = stack.STATE / "mlflow"
-    for name in ("admin_password", "pipeline_password", "serving_password", "flask_secret_key", "basic_auth.ini"):
+    for name in ("admin_password", "pipeline_password", "serving_password", "flask_secret_key", "basic_auth.ini",
+                 "basic_auth.db"):
         assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600, name
     assert stack.mlflow_secret("admin_password") in (secrets / "basic_auth.ini").read_text()
     assert stat.S_IMODE(stack.STATE.stat().st_mode) == 0o700
