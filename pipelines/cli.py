@@ -338,6 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("request_id", help="the X-Request-ID of the answer")
     commands.add_parser("status", help="the stack's services, the champions, each training DAG's last run")
     args = parser.parse_args(argv)
+    if args.command in ("models", "lineage", "status"):
+        # A person waits on these: a registry that does not answer is said at once, not after MLflow's
+        # retries (minutes of backoff when the stack is down).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     try:
         if args.command == "init":
             init(args.data, args.target, args.name, args.task, args.force)
@@ -353,6 +358,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(status())
     except ValueError as exc:  # bad input: say what and where, no traceback
         raise SystemExit(f"error: {exc}") from None
+    except Exception as exc:
+        if "mlflow" not in sys.modules or not isinstance(exc, sys.modules["mlflow"].exceptions.MlflowException):
+            raise
+        from pipelines.tracking import tracking_uri
+
+        raise SystemExit(f"error: MLflow at {tracking_uri()} cannot be read (is the stack up? `make up`): "
+                         f"{str(exc)[:300]}") from None
 
 
 if __name__ == "__main__":
