@@ -2,9 +2,11 @@
 
 Reads the table once and infers, column by column, the type each landed file must have and the role each
 column plays (a numeric or categorical feature, the target, the event time, an example id, or nothing a
-model can use); the task type from the target (scikit-learn's ``type_of_target``, with a regression for
-numbers with many distinct values); and a Great Expectations suite profiled from the data. Pure: the
-command in ``pipelines.cli`` reads the file and writes the drafts.
+model can use, and why): numbers written as text are numbers, dates written as text are never categories,
+a column empty in every row is dropped. It infers the task type from the target (scikit-learn's
+``type_of_target``, with a regression for numbers with many distinct values), and profiles a Great
+Expectations suite from the data. Pure: the command in ``pipelines.cli`` reads the file and writes the
+drafts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ MAX_CLASSES_FOR_NUMBERS = 20
 MAX_CATEGORIES = 200
 # Value sets are written into the suite for categories with at most this many values.
 MAX_VALUE_SET = 50
+# Dates written in another layout than ISO 8601 (03/15/2010, 15.03.2010, 2010/03/15), a time of day allowed.
+OTHER_DATE_TEXT = re.compile(r"(\d{1,2}[/.]\d{1,2}[/.]\d{4}|\d{4}/\d{1,2}/\d{1,2})([ T].*)?")
 TIME_NAME = re.compile(r"(^|_)(time|date|datetime|timestamp|ts|day|at)$|_at$|^date|^time", re.IGNORECASE)
 ID_NAME = re.compile(r"(^|_)id$|^id(_|$)|[a-z]Id$|ID$", re.IGNORECASE)
 
@@ -97,6 +101,51 @@ def looks_like_times(series: pd.Series) -> bool:
     return parsed.notna().mean() >= 0.99
 
 
+def looks_like_other_dates(series: pd.Series) -> bool:
+    """Text whose values are (nearly all) dates in a layout other than ISO 8601, judged on a sample: the
+    event time is read as ISO 8601 only, so such a column is neither the event time nor a category."""
+    if not _is_text(series):
+        return False
+    sample = series.dropna().head(1000).astype(str).str.strip()
+    if sample.empty or not sample.str.fullmatch(OTHER_DATE_TEXT.pattern).all():
+        return False
+    return pd.to_datetime(sample, errors="coerce", format="mixed").notna().mean() >= 0.99
+
+
+def looks_like_numbers(series: pd.Series) -> bool:
+    """Text whose every value is a number as ``ingest.numbers_from_text`` reads it ("12.5", "1,234"); codes
+    written with a leading zero ("01234": a zip code, an account) stay text."""
+    from pipelines.ingest import numbers_from_text
+
+    if not _is_text(series):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return False
+    try:
+        numbers_from_text(present.head(100))  # where most text columns fail, cheaply
+        numbers_from_text(present)
+    except (ValueError, TypeError):
+        return False
+    return not present.astype(str).str.strip().str.match(r"[+-]?0\d").any()
+
+
+def with_numbers(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The table with its columns of numbers written as text read as numbers, and those columns' names (a
+    landed file's text is read the same way, by the feed's declared int or float type)."""
+    from pipelines.ingest import numbers_from_text
+
+    as_text = [c for c in frame.columns if looks_like_numbers(frame[c])]
+    if not as_text:
+        return frame, []
+    return frame.assign(**{c: numbers_from_text(frame[c]).astype("float64") for c in as_text}), as_text
+
+
+def _is_text(series: pd.Series) -> bool:
+    return (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)) \
+        and not pd.api.types.is_bool_dtype(series)
+
+
 def with_event_time(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str | None]:
     """The table with its event-time column (if it has one) parsed to UTC timestamps, and that column's name.
     Parsing is the costly part of drafting a large table: done once, here; a parsed column is kept as is."""
@@ -130,7 +179,9 @@ def infer_task(target: pd.Series, name: str) -> tuple[TaskName, str]:
     return "multiclass", f"{name!r} holds {distinct} classes"
 
 
-def column_roles(frame: pd.DataFrame, target: str, event_time: str | None) -> list[ColumnRole]:
+def column_roles(frame: pd.DataFrame, target: str, event_time: str | None,
+                 numbers_as_text: tuple[str, ...] | list[str] = ()) -> list[ColumnRole]:
+    """Each column's feed type and role (``numbers_as_text``: the columns ``with_numbers`` read as numbers)."""
     roles = []
     rows = len(frame)
     id_taken = False
@@ -145,16 +196,25 @@ def column_roles(frame: pd.DataFrame, target: str, event_time: str | None) -> li
             continue
         present = series.dropna()
         distinct = present.nunique()
-        if distinct <= 1:
+        if distinct == 0:
+            roles.append(ColumnRole(name, kind, "dropped", "empty in every row: nothing to learn from"))
+        elif distinct == 1 and kind == "string" and len(present) < rows:
+            roles.append(ColumnRole(name, kind, "categorical", f"{present.iloc[0]!r} or missing: a flag"))
+        elif distinct == 1:
             roles.append(ColumnRole(name, kind, "dropped", "one single value: nothing to learn from"))
+        elif kind == "datetime" or looks_like_times(series):
+            roles.append(ColumnRole(name, "datetime", "dropped", "a time: not a feature as it is"))
+        elif looks_like_other_dates(series):
+            roles.append(ColumnRole(name, kind, "dropped", f"dates written as text ({present.iloc[0]!r}), not ISO "
+                                    "8601: not a feature as they are (written as YYYY-MM-DD, they can be the "
+                                    "event time)"))
         elif not id_taken and distinct == rows and kind in ("int", "string") and (
                 ID_NAME.search(str(name)) or kind == "string"):
             id_taken = True
             roles.append(ColumnRole(name, kind, "id", "unique in every row: names an example, not a feature"))
-        elif kind == "datetime" or looks_like_times(series):
-            roles.append(ColumnRole(name, "datetime", "dropped", "a time: not a feature as it is"))
         elif kind in ("int", "float"):
-            roles.append(ColumnRole(name, kind, "numeric"))
+            roles.append(ColumnRole(name, kind, "numeric", "numbers written as text" if name in numbers_as_text
+                                    else ""))
         elif distinct > MAX_CATEGORIES or distinct > 0.5 * rows:
             roles.append(ColumnRole(name, kind, "dropped", f"{distinct} distinct texts: an identifier or free text"))
         else:
@@ -181,13 +241,14 @@ def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | No
         raise DraftError(f"model name {name!r} must be lower case letters, digits and _, starting with a letter")
     if frame.empty:
         raise DraftError("the table has no rows")
+    frame, numbers_as_text = with_numbers(frame)
     inferred, reason = infer_task(frame[target], target)
     if task is None:
         task = inferred
     else:
         reason = f"set by TASK= (the data suggests {inferred}: {reason})" if task != inferred else reason
     frame, event_time = with_event_time(frame, target)
-    roles = column_roles(frame, target, event_time)
+    roles = column_roles(frame, target, event_time, numbers_as_text)
     ids = [r.name for r in roles if r.role == "id"]
     from pipelines.task_types import TargetError, task_type_named
 
@@ -326,7 +387,8 @@ def render_config(draft: ModelDraft, source: str) -> str:
         lines.append(f"    key: [{draft.example_id}]  # unique in every row: a re-landed row replaces the old one")
     lines.append("    columns:")
     for column in draft.columns:
-        note = f"  # not used by the model: {column.why}" if column.role == "dropped" else ""
+        note = f"  # not used by the model: {column.why}" if column.role == "dropped" else \
+            f"  # {column.why}" if column.why and column.role in ("numeric", "categorical") else ""
         lines.append(f"      {_scalar(column.name)}: {column.kind}{note}")
     lines += [
         "features:",

@@ -78,7 +78,8 @@ def read_csv_strictly(path: Path) -> pd.DataFrame:
         raise LandingFileError(f"the header is separated by {separator!r}, not by commas: save the file as "
                                "comma-separated", path)
     try:
-        table = pacsv.read_csv(path)
+        # An empty field of a text column is a missing value, as pandas (and so `mlops-loop init`) reads it.
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     except pa.ArrowInvalid as exc:
         message = str(exc).removeprefix("CSV parse error: ")
         if message.startswith("Empty CSV file"):
@@ -136,15 +137,30 @@ def read_landed_file(path: Path, feed: FeedConfig, only_feed_columns: bool = Fal
     return typed
 
 
+# Commas grouping thousands, as spreadsheets write numbers: "1,234", "-12,345.6" (never a decimal comma: the
+# groups after the first have exactly three digits).
+GROUPED_THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
+
+
+def numbers_from_text(values: pd.Series) -> pd.Series:
+    """Numbers from a column of numbers or of their text ("12.5", " 7 ", "1,234"); anything else raises
+    ValueError naming the value."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return pd.to_numeric(values, errors="raise")
+    text = values.astype("string").str.strip()
+    grouped = text.str.fullmatch(GROUPED_THOUSANDS).fillna(False).astype(bool)
+    return pd.to_numeric(text.mask(grouped, text.str.replace(",", "", regex=False)), errors="raise")
+
+
 def cast_columns(frame: pd.DataFrame, schema: dict[str, ColumnType], source: Path | str) -> pd.DataFrame:
     out = {}
     for column, kind in schema.items():
         values = frame[column]
         try:
             if kind == "int":
-                out[column] = pd.to_numeric(values, errors="raise").astype("Int64")
+                out[column] = numbers_from_text(values).astype("Int64")
             elif kind == "float":
-                out[column] = pd.to_numeric(values, errors="raise").astype("float64")
+                out[column] = numbers_from_text(values).astype("float64")
             elif kind == "string":
                 out[column] = values.astype("string")
             else:

@@ -6,7 +6,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from pipelines.config import StatePaths
+from pipelines.config import FeaturesConfig, StatePaths
 
 _MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 
@@ -87,19 +87,32 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in _MODEL_REQUIREMENTS]
 
 
+def input_schema(features: FeaturesConfig):
+    """The model's input signature from the config's declared features, never from a sample (a column
+    missing in every sampled row would be typed ``any``): numeric features are doubles and categorical ones
+    strings, as ``training.model_inputs`` gives them to the model; every column is required (the pipeline
+    needs it), and any value may be missing."""
+    from mlflow.types import ColSpec, DataType, Schema
+
+    return Schema([*(ColSpec(DataType.double, name) for name in features.numeric),
+                   *(ColSpec(DataType.string, name) for name in features.categorical)])
+
+
 def log_sklearn_model(model, input_example, task, name: str = "model"):
-    """Log a fitted Pipeline with signature and input example, saved with skops. It is served (by pyfunc,
-    ``mlflow models serve`` and our service) through the task type's ``predict_method`` (``predict_proba``
-    for classifiers, ``predict`` for regressors), and its MLmodel metadata names the task type, target and
-    classes, so whoever loads the model knows what its answers mean."""
+    """Log a fitted Pipeline with signature and input example, saved with skops. Its input signature is the
+    task's declared features (``input_schema``); its output is inferred from the model's answers. It is
+    served (by pyfunc, ``mlflow models serve`` and our service) through the task type's ``predict_method``
+    (``predict_proba`` for classifiers, ``predict`` for regressors), and its MLmodel metadata names the task
+    type, target and classes, so whoever loads the model knows what its answers mean."""
     import mlflow
     import skops.io as sio
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     from pipelines.training import model_classes
 
     trusted = sio.get_untrusted_types(data=sio.dumps(model))
-    signature = infer_signature(input_example, task.output(model, input_example))
+    outputs = infer_signature(model_output=task.output(model, input_example)).outputs
+    signature = ModelSignature(inputs=input_schema(task.features), outputs=outputs)
     return mlflow.sklearn.log_model(
         model,
         name=name,

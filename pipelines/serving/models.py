@@ -80,6 +80,36 @@ def request_model(model: LoadedModel):
                         rows=(list[row], Field(..., min_length=1, description="One object per row to score")))
 
 
+class SignatureError(ValueError):
+    """A model whose input signature the service cannot map to numeric and categorical features."""
+
+
+# The signature's column types the service reads as numbers; ``string`` is a category; nothing else is mapped.
+NUMERIC_TYPES = ("double", "float", "long", "integer")
+
+
+def feature_roles(schema, uri: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The numeric and the categorical input columns of a model's input signature (``tracking.input_schema``
+    writes it from the config); a column of any other type, or an unnamed input, is a SignatureError naming
+    it, never guessed."""
+    if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
+        raise SignatureError(f"{uri}: its signature does not name its input columns: the service cannot type "
+                             "requests for it")
+    numeric, categorical = [], []
+    for column in schema.inputs:
+        kind = getattr(column.type, "name", None)  # AnyType, Array, Object and Map have no name
+        if kind in NUMERIC_TYPES:
+            numeric.append(column.name)
+        elif kind == "string":
+            categorical.append(column.name)
+        else:
+            raise SignatureError(
+                f"{uri}: its signature types input column {column.name!r} as {kind or column.type}, neither a "
+                "number nor a string: the service cannot map it to a numeric or categorical feature (a model "
+                "logged by these pipelines takes its types from the model config)")
+    return tuple(numeric), tuple(categorical)
+
+
 # One model loads at a time in a process: CPython 3.11 keeps the depth counter of its AST conversion in
 # interpreter-wide state, and two threads loading models at once (the libraries parse code while loading) can
 # fail with "SystemError: AST constructor recursion depth mismatch" (seen with two models loading at start).
@@ -102,9 +132,7 @@ def _load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[st
     info = mlflow.models.get_model_info(uri)
     if info.signature is None:
         raise ValueError(f"{uri} was logged without a signature: the service cannot check requests against it")
-    schema = info.signature.inputs
-    numeric = tuple(c.name for c in schema.inputs if c.type.name in ("double", "float", "long", "integer"))
-    categorical = tuple(c.name for c in schema.inputs if c.name not in numeric)
+    numeric, categorical = feature_roles(info.signature.inputs, uri)
     task = task_type_of_model(info.metadata, model, list(numeric), list(categorical))
     loaded = LoadedModel(name, version, alias, model, numeric, categorical, tags,
                          datetime.now(UTC).isoformat(timespec="seconds"), task, model_classes(model))

@@ -1,7 +1,9 @@
-"""A user's own tables, one per task type, through the whole loop: `mlops-loop init` drafts the config and
-suite (no edit), the training DAG (dag.test) makes a champion against a real MLflow server, one prediction
-service serves the three side by side as `mlflow models serve` would, the outcomes land, and the monitoring
-DAG measures the window's realized metrics."""
+"""A user's own tables through the whole loop: a binary table with no time and missing numbers, a regression
+with an event time, multiclass tables of three and four classes, and a wide, sparse regression (74 columns,
+text columns empty in most rows, booleans, numbers and dates written as text). `mlops-loop init` drafts the
+config and suite (no edit), the training DAG (dag.test) makes a champion against a real MLflow server, one
+prediction service serves the five side by side as `mlflow models serve` would, the outcomes land, and the
+monitoring DAG measures the window's realized metrics."""
 
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +40,127 @@ def houses(n: int = 3000, seed: int = 1) -> pd.DataFrame:
                          "rooms": rooms, "district": district, "price": price.round(0)})
 
 
+def sales(n: int = 2930, seed: int = 2) -> pd.DataFrame:
+    """A wide, sparse regression like a county's house sales (74 columns): several text columns empty in
+    most rows (one in every row the logged input example takes), booleans, integers with missing values,
+    an area written as text ("11,622"), a sale date as ISO text (the event time) and a listing date as
+    US-style text, a column empty in every row, and the sale price to predict."""
+    rng = np.random.default_rng(seed)
+
+    def pick(values, p=None, missing=0.0):
+        column = rng.choice(np.asarray(values, dtype=object), size=n, p=p)
+        column[rng.random(n) < missing] = None
+        return column
+
+    def ints(low, high, missing=0.0):
+        column = rng.integers(low, high, size=n).astype(float)
+        column[rng.random(n) < missing] = np.nan
+        return column
+
+    quality = rng.integers(1, 11, size=n)
+    living = rng.normal(1500, 450, size=n).clip(400).round()
+    lot = rng.lognormal(9.1, 0.45, size=n).round().astype(int)
+    built = rng.integers(1880, 2010, size=n)
+    neighborhood = pick([f"N{i:02d}" for i in range(25)])
+    sold = pd.Timestamp("2010-01-04") + pd.to_timedelta(np.sort(rng.integers(0, 30, size=n)), unit="D")
+    garage_cars = ints(0, 4, missing=0.001)
+    premium = pd.Series(neighborhood).map({f"N{i:02d}": 2_000 * i for i in range(25)}).to_numpy()
+    price = (20_000 + 18_000 * quality + 55 * living + 1.2 * lot + 300 * (built - 1880) + premium
+             + 9_000 * np.nan_to_num(garage_cars) + rng.normal(0, 15_000, size=n)).round()
+    pool = np.full(n, None, dtype=object)
+    pool[:12] = rng.choice(["Ex", "Gd", "TA", "Fa"], size=12)  # the earliest sales: none in validation rows
+    frame = {
+        "PID": 526_300_000 + rng.choice(400_000_000, size=n, replace=False),
+        "MS SubClass": pick([20, 30, 50, 60, 70, 80, 90, 120, 160, 190]),
+        "MS Zoning": pick(["RL", "RM", "FV", "RH", "C (all)"], p=[0.77, 0.16, 0.04, 0.02, 0.01]),
+        "Lot Frontage": ints(21, 200, missing=0.17),
+        "Lot Area": [f"{v:,}" for v in lot],
+        "Street": pick(["Pave", "Grvl"], p=[0.996, 0.004]),
+        "Alley": pick(["Grvl", "Pave"], missing=0.93),
+        "Lot Shape": pick(["Reg", "IR1", "IR2", "IR3"], p=[0.63, 0.33, 0.03, 0.01]),
+        "Land Contour": pick(["Lvl", "HLS", "Bnk", "Low"], p=[0.9, 0.04, 0.04, 0.02]),
+        "Lot Config": pick(["Inside", "Corner", "CulDSac", "FR2", "FR3"], p=[0.73, 0.17, 0.06, 0.03, 0.01]),
+        "Land Slope": pick(["Gtl", "Mod", "Sev"], p=[0.95, 0.04, 0.01]),
+        "Neighborhood": neighborhood,
+        "Condition 1": pick(["Norm", "Feedr", "Artery", "RRAn", "PosN"], p=[0.86, 0.06, 0.03, 0.03, 0.02]),
+        "Bldg Type": pick(["1Fam", "TwnhsE", "Duplex", "Twnhs", "2fmCon"], p=[0.83, 0.08, 0.04, 0.03, 0.02]),
+        "House Style": pick(["1Story", "2Story", "1.5Fin", "SLvl", "SFoyer"], p=[0.5, 0.3, 0.11, 0.05, 0.04]),
+        "Overall Qual": quality,
+        "Overall Cond": ints(1, 10),
+        "Year Built": built,
+        "Year Remod/Add": np.maximum(built, rng.integers(1950, 2011, size=n)),
+        "Roof Style": pick(["Gable", "Hip", "Gambrel", "Flat"], p=[0.79, 0.19, 0.01, 0.01]),
+        "Exterior 1st": pick(["VinylSd", "MetalSd", "HdBoard", "Wd Sdng", "Plywood", "CemntBd"]),
+        "Exterior 2nd": pick(["VinylSd", "MetalSd", "HdBoard", "Wd Sdng", "Plywood", "CmentBd"]),
+        "Mas Vnr Type": pick(["BrkFace", "Stone", "BrkCmn"], p=[0.75, 0.22, 0.03], missing=0.6),
+        "Mas Vnr Area": ints(0, 1000, missing=0.008),
+        "Exter Qual": pick(["TA", "Gd", "Ex", "Fa"], p=[0.61, 0.34, 0.04, 0.01]),
+        "Exter Cond": pick(["TA", "Gd", "Fa", "Ex"], p=[0.87, 0.1, 0.02, 0.01]),
+        "Foundation": pick(["PConc", "CBlock", "BrkTil", "Slab"], p=[0.45, 0.42, 0.11, 0.02]),
+        "Bsmt Qual": pick(["TA", "Gd", "Ex", "Fa"], p=[0.44, 0.42, 0.1, 0.04], missing=0.03),
+        "Bsmt Cond": pick(["TA", "Gd", "Fa", "Po"], p=[0.92, 0.04, 0.035, 0.005], missing=0.03),
+        "Bsmt Exposure": pick(["No", "Av", "Gd", "Mn"], p=[0.67, 0.15, 0.1, 0.08], missing=0.03),
+        "BsmtFin Type 1": pick(["GLQ", "Unf", "ALQ", "Rec", "BLQ", "LwQ"], missing=0.03),
+        "BsmtFin SF 1": ints(0, 2000, missing=0.0005),
+        "BsmtFin Type 2": pick(["Unf", "Rec", "LwQ", "BLQ", "ALQ", "GLQ"], missing=0.03),
+        "BsmtFin SF 2": ints(0, 300, missing=0.0005),
+        "Bsmt Unf SF": ints(0, 1500, missing=0.0005),
+        "Total Bsmt SF": ints(0, 3000, missing=0.0005),
+        "Heating QC": pick(["Ex", "TA", "Gd", "Fa", "Po"], p=[0.51, 0.29, 0.16, 0.03, 0.01]),
+        "Central Air": rng.random(n) < 0.93,  # True/False in the file
+        "Electrical": pick(["SBrkr", "FuseA", "FuseF", "FuseP"], p=[0.91, 0.06, 0.025, 0.005], missing=0.0005),
+        "1st Flr SF": ints(300, 3000),
+        "2nd Flr SF": ints(0, 1500),
+        "Gr Liv Area": living,
+        "Bsmt Full Bath": ints(0, 3, missing=0.001),
+        "Bsmt Half Bath": ints(0, 2, missing=0.001),
+        "Full Bath": ints(0, 4),
+        "Half Bath": ints(0, 3),
+        "Bedroom AbvGr": ints(0, 7),
+        "Kitchen Qual": pick(["TA", "Gd", "Ex", "Fa"], p=[0.5, 0.4, 0.07, 0.03]),
+        "TotRms AbvGrd": ints(2, 14),
+        "Functional": pick(["Typ", "Min2", "Min1", "Mod", "Maj1"], p=[0.93, 0.025, 0.022, 0.013, 0.01]),
+        "Fireplaces": ints(0, 4),
+        "Fireplace Qu": pick(["Gd", "TA", "Fa", "Po", "Ex"], p=[0.5, 0.4, 0.04, 0.03, 0.03], missing=0.49),
+        "Garage Type": pick(["Attchd", "Detchd", "BuiltIn", "Basment"], p=[0.62, 0.28, 0.07, 0.03], missing=0.054),
+        "Garage Yr Blt": ints(1900, 2011, missing=0.054),
+        "Garage Finish": pick(["Unf", "RFn", "Fin"], missing=0.054),
+        "Garage Cars": garage_cars,
+        "Garage Area": ints(0, 1400, missing=0.0005),
+        "Paved Drive": pick(["Y", "N", "P"], p=[0.9, 0.08, 0.02]),
+        "Wood Deck SF": ints(0, 800),
+        "Open Porch SF": ints(0, 500),
+        "Enclosed Porch": ints(0, 400),
+        "Screen Porch": ints(0, 400),
+        "Pool Area": np.where(pool == None, 0, rng.integers(400, 800, size=n)),  # noqa: E711
+        "Pool QC": pool,
+        "Fence": pick(["MnPrv", "GdPrv", "GdWo", "MnWw"], missing=0.8),
+        "Misc Feature": pick(["Shed", "Gar2", "Othr"], p=[0.9, 0.05, 0.05], missing=0.96),
+        "Misc Val": ints(0, 2000),
+        "Waterfront": np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.05),  # True/False, 10% missing
+        "Notes": np.full(n, None, dtype=object),  # empty in every row
+        "Listed": (sold - pd.to_timedelta(rng.integers(5, 120, size=n), unit="D")).strftime("%m/%d/%Y"),
+        "Sale Date": sold.strftime("%Y-%m-%d"),
+        "Sale Type": pick(["WD ", "New", "COD", "ConLD"], p=[0.86, 0.08, 0.04, 0.02]),
+        "Sale Condition": pick(["Normal", "Partial", "Abnorml", "Family"], p=[0.82, 0.08, 0.07, 0.03]),
+        "SalePrice": price,
+    }
+    return pd.DataFrame(frame)
+
+
+def tickets(n: int = 1200, seed: int = 3) -> pd.DataFrame:
+    """Multiclass with four classes, no time: support tickets and the priority grade (1-4) they were given."""
+    rng = np.random.default_rng(seed)
+    channel = rng.choice(["email", "phone", "chat"], size=n)
+    customers = rng.integers(1, 500, size=n)
+    outage = rng.random(n) < 0.2
+    words = rng.poisson(80, size=n)
+    urgency = 1.5 * outage + np.log(customers) / 2 + (channel == "phone") * 0.8 + rng.normal(0, 0.5, size=n)
+    grade = np.digitize(urgency, np.quantile(urgency, [0.4, 0.7, 0.9])) + 1
+    return pd.DataFrame({"channel": channel, "customers_affected": customers, "outage": outage, "words": words,
+                         "grade": grade})
+
+
 def penguins() -> pd.DataFrame:
     """Multiclass, no time: the table the palmerpenguins package ships (344 birds, 3 species)."""
     from pipelines.landing import package_data
@@ -47,7 +170,9 @@ def penguins() -> pd.DataFrame:
 
 TABLES = {"churn": (customers, "churn", "binary", "roc_auc"),
           "house_prices": (houses, "price", "regression", "rmse"),
-          "species": (penguins, "species", "multiclass", "macro_f1")}
+          "species": (penguins, "species", "multiclass", "macro_f1"),
+          "grades": (tickets, "grade", "multiclass", "macro_f1"),
+          "sales": (sales, "SalePrice", "regression", "rmse")}
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +217,12 @@ def test_init_infers_each_task_type_and_split(drafted):
         assert (cfg.task, cfg.features.target) == (task, target), name
     assert drafted["house_prices"].split_method == "time" and drafted["churn"].split_method == "random"
     assert drafted["churn"].features.positive_class == "Yes" and drafted["churn"].features.example_id == "customer_id"
+    assert drafted["grades"].features.classes == ["1", "2", "3", "4"]
+    sales = drafted["sales"]
+    assert sales.features.event_time == "Sale Date" and sales.features.example_id == "PID"
+    assert {"Lot Area", "Lot Frontage", "Garage Yr Blt"} <= set(sales.features.numeric)  # text, gaps
+    assert {"Pool QC", "Misc Feature", "Central Air", "Waterfront"} <= set(sales.features.categorical)
+    assert not {"Notes", "Listed"} & set(sales.features.inputs)  # empty; dates as text, not ISO 8601
 
 
 def test_each_task_type_trains_a_champion_that_one_service_serves_like_mlflow(drafted, champions, service,
@@ -122,9 +253,14 @@ def test_each_task_type_trains_a_champion_that_one_service_serves_like_mlflow(dr
             # The same answer `mlflow models serve` gives for the same model: its pyfunc's prediction.
             expected = np.asarray(mlflow.pyfunc.load_model(f"models:/{name}/{version.version}").predict(rows))
             np.testing.assert_allclose(served, expected, atol=1e-9)
+            if name == "sales":  # a column missing in every row of the logged example keeps its declared type
+                folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}")
+                logged = mlflow.models.Model.load(folder)
+                assert logged.load_input_example(folder)["Pool QC"].isna().all()
+                assert {c.name: c.type.name for c in logged.signature.inputs.inputs}["Pool QC"] == "string"
             assert served.ndim == (1 if cfg.task == "regression" else 2)
             if cfg.task == "multiclass":
-                assert served.shape == (len(rows), 3)
+                assert served.shape == (len(rows), len(cfg.features.classes))
             outcomes[name] = examples[cfg.features.target]
     _land_outcomes_and_monitor(drafted, outcomes, state_root, dag_file("monitoring"))
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.cli import init
 from pipelines.config import StatePaths, load_model_config
-from pipelines.drafting import DraftError, draft_model
+from pipelines.drafting import DraftError, draft_model, render_config
 from pipelines.validation import validate_frame
 
 
@@ -110,3 +110,69 @@ def test_landing_with_airflow_unreachable_says_so_and_keeps_the_files(tmp_path, 
     landed = [tmp_path / "2026-12-01.parquet", tmp_path / "2026-12-03.parquet"]
     said = announce_landing(cfg, landed, StatePaths(root=tmp_path / "state"))
     assert said.startswith("Airflow not told (") and "x-mlops://landed/penguins not updated" in said
+
+
+def awkward(n: int = 400, seed: int = 1) -> pd.DataFrame:
+    """A table as exports give them: empty and mostly empty columns, booleans, integers with gaps, numbers
+    written as text ("11,622"), dates written as text; the target a price."""
+    rng = np.random.default_rng(seed)
+    area = rng.integers(500, 20_000, size=n)
+    rooms = rng.integers(1, 8, size=n).astype(float)
+    rooms[::9] = np.nan
+    pool = np.full(n, None, dtype=object)
+    pool[::40] = rng.choice(["Ex", "Gd", "Fa"], size=len(pool[::40]))
+    shed = np.where(rng.random(n) < 0.1, "Y", None)
+    corner = np.where(rng.random(n) < 0.2, None, rng.random(n) < 0.3)
+    listed = pd.Timestamp("2010-01-01") + pd.to_timedelta(rng.integers(0, 365, size=n), unit="D")
+    return pd.DataFrame({
+        "notes": None, "pool_qc": pool, "shed": shed, "central_air": rng.random(n) < 0.9, "corner": corner,
+        "rooms": rooms, "lot_area": [f"{v:,}" for v in area],
+        "sold_at": (listed + pd.Timedelta(days=30)).strftime("%Y-%m-%d"), "listed": listed.strftime("%m/%d/%Y"),
+        "updated": (listed + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s")).strftime("%Y-%m-%dT%H:%M:%S"),
+        "price": 100 * area + 5_000 * np.nan_to_num(rooms) + rng.normal(0, 1000, size=n),
+    })
+
+
+def test_each_kind_of_awkward_column_gets_a_sensible_role_and_the_draft_reads_its_own_file(tmp_path):
+    from pipelines.ingest import read_landed_file
+    from pipelines.landing import read_table
+
+    data = tmp_path / "houses.csv"
+    awkward().to_csv(data, index=False)
+    frame = read_table(data)  # as `mlops-loop init` reads it
+    draft = draft_model(frame, "price", "houses")
+    roles = {c.name: (c.role, c.kind) for c in draft.columns}
+    why = {c.name: c.why for c in draft.columns}
+    assert roles["notes"][0] == "dropped" and why["notes"].startswith("empty in every row")
+    assert roles["pool_qc"] == ("categorical", "string")  # missing in 97% of rows, three values where present
+    assert roles["shed"] == ("categorical", "string") and why["shed"] == "'Y' or missing: a flag"
+    assert roles["central_air"] == roles["corner"] == ("categorical", "string")  # True/False, with gaps too
+    assert roles["rooms"] == ("numeric", "float")  # integers with gaps
+    assert roles["lot_area"] == ("numeric", "int") and why["lot_area"] == "numbers written as text"
+    assert roles["listed"] == ("dropped", "string") and "not ISO 8601" in why["listed"]
+    assert roles["updated"] == ("dropped", "datetime")  # a time, unique in every row, is not an id either
+    assert draft.event_time == "sold_at" and draft.example_id is None
+    text = render_config(draft, "houses.csv")
+    assert "lot_area: int  # numbers written as text" in text and "notes: float  # not used by the model" in text
+    # The file, landed as it is, reads into the drafted types and passes the drafted suite.
+    from pipelines.config import FeedConfig
+    from pipelines.features import single_table
+
+    feed = FeedConfig(name="houses", columns={c.name: c.kind for c in draft.columns})
+    examples = single_table({"houses": read_landed_file(data, feed)})
+    assert examples["lot_area"].tolist()[:3] == [int(v.replace(",", "")) for v in frame["lot_area"][:3]]
+    assert examples["pool_qc"].isna().mean() > 0.9  # an empty field is a missing value, as at drafting
+    outcome = validate_frame(examples, draft.suite)
+    assert outcome.success, outcome.failure_message()
+
+
+def test_numbers_written_as_text_in_a_parquet_file_are_numbers(tmp_path):
+    """In a CSV file "12.5" reads as a number anyway; a Parquet file keeps it text. Digits with a leading zero
+    are a code, not a number."""
+    frame = pd.DataFrame({"x": [f"{v:.1f}" for v in np.linspace(0, 50, 200)], "code": ["007", "010"] * 100,
+                          "y": np.linspace(0, 1, 200)})
+    frame.to_parquet(tmp_path / "t.parquet")
+    from pipelines.landing import read_table
+
+    draft = draft_model(read_table(tmp_path / "t.parquet"), "y", "m")
+    assert draft.by_role("numeric") == ["x"] and draft.by_role("categorical") == ["code"]

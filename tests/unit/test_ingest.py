@@ -117,3 +117,17 @@ def test_a_symbolic_link_in_the_landing_zone_is_refused_not_followed(tmp_path):
     (tmp_path / "in" / "2013-01-01.csv").symlink_to(outside)
     with pytest.raises(LandingFileError, match="2013-01-01.csv: not a regular file"):
         ingest_feed(FEED, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet")
+
+
+def test_numbers_written_as_text_are_read_by_the_declared_type(tmp_path):
+    """A spreadsheet's "1,234" (quoted in the CSV) and a Parquet file's "12.5" strings are numbers; a decimal
+    comma ("12,5") is not read as a grouping one, and is named."""
+    feed = FeedConfig(name="sales", columns={"area": "int", "price": "float"})
+    land(tmp_path / "in", "2013-01-01", [{"area": "11,622", "price": "1,234.5"}, {"area": "950", "price": None}])
+    land(tmp_path / "in", "2013-01-02", [{"area": " 7 ", "price": "12.5"}], suffix="parquet")
+    frame = ingest_feed(feed, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 3), tmp_path / "out.parquet").frame
+    assert frame["area"].tolist() == [11622, 950, 7] and str(frame["area"].dtype) == "Int64"
+    assert frame["price"].tolist()[0::2] == [1234.5, 12.5] and frame["price"].isna().tolist()[1]
+    land(tmp_path / "bad", "2013-01-01", [{"area": "1", "price": "12,5"}])
+    with pytest.raises(LandingFileError, match=r"2013-01-01.csv: column 'price' is not float .*\"12,5\""):
+        ingest_feed(feed, tmp_path / "bad", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "bad.parquet")
