@@ -21,6 +21,7 @@ from pipelines.serving.protocol import Columns, ScoringRequest, join_columns
 from pipelines.serving.settings import ServingSettings
 
 log = logging.getLogger("pipelines.serving")
+MANY_ROWS = 5000  # a request's text columns are coded off the event loop past this many rows
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,10 @@ class PredictionService:
                     event_times: list[datetime | None] | None = None) -> np.ndarray:
         """Batched with concurrent requests, scored off the event loop, and handed to the prediction log
         (``_log_scored``)."""
-        codes = model.scorer.text_codes(columns.values)  # once, for the scorer and the log
+        if columns.rows > MANY_ROWS:  # tens of milliseconds: off the event loop
+            codes = await asyncio.to_thread(model.scorer.text_codes, columns.values)
+        else:
+            codes = model.scorer.text_codes(columns.values)  # once, for the scorer and the log
         if codes:
             columns = replace(columns, codes=codes)
         tag = LoggedRequest(model, route, request_id, event_times) if self.prediction_log is not None else None

@@ -242,6 +242,78 @@ def test_typed_predict_takes_only_numbers_in_numeric_fields(service, value):
     assert [d["field"] for d in bad.json()["detail"]] == ["rows.1.signal"]
 
 
+@pytest.mark.parametrize("body,field", [
+    (b"{}", "rows"),
+    (b'{"rows": [], "extra": 1}', "extra"),
+    (b'{"rows": {"signal": 1}}', "rows"),
+    (b'{"rows": [{"signal": 1, "noise": 1, "group": "a"}, 7]}', "rows.1"),
+    (b'{"rows": [{"signal": 1, "noise": 1, "group": "a"]}', ""),  # malformed
+    (b'{"rows": []}', "rows"),
+])
+def test_a_typed_request_of_the_wrong_shape_gets_a_422_naming_where(service, body, field):
+    answer = service.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["field"] == field and answer.json()["error_code"] == "INVALID_INPUT"
+
+
+def test_a_typed_request_names_its_first_invalid_fields_and_stops(service, monkeypatch):
+    import pipelines.serving.protocol as protocol
+
+    monkeypatch.setattr(protocol, "PIECE_ROWS", 10)
+    rows = [{"signal": "x", "noise": 1, "group": "a"}] * 50
+    answer = service.post("/predict", json={"rows": rows}).json()
+    assert [d["field"] for d in answer["detail"]] == [f"rows.{i}.signal" for i in range(20)]
+    assert answer["message"] == "20 invalid field(s) in the first 20 rows (the rest not checked)"
+
+
+def test_a_large_body_is_read_off_the_event_loop(service, monkeypatch):
+    """A body over ``LARGE_BODY_BYTES`` is read (split, validated, converted) in a worker thread, with the
+    garbage collector paused, so the event loop answers other requests meanwhile
+    (``benchmarks/serving_big_body.py`` measures it); a small one on the loop, where a thread would cost more
+    than the read. Both answer the same."""
+    import asyncio
+    import gc
+
+    from pipelines.serving.protocol import LARGE_BODY_BYTES
+    from pipelines.serving.routes import scoring
+
+    on_loop: list[tuple[str, bool, bool]] = []
+
+    def recorded(name: str):
+        real = getattr(scoring, name)
+
+        def read(*args):
+            try:
+                asyncio.get_running_loop()
+                on_loop.append((name, True, gc.isenabled()))
+            except RuntimeError:
+                on_loop.append((name, False, gc.isenabled()))
+            return real(*args)
+        return read
+
+    for name in ("read_request", "read_typed_request"):
+        monkeypatch.setattr(scoring, name, recorded(name))
+    sent = frame(8000, 7)[["signal", "noise", "group"]]
+    rows = sent.to_dict(orient="records")
+    split = sent.to_dict(orient="split")
+    assert min(len(orjson.dumps({"rows": rows})), len(orjson.dumps(split))) > LARGE_BODY_BYTES
+    expected = service.model.predict_proba(model_inputs(sent, FEATURES))
+    typed = service.post("/predict", json={"rows": rows})
+    assert typed.status_code == 200, typed.text
+    np.testing.assert_allclose(typed.json()["probabilities"], expected)
+    for body in ({"dataframe_records": rows}, {"dataframe_split": split}):
+        answer = service.post("/invocations", json=body)
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["predictions"], expected)
+    bad = service.post("/predict", json={"rows": [*rows[:4000], {**rows[0], "signal": "x"}, *rows[:3999]]})
+    assert bad.status_code == 422 and [d["field"] for d in bad.json()["detail"]] == ["rows.4000.signal"]
+    assert service.post("/predict", json={"rows": rows[:1]}).status_code == 200
+    assert on_loop == [("read_typed_request", False, False), ("read_request", False, False),
+                       ("read_request", False, False), ("read_typed_request", False, False),
+                       ("read_typed_request", True, True)]
+    assert gc.isenabled()
+
+
 def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     from pipelines.serving.app import create_app
 

@@ -7,28 +7,33 @@ protocol's job, and the typed request's schema is the served model's, which chan
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from pipelines.serving.access import bearer_matches
 from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
 from pipelines.serving.models import ModelSlot
-from pipelines.serving.protocol import BadRequest, Columns, conform_columns, read_request
+from pipelines.serving.protocol import LARGE_BODY_BYTES, BadRequest, read_request
 from pipelines.serving.service import PredictionService
+from pipelines.serving.typed_request import InvalidRequest, read_typed_request
 
 router = APIRouter(tags=["scoring"])
 log = logging.getLogger("pipelines.serving")
 
 Handler = Callable[[PredictionService, ModelSlot, Request, str], Awaitable[Response]]
+T = TypeVar("T")
 
 PREDICT_RESPONSES = {
     200: {"description": "Per row: the class probabilities with the class names, or the predicted value; the "
@@ -155,7 +160,7 @@ async def _score(service: PredictionService, slot: ModelSlot, request: Request, 
     if isinstance(body, Response):
         return body
     try:
-        read = read_request(body, request.headers.get("content-type", ""), model, slot.event_time)
+        read = await _read(read_request, body, request.headers.get("content-type", ""), model, slot.event_time)
     except BadRequest as exc:
         return error_response(400, str(exc))
     try:
@@ -168,6 +173,41 @@ async def _score(service: PredictionService, slot: ModelSlot, request: Request, 
     # What `mlflow models serve` answers for this model (class probabilities, or values), plus the request id.
     return Response(_predictions_json(output, request_id), media_type="application/json",
                     headers={"X-Model-Version": model.version, "X-Model-Route": route})
+
+
+async def _read(read: Callable[..., T], body: bytes, *args) -> T:
+    """``read(body, *args)``: in a worker thread when the body is large (read there in pieces, so the event
+    loop keeps answering other requests meanwhile), with the garbage collector paused, else here (a thread
+    would cost a small request more than the read)."""
+    if len(body) > LARGE_BODY_BYTES:
+        return await run_in_threadpool(_collector_paused, read, body, *args)
+    return read(body, *args)
+
+
+_paused_reads = 0
+_pause_lock = threading.Lock()
+
+
+def _collector_paused(read: Callable[..., T], *args) -> T:
+    """``read(*args)`` with Python's cyclic garbage collector off (while any such read runs). A large body
+    becomes a million objects, most of them alive until the read ends: each full collection in that time walks
+    them all, holding the interpreter for a few hundred milliseconds, and the read makes several. What the read
+    frees goes by reference counting, without the collector."""
+    global _paused_reads
+    with _pause_lock:
+        pause = _paused_reads > 0 or gc.isenabled()  # off for another reason: left to whoever did that
+        if pause:
+            _paused_reads += 1
+            gc.disable()
+    if not pause:
+        return read(*args)
+    try:
+        return read(*args)
+    finally:
+        with _pause_lock:
+            _paused_reads -= 1
+            if _paused_reads == 0:
+                gc.enable()
 
 
 NATIVE_OUTPUT = frozenset({np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)})
@@ -193,13 +233,9 @@ async def _typed_score(service: PredictionService, slot: ModelSlot, request: Req
     if isinstance(body, Response):
         return body
     try:
-        rows = model.request_schema.model_validate_json(body).rows
-    except ValidationError as exc:
-        detail = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error_code": "INVALID_INPUT", "message": f"{len(detail)} invalid field(s)",
-                             "detail": detail[:20]}, status_code=422)
-    columns = conform_columns(Columns(list(model.columns), {c: [getattr(r, c) for r in rows]
-                                                            for c in model.columns}, len(rows)), model)
+        columns = await _read(read_typed_request, body, model)
+    except InvalidRequest as exc:
+        return error_response(422, exc.message, "INVALID_INPUT", detail=exc.detail)
     try:
         output = await service.score(model, "champion", columns, request_id)
     except (ValueError, TypeError) as exc:
