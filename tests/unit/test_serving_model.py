@@ -195,6 +195,38 @@ def test_a_log_entry_that_cannot_be_built_is_counted_as_set_aside(toy_champion, 
     assert (kept["request_id"], kept["rows"]) == ("unbuilt", 3) and "a bug building the entry" in kept["reason"]
 
 
+def test_a_request_id_is_answered_once(toy_champion, tmp_path, monkeypatch):
+    """A request under an id already sent gets a 409 naming it, whatever the route, and is not logged: lineage
+    finds one request per id. A refused request gives its id back; a request without one gets one made. The
+    ids outlive a restart on the same prediction log."""
+    from pipelines.prediction_store import read_log
+    from pipelines.serving.prediction_log import PredictionLog
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    row = frame(1, 1)[["signal", "noise", "group"]].to_dict(orient="records")
+    with _client(toy_champion, monkeypatch, prediction_log=PredictionLog(url, flush_seconds=0.01)) as client:
+        def post(path: str, request_id: str | None = None, body: dict | None = None):
+            body = body or ({"rows": row} if path.endswith("predict") else {"dataframe_records": row})
+            return client.post(path, json=body, headers={"X-Request-ID": request_id} if request_id else {})
+
+        assert post("/invocations", "once").status_code == 200
+        for path in ("/invocations", "/predict", "/models/toy/invocations"):
+            again = post(path, "once")
+            assert again.status_code == 409, again.text
+            assert (again.json()["error_code"], again.json()["request_id"]) == ("DUPLICATE_REQUEST_ID", "once")
+            assert "'once'" in again.json()["message"] and again.headers["X-Request-ID"] == "once"
+        assert post("/invocations", "mended", {"dataframe_records": [{"signal": 1.0}]}).status_code == 400
+        assert post("/invocations", "mended").status_code == 200  # the refused request gave its id back
+        made = [post("/predict").headers["X-Request-ID"] for _ in range(3)]
+        assert len(set(made)) == 3 and post("/invocations", made[0]).status_code == 409
+        assert 'prediction_requests_total{model="toy",status="409"} 4.0' in client.get("/metrics").text
+    rows = read_log(url)
+    assert rows.groupby("request_id").size().to_dict() == {"once": 1, "mended": 1, **{m: 1 for m in made}}
+    with _client(toy_champion, monkeypatch, prediction_log=PredictionLog(url, flush_seconds=0.01)) as restarted:
+        assert restarted.post("/invocations", json={"dataframe_records": row},
+                              headers={"X-Request-ID": "once"}).status_code == 409
+
+
 def test_oversized_body_gets_a_413(toy_champion, monkeypatch):
     with _client(toy_champion, monkeypatch, max_body_bytes=200, log_predictions=False) as client:
         rows = frame(20, 1)[["signal", "noise", "group"]]

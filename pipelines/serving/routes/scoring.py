@@ -84,11 +84,20 @@ async def _instrumented(service: PredictionService, slot: ModelSlot, request: Re
 
 
 async def _answer(service: PredictionService, slot: ModelSlot, request: Request, handler: Handler) -> Response:
-    """The handler's answer, under the request's id (sent as ``X-Request-ID`` or made here, and echoed)."""
+    """The handler's answer, under the request's id (sent as ``X-Request-ID`` or made here, and echoed). An
+    id is answered once (``request_ids``): a request with an id taken in the last window gets a 409; one that
+    is refused gives its id back."""
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     if len(request_id) > MAX_REQUEST_ID or not (request_id.isascii() and request_id.isprintable()):
         return error_response(400, f"X-Request-ID must be 1 to {MAX_REQUEST_ID} printable ASCII characters",
                               "INVALID_PARAMETER_VALUE")
+    if not service.request_ids.claim(request_id):  # lineage would show the two requests as one
+        response = error_response(
+            409, f"request id {request_id!r} was already sent (ids are remembered for "
+                 f"{service.settings.request_id_window_s:g} s): send each request with its own X-Request-ID, or "
+                 "none to have one made", "DUPLICATE_REQUEST_ID", request_id=request_id)
+        response.headers["X-Request-ID"] = request_id
+        return response
     prediction_log = service.prediction_log
     if prediction_log is not None and not prediction_log.admit():
         # Every row served is logged: rather than grow the queue past its bound, refuse until it drains.
@@ -102,6 +111,8 @@ async def _answer(service: PredictionService, slot: ModelSlot, request: Request,
             log.exception("request %s to %s failed", request_id, slot.name)
             response = error_response(500, "internal error scoring this request; it is logged with its request id",
                                       "INTERNAL_ERROR")
+    if response.status_code != 200:  # nothing of it was logged: the id may be sent again
+        service.request_ids.release(request_id)
     response.headers["X-Request-ID"] = request_id
     return response
 
