@@ -36,6 +36,10 @@ class BadRequest(ValueError):
     """The request cannot be scored; the message names the field (answered as a 400)."""
 
 
+class UnsupportedMediaType(BadRequest):
+    """The body is neither JSON nor CSV (answered as a 415, as ``mlflow models serve`` answers it)."""
+
+
 @dataclass(frozen=True)
 class Columns:
     """One request's rows, column by column, no DataFrame per request: as parsed, lists of the values sent;
@@ -112,7 +116,8 @@ def parse_columns(body: bytes, content_type: str) -> Columns:
         frame = frame.astype(object).where(frame.notna(), None)
         return Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
     if content_type != "application/json":
-        raise BadRequest("unsupported content type: use application/json or text/csv")
+        raise UnsupportedMediaType(f"unsupported content type {content_type or '(none)'!r}: send application/json "
+                                   "or text/csv")
     payload = _json(body)
     if not isinstance(payload, dict):
         raise BadRequest("the JSON body must be an object with one of " + ", ".join(FORMATS))

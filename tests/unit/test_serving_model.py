@@ -346,6 +346,50 @@ def test_a_large_body_is_read_off_the_event_loop(service, monkeypatch):
     assert gc.isenabled()
 
 
+def test_every_route_documents_the_errors_it_answers(service):
+    """Each operation in /openapi.json lists every status it can answer; an error's body is the service's
+    error shape (``error_code``, ``message``, and what the status adds); no operation lists FastAPI's own
+    validation error, which the service never answers."""
+    document = service.get("/openapi.json").json()
+    scoring = {"200", "400", "401", "409", "413", "415", "500", "503"}
+    expected = {
+        ("post", "/invocations"): scoring, ("post", "/models/{name}/invocations"): scoring | {"404"},
+        ("post", "/predict"): scoring | {"422"}, ("post", "/models/toy/predict"): scoring | {"422"},
+        ("get", "/ping"): {"200", "503"}, ("get", "/health"): {"200", "503"},
+        ("get", "/models/{name}/health"): {"200", "404", "503"}, ("get", "/version"): {"200"},
+        ("get", "/metrics"): {"200"}, ("post", "/admin/reload"): {"200", "401", "403", "404", "503"},
+    }
+    documented = {(method, path): set(operation["responses"])
+                  for path, item in document["paths"].items() for method, operation in item.items()}
+    assert documented == expected
+    schemas = document["components"]["schemas"]
+
+    def body_of(method: str, path: str, status: str) -> dict:
+        content = document["paths"][path][method]["responses"][status]["content"]["application/json"]
+        schema = content["schema"]
+        return schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+
+    for (method, path), statuses in expected.items():
+        for status in statuses - {"200"}:
+            if (path, status) in {("/ping", "503"), ("/health", "503"), ("/models/{name}/health", "503")}:
+                continue  # the model's state, or nothing: not an error body
+            assert {"error_code", "message"} <= set(body_of(method, path, status)["required"]), (path, status)
+    assert "detail" in body_of("post", "/predict", "422")["required"]
+    assert "served_models" in body_of("post", "/models/{name}/invocations", "404")["required"]
+    assert "request_id" in body_of("post", "/invocations", "409")["required"]
+    assert "HTTPValidationError" not in schemas
+    header = [p for p in document["paths"]["/invocations"]["post"]["parameters"] if p["name"] == "X-Request-ID"]
+    assert header and header[0]["in"] == "header" and header[0]["schema"]["maxLength"] == 64
+
+
+def test_unsupported_content_types_get_a_415_as_from_mlflow_models_serve(service):
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        answer = service.post("/invocations", content=b'{"dataframe_records": []}',
+                              headers={"Content-Type": content_type})
+        assert answer.status_code == 415 and answer.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE", content_type
+        assert "application/json or text/csv" in answer.json()["message"]
+
+
 def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     from pipelines.serving.app import create_app
 
@@ -357,7 +401,7 @@ def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     monkeypatch.delenv("MLOPS_SERVING_ADMIN_TOKEN")
     with TestClient(create_app("toy", poll_seconds=0, log_predictions=False), headers=headers) as off:
         refused = off.post("/admin/reload")
-    assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["detail"]
+    assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["message"]
 
 
 def test_with_a_predict_token_scoring_needs_it_and_the_rest_stays_open(toy_champion, monkeypatch):

@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from pipelines.serving.access import bearer_matches
-from pipelines.serving.errors import error_response, no_model_loaded, unknown_model
+from pipelines.serving.errors import SCORING_ERRORS, error_response, error_responses, no_model_loaded, unknown_model
 from pipelines.serving.models import ModelSlot
-from pipelines.serving.protocol import LARGE_BODY_BYTES, BadRequest, read_request
+from pipelines.serving.protocol import LARGE_BODY_BYTES, BadRequest, UnsupportedMediaType, read_request
 from pipelines.serving.service import PredictionService
 from pipelines.serving.typed_request import InvalidRequest, read_typed_request
 
@@ -35,25 +35,39 @@ log = logging.getLogger("pipelines.serving")
 Handler = Callable[[PredictionService, ModelSlot, Request, str], Awaitable[Response]]
 T = TypeVar("T")
 
-PREDICT_RESPONSES = {
-    200: {"description": "Per row: the class probabilities with the class names, or the predicted value; the "
-                         "model version and request id"},
-    422: {"description": "A row does not match the signature: the field is named"},
-}
+# Read by the route itself (see ``_answer``), not by FastAPI: documented here.
+REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
+              "description": "The request's id, echoed and logged with its rows; made by the service when absent. "
+                             "Each request needs its own (a 409 otherwise).",
+              "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[ -~]+$"}}
+# The body is read raw (see the module's docstring): its formats documented here.
+MLFLOW_BODY = {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "description": "Exactly one of `dataframe_split`, "
+                                    "`dataframe_records`, `instances` or `inputs`, as `mlflow models serve` takes"}},
+    "text/csv": {"schema": {"type": "string", "description": "A header row naming the columns, then the rows"}}}}
+INVOCATIONS = {"openapi_extra": {"parameters": [REQUEST_ID], "requestBody": MLFLOW_BODY}, "responses": {
+    200: {"description": "What `mlflow models serve` answers (`predictions`: the class probabilities, or the "
+                         "predicted values), and the `request_id`"},
+    **error_responses(*SCORING_ERRORS)}}
 
 
-@router.post("/invocations", summary="Score rows with the default model (MLflow's scoring protocol)")
+@router.post("/invocations", summary="Score rows with the default model (MLflow's scoring protocol)", **INVOCATIONS)
 async def invocations(request: Request) -> Response:
     service: PredictionService = request.app.state.service
     return await _instrumented(service, service.models.default_slot, request, _score)
 
 
-@router.post("/models/{name}/invocations", summary="Score rows with the named model (MLflow's scoring protocol)")
+@router.post("/models/{name}/invocations", summary="Score rows with the named model (MLflow's scoring protocol)",
+             openapi_extra=INVOCATIONS["openapi_extra"], responses={**INVOCATIONS["responses"], **error_responses(404)})
 async def model_invocations(name: str, request: Request) -> Response:
     return await _score_named(name, request, _score)
 
 
-@router.post("/predict", summary="Score rows typed by the default model's signature", responses=PREDICT_RESPONSES)
+@router.post("/predict", summary="Score rows typed by the default model's signature",
+             openapi_extra={"parameters": [REQUEST_ID]}, responses={
+                 200: {"description": "Per row: the class probabilities with the class names, or the predicted "
+                                      "value; the model version and request id"},
+                 **error_responses(*SCORING_ERRORS, 422)})
 async def predict(request: Request) -> Response:
     service: PredictionService = request.app.state.service
     return await _instrumented(service, service.models.default_slot, request, _typed_score)
@@ -172,6 +186,8 @@ async def _score(service: PredictionService, slot: ModelSlot, request: Request, 
         return body
     try:
         read = await _read(read_request, body, request.headers.get("content-type", ""), model, slot.event_time)
+    except UnsupportedMediaType as exc:
+        return error_response(415, str(exc), "UNSUPPORTED_MEDIA_TYPE")
     except BadRequest as exc:
         return error_response(400, str(exc))
     try:
