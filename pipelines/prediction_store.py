@@ -394,8 +394,14 @@ def _as_frame(tables: list[pa.Table]) -> pd.DataFrame:
                      for name, column in zip(table.column_names, table.columns, strict=True)}).to_pandas()
 
 
+# How far back in serving time a request's rows are gathered from its newest one: the service remembers a
+# request id for at least this plus two flushes (its MLOPS_SERVING_REQUEST_ID_WINDOW_S), so two requests are
+# never gathered as one.
+LINEAGE_SPAN = timedelta(minutes=1)
+
+
 def find_request(url: str | None, request_id: str, *, scan_segments: int = 2000,
-                 after_match: timedelta = timedelta(minutes=1)) -> pd.DataFrame:
+                 after_match: timedelta = LINEAGE_SPAN) -> pd.DataFrame:
     """The logged rows of one request (every route that scored it: champion, canary, shadow), text as text.
 
     Segments are read newest first, and the search stops ``after_match`` of serving time past the first

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from pipelines.serving.errors import Refused
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import ModelSlot, ServedModels
 from pipelines.serving.openapi import openapi_with_signatures
@@ -69,6 +70,7 @@ def create_app(model_name: str | None = None, *, model_uri: str | None = None,
                   description=f"Serves the `{settings.alias}` of each registered model; `{settings.model_name}` "
                               "answers `/invocations` and `/predict`.")
     app.state.service = PredictionService(settings, models, prediction_log, metrics)
+    app.add_exception_handler(Refused, lambda _request, refused: refused.response())
     app.include_router(scoring.router)
     app.include_router(health.router)
     app.include_router(admin.router)

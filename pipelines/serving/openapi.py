@@ -34,6 +34,14 @@ def _document(app: FastAPI, default: str, served: list[tuple[str, LoadedModel]])
 
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = document.setdefault("components", {}).setdefault("schemas", {})
+    # FastAPI lists its own 422 on every route with a path or query parameter; those are plain strings that
+    # never fail, and the service checks its bodies itself (``errors``).
+    for operation in (operation for item in document["paths"].values() for operation in item.values()):
+        schema = operation["responses"].get("422", {}).get("content", {}).get("application/json", {}).get("schema")
+        if schema == {"$ref": "#/components/schemas/HTTPValidationError"}:
+            del operation["responses"]["422"]
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
     predict = document["paths"]["/predict"]["post"]
     for name, model in served:
         body = _request_body(components, model)

@@ -4,13 +4,17 @@ arrays, and turned into one DataFrame per micro-batch in the scoring thread.
 
 The usual body, ``dataframe_records`` holding exactly the model's columns with numbers in the numeric ones
 and text in the others, takes a fast path (``RecordsDecoder``): msgspec decodes it straight into typed rows,
-without a dict per row. Every other body takes the general path, which also names what is wrong."""
+without a dict per row. Every other body takes the general path, which also names what is wrong.
+
+A body over ``LARGE_BODY_BYTES`` is read in pieces, each a short call into a JSON library (``pieces``): the
+service reads such a body in a worker thread, and a thread hands the interpreter to the event loop only
+between calls, so one call over the whole body would hold every other request for as long as it runs."""
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -32,6 +36,10 @@ class BadRequest(ValueError):
     """The request cannot be scored; the message names the field (answered as a 400)."""
 
 
+class UnsupportedMediaType(BadRequest):
+    """The body is neither JSON nor CSV (answered as a 415, as ``mlflow models serve`` answers it)."""
+
+
 @dataclass(frozen=True)
 class Columns:
     """One request's rows, column by column, no DataFrame per request: as parsed, lists of the values sent;
@@ -44,6 +52,43 @@ class Columns:
 
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+LARGE_BODY_BYTES = 256 * 1024  # read in a worker thread, in pieces; a smaller body is read at once (a few ms)
+PIECE_ROWS = 2000  # elements of an array decoded per call: a few milliseconds each
+
+
+def pieces(elements: list[msgspec.Raw]) -> Iterator[tuple[int, bytes]]:
+    """The elements (JSON values) as JSON arrays of ``PIECE_ROWS``, each with the position of its first."""
+    for start in range(0, len(elements), PIECE_ROWS):
+        yield start, b"[" + b",".join(elements[start:start + PIECE_ROWS]) + b"]"
+
+
+_CONTAINER = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw])
+
+
+def _loads_in_pieces(raw: bytes | memoryview, levels: int) -> Any:
+    """``orjson.loads(raw)``, for a large value in pieces: an object member by member and an array
+    ``PIECE_ROWS`` elements at a time, down to ``levels`` levels of objects (a format, its columns and data).
+    msgspec splits a container into its raw members without building them."""
+    if levels == 0 or len(raw) <= LARGE_BODY_BYTES:
+        return orjson.loads(raw)
+    try:
+        container = _CONTAINER.decode(raw)
+    except msgspec.ValidationError:  # not an object or array
+        return orjson.loads(raw)
+    if isinstance(container, dict):
+        return {key: _loads_in_pieces(memoryview(value), levels - 1) for key, value in container.items()}
+    return [element for _, piece in pieces(container) for element in orjson.loads(piece)]
+
+
+def _json(body: bytes) -> Any:
+    """The JSON body as Python values (a large one in pieces); NaN and Infinity tokens allowed."""
+    try:
+        return _loads_in_pieces(body, 3)
+    except (orjson.JSONDecodeError, msgspec.DecodeError, RecursionError) as exc:
+        try:  # MLflow clients (and its saved input examples) may send NaN / Infinity tokens
+            return json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
+            raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
 def _from_records(records: Any, key: str) -> Columns:
@@ -71,14 +116,9 @@ def parse_columns(body: bytes, content_type: str) -> Columns:
         frame = frame.astype(object).where(frame.notna(), None)
         return Columns([str(c) for c in frame.columns], {str(c): frame[c].tolist() for c in frame.columns}, len(frame))
     if content_type != "application/json":
-        raise BadRequest("unsupported content type: use application/json or text/csv")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:  # MLflow clients (and its saved input examples) may send NaN / Infinity tokens
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
-            raise BadRequest(f"malformed JSON: {exc}") from exc
+        raise UnsupportedMediaType(f"unsupported content type {content_type or '(none)'!r}: send application/json "
+                                   "or text/csv")
+    payload = _json(body)
     if not isinstance(payload, dict):
         raise BadRequest("the JSON body must be an object with one of " + ", ".join(FORMATS))
     keys = [k for k in FORMATS if k in payload]
@@ -95,8 +135,8 @@ def parse_columns(body: bytes, content_type: str) -> Columns:
             raise BadRequest(f"duplicate columns {duplicated}")
         if not all(isinstance(r, list) and len(r) == len(names) for r in rows):
             raise BadRequest(f"every row of dataframe_split.data must be a list of {len(names)} values")
-        transposed = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-        return Columns(names, {n: list(v) for n, v in zip(names, transposed, strict=True)}, len(rows))
+        # Column by column (a call each), not zip(*rows): one call over every row would hold the interpreter.
+        return Columns(names, {n: list(map(itemgetter(i), rows)) for i, n in enumerate(names)}, len(rows))
     if key == "inputs" and isinstance(data, dict):
         values = {str(k): v if isinstance(v, list) else [v] for k, v in data.items()}
         lengths = {len(v) for v in values.values()}
@@ -207,13 +247,20 @@ class RecordsDecoder:
                                 forbid_unknown_fields=True, gc=False)
         body = msgspec.defstruct("Records", [("dataframe_records", list[row])], forbid_unknown_fields=True)
         self._decoder = msgspec.json.Decoder(body)
+        self._rows = msgspec.json.Decoder(list[row])
         self._getters = [attrgetter(f[0]) for f in fields]
+
+    def _decode_rows(self, body: bytes) -> list:
+        if len(body) <= LARGE_BODY_BYTES:
+            return self._decoder.decode(body).dataframe_records
+        records = _RAW_RECORDS.decode(body).dataframe_records
+        return [row for _, piece in pieces(records) for row in self._rows.decode(piece)]
 
     def decode(self, body: bytes) -> tuple[Columns, list[datetime | None] | None] | None:
         """The rows conformed to the model, and their event times if sent; None if the body is not of this
         shape (or is malformed)."""
         try:
-            rows = self._decoder.decode(body).dataframe_records
+            rows = self._decode_rows(body)
         except (msgspec.DecodeError, RecursionError):
             return None
         if not rows:
@@ -228,6 +275,10 @@ class RecordsDecoder:
             if any(v is not msgspec.UNSET for v in sent):  # the column is in the request
                 times = event_times([None if v is msgspec.UNSET else v for v in sent], self.event_time)
         return Columns([*self.numeric, *self.categorical], values, len(rows)), times
+
+
+_RAW_RECORDS = msgspec.json.Decoder(msgspec.defstruct("RawRecords", [("dataframe_records", list[msgspec.Raw])],
+                                                      forbid_unknown_fields=True))
 
 
 @lru_cache(maxsize=64)

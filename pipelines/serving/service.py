@@ -18,9 +18,11 @@ from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import LoadedModel, ModelSlot, ServedModels
 from pipelines.serving.prediction_log import PredictionLog, now
 from pipelines.serving.protocol import Columns, ScoringRequest, join_columns
+from pipelines.serving.request_ids import RecentRequestIds, file_for
 from pipelines.serving.settings import ServingSettings
 
 log = logging.getLogger("pipelines.serving")
+MANY_ROWS = 5000  # a request's text columns are coded off the event loop past this many rows
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class PredictionService:
         # models do not compete with each other (and the event loop) for the cores.
         self.batcher = MicroBatcher(combine=join_columns, model_threads=settings.model_threads,
                                     on_scored=self._log_scored if prediction_log is not None else None)
+        self.request_ids = RecentRequestIds(
+            file_for(prediction_log.url, settings.request_id_slots) if prediction_log is not None else None,
+            settings.request_id_window_s, settings.request_id_slots)
         self._shadow_tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
 
@@ -64,6 +69,7 @@ class PredictionService:
         await self.batcher.stop()
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
+        self.request_ids.close()
 
     async def _poll(self) -> None:
         while True:
@@ -111,7 +117,10 @@ class PredictionService:
                     event_times: list[datetime | None] | None = None) -> np.ndarray:
         """Batched with concurrent requests, scored off the event loop, and handed to the prediction log
         (``_log_scored``)."""
-        codes = model.scorer.text_codes(columns.values)  # once, for the scorer and the log
+        if columns.rows > MANY_ROWS:  # tens of milliseconds: off the event loop
+            codes = await asyncio.to_thread(model.scorer.text_codes, columns.values)
+        else:
+            codes = model.scorer.text_codes(columns.values)  # once, for the scorer and the log
         if codes:
             columns = replace(columns, codes=codes)
         tag = LoggedRequest(model, route, request_id, event_times) if self.prediction_log is not None else None

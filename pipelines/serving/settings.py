@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipelines.registry import CHAMPION
@@ -37,6 +37,15 @@ class ServingSettings(BaseSettings):
         description="How often the log's writer writes what was served since its last flush: a process killed "
                     "outright (SIGKILL) loses at most this long of rows.")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias="MLOPS_SERVING_MAX_BODY_BYTES")
+    request_id_window_s: float = Field(
+        300.0, gt=0, validation_alias="MLOPS_SERVING_REQUEST_ID_WINDOW_S",
+        description="How long a request id is remembered: a request sending an id answered within it gets a 409. "
+                    "At least lineage's span (a minute) and two log flushes, so lineage never shows two "
+                    "requests as one.")
+    request_id_slots: int = Field(
+        2**21, ge=1024, validation_alias="MLOPS_SERVING_REQUEST_ID_SLOTS",
+        description="Slots of the table of recent request ids, shared by the workers (16 bytes each; keep it "
+                    "over twice the requests of one window: 2**21, 32 MiB, holds 300 s at 3,000 requests/s).")
     challenger_mode: Literal["registry", "off", "shadow", "canary"] = Field(
         "registry", validation_alias="MLOPS_SERVING_CHALLENGER",
         description="registry: each challenger runs as its version's rollout tag says; off, shadow or canary "
@@ -59,6 +68,17 @@ class ServingSettings(BaseSettings):
         None, validation_alias="MLOPS_SERVING_EVENT_TIME_COLUMN",
         description="The default model's event-time column (logged, never scored); empty: none. Unset: the "
                     "event time of the model's config, as for every other model.")
+
+    @model_validator(mode="after")
+    def _request_ids_outlive_lineage(self) -> ServingSettings:
+        from pipelines.prediction_store import LINEAGE_SPAN
+
+        least = LINEAGE_SPAN.total_seconds() + 2 * self.log_flush_seconds
+        if self.request_id_window_s < least:
+            raise ValueError(f"MLOPS_SERVING_REQUEST_ID_WINDOW_S must be at least {least:g} s (lineage gathers "
+                             f"a request's rows over {LINEAGE_SPAN.total_seconds():g} s of serving time, and a "
+                             f"log segment spans a flush of {self.log_flush_seconds:g} s)")
+        return self
 
     @field_validator("models", mode="before")
     @classmethod

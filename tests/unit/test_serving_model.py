@@ -195,6 +195,38 @@ def test_a_log_entry_that_cannot_be_built_is_counted_as_set_aside(toy_champion, 
     assert (kept["request_id"], kept["rows"]) == ("unbuilt", 3) and "a bug building the entry" in kept["reason"]
 
 
+def test_a_request_id_is_answered_once(toy_champion, tmp_path, monkeypatch):
+    """A request under an id already sent gets a 409 naming it, whatever the route, and is not logged: lineage
+    finds one request per id. A refused request gives its id back; a request without one gets one made. The
+    ids outlive a restart on the same prediction log."""
+    from pipelines.prediction_store import read_log
+    from pipelines.serving.prediction_log import PredictionLog
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    row = frame(1, 1)[["signal", "noise", "group"]].to_dict(orient="records")
+    with _client(toy_champion, monkeypatch, prediction_log=PredictionLog(url, flush_seconds=0.01)) as client:
+        def post(path: str, request_id: str | None = None, body: dict | None = None):
+            body = body or ({"rows": row} if path.endswith("predict") else {"dataframe_records": row})
+            return client.post(path, json=body, headers={"X-Request-ID": request_id} if request_id else {})
+
+        assert post("/invocations", "once").status_code == 200
+        for path in ("/invocations", "/predict", "/models/toy/invocations"):
+            again = post(path, "once")
+            assert again.status_code == 409, again.text
+            assert (again.json()["error_code"], again.json()["request_id"]) == ("DUPLICATE_REQUEST_ID", "once")
+            assert "'once'" in again.json()["message"] and again.headers["X-Request-ID"] == "once"
+        assert post("/invocations", "mended", {"dataframe_records": [{"signal": 1.0}]}).status_code == 400
+        assert post("/invocations", "mended").status_code == 200  # the refused request gave its id back
+        made = [post("/predict").headers["X-Request-ID"] for _ in range(3)]
+        assert len(set(made)) == 3 and post("/invocations", made[0]).status_code == 409
+        assert 'prediction_requests_total{model="toy",status="409"} 4.0' in client.get("/metrics").text
+    rows = read_log(url)
+    assert rows.groupby("request_id").size().to_dict() == {"once": 1, "mended": 1, **{m: 1 for m in made}}
+    with _client(toy_champion, monkeypatch, prediction_log=PredictionLog(url, flush_seconds=0.01)) as restarted:
+        assert restarted.post("/invocations", json={"dataframe_records": row},
+                              headers={"X-Request-ID": "once"}).status_code == 409
+
+
 def test_oversized_body_gets_a_413(toy_champion, monkeypatch):
     with _client(toy_champion, monkeypatch, max_body_bytes=200, log_predictions=False) as client:
         rows = frame(20, 1)[["signal", "noise", "group"]]
@@ -242,6 +274,122 @@ def test_typed_predict_takes_only_numbers_in_numeric_fields(service, value):
     assert [d["field"] for d in bad.json()["detail"]] == ["rows.1.signal"]
 
 
+@pytest.mark.parametrize("body,field", [
+    (b"{}", "rows"),
+    (b'{"rows": [], "extra": 1}', "extra"),
+    (b'{"rows": {"signal": 1}}', "rows"),
+    (b'{"rows": [{"signal": 1, "noise": 1, "group": "a"}, 7]}', "rows.1"),
+    (b'{"rows": [{"signal": 1, "noise": 1, "group": "a"]}', ""),  # malformed
+    (b'{"rows": []}', "rows"),
+])
+def test_a_typed_request_of_the_wrong_shape_gets_a_422_naming_where(service, body, field):
+    answer = service.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["field"] == field and answer.json()["error_code"] == "INVALID_INPUT"
+
+
+def test_a_typed_request_names_its_first_invalid_fields_and_stops(service, monkeypatch):
+    import pipelines.serving.protocol as protocol
+
+    monkeypatch.setattr(protocol, "PIECE_ROWS", 10)
+    rows = [{"signal": "x", "noise": 1, "group": "a"}] * 50
+    answer = service.post("/predict", json={"rows": rows}).json()
+    assert [d["field"] for d in answer["detail"]] == [f"rows.{i}.signal" for i in range(20)]
+    assert answer["message"] == "20 invalid field(s) in the first 20 rows (the rest not checked)"
+
+
+def test_a_large_body_is_read_off_the_event_loop(service, monkeypatch):
+    """A body over ``LARGE_BODY_BYTES`` is read (split, validated, converted) in a worker thread, with the
+    garbage collector paused, so the event loop answers other requests meanwhile
+    (``benchmarks/serving_big_body.py`` measures it); a small one on the loop, where a thread would cost more
+    than the read. Both answer the same."""
+    import asyncio
+    import gc
+
+    from pipelines.serving.protocol import LARGE_BODY_BYTES
+    from pipelines.serving.routes import scoring
+
+    on_loop: list[tuple[str, bool, bool]] = []
+
+    def recorded(name: str):
+        real = getattr(scoring, name)
+
+        def read(*args):
+            try:
+                asyncio.get_running_loop()
+                on_loop.append((name, True, gc.isenabled()))
+            except RuntimeError:
+                on_loop.append((name, False, gc.isenabled()))
+            return real(*args)
+        return read
+
+    for name in ("read_request", "read_typed_request"):
+        monkeypatch.setattr(scoring, name, recorded(name))
+    sent = frame(8000, 7)[["signal", "noise", "group"]]
+    rows = sent.to_dict(orient="records")
+    split = sent.to_dict(orient="split")
+    assert min(len(orjson.dumps({"rows": rows})), len(orjson.dumps(split))) > LARGE_BODY_BYTES
+    expected = service.model.predict_proba(model_inputs(sent, FEATURES))
+    typed = service.post("/predict", json={"rows": rows})
+    assert typed.status_code == 200, typed.text
+    np.testing.assert_allclose(typed.json()["probabilities"], expected)
+    for body in ({"dataframe_records": rows}, {"dataframe_split": split}):
+        answer = service.post("/invocations", json=body)
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["predictions"], expected)
+    bad = service.post("/predict", json={"rows": [*rows[:4000], {**rows[0], "signal": "x"}, *rows[:3999]]})
+    assert bad.status_code == 422 and [d["field"] for d in bad.json()["detail"]] == ["rows.4000.signal"]
+    assert service.post("/predict", json={"rows": rows[:1]}).status_code == 200
+    assert on_loop == [("read_typed_request", False, False), ("read_request", False, False),
+                       ("read_request", False, False), ("read_typed_request", False, False),
+                       ("read_typed_request", True, True)]
+    assert gc.isenabled()
+
+
+def test_every_route_documents_the_errors_it_answers(service):
+    """Each operation in /openapi.json lists every status it can answer; an error's body is the service's
+    error shape (``error_code``, ``message``, and what the status adds); no operation lists FastAPI's own
+    validation error, which the service never answers."""
+    document = service.get("/openapi.json").json()
+    scoring = {"200", "400", "401", "409", "413", "415", "500", "503"}
+    expected = {
+        ("post", "/invocations"): scoring, ("post", "/models/{name}/invocations"): scoring | {"404"},
+        ("post", "/predict"): scoring | {"422"}, ("post", "/models/toy/predict"): scoring | {"422"},
+        ("get", "/ping"): {"200", "503"}, ("get", "/health"): {"200", "503"},
+        ("get", "/models/{name}/health"): {"200", "404", "503"}, ("get", "/version"): {"200"},
+        ("get", "/metrics"): {"200"}, ("post", "/admin/reload"): {"200", "401", "403", "404", "503"},
+    }
+    documented = {(method, path): set(operation["responses"])
+                  for path, item in document["paths"].items() for method, operation in item.items()}
+    assert documented == expected
+    schemas = document["components"]["schemas"]
+
+    def body_of(method: str, path: str, status: str) -> dict:
+        content = document["paths"][path][method]["responses"][status]["content"]["application/json"]
+        schema = content["schema"]
+        return schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+
+    for (method, path), statuses in expected.items():
+        for status in statuses - {"200"}:
+            if (path, status) in {("/ping", "503"), ("/health", "503"), ("/models/{name}/health", "503")}:
+                continue  # the model's state, or nothing: not an error body
+            assert {"error_code", "message"} <= set(body_of(method, path, status)["required"]), (path, status)
+    assert "detail" in body_of("post", "/predict", "422")["required"]
+    assert "served_models" in body_of("post", "/models/{name}/invocations", "404")["required"]
+    assert "request_id" in body_of("post", "/invocations", "409")["required"]
+    assert "HTTPValidationError" not in schemas
+    header = [p for p in document["paths"]["/invocations"]["post"]["parameters"] if p["name"] == "X-Request-ID"]
+    assert header and header[0]["in"] == "header" and header[0]["schema"]["maxLength"] == 64
+
+
+def test_unsupported_content_types_get_a_415_as_from_mlflow_models_serve(service):
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        answer = service.post("/invocations", content=b'{"dataframe_records": []}',
+                              headers={"Content-Type": content_type})
+        assert answer.status_code == 415 and answer.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE", content_type
+        assert "application/json or text/csv" in answer.json()["message"]
+
+
 def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     from pipelines.serving.app import create_app
 
@@ -253,7 +401,7 @@ def test_admin_endpoints_need_the_configured_token(service, monkeypatch):
     monkeypatch.delenv("MLOPS_SERVING_ADMIN_TOKEN")
     with TestClient(create_app("toy", poll_seconds=0, log_predictions=False), headers=headers) as off:
         refused = off.post("/admin/reload")
-    assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["detail"]
+    assert refused.status_code == 403 and "MLOPS_SERVING_ADMIN_TOKEN" in refused.json()["message"]
 
 
 def test_with_a_predict_token_scoring_needs_it_and_the_rest_stays_open(toy_champion, monkeypatch):

@@ -21,6 +21,17 @@ MODEL = LoadedModel("m", "1", "champion", None, ("x",), ("c",), {}, "now", task=
 EXPECTED = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]})
 
 
+@pytest.fixture(params=["at once", "in pieces"], autouse=True)
+def reading(request, monkeypatch):
+    """Every test reads its bodies at once, and again as a large body is read: in pieces, here one row each."""
+    import pipelines.serving.protocol as protocol
+
+    if request.param == "in pieces":
+        monkeypatch.setattr(protocol, "LARGE_BODY_BYTES", 0)
+        monkeypatch.setattr(protocol, "PIECE_ROWS", 1)
+    return request.param
+
+
 @pytest.mark.parametrize("payload", [
     {"dataframe_split": {"columns": ["x", "c"], "data": [[1.0, "a"], [2, "b"]]}},
     {"dataframe_records": [{"x": 1.0, "c": "a"}, {"x": 2, "c": "b"}]},

@@ -9,7 +9,8 @@ from pipelines.serving.settings import ServingSettings, models_to_serve
 SERVING_VARIABLES = ("MLOPS_SERVING_MODEL", "MLOPS_SERVING_MODELS", "MLOPS_SERVING_CONFIGURED_MODELS",
                      "MLOPS_SERVING_ALIAS", "MLOPS_SERVING_POLL_S", "MLOPS_PREDICTION_LOG",
                      "MLOPS_SERVING_MAX_BODY_BYTES", "MLOPS_SERVING_CHALLENGER", "MLOPS_SERVING_CANARY_SHARE",
-                     "MLOPS_SERVING_WORKERS", "MLOPS_SERVING_MODEL_THREADS", "MLOPS_SERVING_EVENT_TIME_COLUMN")
+                     "MLOPS_SERVING_WORKERS", "MLOPS_SERVING_MODEL_THREADS", "MLOPS_SERVING_EVENT_TIME_COLUMN",
+                     "MLOPS_SERVING_REQUEST_ID_WINDOW_S", "MLOPS_SERVING_REQUEST_ID_SLOTS")
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +26,7 @@ def test_defaults():
     assert (settings.poll_seconds, settings.log_predictions, settings.max_body_bytes) == (30.0, True, 10 * 1024 * 1024)
     assert (settings.challenger_mode, settings.canary_share, settings.workers, settings.model_threads,
             settings.event_time) == ("registry", None, 1, 1, None)
+    assert (settings.request_id_window_s, settings.request_id_slots) == (300.0, 2**21)
 
 
 def test_every_environment_variable_keeps_its_name(monkeypatch):
@@ -35,7 +37,8 @@ def test_every_environment_variable_keeps_its_name(monkeypatch):
                         "MLOPS_SERVING_CANARY_SHARE": "0.25", "MLOPS_SERVING_WORKERS": "4",
                         "MLOPS_SERVING_MODEL_THREADS": "2", "MLOPS_SERVING_EVENT_TIME_COLUMN": "t",
                         "MLOPS_SERVING_CONFIGURED_MODELS": "false", "MLOPS_SERVING_ADMIN_TOKEN": "s3cr3t",
-                        "MLOPS_SERVING_PREDICT_TOKEN": "sc0re"}.items():
+                        "MLOPS_SERVING_PREDICT_TOKEN": "sc0re", "MLOPS_SERVING_REQUEST_ID_WINDOW_S": "90",
+                        "MLOPS_SERVING_REQUEST_ID_SLOTS": "4096"}.items():
         monkeypatch.setenv(name, value)
     settings = ServingSettings()
     assert settings.admin_token.get_secret_value() == "s3cr3t" and "s3cr3t" not in repr(settings)
@@ -44,7 +47,8 @@ def test_every_environment_variable_keeps_its_name(monkeypatch):
         "model_name": "a", "models": ("b", "c"), "configured_models": False, "alias": "staging",
         "poll_seconds": 5.0, "log_predictions": False, "log_flush_seconds": 0.5, "max_body_bytes": 2048,
         "challenger_mode": "canary",
-        "canary_share": 0.25, "workers": 4, "model_threads": 2, "event_time": "t"}
+        "canary_share": 0.25, "workers": 4, "model_threads": 2, "event_time": "t", "request_id_window_s": 90.0,
+        "request_id_slots": 4096}
     # In-process, by field name; arguments win over the environment.
     assert ServingSettings(model_name="x", poll_seconds=0).model_name == "x"
 
@@ -52,7 +56,9 @@ def test_every_environment_variable_keeps_its_name(monkeypatch):
 @pytest.mark.parametrize("name,value", [("MLOPS_SERVING_CHALLENGER", "sometimes"),
                                         ("MLOPS_SERVING_CANARY_SHARE", "1.5"),
                                         ("MLOPS_SERVING_POLL_S", "soon"),
-                                        ("MLOPS_PREDICTION_LOG_FLUSH_S", "0")])
+                                        ("MLOPS_PREDICTION_LOG_FLUSH_S", "0"),
+                                        ("MLOPS_SERVING_REQUEST_ID_SLOTS", "10"),
+                                        ("MLOPS_SERVING_REQUEST_ID_WINDOW_S", "61")])
 def test_a_bad_value_is_refused_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(pydantic.ValidationError, match=name):

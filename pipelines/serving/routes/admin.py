@@ -7,27 +7,32 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from pipelines.serving.access import bearer_matches
-from pipelines.serving.errors import error_response, unknown_model
+from pipelines.serving.errors import Refused, error_response, error_responses, unknown_model
 from pipelines.serving.service import PredictionService
 
 
 def require_admin_token(request: Request) -> None:
     token = request.app.state.service.settings.admin_token
     if token is None:
-        raise HTTPException(403, "admin endpoints are off: set MLOPS_SERVING_ADMIN_TOKEN to use them")
+        raise Refused(403, "admin endpoints are off: set MLOPS_SERVING_ADMIN_TOKEN to use them", "ADMIN_DISABLED")
     if not bearer_matches(request, token):
-        raise HTTPException(401, "a valid admin token is required (Authorization: Bearer <token>)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise Refused(401, "a valid admin token is required (Authorization: Bearer <token>)", "UNAUTHENTICATED",
+                      headers={"WWW-Authenticate": "Bearer"})
 
 
-router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_token)])
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_token)], responses=error_responses(
+    401, 403, described={401: "The request lacks `Authorization: Bearer <MLOPS_SERVING_ADMIN_TOKEN>`",
+                         403: "No admin token is configured: the admin endpoints are off"}))
 
 
-@router.post("/admin/reload", summary="Load the versions the aliases name, for one model or all")
+@router.post("/admin/reload", summary="Load the versions the aliases name, for one model or all",
+             responses=error_responses(404, 503, described={
+                 503: "A reload failed (each model keeps what it served; without `model`, the body holds every "
+                      "model's state too), or the model's alias does not exist yet"}))
 async def reload(request: Request, model: str | None = None) -> JSONResponse:
     """With ``model``: that model's state once it follows its aliases (``version``, ``challenger_mode``,
     ``challenger_version``, ``pid``, ``workers``: deploy calls this until every worker serves the registry's

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from pipelines.serving.errors import unknown_model
+from pipelines.serving.errors import error_responses, unknown_model
 from pipelines.serving.service import PredictionService
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/ping", summary="200 when at least one model is served")
+STATE = {"description": "No version of the model loaded yet: its state, as a 200 answers it"}
+
+
+@router.get("/ping", summary="200 when at least one model is served (an empty body)", response_class=Response,
+            responses={503: {"description": "No model is served yet (an empty body)"}})
 async def ping(request: Request) -> Response:
     service: PredictionService = request.app.state.service
     return Response(status_code=200 if service.models.served() else 503)
 
 
-@router.get("/health", summary="The default model's state, and every model's under `models`")
+@router.get("/health", summary="The default model's state, and every model's under `models`", responses={503: STATE})
 async def health(request: Request) -> JSONResponse:
     """503 while the default model has no champion (the other models' states say whether they are served)."""
     service: PredictionService = request.app.state.service
@@ -25,7 +29,8 @@ async def health(request: Request) -> JSONResponse:
                         else 503)
 
 
-@router.get("/models/{name}/health", summary="One model's state: version, lineage, challenger")
+@router.get("/models/{name}/health", summary="One model's state: version, lineage, challenger",
+            responses={**error_responses(404), 503: STATE})
 async def model_health(name: str, request: Request) -> JSONResponse:
     service: PredictionService = request.app.state.service
     slot = service.models.get(name)
@@ -44,7 +49,7 @@ async def version(request: Request) -> dict:
             "model_version": versions[service.models.default], "model_versions": versions}
 
 
-@router.get("/metrics", summary="Prometheus metrics, labelled by model")
+@router.get("/metrics", summary="Prometheus metrics, labelled by model", response_class=PlainTextResponse)
 async def prometheus_metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
