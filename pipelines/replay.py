@@ -10,6 +10,7 @@ its event-time column and its target.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import date
 from typing import Protocol
 
@@ -31,7 +32,9 @@ class ReplaySource(Protocol):
 def send_examples(client: httpx.Client, url: str, cfg: ModelConfig, examples: pd.DataFrame, request_prefix: str,
                   rows_per_request: int = 250) -> pd.DataFrame:
     """POST the examples to ``/invocations`` (dataframe_split, event time included) in chunks; return the
-    served rows' (request_id, row_index, target) so their outcomes can be landed later."""
+    served rows' (request_id, row_index, target) so their outcomes can be landed later. Each request's id is
+    ``<prefix>-<model>-<replay>-<chunk>``: the service answers an id once, so a replay of the same days (or
+    of another model on the same service) sends ids of its own."""
     columns = [*cfg.features.numeric, *cfg.features.categorical]
     event_time = cfg.features.event_time
     if event_time is None:
@@ -39,9 +42,10 @@ def send_examples(client: httpx.Client, url: str, cfg: ModelConfig, examples: pd
     payload_frame = examples[columns].astype(object).where(examples[columns].notna(), None)
     times = examples[event_time].map(lambda t: t.isoformat() if pd.notna(t) else None)
     outcomes = []
+    replay = uuid.uuid4().hex[:8]
     for number, begin in enumerate(range(0, len(examples), rows_per_request)):
         chunk = slice(begin, begin + rows_per_request)
-        request_id = f"{request_prefix}-{number:05d}"
+        request_id = f"{request_prefix}-{cfg.name}-{replay}-{number:05d}"
         body = {"dataframe_split": {"columns": [*columns, event_time],
                                    "data": [[*row, t] for row, t in zip(payload_frame.iloc[chunk].values.tolist(),
                                                                           times.iloc[chunk].tolist(), strict=True)]}}
