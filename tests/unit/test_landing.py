@@ -157,15 +157,20 @@ def test_replace_twice_keeps_both_replaced_files(tmp_path, state):
     assert [pd.read_parquet(p)["value"].item() for p in kept] == [1.5, 2.5]
 
 
-def test_init_again_on_a_changed_table_keeps_the_replaced_days(tmp_path, monkeypatch):
-    from pipelines.cli import init
-
+def init_table(tmp_path, monkeypatch):
+    """A state folder, an include folder and a 40-row table with an event time, written as CSV."""
     monkeypatch.delenv("AIRFLOW_ADMIN_PASSWORD", raising=False)
-    state, include = StatePaths(root=tmp_path / "state"), tmp_path / "include"
     table = pd.DataFrame({"x": range(40), "y": [0, 1] * 20,
                           "at": pd.date_range("2024-01-01", periods=40, freq="6h").strftime("%Y-%m-%d %H:%M")})
     data = tmp_path / "table.csv"
     table.to_csv(data, index=False)
+    return StatePaths(root=tmp_path / "state"), tmp_path / "include", table, data
+
+
+def test_init_again_on_a_changed_table_keeps_the_replaced_days(tmp_path, monkeypatch):
+    from pipelines.cli import init
+
+    state, include, table, data = init_table(tmp_path, monkeypatch)
     first = init(data, "y", "tbl", None, False, include=include, state=state)["landed"]
     folder = first[0].parent
     landed = files_under(folder)
@@ -181,12 +186,7 @@ def test_init_again_on_a_changed_table_keeps_the_replaced_days(tmp_path, monkeyp
 def test_init_refuses_to_land_over_other_rows_without_force_and_writes_no_draft(tmp_path, monkeypatch):
     from pipelines.cli import init
 
-    monkeypatch.delenv("AIRFLOW_ADMIN_PASSWORD", raising=False)
-    state, include = StatePaths(root=tmp_path / "state"), tmp_path / "include"
-    table = pd.DataFrame({"x": range(40), "y": [0, 1] * 20,
-                          "at": pd.date_range("2024-01-01", periods=40, freq="6h").strftime("%Y-%m-%d %H:%M")})
-    data = tmp_path / "table.csv"
-    table.to_csv(data, index=False)
+    state, include, table, data = init_table(tmp_path, monkeypatch)
     folder = init(data, "y", "tbl", None, False, include=include, state=state)["landed"][0].parent
     for path in (include / "models" / "tbl.yaml", include / "expectations" / "tbl.json"):
         path.unlink()  # the drafts gone, the landed days still there
