@@ -56,15 +56,15 @@ def alias_version(client, model_name: str, alias: str) -> str | None:
         raise
 
 
-# The largest version the registry's store can be asked for: past int64 MLflow's server fails with a 500 (after
-# which its client retries for minutes) instead of answering "not found".
+# The largest version the registry's store can be asked for: past int64 MLflow's server fails with a 500 ("Python
+# int too large to convert to SQLite INTEGER"), which its client retries for minutes, instead of "not found".
 MAX_VERSION = 2**63 - 1
 MAX_NAME_LENGTH = 256  # the registry's name columns (String(256))
 
 
 def is_version_number(text: str) -> bool:
     """Whether ``text`` can name a version in the registry: ASCII digits within int64. ``str.isdigit`` alone also
-    takes ``²`` or ``٣``, which MLflow's server reads as another number or refuses with a 500."""
+    takes ``²`` or ``٣``, which MLflow's server refuses as "must be an integer" (a 400, not a "not found")."""
     return 0 < len(text) <= len(str(MAX_VERSION)) and text.isascii() and text.isdigit() and int(text) <= MAX_VERSION
 
 
