@@ -87,6 +87,7 @@ def measure_child(path: Path) -> None:
     from pipelines.config import load_model_config
     from pipelines.drift import ColumnProfile, ReferenceProfile, profile_reference, value_counts
     from pipelines.monitoring import PREDICTION, measure_window, scan_chunks
+    from pipelines.monitoring_limits import resolve
     from pipelines.monitoring_tasks import read_window
 
     cfg = load_model_config("flights_delay")
@@ -104,7 +105,7 @@ def measure_child(path: Path) -> None:
     started = time.perf_counter()
     scan = scan_chunks(cfg, read_window(cfg, *WEEK, url=f"sqlite:///{path}"), cfg.monitoring.report_sample_rows)
     scanned = time.perf_counter() - started
-    measurement = measure_window(cfg, scan, profile, *WEEK, "1")
+    measurement = measure_window(cfg, scan, profile, *WEEK, "1", resolve(cfg, None))
     seconds = time.perf_counter() - started
     print(json.dumps({"rows": scan.rows, "scan_seconds": scanned, "seconds": seconds,
                       "drift_share": measurement.drift_share, "drifted": measurement.drifted_columns,

@@ -202,15 +202,32 @@ class ServingConfig(_Strict):
 
 
 class DriftPolicy(_Strict):
-    """Evidently's per-column drift tests (defaults: normed Wasserstein / Jensen-Shannon at 0.1)."""
+    """Per-column drift (Evidently's stat tests: normed Wasserstein / Jensen-Shannon). Every limit left unset
+    comes from the champion's calibration on its own history (``pipelines.monitoring_limits``)."""
 
-    drift_share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of columns drifts.")
+    drift_share: float | None = Field(None, gt=0, le=1, description="Dataset drift when this share of columns "
+                                      "drifts; default: calibrated so a normal window of the model's history "
+                                      "does not reach it.")
     methods: dict[str, str] = Field(default_factory=dict, description="Per-column Evidently stat test name.")
-    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-column drift threshold.")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-column drift limit; default: "
+                                         "calibrated (mean + 3 std of the column's score over reference windows).")
     key_features: dict[str, float] = Field(
         default_factory=dict, description="Features whose drift score alone is a breach above this value.")
-    prediction_threshold: float = Field(0.2, description="Breach when the scores' normed Wasserstein distance "
-                                        "to the reference's scores reaches this.")
+    prediction_threshold: float | None = Field(None, description="Breach when the scores' drift (normed "
+                                               "Wasserstein, or Jensen-Shannon for a class) reaches this; default: "
+                                               "calibrated.")
+
+
+class PerformancePolicy(_Strict):
+    """Realized (and estimated) performance against the champion's own holdout value."""
+
+    metrics: list[str] | None = Field(None, description="Metrics compared with the champion's holdout value; "
+                                      "default: the gate's margin metric.")
+    margin: float = Field(0.05, ge=0, description="Practical margin: a window is worse only when its metric is "
+                          "worse than the holdout's by more than this share of the holdout value, and by more "
+                          "than the window's sampling noise.")
+    confidence_z: float = Field(2.33, gt=0, description="Sampling noise in standard deviations (2.33: one-sided "
+                                "99%) at the window's labelled rows.")
 
 
 class RetrainPolicy(_Strict):
@@ -218,8 +235,10 @@ class RetrainPolicy(_Strict):
     streak when every signal is back under ``clear_ratio`` x its threshold), then no second trigger for
     ``cooldown_days`` of data time."""
 
-    signals: list[Literal["dataset_drift", "key_feature_drift", "prediction_drift", "performance"]] = Field(
-        default_factory=lambda: ["dataset_drift", "key_feature_drift", "performance"])
+    signals: list[Literal["dataset_drift", "key_feature_drift", "prediction_drift", "performance",
+                          "estimated_performance", "data_quality"]] = Field(
+        default_factory=lambda: ["dataset_drift", "key_feature_drift", "performance", "estimated_performance"],
+        description="The signals that count towards a retrain; the others are shown and alerted only.")
     consecutive_windows: int = Field(2, ge=1)
     clear_ratio: float = Field(0.8, gt=0, le=1)
     cooldown_days: int = Field(14, ge=0)
@@ -239,6 +258,7 @@ class MonitoringConfig(_Strict):
         None, description="Realized-metric floors; default: the gate's floors the served output can measure.")
     performance_ceilings: dict[str, float] | None = Field(
         None, description="Realized-metric ceilings (lower-is-better metrics); default: the gate's ceilings.")
+    performance: PerformancePolicy = PerformancePolicy()
     retrain: RetrainPolicy = RetrainPolicy()
     report_sample_rows: int = Field(20_000, ge=100, description="Rows per side in Evidently's HTML report.")
     alert_webhook: str | None = Field(None, description="POST alerts here as JSON; $MLOPS_ALERT_WEBHOOK too.")

@@ -18,6 +18,7 @@ import pandas as pd
 from pipelines.config import ModelConfig, MonitoringConfig
 from pipelines.drift import ReferenceProfile, dataset_drift
 from pipelines.metrics import json_safe
+from pipelines.monitoring_limits import Limits
 
 PREDICTION = "prediction"
 
@@ -42,6 +43,7 @@ class WindowMeasurement:
     drift_share: float | None = None
     dataset_drift: bool | None = None
     drift_scores: dict[str, float | None] = field(default_factory=dict)
+    drift_methods: dict[str, str] = field(default_factory=dict)
     drifted_columns: list[str] = field(default_factory=list)
     prediction_drift: float | None = None
     missing_shares: dict[str, float] = field(default_factory=dict)
@@ -50,6 +52,8 @@ class WindowMeasurement:
     pending_labels: int = 0
     realized: dict[str, float | None] = field(default_factory=dict)
     realized_slices: list[dict] = field(default_factory=list)
+    estimated: dict[str, float | None] = field(default_factory=dict)  # before the labels land
+    estimate_note: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +124,14 @@ def scan_chunks(cfg: ModelConfig, chunks, sample_rows: int, seed: int = 0) -> Wi
                       sample.drop(columns="_key", errors="ignore").reset_index(drop=True))
 
 
+def scan_frame(cfg: ModelConfig, frame: pd.DataFrame, sample_rows: int = 1) -> WindowScan:
+    """One in-memory frame of rows (feature columns and ``prediction``) as a window scan."""
+    chunk = frame.reset_index(drop=True)
+    if "request_id" not in chunk.columns:
+        chunk = chunk.assign(request_id="", row_index=np.arange(len(chunk)))
+    return scan_chunks(cfg, [chunk], sample_rows)
+
+
 def data_quality(scan: WindowScan, columns: list[str], max_missing_share: float) -> tuple[dict, list[str]]:
     """Share of missing values per column; an alert for each column above ``max_missing_share``."""
     if scan.rows == 0:
@@ -150,17 +162,18 @@ def realized_performance(labelled: pd.DataFrame, cfg: ModelConfig, classes: list
         return {}, []
     truth, scores = task.labels(labelled[cfg.features.target]), labelled[PREDICTION].to_numpy()
     slices = [c for c in cfg.features.slices if c in labelled.columns]
-    return (json_safe(task.realized(truth, scores, classes, threshold)),
+    metrics = {k: v for k, v in task.realized(truth, scores, classes, threshold).items() if k in task.metrics}
+    return (json_safe(metrics),
             [json_safe(r) for r in task.slice_metrics(labelled, truth, scores, slices, classes, threshold,
                                                       realized=True)])
 
 
-def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile, start: date, end: date,
-                   model_version: str | None) -> WindowMeasurement:
+def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile, start: date | None,
+                   end: date | None, model_version: str | None, limits: Limits) -> WindowMeasurement:
     """Drift of every feature and of the predictions, and data quality, for one window of served rows.
 
     ``profile`` was built from the champion's training snapshot (with the champion's own scores on it as
-    ``prediction``); ``scan`` holds the window's counts."""
+    ``prediction``); ``scan`` holds the window's counts; ``limits`` are the champion's."""
     from pipelines.drift import column_drift
 
     policy = cfg.monitoring
@@ -171,17 +184,32 @@ def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile
         return measurement
     features = ReferenceProfile({c: p for c, p in profile.columns.items() if c != PREDICTION}, profile.rows)
     current = ReferenceProfile({c: p for c, p in scan.profile.columns.items() if c != PREDICTION}, scan.rows)
-    summary = dataset_drift(features, current, policy.drift.drift_share, policy.drift.methods,
-                            policy.drift.thresholds)
+    summary = dataset_drift(features, current, limits.drift_share, policy.drift.methods, limits.column_limits)
     measurement.drift_share, measurement.dataset_drift = summary.share, summary.dataset_drift
     measurement.drift_scores = {c.column: None if np.isnan(c.score) else round(c.score, 6) for c in summary.columns}
+    measurement.drift_methods = {c.column: c.method for c in summary.columns}
     measurement.drifted_columns = summary.drifted()
     if PREDICTION in profile.columns and PREDICTION in scan.profile.columns:
         method = "wasserstein" if cfg.task_type.prediction_kind == "numeric" else "jensenshannon"
         scored = column_drift(profile.columns[PREDICTION], scan.profile.columns[PREDICTION], method=method,
-                              threshold=policy.drift.prediction_threshold)
+                              threshold=limits.prediction_limit)
         measurement.prediction_drift = None if np.isnan(scored.score) else round(scored.score, 6)
     return measurement
+
+
+def estimate_performance(cfg: ModelConfig, m: WindowMeasurement, scores, limits: Limits) -> None:
+    """The champion's metric on the window estimated from its logged scores (before the labels land), when
+    its task type can estimate and its calibration on the holdout was good enough."""
+    estimator = limits.estimator
+    if estimator is None:
+        m.estimate_note = f"not estimated: {cfg.task_type.estimate_unavailable}"
+        return
+    if not estimator.usable:
+        m.estimate_note = f"not estimated: {estimator.note}"
+        return
+    value = cfg.task_type.estimate(np.asarray(scores, dtype=float), estimator)
+    m.estimated = json_safe({estimator.metric: value})
+    m.estimate_note = estimator.note
 
 
 @dataclass(frozen=True)
@@ -191,35 +219,94 @@ class Signal:
     subject: str = ""  # the column or metric it is about, if one (the timeline marks that cell)
 
 
-def breaches(m: WindowMeasurement, cfg: ModelConfig, scale: float = 1.0) -> list[Signal]:
-    """The policy's signals this window raises. ``scale`` < 1 lowers every drift threshold: a window only
-    *clears* a streak when no signal fires even at ``clear_ratio`` x the thresholds (hysteresis)."""
-    policy = cfg.monitoring
-    found: list[Signal] = []
-    if m.rows < policy.min_rows:
-        return found
-    if m.drift_share is not None and m.drift_share >= policy.drift.drift_share * scale:
-        found.append(Signal("dataset_drift", f"{m.drift_share:.0%} of columns drifted ({', '.join(m.drifted_columns)})"
-                            f"; limit {policy.drift.drift_share * scale:.0%}"))
-    for column, limit in policy.drift.key_features.items():
-        score = m.drift_scores.get(column)
-        if score is not None and score >= limit * scale:
-            found.append(Signal("key_feature_drift", f"{column} drift {score:.3f} >= {limit * scale:.3f}", column))
-    if m.prediction_drift is not None and m.prediction_drift >= policy.drift.prediction_threshold * scale:
-        found.append(Signal("prediction_drift", f"prediction drift {m.prediction_drift:.3f} >= "
-                            f"{policy.drift.prediction_threshold * scale:.3f}"))
-    if m.labelled_rows >= policy.min_rows:
-        for metric, floor in cfg.realized_floors.items():
-            value = m.realized.get(metric)
-            if value is not None and value < floor:
-                found.append(Signal("performance", f"realized {metric} {value:.3f} < floor {floor:.3f} "
-                                    f"({m.labelled_rows} labelled rows)", metric))
-        for metric, ceiling in cfg.realized_ceilings.items():
-            value = m.realized.get(metric)
-            if value is not None and value > ceiling:
-                found.append(Signal("performance", f"realized {metric} {value:.3f} > ceiling {ceiling:.3f} "
-                                    f"({m.labelled_rows} labelled rows)", metric))
-    return [s for s in found if s.name in policy.retrain.signals]
+# The rules: each looks at one window's measurement with the champion's limits and returns its signals.
+# ``scale`` < 1 lowers every drift limit: a window only *clears* a streak when no signal fires even at
+# ``clear_ratio`` x the limits (hysteresis).
+def dataset_drift_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
+    if m.drift_share is None or m.drift_share < limits.drift_share * scale:
+        return []
+    return [Signal("dataset_drift", f"{m.drift_share:.0%} of columns drifted ({', '.join(m.drifted_columns)}); "
+                   f"limit {limits.drift_share * scale:.0%}")]
+
+
+def key_feature_drift_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
+    return [Signal("key_feature_drift", f"{column} drift {m.drift_scores[column]:.3f} >= {limit * scale:.3f}", column)
+            for column, limit in limits.key_features.items()
+            if m.drift_scores.get(column) is not None and m.drift_scores[column] >= limit * scale]
+
+
+def prediction_drift_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
+    if m.prediction_drift is None or m.prediction_drift < limits.prediction_limit * scale:
+        return []
+    return [Signal("prediction_drift", f"prediction drift {m.prediction_drift:.3f} >= "
+                   f"{limits.prediction_limit * scale:.3f}")]
+
+
+def _worse_than_baseline(name: str, label: str, values: dict, rows: int, limits: Limits) -> list[Signal]:
+    """A metric worse than the champion's holdout value by more than the window's sampling noise at ``rows``
+    rows and by the practical margin."""
+    found = []
+    for metric, baseline in limits.baselines.items():
+        value = values.get(metric)
+        if value is None or rows < limits.min_rows:
+            continue
+        noise = limits.confidence_z * baseline.noise(rows)
+        margin = limits.practical_margin * abs(baseline.value)
+        worse = baseline.worse_by(value)
+        if worse > max(noise, margin):
+            found.append(Signal(name, f"{label} {metric} {value:.4g} against the champion's holdout "
+                                f"{baseline.value:.4g}: worse by {worse:.4g}, beyond the noise of {rows} rows "
+                                f"({noise:.3g}) and the margin ({margin:.3g})", metric))
+    return found
+
+
+def performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
+    if m.labelled_rows < limits.min_rows:
+        return []
+    found = _worse_than_baseline("performance", "realized", m.realized, m.labelled_rows, limits)
+    for metric, floor in limits.floors.items():
+        value = m.realized.get(metric)
+        if value is not None and value < floor:
+            found.append(Signal("performance", f"realized {metric} {value:.3f} < floor {floor:.3f} "
+                                f"({m.labelled_rows} labelled rows)", metric))
+    for metric, ceiling in limits.ceilings.items():
+        value = m.realized.get(metric)
+        if value is not None and value > ceiling:
+            found.append(Signal("performance", f"realized {metric} {value:.3f} > ceiling {ceiling:.3f} "
+                                f"({m.labelled_rows} labelled rows)", metric))
+    return found
+
+
+def estimated_performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
+    if m.labelled_rows >= limits.min_rows and any(k in m.realized for k in m.estimated):
+        return []  # the labels have landed: the realized value judges
+    return _worse_than_baseline("estimated_performance", "estimated", m.estimated, m.rows, limits)
+
+
+def data_quality_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
+    return [Signal("data_quality", alert, alert.split(":")[0]) for alert in m.quality_alerts]
+
+
+RULES = {
+    "dataset_drift": dataset_drift_rule,
+    "key_feature_drift": key_feature_drift_rule,
+    "prediction_drift": prediction_drift_rule,
+    "performance": performance_rule,
+    "estimated_performance": estimated_performance_rule,
+    "data_quality": data_quality_rule,
+}
+
+
+def signals(m: WindowMeasurement, limits: Limits, scale: float = 1.0) -> list[Signal]:
+    """Every rule's signals for this window (none for a window too small to judge)."""
+    if m.rows < limits.min_rows:
+        return []
+    return [signal for rule in RULES.values() for signal in rule(m, limits, scale)]
+
+
+def breaches(m: WindowMeasurement, cfg: ModelConfig, limits: Limits, scale: float = 1.0) -> list[Signal]:
+    """The signals that count towards a retrain (the config's ``retrain.signals``)."""
+    return [s for s in signals(m, limits, scale) if s.name in cfg.monitoring.retrain.signals]
 
 
 @dataclass(frozen=True)
@@ -249,17 +336,28 @@ class Decision:
                 "reason": self.reason}
 
 
-def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], data_valid: bool) -> Decision:
-    """Retrain when the window breaches and so did the ``consecutive_windows - 1`` windows before it (a
-    window that neither breaches nor clears holds the streak), unless a retrain was started less than
-    ``cooldown_days`` of data time ago. Only windows since the last retrain count, so one long drift starts
-    at most one retrain per cooldown; new data that failed validation never starts one."""
+def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], limits: Limits,
+           failed_validation: str | None = None, landed: bool = True) -> Decision:
+    """A window whose landed data failed validation (``failed_validation`` names the failed expectations) is
+    ``invalid_data``, never ok, and starts nothing. Otherwise: retrain when the window breaches and so did
+    the ``consecutive_windows - 1`` windows before it (a window that neither breaches nor clears holds the
+    streak), unless a retrain was started less than ``cooldown_days`` of data time ago. Only windows since
+    the last retrain count, so one long drift starts at most one retrain per cooldown; a window with no landed
+    data (``landed`` False) holds instead: there is nothing new to retrain on."""
     policy: MonitoringConfig = cfg.monitoring
+    found = signals(m, limits)
+    if failed_validation is not None:
+        return Decision("invalid_data", [Signal("validation", failed_validation), *found], 0,
+                        f"the window's landed data failed validation: {failed_validation}. Next: re-land corrected "
+                        f"data (mlops-loop land {cfg.name} FEED FILE --replace), accept the change in a new version of "
+                        f"the suite {cfg.expectation_suite}, or retrain anyway (trigger train_{cfg.name})")
     if m.rows < policy.min_rows:
         return Decision("insufficient", [], 0, f"{m.rows} rows served in the window, fewer than {policy.min_rows}")
-    signals = breaches(m, cfg)
-    if not signals:
-        return Decision("ok", [], 0, "no signal")
+    retraining = [s for s in found if s.name in policy.retrain.signals]
+    noted = [s for s in found if s.name not in policy.retrain.signals]
+    if not retraining:
+        return Decision("ok", noted, 0, "no signal" if not noted else
+                        f"no retrain signal; noted: {'; '.join(s.detail for s in noted)}")
     streak = 1
     last_retrain: date | None = None
     cursor = m.window_start  # windows must follow each other: a gap in the record ends the streak
@@ -279,22 +377,22 @@ def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], 
     if last_retrain is None:
         last_retrain = max((r.window_end for r in history if r.decision == "retrain" and r.window_end < m.window_end),
                            default=None)
-    summary = "; ".join(s.detail for s in signals)
+    summary = "; ".join(s.detail for s in retraining)
     if streak < policy.retrain.consecutive_windows:
-        return Decision("hold", signals, streak, f"breach {streak} of {policy.retrain.consecutive_windows} in a row: "
+        return Decision("hold", found, streak, f"breach {streak} of {policy.retrain.consecutive_windows} in a row: "
                         f"{summary}")
     if last_retrain is not None and m.window_end < last_retrain + timedelta(days=policy.retrain.cooldown_days):
-        return Decision("hold", signals, streak, f"cooldown: a retrain started for the window ending {last_retrain}, "
+        return Decision("hold", found, streak, f"cooldown: a retrain started for the window ending {last_retrain}, "
                         f"next allowed from {last_retrain + timedelta(days=policy.retrain.cooldown_days)}: {summary}")
-    if not data_valid:
-        return Decision("invalid_data", signals, streak, f"the window's landed data failed validation, so it "
-                        f"cannot start a retrain: {summary}")
-    return Decision("retrain", signals, streak, f"{streak} breaching windows in a row: {summary}")
+    if not landed:
+        return Decision("hold", found, streak, f"{streak} breaching windows in a row, but no data landed for the "
+                        f"window to retrain on: {summary}")
+    return Decision("retrain", found, streak, f"{streak} breaching windows in a row: {summary}")
 
 
-def record_of(m: WindowMeasurement, cfg: ModelConfig, decision: str) -> WindowRecord:
+def record_of(m: WindowMeasurement, cfg: ModelConfig, decision: str, limits: Limits) -> WindowRecord:
     """How this window will count in later decisions (too few rows: neither breaches nor clears)."""
     if m.rows < cfg.monitoring.min_rows:
         return WindowRecord(m.window_start, m.window_end, False, False, decision)
-    return WindowRecord(m.window_start, m.window_end, bool(breaches(m, cfg)),
-                        not breaches(m, cfg, scale=cfg.monitoring.retrain.clear_ratio), decision)
+    return WindowRecord(m.window_start, m.window_end, bool(breaches(m, cfg, limits)),
+                        not breaches(m, cfg, limits, scale=cfg.monitoring.retrain.clear_ratio), decision)

@@ -30,9 +30,10 @@ WINDOWS = sa.Table(
     sa.Column("prediction_drift", sa.Float),
     sa.Column("labelled_rows", sa.Integer, nullable=False, default=0),
     sa.Column("pending_labels", sa.Integer, nullable=False, default=0),
-    sa.Column("realized_roc_auc", sa.Float),
-    sa.Column("realized_pr_auc", sa.Float),
-    sa.Column("realized_brier", sa.Float),
+    sa.Column("metric", sa.String(64)),  # the model's primary metric; every metric is in ``details``
+    sa.Column("realized", sa.Float),
+    sa.Column("estimated", sa.Float),
+    sa.Column("baseline", sa.Float),  # the champion's holdout value
     sa.Column("data_valid", sa.Boolean),
     sa.Column("breached", sa.Boolean, nullable=False, default=False),
     sa.Column("cleared", sa.Boolean, nullable=False, default=True),
@@ -52,7 +53,21 @@ def default_url() -> str:
 def engine(url: str | None = None) -> sa.Engine:
     created = sa.create_engine(url or default_url(), future=True)
     METADATA.create_all(created)
+    _add_missing_columns(created)
     return created
+
+
+def _add_missing_columns(created: sa.Engine) -> None:
+    """A table made by an older release gains the columns it lacks (all nullable); columns it has that the
+    table no longer defines are left alone and unread."""
+    present = {c["name"] for c in sa.inspect(created).get_columns(WINDOWS.name)}
+    missing = [c for c in WINDOWS.columns if c.name not in present]
+    if not missing:
+        return
+    with created.begin() as connection:
+        for column in missing:
+            kind = column.type.compile(dialect=created.dialect)
+            connection.execute(sa.text(f'ALTER TABLE {WINDOWS.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def save_window(connection, row: dict) -> None:

@@ -134,6 +134,68 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
     return path
 
 
+def calibration_for(cfg: ModelConfig, snapshot, holdout, model):
+    """The version's monitoring calibration (``pipelines.monitoring_limits.calibrate``): ``model`` scored on
+    its training ``snapshot`` (the reference) and on its ``holdout``."""
+    from pipelines.monitoring_limits import calibrate
+    from pipelines.training import model_classes, model_inputs
+
+    task = cfg.task_type
+    classes = model_classes(model)
+
+    def scores(frame):
+        return task.scores(task.output(model, model_inputs(frame, cfg.features)), classes)
+
+    threshold = None
+    return calibrate(cfg, snapshot, scores(snapshot), task.labels(holdout[cfg.features.target]), scores(holdout),
+                     classes, threshold)
+
+
+LIMITS_ARTIFACT = "monitoring/limits.json"
+
+
+def champion_limits(cfg: ModelConfig, state: StatePaths, version):
+    """The limits a window of ``version`` is judged with: its calibration (logged with the version at
+    training; for a version without one, calibrated now from its snapshot and logged to its run), with the
+    config's overrides."""
+    import mlflow
+    import pandas as pd
+
+    from pipelines.monitoring_limits import Calibration, resolve
+    from pipelines.storage import write_text_atomic
+    from pipelines.tracking import configure_mlflow, load_sklearn_model
+
+    name = f"v{version.version}_{version.tags.get('data_hash')}_limits.json"
+    cached = monitoring_dir(cfg, state) / "reference" / name
+    if not cached.is_file():
+        configure_mlflow(state)
+        client = mlflow.MlflowClient()
+        try:
+            text = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{LIMITS_ARTIFACT}")
+        except Exception:  # noqa: BLE001 - a version registered without a calibration
+            snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
+            holdout = _holdout_of(cfg, snapshot, version.tags.get("holdout_start"))
+            model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
+            text = json.dumps(calibration_for(cfg, snapshot, holdout, model).as_dict())
+            try:
+                client.log_text(version.run_id, text, LIMITS_ARTIFACT)
+            except mlflow.exceptions.MlflowException:
+                log.exception("could not log the calibration of %s v%s", cfg.model_name, version.version)
+        write_text_atomic(text, cached)
+    return resolve(cfg, Calibration.from_dict(json.loads(cached.read_text())))
+
+
+def _holdout_of(cfg: ModelConfig, snapshot, holdout_start: str | None):
+    """The version's holdout rows within its snapshot: from its holdout start on (by event time), else the
+    last fifth of the rows."""
+    import pandas as pd
+
+    if holdout_start and cfg.features.event_time in snapshot.columns:
+        times = pd.to_datetime(snapshot[cfg.features.event_time], utc=True)
+        return snapshot[times >= pd.Timestamp(holdout_start, tz="UTC")]
+    return snapshot.iloc[len(snapshot) * 4 // 5:]
+
+
 # reading the window ---------------------------------------------------------------------------------------
 def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None, chunk_rows: int = 200_000):
     """The rows the champion answered (canary and shadow rows are the challenger's) for [start, end) of
@@ -217,8 +279,11 @@ def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -
     report = state.reports(cfg.name) / "monitoring" / mctx.window_key / "validation.html"
     try:
         _, examples = ingest_model_examples(cfg, state, mctx.start, mctx.end, scratch)
-    except (LandingFileError, FileNotFoundError, ValueError) as exc:
-        return {"valid": False, "summary": f"no valid landed data for {mctx.window_key}: {exc}", "report": None}
+    except FileNotFoundError as exc:  # nothing landed for the window: nothing to validate, nothing to retrain on
+        return {"valid": None, "summary": f"no landed data for {mctx.window_key}: {exc}", "report": None}
+    except (LandingFileError, ValueError) as exc:
+        return {"valid": False, "summary": f"the landed data for {mctx.window_key} was refused: {exc}",
+                "report": None}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
@@ -238,20 +303,23 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     """Drift, prediction drift, data quality and realized performance of the window; late labels update the
     realized metrics of the ``label_lookback_days`` before it."""
     from pipelines.drift import ReferenceProfile
-    from pipelines.monitoring import measure_window
+    from pipelines.monitoring import PREDICTION, estimate_performance, measure_window
     from pipelines.storage import write_parquet_atomic
 
     version = champion_version(cfg, state)
     profile = ReferenceProfile.load(reference_profile(cfg, state, version))
+    limits = champion_limits(cfg, state, version)
     scan = scan_window(cfg, mctx.start, mctx.end)
-    measurement = measure_window(cfg, scan, profile, mctx.start, mctx.end, str(version.version))
+    measurement = measure_window(cfg, scan, profile, mctx.start, mctx.end, str(version.version), limits)
+    estimate_performance(cfg, measurement, scan.served[PREDICTION], limits)
     scoring = champion_scoring(dict(version.tags))
     _add_realized(cfg, state, measurement, scan.served, scoring)
     sample_path = write_parquet_atomic(scan.sample, monitoring_dir(cfg, state) / "work" / run_key(mctx.run_id)
                                        / "window_sample.parquet")
-    log.info("window %s: %d rows, drift share %s, prediction drift %s, realized %s (%d labelled, %d pending)",
-             mctx.window_key, measurement.rows, measurement.drift_share, measurement.prediction_drift,
-             measurement.realized.get(cfg.margin_metric), measurement.labelled_rows, measurement.pending_labels)
+    log.info("window %s: %d rows, drift share %s, prediction drift %s, realized %s (%d labelled, %d pending), "
+             "estimated %s; limits %s", mctx.window_key, measurement.rows, measurement.drift_share,
+             measurement.prediction_drift, measurement.realized.get(cfg.margin_metric), measurement.labelled_rows,
+             measurement.pending_labels, measurement.estimated.get(cfg.margin_metric), limits.source)
     return {**json.loads(json.dumps(measurement.as_dict(), default=str)), "sample_path": str(sample_path),
             "champion_run_id": version.run_id, "scoring": scoring,
             "champion_interval": version.tags.get("data_interval", "")}
@@ -276,11 +344,12 @@ def _add_realized(cfg: ModelConfig, state: StatePaths, measurement, window, scor
                                                                              scoring["threshold"])
 
 
-def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, scoring: dict[str, Any]) -> int:
-    """Recompute the realized metrics of earlier windows that were still waiting for labels, and how those
-    windows count in later decisions (a late performance breach joins the streak)."""
+def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, scoring: dict[str, Any],
+                        limits) -> int:
+    """Recompute the realized metrics of earlier windows that were still waiting for labels, re-evaluate
+    every rule on them, and how those windows count in later decisions (a late breach joins the streak)."""
     from pipelines import monitoring_store as store
-    from pipelines.monitoring import WindowMeasurement, record_of
+    from pipelines.monitoring import Decision, Signal, record_of
 
     engine = store.engine()
     since = mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)
@@ -290,21 +359,20 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
     updates = []  # computed outside any transaction: scanning a window can take a while
     for row in rows:
         scan = scan_window(cfg, row["window_start"], row["window_end"], sample_rows=1)
-        details = json.loads(row["details"] or "{}")
-        m = WindowMeasurement(row["window_start"], row["window_end"], row["model_version"], scan.rows,
-                              drift_share=row["drift_share"], dataset_drift=row["dataset_drift"],
-                              drift_scores=details.get("drift_scores") or {},
-                              drifted_columns=details.get("drifted_columns") or [],
-                              prediction_drift=row["prediction_drift"])
+        m = measurement_of(row)
+        m.rows = scan.rows
+        labelled = m.labelled_rows
         _add_realized(cfg, state, m, scan.served, scoring)
-        if m.labelled_rows == row["labelled_rows"]:
+        if m.labelled_rows == labelled:
             continue
-        details.update(realized=m.realized, realized_slices=m.realized_slices)
-        record = record_of(m, cfg, row["decision"])
-        updates.append({**{k: v for k, v in row.items() if k != "id"},
-                        "breached": record.breached, "cleared": record.cleared,
-                        "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
-                        **realized_columns(m), "details": details, "computed_at": None})
+        details = json.loads(row["details"] or "{}")
+        kept = [Signal(**s) for s in details.get("signals") or [] if s.get("name") == "validation"]
+        from pipelines.monitoring import signals as rule_signals
+
+        decision = Decision(row["decision"], [*kept, *rule_signals(m, limits)], 0, row["reason"] or "")
+        updates.append(window_row(cfg, m, decision, record_of(m, cfg, row["decision"], limits), limits,
+                                  run_id=row["airflow_run_id"], validation=details.get("validation") or {},
+                                  triggered_run_id=row["triggered_run_id"], report_path=row["report_path"]))
     with engine.begin() as connection:
         for update in updates:
             store.save_window(connection, update)
@@ -312,9 +380,39 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
     return len(updates)
 
 
-def realized_columns(m) -> dict[str, float | None]:
-    """The realized metrics the time series keeps in columns (the rest stay in ``details``)."""
-    return {f"realized_{metric}": m.realized.get(metric) for metric in ("roc_auc", "pr_auc", "brier")}
+# The measurement's fields that are columns of the monitoring table; the rest live in its ``details``.
+ROW_FIELDS = ("window_start", "window_end", "model_version", "rows", "drift_share", "dataset_drift",
+              "prediction_drift", "labelled_rows", "pending_labels")
+
+
+def window_row(cfg: ModelConfig, m, decision, record, limits, *, run_id: str | None, validation: dict,
+               triggered_run_id: str | None, report_path: str | None = None) -> dict:
+    """The window's row of the monitoring table (task-neutral: the primary metric's realized, estimated and
+    baseline values are columns; every metric, score and signal is in ``details``)."""
+    metric = cfg.margin_metric
+    baseline = limits.baselines.get(metric)
+    measured = m.as_dict()
+    return {
+        "model_name": cfg.name, "airflow_run_id": run_id, **{k: measured[k] for k in ROW_FIELDS},
+        "metric": metric, "realized": m.realized.get(metric), "estimated": m.estimated.get(metric),
+        "baseline": baseline.value if baseline else None, "data_valid": bool(validation.get("valid")),
+        "breached": record.breached, "cleared": record.cleared, "decision": decision.action,
+        "reason": decision.reason, "triggered_run_id": triggered_run_id, "report_path": report_path,
+        "details": {**{k: v for k, v in measured.items() if k not in ROW_FIELDS},
+                    "signals": decision.as_dict()["signals"], "validation": validation, "limits": limits.source,
+                    "drift_share_limit": limits.drift_share},
+        "computed_at": None,
+    }
+
+
+def measurement_of(row: dict):
+    """A stored window's measurement, as ``window_row`` wrote it."""
+    from pipelines.monitoring import WindowMeasurement
+
+    details = json.loads(row["details"] or "{}") if isinstance(row["details"], str) else dict(row["details"] or {})
+    fields = set(WindowMeasurement.__dataclass_fields__)
+    return WindowMeasurement(**{k: row[k] for k in ROW_FIELDS}, **{k: v for k, v in details.items()
+                                                                   if k in fields and k not in ROW_FIELDS})
 
 
 # 3. decide ------------------------------------------------------------------------------------------------
@@ -329,34 +427,24 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     fields = set(WindowMeasurement.__dataclass_fields__)
     m = WindowMeasurement(**{k: v for k, v in measured.items() if k in fields})
     m.window_start, m.window_end = as_date(m.window_start), as_date(m.window_end)
-    refreshed = refresh_late_labels(cfg, mctx, state, measured.get("scoring") or champion_scoring({}))
+    limits = champion_limits(cfg, state, champion_version(cfg, state))
+    refreshed = refresh_late_labels(cfg, mctx, state, measured.get("scoring") or champion_scoring({}), limits)
+    failed = (validation.get("summary") or "failed") if validation.get("valid") is False else None
     engine = store.engine()
     with engine.begin() as connection:
         history = [WindowRecord(r["window_start"], r["window_end"], r["breached"], r["cleared"], r["decision"])
                    for r in store.load_windows(connection, cfg.name)
                    if (r["window_start"], r["window_end"]) != (m.window_start, m.window_end)]
-        decision = policy_decision(cfg, m, history, bool(validation.get("valid")))
-        record = record_of(m, cfg, decision.action)
+        decision = policy_decision(cfg, m, history, limits, failed, landed=validation.get("valid") is not None)
+        record = record_of(m, cfg, decision.action, limits)
         conf = retrain_conf(cfg, mctx, measured, decision.reason) if decision.retrain else None
-        store.save_window(connection, {
-            "model_name": cfg.name, "window_start": m.window_start, "window_end": m.window_end,
-            "airflow_run_id": mctx.run_id, "model_version": m.model_version, "rows": m.rows,
-            "drift_share": m.drift_share, "dataset_drift": m.dataset_drift, "prediction_drift": m.prediction_drift,
-            "labelled_rows": m.labelled_rows, "pending_labels": m.pending_labels,
-            **realized_columns(m), "data_valid": bool(validation.get("valid")),
-            "breached": record.breached, "cleared": record.cleared, "decision": decision.action,
-            "reason": decision.reason, "triggered_run_id": mctx.retrain_run_id if decision.retrain else None,
-            "details": {"drift_scores": m.drift_scores, "drifted_columns": m.drifted_columns,
-                        "missing_shares": m.missing_shares, "quality_alerts": m.quality_alerts,
-                        "realized": m.realized, "realized_slices": m.realized_slices,
-                        "signals": decision.as_dict()["signals"], "validation": validation},
-        })
+        store.save_window(connection, window_row(
+            cfg, m, decision, record, limits, run_id=mctx.run_id, validation=validation,
+            triggered_run_id=mctx.retrain_run_id if decision.retrain else None))
     engine.dispose()
     for signal in decision.signals:
         alert(cfg, signal.name, f"{cfg.name} window {mctx.window_key}: {signal.detail}",
               {"decision": decision.action, "window": mctx.window_key})
-    for quality in m.quality_alerts:
-        alert(cfg, "data_quality", f"{cfg.name} window {mctx.window_key}: {quality}", {"window": mctx.window_key})
     if decision.retrain:
         alert(cfg, "retrain_triggered", f"{cfg.name}: retraining ({decision.reason})", conf)
     _log_to_mlflow(cfg, state, measured.get("champion_run_id"), m, decision.action)
@@ -392,7 +480,8 @@ def _log_to_mlflow(cfg: ModelConfig, state: StatePaths, run_id: str | None, m, a
     values = {"monitor_rows": m.rows, "monitor_drift_share": m.drift_share,
               "monitor_prediction_drift": m.prediction_drift,
               "monitor_retrain": 1.0 if action == "retrain" else 0.0,
-              **{f"monitor_realized_{k}": v for k, v in m.realized.items() if k in cfg.task_type.metrics}}
+              **{f"monitor_realized_{k}": v for k, v in m.realized.items() if k in cfg.task_type.metrics},
+              **{f"monitor_estimated_{k}": v for k, v in m.estimated.items() if k in cfg.task_type.metrics}}
     metrics = [Metric(k, float(v), stamp, step) for k, v in values.items() if v is not None]
     try:
         mlflow.MlflowClient().log_batch(run_id, metrics=metrics)
@@ -423,8 +512,9 @@ def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     definition = DataDefinition(numerical_columns=list(cfg.features.numeric),
                                 categorical_columns=list(cfg.features.categorical))
     drift = cfg.monitoring.drift
-    snapshot = Report([DataDriftPreset(drift_share=drift.drift_share, per_column_method=drift.methods or None,
-                                       per_column_threshold=drift.thresholds or None),
+    limits = champion_limits(cfg, state, version)
+    snapshot = Report([DataDriftPreset(drift_share=limits.drift_share, per_column_method=drift.methods or None,
+                                       per_column_threshold=limits.column_limits or None),
                        DataSummaryPreset()]).run(
         current_data=Dataset.from_pandas(window[columns], data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition))

@@ -56,8 +56,12 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
         4, 1, figsize=(12, 10), sharex=True, gridspec_kw={"height_ratios": [2.2, 2, 2, 1]})
     when = windows["window_end"]
     drift_ax.plot(when, windows["drift_share"], color="tab:red", marker="o", ms=3, label="drifted share of columns")
-    drift_ax.axhline(policy.drift.drift_share, color="tab:red", ls="--", lw=0.8,
-                     label=f"dataset drift at {policy.drift.drift_share:.0%}")
+    # The champion's own limit, as each window was judged with it (calibrated per version, or the config's).
+    limit = pd.to_numeric(windows["details"].map(lambda d: d.get("drift_share_limit")), errors="coerce")
+    if policy.drift.drift_share is not None:
+        limit = limit.fillna(policy.drift.drift_share)
+    if limit.notna().any():
+        drift_ax.step(when, limit, where="mid", color="tab:red", ls="--", lw=0.8, label="dataset drift limit")
     drift_ax.set_ylabel("drift share")
     drift_ax.set_ylim(0, 1)
     drift_ax.legend(loc="center left", fontsize=8)

@@ -435,6 +435,10 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "code": code_digest(plot_evaluation)}), draw, run_id=ctx.run_id, force=ctx.force)
     notes["evaluate.plots"] = plots.note.to_dict()
     plot_paths = [plots.place(folder / "plots") / name for name in plots.result["plots"]]
+    calibration = _calibrate(cfg, ctx, state, splits, best["model_uri"])
+    notes["evaluate.calibrate"] = calibration.note.to_dict()
+    limits_path = calibration.place(folder / "monitoring") / "limits.json"
+    client.log_artifact(best["run_id"], str(limits_path), artifact_path="monitoring")
     result = {
         "best_run_id": best["run_id"], "model_uri": best["model_uri"], "params": best["params"],
         "threshold": best["threshold"], "classes": classes, "candidate": asdict(candidate),
@@ -444,6 +448,7 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
                        for c in candidates],
         # What the candidate answered for every holdout row: infra validation compares the service with it.
         "holdout_output": str(folder / "candidate" / "output.npy"),
+        "monitoring_tags": calibration.result["tags"],
         "cache": notes,
     }
     (folder / "evaluation.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False))
@@ -457,6 +462,31 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     for path in [*plot_paths, folder / "evaluation.json", folder / "slices.csv"]:
         client.log_artifact(splits["parent_run_id"], str(path), artifact_path="evaluation")
     return result
+
+
+def _calibrate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, model_uri: str):
+    """The candidate's monitoring calibration on its own snapshot (``limits.json``), computed once per model
+    and data: its monitor judges windows with it once it is champion."""
+    import pandas as pd
+
+    from pipelines.monitoring_tasks import calibration_for
+    from pipelines.step_cache import StepInputs, code_digest
+    from pipelines.storage import write_text_atomic
+    from pipelines.tracking import load_sklearn_model
+
+    def compute(folder: Path) -> dict:
+        parts = {name: pd.read_parquet(splits[name]) for name in PARTS}
+        snapshot = pd.concat(parts.values(), ignore_index=True)
+        if cfg.features.event_time:
+            snapshot = snapshot.sort_values(cfg.features.event_time, kind="stable").reset_index(drop=True)
+        calibration = calibration_for(cfg, snapshot, parts["holdout"], load_sklearn_model(model_uri))
+        write_text_atomic(json.dumps(calibration.as_dict(), allow_nan=False), folder / "limits.json")
+        return {"tags": calibration.tags()}
+
+    return _cache(cfg, state).run(StepInputs("calibrate", {
+        "model": model_uri, "data": "+".join(splits["digests"][name] for name in PARTS),
+        "config": _config(cfg.task, cfg.features, cfg.monitoring), "code": code_digest(calibration_for),
+    }), compute, run_id=ctx.run_id, force=ctx.force)
 
 
 def _score_on_holdout(cfg: ModelConfig, ctx: RunContext, state: StatePaths, holdout, holdout_digest: str,
@@ -643,6 +673,7 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         f"holdout_{margin}": f"{evaluation['candidate']['metrics'][margin]:.4f}",
         "mlflow_parent_run_id": splits["parent_run_id"],
         **(approval or {}),
+        **evaluation.get("monitoring_tags", {}),
         **({"threshold": str(evaluation["threshold"])} if evaluation["threshold"] is not None else {}),
         **({"holdout_start": splits["holdout_start"]} if splits["holdout_start"] else {}),
         **({"classes": json.dumps(evaluation["classes"])} if evaluation.get("classes") else {}),

@@ -12,8 +12,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-REALIZED_PREFIX = "realized_"
-
 
 @dataclass(frozen=True)
 class Window:
@@ -69,8 +67,7 @@ def windows(engine, model_name: str, bounds: Bounds | None = None, limit: int = 
 
 def _window(row: dict[str, Any], bounds: Bounds) -> Window:
     details = json.loads(row.get("details") or "{}")
-    realized = {key.removeprefix(REALIZED_PREFIX): value for key, value in row.items()
-                if key.startswith(REALIZED_PREFIX) and value is not None}
+    realized = {row["metric"]: row["realized"]} if row.get("metric") and row.get("realized") is not None else {}
     realized.update({k: v for k, v in (details.get("realized") or {}).items() if isinstance(v, int | float)})
     scores = details.get("drift_scores") or {}
     signals = [s for s in details.get("signals") or [] if isinstance(s, dict) and "name" in s]

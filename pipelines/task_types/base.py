@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pipelines.config import FeaturesConfig, ModelConfig
+    from pipelines.monitoring_limits import Estimator
 
 
 class TargetError(DataError):
@@ -86,7 +87,8 @@ class TaskType:
             directed(metric, "monitoring.performance_floors", True)
         for metric in cfg.monitoring.performance_ceilings or {}:
             directed(metric, "monitoring.performance_ceilings", False)
-        for metric in [*(cfg.monitoring.performance_floors or {}), *(cfg.monitoring.performance_ceilings or {})]:
+        for metric in [*(cfg.monitoring.performance_floors or {}), *(cfg.monitoring.performance_ceilings or {}),
+                       *(cfg.monitoring.performance.metrics or [])]:
             if metric not in cls.realized_metrics:
                 raise ValueError(f"monitoring: {metric!r} cannot be measured from the served {cls.name} "
                                  f"predictions; use one of {sorted(cls.realized_metrics)}")
@@ -151,6 +153,18 @@ class TaskType:
     def fit_threshold(self, truth: np.ndarray, output: np.ndarray, classes: list[str] | None) -> float | None:
         """A decision threshold chosen on the validation rows (binary only)."""
         return None
+
+    # performance estimation (before the labels land) ---------------------------------------------------
+    estimate_unavailable: ClassVar[str] = "this task type has no estimator of performance before the labels land"
+
+    def fit_estimator(self, truth: np.ndarray, scores: np.ndarray, classes: list[str] | None, metric: str,
+                      seed: int = 0) -> tuple[Estimator | None, str]:
+        """An estimator of ``metric`` from logged scores alone, fitted on the holdout, and a note on how good
+        it is; None (and why) when the task type cannot estimate honestly."""
+        return None, f"not estimated: {self.estimate_unavailable}"
+
+    def estimate(self, scores: np.ndarray, estimator: Estimator) -> float:
+        raise NotImplementedError
 
     # metrics -----------------------------------------------------------------------------------------------
     def evaluate(self, truth: np.ndarray, output: np.ndarray, classes: list[str] | None,

@@ -110,6 +110,50 @@ class BinaryClassification(Classification):
             "rows": float(positive.size),
         }
 
+    # performance estimation ------------------------------------------------------------------------------
+    ESTIMABLE = ("roc_auc",)
+    MAX_ESTIMATE_ERROR = 0.03
+
+    def fit_estimator(self, truth, scores, classes, metric, seed=0):
+        """Confidence-based performance estimation (NannyML's CBPE): the holdout's isotonic calibration of
+        the positive-class probability turns each served row's score into its chance of being positive,
+        and the metric's expectation follows. Checked on the holdout itself: fitted on one half, estimated on
+        the other, against the other half's realized value."""
+        import numpy as np
+
+        from pipelines.monitoring_limits import Estimator
+
+        if metric not in self.ESTIMABLE:
+            return None, f"not estimated: {metric} has no confidence-based estimate (only {', '.join(self.ESTIMABLE)})"
+        positive = (np.asarray(truth) == self.positive_class(list(classes))).astype(float)
+        scores = np.asarray(scores, dtype=float)
+        if positive.size < 200 or positive.min() == positive.max():
+            return None, "not estimated: the holdout is too small or one class only, so calibration cannot be checked"
+        halves = np.random.default_rng(seed).permutation(positive.size) % 2 == 0
+        errors = []
+        for fit, check in ((halves, ~halves), (~halves, halves)):
+            x, y = _isotonic(scores[fit], positive[fit])
+            estimated = _expected_metric(metric, scores[check], np.interp(scores[check], x, y), self._cut)
+            realized = self.realized(np.asarray(truth)[check], scores[check], classes, self._cut)[metric]
+            errors.append(abs(estimated - realized))
+        error = float(np.mean(errors))
+        x, y = _isotonic(scores, positive)
+        usable = error <= self.MAX_ESTIMATE_ERROR
+        note = (f"estimated {metric} from calibrated probabilities: off by {error:.3f} on held-out halves of the "
+                f"holdout" + ("" if usable else f", more than {self.MAX_ESTIMATE_ERROR}: too poorly calibrated to "
+                                                 "estimate"))
+        return Estimator(metric, [float(v) for v in x], [float(v) for v in y], round(error, 6), usable, note), note
+
+    _cut = 0.5
+
+    def estimate(self, scores, estimator) -> float:
+        import numpy as np
+
+        scores = np.asarray(scores, dtype=float)
+        scores = scores[np.isfinite(scores)]
+        probabilities = np.interp(scores, estimator.calibration_x, estimator.calibration_y)
+        return _expected_metric(estimator.metric, scores, probabilities, self._cut)
+
     # plots -------------------------------------------------------------------------------------------------
     def plot_evaluation(self, truth, output, classes, metrics, slices, folder: Path,
                         champion_output=None) -> list[Path]:
@@ -140,3 +184,31 @@ class BinaryClassification(Classification):
                    title=f"Calibration (Brier {metrics['brier']:.3f})")
             ax.legend()
         return [folder / "roc.png", folder / "calibration.png", *self.plot_slices(metrics, slices, folder)]
+
+
+def _isotonic(scores, positive):
+    """The isotonic regression of the outcome on the score, as the points ``np.interp`` reads it from."""
+    from sklearn.isotonic import IsotonicRegression
+
+    fitted = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, positive)
+    return fitted.X_thresholds_, fitted.y_thresholds_
+
+
+def _expected_metric(metric: str, scores, probabilities, cut: float) -> float:
+    """The metric's expected value when each row is positive with its ``probabilities`` (ranked by
+    ``scores``): ROC AUC from the expected true- and false-positive rates at each distinct score, or the
+    expected accuracy at ``cut``."""
+    import numpy as np
+
+    if scores.size == 0:
+        return float("nan")
+    if metric == "accuracy":
+        return float(np.mean(np.where(scores >= cut, probabilities, 1 - probabilities)))
+    order = np.argsort(-scores, kind="stable")
+    ranked, p = scores[order], probabilities[order]
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # last row of each distinct score
+    tp, fp = np.cumsum(p)[ends], np.cumsum(1 - p)[ends]
+    if tp[-1] <= 0 or fp[-1] <= 0:
+        return float("nan")
+    tpr, fpr = np.concatenate(([0.0], tp / tp[-1])), np.concatenate(([0.0], fp / fp[-1]))
+    return float(np.trapezoid(tpr, fpr))

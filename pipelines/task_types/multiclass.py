@@ -21,6 +21,8 @@ class MulticlassClassification(Classification):
     realized_metrics = frozenset({"macro_f1", "accuracy", "balanced_accuracy"})
     prediction_kind = "categorical"
     max_classes = 50
+    estimate_unavailable = ("the prediction log keeps the predicted class, not the class probabilities, so "
+                            "confidence cannot be read from it")
 
     @classmethod
     def draft_target(cls, values: pd.Series) -> TargetDraft:

@@ -21,6 +21,8 @@ class Regression(TaskType):
     predict_method = "predict"
     prediction_kind = "numeric"
     is_classifier = False
+    estimate_unavailable = ("a regression's error cannot be read off its predictions alone (it would take a "
+                            "second model of the error, NannyML's DLE): realized values judge it once labels land")
 
     def target_problem(self, values: pd.Series) -> str | None:
         import pandas as pd

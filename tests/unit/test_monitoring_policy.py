@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.config import MonitoringConfig, RetrainPolicy
 from pipelines.monitoring import WindowMeasurement, WindowRecord, decide, join_labels, record_of
+from pipelines.monitoring_limits import resolve
 
 DAY0 = date(2013, 7, 1)
 
@@ -31,8 +32,9 @@ def replay(cfg, shares: list[float], valid: bool = True) -> list[str]:
     actions = []
     for day, share in enumerate(shares):
         m = window(day, share)
-        decision = decide(cfg, m, history, valid)
-        history.append(record_of(m, cfg, decision.action))
+        limits = resolve(cfg, None)
+        decision = decide(cfg, m, history, limits, None if valid else "expect_column_values_to_be_between(temp)")
+        history.append(record_of(m, cfg, decision.action, limits))
         actions.append(decision.action)
     return actions
 
@@ -56,25 +58,26 @@ def test_a_long_drift_starts_one_retrain_per_cooldown(cfg):
 
 def test_data_that_failed_validation_never_starts_a_retrain(cfg):
     assert "retrain" not in replay(cfg, [0.7] * 4, valid=False)
-    assert replay(cfg, [0.7] * 4, valid=False)[1:] == ["invalid_data"] * 3
+    assert replay(cfg, [0.7] * 4, valid=False) == ["invalid_data"] * 4  # never ok, never a retrain
 
 
 def test_a_gap_in_the_windows_ends_the_streak(cfg):
     m = window(30, 0.7)
-    earlier = record_of(window(0, 0.7), cfg, "hold")  # a breach a month ago is not "the window before"
-    assert decide(cfg, m, [earlier], True).action == "hold"
-    yesterday = record_of(window(29, 0.7), cfg, "hold")
-    assert decide(cfg, m, [earlier, yesterday], True).action == "retrain"
+    # a breach a month ago is not "the window before"
+    earlier = record_of(window(0, 0.7), cfg, "hold", resolve(cfg, None))
+    assert decide(cfg, m, [earlier], resolve(cfg, None)).action == "hold"
+    yesterday = record_of(window(29, 0.7), cfg, "hold", resolve(cfg, None))
+    assert decide(cfg, m, [earlier, yesterday], resolve(cfg, None)).action == "retrain"
 
 
 def test_small_windows_are_reported_not_judged(cfg):
-    assert decide(cfg, window(0, 0.9, rows=50), [], True).action == "insufficient"
+    assert decide(cfg, window(0, 0.9, rows=50), [], resolve(cfg, None)).action == "insufficient"
 
 
 def test_realized_performance_below_floor_is_a_breach(cfg):
     m = window(0, 0.0)
     m.labelled_rows, m.realized = 500, {"roc_auc": 0.52, "pr_auc": 0.4}
-    decision = decide(cfg, m, [], True)
+    decision = decide(cfg, m, [], resolve(cfg, None))
     assert decision.action == "hold" and decision.signals[0].name == "performance"
     assert "roc_auc 0.520 < floor 0.600" in decision.reason
 
@@ -84,7 +87,7 @@ def test_key_feature_drift_alone_is_a_breach(cfg):
         update={"drift": cfg.monitoring.drift.model_copy(update={"key_features": {"temp": 1.0}})})})
     m = window(0, 0.1)
     m.drift_scores = {"temp": 1.4}
-    assert [s.name for s in decide(cfg, m, [], True).signals] == ["key_feature_drift"]
+    assert [s.name for s in decide(cfg, m, [], resolve(cfg, None)).signals] == ["key_feature_drift"]
 
 
 def test_labels_join_by_request_and_row_and_pending_ones_are_counted():
@@ -95,3 +98,11 @@ def test_labels_join_by_request_and_row_and_pending_ones_are_counted():
     assert pending == 1  # request c has no outcome yet
     assert joined[["request_id", "row_index", "delayed"]].values.tolist() == [["a", 0, 1], ["a", 1, 0], ["b", 0, 1]]
     # b's outcome landed twice: the last one wins
+
+
+def test_a_breaching_window_with_no_landed_data_holds_instead_of_retraining(cfg):
+    limits = resolve(cfg, None)
+    history = [record_of(window(0, 0.7), cfg, "hold", limits)]
+    decision = decide(cfg, window(1, 0.7), history, limits, landed=False)
+    assert decision.action == "hold" and "no data landed" in decision.reason
+    assert decide(cfg, window(1, 0.7), history, limits).action == "retrain"

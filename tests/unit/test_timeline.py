@@ -12,7 +12,7 @@ def test_timeline_files_name_every_retrain(tmp_path, flights_config):
         start = date(2013, 6, 1) + timedelta(days=7 * week)
         rows.append({"window_start": start, "window_end": start + timedelta(days=7), "model_version": "1" if week < 3
                      else "2", "rows": 6500, "drift_share": 0.1 * week, "prediction_drift": 0.2,
-                     "realized_roc_auc": 0.7 - 0.01 * week, "labelled_rows": 6500, "pending_labels": 0,
+                     "metric": "roc_auc", "realized": 0.7 - 0.01 * week, "labelled_rows": 6500, "pending_labels": 0,
                      "data_valid": True, "decision": "retrain" if week == 2 else "ok",
                      "reason": "<script>alert(1)</script>" if week == 2 else "r",
                      "details": json.dumps({"drift_scores": {"temp": 1.0 + week, "dest": 0.05}})})

@@ -1,0 +1,256 @@
+"""What a normal window looks like for one model version, measured on its own history, and the limits its
+monitor judges with.
+
+``calibrate`` runs the monitor's own measure step (``pipelines.monitoring.measure_window``) over windows of
+the version's training snapshot: consecutive windows of ``monitoring.window_days`` of event time, or, for a
+table without one, bootstrap windows of ``BOOTSTRAP_ROWS``. From those scores it sets
+
+- per column, the drift limit: the mean plus ``SPREADS`` standard deviations of the column's drift score over
+  the reference windows (NannyML's reference-chunk threshold), never below ``MIN_COLUMN_LIMIT``;
+- the dataset-drift share: one column more than the most columns any reference window had over their
+  limits, and at least ``MIN_DRIFTED_COLUMNS`` columns, so a normal window of the model's own history does
+  not fire it;
+- the prediction-drift limit, the same way as a column's;
+- per metric, the champion's holdout value and its spread over bootstrap windows of the holdout (the noise a
+  window of that many labelled rows has; it scales with one over the square root of the rows);
+- the task type's estimator of performance before the labels land, when it has one (binary: confidence
+  based, from the holdout's calibration).
+
+``resolve`` combines them with the config: any limit the config sets wins; without a calibration (a version
+registered before calibration existed) the config's values or Evidently's defaults apply.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pipelines.config import ModelConfig
+
+SPREADS = 3.0  # mean + 3 std of the reference windows' scores
+MIN_COLUMN_LIMIT = 0.02
+MIN_DRIFTED_COLUMNS = 2
+BOOTSTRAP_ROWS = 1000
+BOOTSTRAP_WINDOWS = 30
+BASELINE_RESAMPLES = 200
+MIN_REFERENCE_WINDOWS = 5
+DEFAULT_COLUMN_LIMIT = 0.1  # Evidently's default for both distances
+DEFAULT_DRIFT_SHARE = 0.5  # Evidently's DataDriftPreset
+DEFAULT_PREDICTION_LIMIT = 0.2
+DISTANCES = ("wasserstein", "jensenshannon")  # drift scores where higher means more drift
+
+
+@dataclass(frozen=True)
+class MetricBaseline:
+    """The champion's holdout value of one metric, and how much a window of ``rows`` labelled rows varies."""
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    spread: float  # standard deviation of the metric over bootstrap windows of ``rows`` holdout rows
+    rows: int
+
+    def noise(self, rows: int) -> float:
+        """The metric's standard deviation on a window of ``rows`` rows."""
+        return self.spread * math.sqrt(self.rows / max(rows, 1))
+
+    def worse_by(self, value: float) -> float:
+        """How much worse ``value`` is than the baseline (negative: better)."""
+        return (self.value - value) if self.higher_is_better else (value - self.value)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """Confidence-based performance estimation: the holdout's calibration of the logged scores (a monotone
+    map, as isotonic regression fits it), and how well the estimate matched the holdout's realized value."""
+
+    metric: str
+    calibration_x: list[float]
+    calibration_y: list[float]
+    holdout_error: float  # mean absolute error of the estimate on held-out halves of the holdout
+    usable: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A version's monitoring limits as measured on its own history (stored with the version)."""
+
+    method: str  # how the reference windows were drawn
+    windows: int
+    window_rows: int  # median rows of a reference window
+    column_limits: dict[str, float]
+    column_scores: dict[str, list[float]]  # the reference windows' drift scores, per column
+    drift_share: float
+    prediction_limit: float | None
+    baselines: dict[str, MetricBaseline] = field(default_factory=dict)
+    estimator: Estimator | None = None
+    estimate_note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        data = dict(data)
+        data["baselines"] = {k: MetricBaseline(**v) for k, v in (data.get("baselines") or {}).items()}
+        data["estimator"] = Estimator(**data["estimator"]) if data.get("estimator") else None
+        return cls(**data)
+
+    def tags(self) -> dict[str, str]:
+        """A summary for the MLflow version's tags (the whole calibration is the ``monitoring`` artifact)."""
+        return {"monitoring_calibration": f"{self.windows} {self.method} of {self.window_rows} rows",
+                "monitoring_drift_share": f"{self.drift_share:.3f}",
+                **({"monitoring_prediction_limit": f"{self.prediction_limit:.4f}"}
+                   if self.prediction_limit is not None else {}),
+                "monitoring_estimate": self.estimate_note[:480]}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the monitoring rules judge a window with: the calibration, with the config's overrides."""
+
+    column_limits: dict[str, float]
+    drift_share: float
+    prediction_limit: float
+    key_features: dict[str, float]
+    floors: dict[str, float]
+    ceilings: dict[str, float]
+    baselines: dict[str, MetricBaseline]
+    performance_metrics: list[str]
+    confidence_z: float
+    practical_margin: float
+    estimator: Estimator | None
+    min_rows: int
+    source: str  # "calibrated on <...>" or "config and Evidently's defaults"
+
+    def column_limit(self, column: str) -> float:
+        return self.column_limits.get(column, DEFAULT_COLUMN_LIMIT)
+
+
+def resolve(cfg: ModelConfig, calibration: Calibration | None) -> Limits:
+    """The limits a window of ``cfg``'s champion is judged with: the config where it sets a value, else the
+    champion's calibration, else Evidently's defaults."""
+    drift = cfg.monitoring.drift
+    performance = cfg.monitoring.performance
+    columns = [*cfg.features.numeric, *cfg.features.categorical]
+    calibrated = calibration.column_limits if calibration else {}
+    column_limits = {c: drift.thresholds.get(c, calibrated.get(c, DEFAULT_COLUMN_LIMIT)) for c in columns}
+    drift_share = drift.drift_share if drift.drift_share is not None else \
+        (calibration.drift_share if calibration else DEFAULT_DRIFT_SHARE)
+    prediction = drift.prediction_threshold if drift.prediction_threshold is not None else \
+        (calibration.prediction_limit if calibration and calibration.prediction_limit is not None
+         else DEFAULT_PREDICTION_LIMIT)
+    metrics = performance.metrics if performance.metrics is not None else [cfg.margin_metric]
+    baselines = {m: b for m, b in (calibration.baselines if calibration else {}).items() if m in metrics}
+    source = (f"calibrated on {calibration.windows} {calibration.method} of {calibration.window_rows} rows"
+              if calibration else "config and Evidently's defaults (the version has no calibration)")
+    return Limits(column_limits, drift_share, prediction, dict(drift.key_features), cfg.realized_floors,
+                  cfg.realized_ceilings, baselines, metrics, performance.confidence_z, performance.margin,
+                  calibration.estimator if calibration else None, cfg.monitoring.min_rows, source)
+
+
+# calibration ----------------------------------------------------------------------------------------------
+def reference_windows(cfg: ModelConfig, reference: pd.DataFrame, seed: int = 0) -> tuple[str, list[np.ndarray]]:
+    """Row positions of the windows a normal stretch of the model's history is made of: consecutive windows
+    of ``window_days`` of event time with at least ``min_rows`` rows, or bootstrap windows when the table has
+    no event time (or too few such windows)."""
+    policy = cfg.monitoring
+    event_time = cfg.features.event_time
+    if event_time and event_time in reference.columns:
+        times = pd.to_datetime(reference[event_time], utc=True, errors="coerce")
+        first = times.min()
+        if pd.notna(first):
+            days = ((times - first.normalize()).dt.days // policy.window_days).to_numpy()
+            windows = [np.flatnonzero(days == d) for d in np.unique(days[~np.isnan(days)])]
+            windows = [w for w in windows if len(w) >= policy.min_rows]
+            if len(windows) >= MIN_REFERENCE_WINDOWS:
+                return f"windows of {policy.window_days} day(s)", windows
+    rng = np.random.default_rng(seed)
+    size = min(len(reference), max(policy.min_rows, min(BOOTSTRAP_ROWS, len(reference) // 5)))
+    return "bootstrap windows", [rng.choice(len(reference), size=size, replace=False)
+                                 for _ in range(BOOTSTRAP_WINDOWS)]
+
+
+def calibrate(cfg: ModelConfig, reference: pd.DataFrame, reference_scores: np.ndarray, holdout_truth: np.ndarray,
+              holdout_scores: np.ndarray, classes: list[str] | None, threshold: float | None,
+              seed: int = 0) -> Calibration:
+    """Measure the version's own history as the monitor would and derive its limits (see the module's doc).
+
+    ``reference`` is the training snapshot and ``reference_scores`` the version's logged scores on it;
+    ``holdout_truth`` (as the task type's ``labels`` gives it) and ``holdout_scores`` are the holdout's."""
+    from pipelines.drift import ReferenceProfile, profile_reference, without
+    from pipelines.monitoring import PREDICTION, measure_window, scan_frame
+
+    task = cfg.task_type
+    frame = reference.reset_index(drop=True).assign(**{PREDICTION: np.asarray(reference_scores)})
+    numeric = [*cfg.features.numeric, *([PREDICTION] if task.prediction_kind == "numeric" else [])]
+    categorical = [*cfg.features.categorical, *([PREDICTION] if task.prediction_kind == "categorical" else [])]
+    from pipelines.monitoring import prediction_values
+
+    profile = profile_reference(frame.assign(**{PREDICTION: prediction_values(frame[PREDICTION],
+                                                                              task.prediction_kind)}),
+                                numeric, categorical)
+    method, windows = reference_windows(cfg, frame, seed)
+    uncalibrated = resolve(cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={
+        "drift": cfg.monitoring.drift.model_copy(update={"thresholds": {}})})}), None)
+    scores: dict[str, list[float]] = {}
+    methods: dict[str, str] = {}
+    predictions: list[float] = []
+    for rows in windows:
+        # Each window against the rest of the reference (leave one out): a window inside the reference is
+        # closer to it than a new window of the same process would be.
+        scan = scan_frame(cfg, frame.iloc[rows])
+        rest = ReferenceProfile({c: without(p, scan.profile.columns[c]) for c, p in profile.columns.items()},
+                                profile.rows - scan.rows)
+        m = measure_window(cfg, scan, rest, None, None, None, uncalibrated)
+        for column, score in m.drift_scores.items():
+            if score is not None:
+                scores.setdefault(column, []).append(float(score))
+        methods.update(m.drift_methods)
+        if m.prediction_drift is not None:
+            predictions.append(float(m.prediction_drift))
+    limits = {c: _limit(values) for c, values in scores.items() if methods.get(c) in DISTANCES}
+    over = [sum(1 for c, values in scores.items() if c in limits and len(values) > i and values[i] >= limits[c])
+            for i in range(len(windows))]
+    judged = max(len(limits), 1)
+    drift_share = min(1.0, max(max(over, default=0) + 1, MIN_DRIFTED_COLUMNS) / judged)
+    baselines = metric_baselines(cfg, holdout_truth, holdout_scores, classes, threshold,
+                                 rows=int(np.median([len(w) for w in windows])), seed=seed)
+    estimator, note = task.fit_estimator(holdout_truth, holdout_scores, classes, cfg.margin_metric, seed=seed)
+    return Calibration(method, len(windows), int(np.median([len(w) for w in windows])), limits,
+                       {c: [round(v, 6) for v in values] for c, values in scores.items()}, drift_share,
+                       _limit(predictions) if len(predictions) >= 2 else None, baselines, estimator, note)
+
+
+def _limit(values: list[float]) -> float:
+    scores = np.asarray(values, dtype=float)
+    return round(float(max(scores.mean() + SPREADS * scores.std(ddof=1 if scores.size > 1 else 0),
+                           MIN_COLUMN_LIMIT)), 6)
+
+
+def metric_baselines(cfg: ModelConfig, truth: np.ndarray, scores: np.ndarray, classes: list[str] | None,
+                     threshold: float | None, rows: int, seed: int = 0) -> dict[str, MetricBaseline]:
+    """Per realized metric: the holdout's value and its spread over bootstrap windows of ``rows`` rows."""
+    task = cfg.task_type
+    truth, scores = np.asarray(truth), np.asarray(scores)
+    if truth.size == 0:
+        return {}
+    rows = max(min(rows, truth.size), 2)
+    whole = task.realized(truth, scores, classes, threshold)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(BASELINE_RESAMPLES):
+        picked = rng.integers(0, truth.size, size=rows)
+        for metric, value in task.realized(truth[picked], scores[picked], classes, threshold).items():
+            if metric in task.metrics and value is not None and np.isfinite(value):
+                draws.setdefault(metric, []).append(float(value))
+    return {metric: MetricBaseline(metric, round(float(whole[metric]), 6), task.metrics[metric],
+                                   round(float(np.std(values, ddof=1)), 6), rows)
+            for metric, values in draws.items()
+            if len(values) > 1 and whole.get(metric) is not None and np.isfinite(whole[metric])}
