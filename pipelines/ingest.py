@@ -28,6 +28,10 @@ class LandingFileError(DataError):
         super().__init__(f"{file}: {cause}" if file is not None else cause)
 
 
+class NothingLandedError(LandingFileError):
+    """No file landed for a feed in the interval: nothing to read (not a bad file)."""
+
+
 @dataclass(frozen=True)
 class FeedBatch:
     feed: str
@@ -174,7 +178,7 @@ def ingest_feed(feed: FeedConfig, landing_dir: Path, start: date, end: date, des
     """Land every file of [start, end) for one feed into ``dest`` as a single Parquet partition."""
     files = landed_files(landing_dir, start, end)
     if not files:
-        raise LandingFileError(
+        raise NothingLandedError(
             f"no landed files for feed {feed.name!r} in [{start}, {end}) under {landing_dir} "
             "(expected names like YYYY-MM-DD.csv or YYYY-MM-DD.parquet)"
         )

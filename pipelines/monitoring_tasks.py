@@ -270,7 +270,7 @@ def read_labels(cfg: ModelConfig, state: StatePaths, start: date, end: date):
 def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     """The window's landed data against the model's expectation suite. Only data that passes can start a
     retrain; a failure is reported and alerted, never raised (the drift numbers are still worth having)."""
-    from pipelines.ingest import LandingFileError, ingest_model_examples
+    from pipelines.ingest import LandingFileError, NothingLandedError, ingest_model_examples
     from pipelines.storage import fresh_temp_dir, write_text_atomic
     from pipelines.validation import load_suite_spec, render_report, validate_frame
 
@@ -279,7 +279,7 @@ def validate_window(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -
     report = state.reports(cfg.name) / "monitoring" / mctx.window_key / "validation.html"
     try:
         _, examples = ingest_model_examples(cfg, state, mctx.start, mctx.end, scratch)
-    except FileNotFoundError as exc:  # nothing landed for the window: nothing to validate, nothing to retrain on
+    except (NothingLandedError, FileNotFoundError) as exc:  # nothing landed: nothing to validate or retrain on
         return {"valid": None, "summary": f"no landed data for {mctx.window_key}: {exc}", "report": None}
     except (LandingFileError, ValueError) as exc:
         return {"valid": False, "summary": f"the landed data for {mctx.window_key} was refused: {exc}",
