@@ -34,7 +34,8 @@ interval, a manual run the `window_start` / `window_end` you give):
   webhook / e-mail when configured).
 - **report**: Evidently's drift and data summary report (HTML, from a sample), saved under
   `reports/{name}/monitoring/` and logged to the champion's MLflow run.
-- **retrain**: when the policy says so, starts `train_{name}` with the reason in its conf.
+- **retrain**: when the policy says so, starts `train_{name}` on the model's history up to the window's end,
+  with the reason in its conf.
 """
 
 

@@ -58,7 +58,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
          + (f"event time {draft.event_time!r}: time-based split" if draft.event_time
             else "no event time: seeded random split"))
     for column in draft.columns:
-        if column.role in ("dropped", "id"):
+        if column.role in ("dropped", "id", "time_like"):
             step(f"  {column.name}: {column.role}, {column.why}")
     write_text_atomic(json.dumps(draft.suite, indent=2) + "\n", suite_path)
     write_text_atomic(render_config(draft, Path(data).name), config_path)

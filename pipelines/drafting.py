@@ -3,10 +3,11 @@
 Reads the table once and infers, column by column, the type each landed file must have and the role each
 column plays (a numeric or categorical feature, the target, the event time, an example id, or nothing a
 model can use, and why): numbers written as text are numbers, dates written as text are never categories,
-a column empty in every row is dropped. It infers the task type from the target (scikit-learn's
-``type_of_target``, with a regression for numbers with many distinct values), and profiles a Great
-Expectations suite from the data. Pure: the command in ``pipelines.cli`` reads the file and writes the
-drafts.
+a column empty in every row is dropped, a time-like number (a year, a fractional date, a counter, an
+increasing id: monotone in the event time) is neither a feature nor bounded in the suite. It infers the
+task type from the target (scikit-learn's ``type_of_target``, with a regression for numbers with many
+distinct values), and profiles a Great Expectations suite from the data. Pure: the command in
+``pipelines.cli`` reads the file and writes the drafts.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ MAX_CLASSES_FOR_NUMBERS = 20
 MAX_CATEGORIES = 200
 # Value sets are written into the suite for categories with at most this many values.
 MAX_VALUE_SET = 50
+# A number whose rank correlation with the event time reaches this is time-like: later rows lie past its
+# drafted range. So is one that never steps back as the event time advances and whose earliest and latest
+# TIME_LIKE_EDGE_SHARE of rows share no value: a year, a counter of few values. Judged on at least
+# MIN_TIME_LIKE_ROWS rows.
+TIME_LIKE_RANK_CORRELATION = 0.95
+TIME_LIKE_EDGE_SHARE = 0.05
+MIN_TIME_LIKE_ROWS = 20
+# The rank correlation is estimated on at most this many rows, evenly spread in event time (ranking every
+# row of a large table, column by column, is what would make drafting slow).
+RANK_CORRELATION_ROWS = 100_000
 # Dates written in another layout than ISO 8601 (03/15/2010, 15.03.2010, 2010/03/15), a time of day allowed.
 OTHER_DATE_TEXT = re.compile(r"(\d{1,2}[/.]\d{1,2}[/.]\d{4}|\d{4}/\d{1,2}/\d{1,2})([ T].*)?")
 TIME_NAME = re.compile(r"(^|_)(time|date|datetime|timestamp|ts|day|at)$|_at$|^date|^time", re.IGNORECASE)
@@ -41,7 +52,7 @@ class DraftError(ValueError):
 class ColumnRole:
     name: str
     kind: str          # the feed type: int, float, string or datetime
-    role: str          # numeric, categorical, target, event_time, id, dropped
+    role: str          # numeric, categorical, target, event_time, id, time_like, dropped
     why: str = ""      # for dropped columns and inferred roles: a comment in the config
 
 
@@ -179,12 +190,89 @@ def infer_task(target: pd.Series, name: str) -> tuple[TaskName, str]:
     return "multiclass", f"{name!r} holds {distinct} classes"
 
 
+@dataclass(frozen=True)
+class EventOrder:
+    """The rows that have an event time, in event-time order: sorted once per table, shared by the columns."""
+
+    name: str
+    positions: np.ndarray  # row positions, earliest event first
+    stamps: np.ndarray     # their event times as int64 nanoseconds, ascending
+
+    @classmethod
+    def of(cls, times: pd.Series, name: str) -> EventOrder:
+        present = times.notna().to_numpy()
+        stamps = pd.DatetimeIndex(times[present]).asi8
+        order = np.argsort(stamps, kind="stable")
+        return cls(name, np.flatnonzero(present)[order], stamps[order])
+
+
+def _first_of_each_time(stamps: np.ndarray) -> np.ndarray:
+    """Where each event time's rows begin in ascending ``stamps``."""
+    return np.flatnonzero(np.r_[True, np.diff(stamps) != 0])
+
+
+def _mean_ranks(stamps: np.ndarray) -> np.ndarray:
+    """The ranks of ascending ``stamps``, tied times sharing their mean rank."""
+    starts = _first_of_each_time(stamps)
+    sizes = np.diff(np.r_[starts, len(stamps)])
+    return np.repeat(starts + (sizes - 1) / 2, sizes)
+
+
+def _steps_with_time(values: np.ndarray, starts: np.ndarray) -> bool:
+    """Whether ``values`` (in event-time order, each event time's rows beginning at ``starts``) never fall, or
+    never rise, from one event time to the next, and their earliest and latest ``TIME_LIKE_EDGE_SHARE`` of
+    rows share no value."""
+    low, high = np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
+    edge = math.ceil(TIME_LIKE_EDGE_SHARE * len(values))
+    earliest, latest = values[:edge], values[-edge:]
+    rising = (high[:-1] <= low[1:]).all() and earliest.max() < latest.min()
+    falling = (low[:-1] >= high[1:]).all() and earliest.min() > latest.max()
+    return bool(rising or falling)
+
+
+def time_like_reason(series: pd.Series, events: EventOrder | None) -> str | None:
+    """Why a numeric column is time-like (later rows lie past its drafted range), or None. With an event
+    time: the column moves with it, a rank correlation of at least ``TIME_LIKE_RANK_CORRELATION`` either way,
+    or it steps with it: it never falls (or never rises) as the event time advances, rows of one event time
+    in any order, and its earliest and latest ``TIME_LIKE_EDGE_SHARE`` of rows share no value (a year, a
+    counter of few values; not a column that is zero but in a few early rows).
+    Without one, row order proves nothing of floats or repeated values: only integers unique in every row
+    and rising row by row (a row number, an increasing id) are time-like."""
+    add_back = "later rows go past its range, so the suite does not bound it; add it to features.numeric to " \
+               "use it as a feature"
+    if events is None:
+        if feed_kind(series) != "int" or series.isna().any() or len(series) < MIN_TIME_LIKE_ROWS:
+            return None
+        if not (series.is_monotonic_increasing and series.is_unique):
+            return None
+        return f"an integer rising row by row (a row number or an increasing id): {add_back}"
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")[events.positions]
+    present = ~np.isnan(values)
+    values, stamps = values[present], events.stamps[present]
+    if len(values) < MIN_TIME_LIKE_ROWS or values.min() == values.max():
+        return None
+    starts = _first_of_each_time(stamps)
+    if len(starts) < 3:
+        return None  # too few event times to move with
+    every = -(-len(values) // RANK_CORRELATION_ROWS)
+    sample, sampled_stamps = values[::every], stamps[::every]
+    correlation = float(np.corrcoef(pd.Series(sample).rank().to_numpy(), _mean_ranks(sampled_stamps))[0, 1])
+    # nan when the sample holds one time or one value: then the steps alone tell
+    if not abs(correlation) >= TIME_LIKE_RANK_CORRELATION and not _steps_with_time(values, starts):
+        return None
+    rises = correlation > 0 if math.isfinite(correlation) else values[-1] > values[0]
+    measured = f" (rank correlation {correlation:.2f})" if math.isfinite(correlation) else ""
+    return f"{'rises' if rises else 'falls'} with {events.name}{measured}: {add_back}"
+
+
 def column_roles(frame: pd.DataFrame, target: str, event_time: str | None,
                  numbers_as_text: tuple[str, ...] | list[str] = ()) -> list[ColumnRole]:
-    """Each column's feed type and role (``numbers_as_text``: the columns ``with_numbers`` read as numbers)."""
+    """Each column's feed type and role (``numbers_as_text``: the columns ``with_numbers`` read as numbers;
+    ``event_time``: a column parsed by ``with_event_time``)."""
     roles = []
     rows = len(frame)
     id_taken = False
+    events = EventOrder.of(frame[event_time], str(event_time)) if event_time else None
     for name in frame.columns:
         series = frame[name]
         kind = feed_kind(series)
@@ -212,6 +300,8 @@ def column_roles(frame: pd.DataFrame, target: str, event_time: str | None,
                 ID_NAME.search(str(name)) or kind == "string"):
             id_taken = True
             roles.append(ColumnRole(name, kind, "id", "unique in every row: names an example, not a feature"))
+        elif kind in ("int", "float") and (time_like := time_like_reason(series, events)):
+            roles.append(ColumnRole(name, kind, "time_like", time_like))
         elif kind in ("int", "float"):
             roles.append(ColumnRole(name, kind, "numeric", "numbers written as text" if name in numbers_as_text
                                     else ""))
@@ -291,7 +381,8 @@ def _bound(value: float, kind: str, down: bool) -> float | int:
 
 def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
     """A Great Expectations suite profiled from the table: its column set and types, non-null shares with
-    headroom, numeric bounds with a margin, value sets of low-cardinality columns, row-count bounds."""
+    headroom, numeric bounds with a margin (not for time-like columns: later rows lie past them), value sets
+    of low-cardinality columns, row-count bounds."""
     expectations = [
         expectation("expect_table_columns_to_match_set", column_set=[c.name for c in draft.columns], exact_match=True),
         expectation("expect_table_row_count_to_be_between", "a batch is at least one row; far more than the "
@@ -325,6 +416,10 @@ def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
                 max_value=_bound(high + margin, column.kind, False), mostly=0.999))
             expectations.append(expectation("expect_column_values_to_be_in_type_list", column=name,
                                             type_list=["float64", "float", "int64", "int"]))
+        elif column.role == "time_like":
+            expectations.append(expectation(
+                "expect_column_values_to_be_in_type_list", "time-like: its type, no bounds", column=name,
+                type_list=["float64", "float", "int64", "int"]))
         elif column.role == "target" and draft.classes is not None:
             # Labels in the type a landed file gives them (an int column stays int), so the set compares.
             labels = sorted({int(v) for v in series.dropna()}) if column.kind == "int" else \
@@ -387,7 +482,7 @@ def render_config(draft: ModelDraft, source: str) -> str:
         lines.append(f"    key: [{draft.example_id}]  # unique in every row: a re-landed row replaces the old one")
     lines.append("    columns:")
     for column in draft.columns:
-        note = f"  # not used by the model: {column.why}" if column.role == "dropped" else \
+        note = f"  # not used by the model: {column.why}" if column.role in ("dropped", "time_like") else \
             f"  # {column.why}" if column.why and column.role in ("numeric", "categorical") else ""
         lines.append(f"      {_scalar(column.name)}: {column.kind}{note}")
     lines += [

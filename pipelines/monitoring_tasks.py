@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import ModelConfig, StatePaths
-from pipelines.run_context import as_date, run_key
+from pipelines.run_context import as_date, history_start, run_key
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +321,7 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
              measurement.prediction_drift, measurement.realized.get(cfg.margin_metric), measurement.labelled_rows,
              measurement.pending_labels, measurement.estimated.get(cfg.margin_metric), limits.source)
     return {**json.loads(json.dumps(measurement.as_dict(), default=str)), "sample_path": str(sample_path),
-            "champion_run_id": version.run_id, "scoring": scoring,
-            "champion_interval": version.tags.get("data_interval", "")}
+            "champion_run_id": version.run_id, "scoring": scoring}
 
 
 def champion_scoring(tags: dict[str, str]) -> dict[str, Any]:
@@ -437,7 +436,7 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
                    if (r["window_start"], r["window_end"]) != (m.window_start, m.window_end)]
         decision = policy_decision(cfg, m, history, limits, failed, landed=validation.get("valid") is not None)
         record = record_of(m, cfg, decision.action, limits)
-        conf = retrain_conf(cfg, mctx, measured, decision.reason) if decision.retrain else None
+        conf = retrain_conf(cfg, mctx, decision.reason) if decision.retrain else None
         store.save_window(connection, window_row(
             cfg, m, decision, record, limits, run_id=mctx.run_id, validation=validation,
             triggered_run_id=mctx.retrain_run_id if decision.retrain else None))
@@ -454,13 +453,13 @@ def decide(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
             "trigger_run_id": mctx.retrain_run_id}
 
 
-def retrain_conf(cfg: ModelConfig, mctx: MonitorContext, measured: dict, reason: str) -> dict:
-    """The training run's conf: the new data since the champion's interval, up to this window's end."""
-    champion_end = None
-    interval = measured.get("champion_interval") or ""
-    if "_" in interval:
-        champion_end = as_date(interval.split("_")[-1])
-    start = champion_end if champion_end and champion_end < mctx.end else mctx.start
+def retrain_conf(cfg: ModelConfig, mctx: MonitorContext, reason: str) -> dict:
+    """The training run's conf: the model's history up to this window's end (``history_start``), wherever the
+    window lies against the champion's own data interval; the window itself when it ends before the model's
+    first day."""
+    start = history_start(cfg, mctx.end)
+    if start >= mctx.end:
+        start = mctx.start
     return {"data_interval_start": start.isoformat(), "data_interval_end": mctx.end.isoformat(),
             "reason": f"{mctx.dag_id} {mctx.window_key}: {reason}"[:480], "triggered_by": mctx.run_id}
 

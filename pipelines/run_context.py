@@ -55,6 +55,28 @@ def as_date(value: Any) -> date | None:
     return date.fromisoformat(str(value)[:10])
 
 
+def data_start(cfg: ModelConfig) -> date:
+    """The first day of the model's data: the start of its ``default_interval``, else its ``start_date``. A
+    run given no interval start begins there."""
+    return cfg.default_interval[0] if cfg.default_interval is not None else cfg.start_date
+
+
+def training_window_start(cfg: ModelConfig, end: date) -> date | None:
+    """The first day of the training window that ends at ``end`` (``split.training_window_days``); None when
+    the model learns from all its history."""
+    days = cfg.split.training_window_days
+    return end - timedelta(days=days) if days else None
+
+
+def history_start(cfg: ModelConfig, end: date) -> date:
+    """The first day of the history a training run of the model that ends at ``end`` learns from: its
+    training window's first day, or the first day of its data when that is later or there is no window.
+    A run on ``[history_start(cfg, end), end)`` ingests all of it as one batch, so its snapshot holds the
+    history even where earlier batches end after ``end`` (the snapshot reads batches ending by ``end``)."""
+    window = training_window_start(cfg, end)
+    return max(data_start(cfg), window) if window else data_start(cfg)
+
+
 def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
     """Build a RunContext from an Airflow task context (any mapping with the same keys works).
 
@@ -76,7 +98,7 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
     else:
         start, end = as_date(params.get("data_interval_start")), as_date(params.get("data_interval_end"))
         if (start is None or end is None) and cfg.default_interval is not None:
-            start, end = start or cfg.default_interval[0], end or cfg.default_interval[1]
+            start, end = start or data_start(cfg), end or cfg.default_interval[1]
         if start is None or end is None:
             given = as_date(context.get("data_interval_start")), as_date(context.get("data_interval_end"))
             if None not in given and given[0] < given[1]:  # a manual run's interval is empty (start == end)
@@ -85,7 +107,7 @@ def run_context_from(context: dict[str, Any], cfg: ModelConfig) -> RunContext:
             # No interval anywhere: everything landed from the model's start date up to the day the run was
             # started (the run's own time, so a re-run covers the same days).
             started = as_date(getattr(dag_run, "run_after", None) or context.get("logical_date"))
-            start = start or cfg.start_date
+            start = start or data_start(cfg)
             end = end or (started + timedelta(days=1) if started else None)
     if start is None or end is None or start >= end:
         raise InputError(f"data interval [{start}, {end}) is empty or unset: give data_interval_start < "

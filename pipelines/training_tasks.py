@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from pipelines.config import ModelConfig, StatePaths
-from pipelines.run_context import RunContext, git_commit
+from pipelines.run_context import RunContext, git_commit, training_window_start
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,7 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: di
     from pipelines.validated_store import window
     from pipelines.versioning import tag_revision, version_snapshot
 
-    window_start = ctx.end - timedelta(days=cfg.split.training_window_days) if cfg.split.training_window_days \
-        else date.min
+    window_start = training_window_start(cfg, ctx.end) or date.min
     parts = [batch.examples for batch in window(_validated(cfg, state), window_start, ctx.end)]
     if not parts:
         raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")

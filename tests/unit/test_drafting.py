@@ -176,3 +176,87 @@ def test_numbers_written_as_text_in_a_parquet_file_are_numbers(tmp_path):
 
     draft = draft_model(read_table(tmp_path / "t.parquet"), "y", "m")
     assert draft.by_role("numeric") == ["x"] and draft.by_role("categorical") == ["code"]
+
+
+def with_time_like_columns(n: int = 1200, seed: int = 3) -> pd.DataFrame:
+    """Sales over two years: an event date, the year and a fractional year (2022.0, 2022.25, ...: a quarter's
+    start), a running count of sales with ties, an increasing record number that is not the example id, the
+    months left of a two-year lease, a seasonal temperature (up and down twice: not monotone), a rare
+    promotion flag, a pool's area (in six sales of the first day only, then none: never rising, yet not a
+    time), a noisy amount, and the amount to predict."""
+    rng = np.random.default_rng(seed)
+    days = np.sort(np.r_[np.zeros(6, dtype=int), rng.integers(1, 730, size=n - 6)])
+    sold = pd.Timestamp("2022-01-01") + pd.to_timedelta(days, unit="D")
+    year = sold.year + (sold.quarter - 1) / 4
+    day = (sold - pd.Timestamp("2022-01-01")).days.to_numpy()
+    temperature = (12 + 10 * np.sin(2 * np.pi * day / 365.25) + rng.normal(0, 2, size=n)).round(1)
+    area = rng.normal(120, 30, size=n).round(1)
+    return pd.DataFrame({"sold_on": sold.strftime("%Y-%m-%d"), "year": sold.year, "year_frac": year,
+                         "sales_to_date": day // 3, "record_no": 10_000 + np.arange(n) * 3,
+                         "lease_months_left": 24 - day // 30.5, "temperature": temperature,
+                         "promotion": (rng.random(n) < 0.02).astype(int),
+                         "pool_area": np.where(days == 0, rng.integers(400, 800, size=n), 0), "area": area,
+                         "price": (1_000 * area + 500 * temperature + rng.normal(0, 5_000, size=n)).round()})
+
+
+def test_time_like_columns_are_recognised_kept_out_of_the_features_unbounded_and_explained():
+    frame = with_time_like_columns()
+    draft = draft_model(frame, "price", "sales")
+    roles = {c.name: c.role for c in draft.columns}
+    why = {c.name: c.why for c in draft.columns}
+    time_like = ["year", "year_frac", "sales_to_date", "record_no", "lease_months_left"]
+    assert draft.event_time == "sold_on"
+    assert [roles[c] for c in time_like] == ["time_like"] * 5
+    # Seasonal (not monotone), rare, in one day only, noisy: features.
+    assert set(draft.by_role("numeric")) == {"temperature", "promotion", "pool_area", "area"}
+    assert all(f"{'falls' if c == 'lease_months_left' else 'rises'} with sold_on" in why[c]
+               and "add it to features.numeric" in why[c] for c in time_like)
+    # The suite types them and counts their missing values, and bounds neither end; the features it bounds.
+    bounded = {e["kwargs"]["column"] for e in draft.suite["expectations"]
+               if e["type"] == "expect_column_values_to_be_between"}
+    assert bounded == {"temperature", "promotion", "pool_area", "area", "price"}
+    typed = {e["kwargs"]["column"] for e in draft.suite["expectations"]
+             if e["type"] in ("expect_column_values_to_be_in_type_list", "expect_column_values_to_not_be_null")}
+    assert set(time_like) <= typed
+    # The config lists them in the feed with the reason, and not among the features.
+    text = render_config(draft, "sales.csv")
+    features = text.split("features:")[1].split("target:")[0]
+    assert not any(c in features for c in time_like)
+    assert "year_frac: float  # not used by the model: rises with sold_on" in text
+
+
+def test_init_writes_time_like_columns_into_the_feed_and_leaves_them_out_of_the_features(tmp_path, capsys):
+    data = tmp_path / "sales.csv"
+    with_time_like_columns().to_csv(data, index=False)
+    made = init(data, "price", "sales", None, False, include=tmp_path / "include",
+                state=StatePaths(root=tmp_path / "state"))
+    cfg = load_model_config(made["config"])
+    assert set(cfg.features.numeric) == {"temperature", "promotion", "pool_area", "area"}
+    assert {"year", "year_frac", "sales_to_date", "record_no", "lease_months_left"} <= set(cfg.feeds[0].columns)
+    assert "  year_frac: time_like, rises with sold_on" in capsys.readouterr().out
+
+
+def test_a_later_batch_of_time_like_columns_passes_the_drafted_suite():
+    frame = with_time_like_columns()
+    cut = frame["sold_on"] >= "2023-07-01"
+    history, later = frame[~cut], frame[cut]
+    draft = draft_model(history, "price", "sales")
+    kinds = {c.name: c.kind for c in draft.columns}
+    from pipelines.features import single_table
+    from pipelines.ingest import cast_columns
+
+    # Every later fractional year, count and record number lies past the history's maximum.
+    assert all(later[c].min() > history[c].max() for c in ("year_frac", "sales_to_date", "record_no"))
+    outcome = validate_frame(single_table({"sales": cast_columns(later, kinds, "later.csv")}), draft.suite)
+    assert outcome.success, outcome.failure_message()
+
+
+def test_without_an_event_time_only_an_increasing_integer_id_is_time_like():
+    frame = churn().assign(row=np.arange(600) + 1, falling=np.arange(600, 0, -1) * 1.5,
+                           sorted_charges=np.sort(churn()["MonthlyCharges"].fillna(0).to_numpy()))
+    draft = draft_model(frame, "Churn", "churn")
+    roles = {c.name: c.role for c in draft.columns}
+    why = {c.name: c.why for c in draft.columns}
+    assert roles["row"] == "time_like" and "rising row by row" in why["row"]
+    # Row order alone says nothing of floats: a table sorted by a column is not a clock.
+    assert roles["falling"] == roles["sorted_charges"] == roles["tenure"] == "numeric"

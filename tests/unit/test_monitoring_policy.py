@@ -106,3 +106,27 @@ def test_a_breaching_window_with_no_landed_data_holds_instead_of_retraining(cfg)
     decision = decide(cfg, window(1, 0.7), history, limits, landed=False)
     assert decision.action == "hold" and "no data landed" in decision.reason
     assert decide(cfg, window(1, 0.7), history, limits).action == "retrain"
+
+
+def test_a_retrain_trains_on_the_models_history_up_to_the_windows_end(flights_config):
+    """The champion was trained on [2013-01-01, 2013-04-01). A window inside that interval and one after it
+    both retrain on everything from the model's first day to the window's end; a training window
+    (split.training_window_days) bounds that history as it bounds any training run's."""
+    from pipelines.config import SplitConfig
+    from pipelines.monitoring_tasks import MonitorContext, retrain_conf
+
+    assert flights_config.default_interval == (date(2013, 1, 1), date(2013, 4, 1))
+    inside = MonitorContext("monitor_flights_delay", "scheduled__2013-03-08", date(2013, 3, 1), date(2013, 3, 8))
+    after = MonitorContext("monitor_flights_delay", "scheduled__2013-06-08", date(2013, 6, 1), date(2013, 6, 8))
+    conf = retrain_conf(flights_config, inside, "dataset drift")
+    assert conf == {"data_interval_start": "2013-01-01", "data_interval_end": "2013-03-08",
+                    "reason": "monitor_flights_delay 2013-03-01_2013-03-08: dataset drift",
+                    "triggered_by": "scheduled__2013-03-08"}
+    conf = retrain_conf(flights_config, after, "dataset drift")
+    assert (conf["data_interval_start"], conf["data_interval_end"]) == ("2013-01-01", "2013-06-08")
+    windowed = flights_config.model_copy(update={"split": SplitConfig(training_window_days=28)})
+    conf = retrain_conf(windowed, after, "dataset drift")
+    assert (conf["data_interval_start"], conf["data_interval_end"]) == ("2013-05-11", "2013-06-08")
+    before = MonitorContext("monitor_flights_delay", "manual__x", date(2012, 12, 1), date(2012, 12, 8))
+    conf = retrain_conf(flights_config, before, "dataset drift")  # before the model's first day: the window
+    assert (conf["data_interval_start"], conf["data_interval_end"]) == ("2012-12-01", "2012-12-08")

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines.config import load_model_config
-from pipelines.run_context import RunContext, run_context_from
+from pipelines.run_context import RunContext, history_start, run_context_from
 
 CFG = load_model_config("flights_delay")
 
@@ -111,3 +111,14 @@ def test_the_code_version_is_dirty_when_a_config_is_untracked(tmp_path, monkeypa
     (tmp_path / "include" / "models").mkdir(parents=True)
     (tmp_path / "include" / "models" / "churn.yaml").write_text("name: churn\n")
     assert run_context.git_commit() == clean + "-dirty"
+
+
+def test_the_history_a_training_run_learns_from_starts_at_the_models_first_day_or_its_training_window():
+    from pipelines.config import SplitConfig
+
+    assert history_start(CFG, date(2013, 6, 8)) == CFG.default_interval[0] == date(2013, 1, 1)
+    penguins = load_model_config("penguins")  # no default interval: its start date
+    assert penguins.default_interval is None and history_start(penguins, date(2027, 1, 1)) == penguins.start_date
+    windowed = CFG.model_copy(update={"split": SplitConfig(training_window_days=28)})
+    assert history_start(windowed, date(2013, 6, 8)) == date(2013, 5, 11)
+    assert history_start(windowed, date(2013, 1, 10)) == date(2013, 1, 1)  # never before the first day
