@@ -196,3 +196,15 @@ def test_the_loop_serves_each_day_to_the_models_route_lands_outcomes_after_the_d
     assert said[0].startswith("2024-03-01..2024-03-03: served   100, monitor success, drift share 0.25, "
                               "realized rmse 3.200, champion v1: ok")
     assert "    retrain: drift" in said and "    training run retrain__w2: success" in said
+
+
+@pytest.mark.parametrize(("shift", "says"), [
+    ("basket*2", "error: shift 'basket*2' has no @DAY"),
+    ("coupon+1@2024-03-02", "error: shift 'coupon+1@2024-03-02': shop has no column 'coupon' in its feeds or features"),
+])
+def test_the_command_refuses_a_bad_shift_before_anything_lands(state, history, shift, says):
+    from pipelines.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", "shop", "--source", str(history), "--shift", shift])
+    assert exited.value.code.startswith(says) and not state.root.exists()
