@@ -400,6 +400,8 @@ def replay_source(cfg: ModelConfig, sources: list[str], shift: Shift | None = No
     ``mlops-loop land`` reads a batch; with none, the built-in 2013 of a model built on the flights feeds."""
     from pipelines.features import examples_builder
 
+    if cfg.features.event_time is None:
+        raise ValueError(f"{cfg.name} has no event time: its history cannot be replayed day by day")
     if not sources:
         if cfg.features.builder and cfg.features.builder.startswith("pipelines.features.flights."):
             from pipelines.features.flights import NycFlights13Replay

@@ -118,6 +118,9 @@ def test_a_history_file_is_read_as_strictly_as_land_reads_a_batch(state, tmp_pat
         replay_source(cfg, [str(path)])
     with pytest.raises(ValueError, match="give the history to replay: --source FILE"):
         replay_source(cfg, [])
+    timeless = cfg.model_copy(update={"features": cfg.features.model_copy(update={"event_time": None})})
+    with pytest.raises(ValueError, match="shop has no event time: its history cannot be replayed day by day"):
+        replay_source(timeless, [str(path)])
     with pytest.raises(ValueError, match=r"shop has no feed\(s\) \['orders'\]"):
         TableReplay.from_files(cfg, {"orders": path})
 
@@ -208,3 +211,38 @@ def test_the_command_refuses_a_bad_shift_before_anything_lands(state, history, s
     with pytest.raises(SystemExit) as exited:
         main(["replay", "shop", "--source", str(history), "--shift", shift])
     assert exited.value.code.startswith(says) and not state.root.exists()
+
+
+class FakeAirflowApi:
+    """The calls StackRuns makes of pipelines.airflow_api.AirflowApi, answered from memory."""
+
+    def __init__(self):
+        self.triggered, self.followed = [], []
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        self.triggered.append((dag_id, conf))
+        return "manual__1"
+
+    def wait(self, runs, progress=print) -> dict:
+        self.followed.extend(runs)
+        return {dag_id: {"state": "success", "dag_run_id": run_id} for dag_id, run_id in runs}
+
+    def get(self, path: str):
+        import httpx
+
+        known = path == "/dags/train_shop/dagRuns/retrain__w2"
+        return httpx.Response(200 if known else 404, json={"state": "running"} if known else {})
+
+
+def test_the_stack_runs_trigger_the_monitor_with_the_window_and_follow_only_a_run_that_exists(state):
+    from pipelines.replay import StackRuns
+
+    api = FakeAirflowApi()
+    runs = StackRuns(load_model_config("shop"), api)
+    assert runs.monitor(date(2024, 3, 1), date(2024, 3, 8)) == "success"
+    assert api.triggered == [("monitor_shop", {"window_start": "2024-03-01", "window_end": "2024-03-08",
+                                               "reason": "replay"})]
+    assert runs.training_state("retrain__w2") == "running" and runs.training_state("nope") is None
+    assert runs.follow_training("nope") == "not started"
+    assert runs.follow_training("retrain__w2") == "success"
+    assert api.followed == [("monitor_shop", "manual__1"), ("train_shop", "retrain__w2")]
