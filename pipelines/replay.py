@@ -273,8 +273,9 @@ class StackRuns:
 class TableReplay:
     """A model's history from tables of its feeds, replayed by the model config alone: each feed's rows land
     by their day of time (the event time, or the feed's one datetime column) through the code ``mlops-loop
-    land`` uses, and a day's examples are what the model's own feature builder makes of the feeds' rows of
-    that day and the day before, kept by their event time. With a ``shift``, the change applies to the feed
+    land`` uses (without its Asset event: the replay's trainings are the ones the monitor starts), and a day's
+    examples are what the model's own feature builder makes of the feeds' rows of that day and the day before,
+    kept by their event time. With a ``shift``, the change applies to the feed
     holding its column before anything lands (so the landed days, the served examples and the outcomes
     agree), or, for a column the builder computes, to the examples."""
 
