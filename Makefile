@@ -7,7 +7,7 @@ UV := python3 -m uv
 endif
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: up down status test browser bench install lint clean simulate init train
+.PHONY: up down status test browser bench install lint clean simulate replay init train
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
@@ -33,8 +33,15 @@ train:
 	@test -n "$(MODEL)" || { echo "usage: make train MODEL=name"; exit 2; }
 	@$(UV) run --frozen --no-sync mlops-loop train "$(MODEL)"
 
+# Replay a model's later history through the running stack: make replay MODEL=name SOURCE=later.csv [ARGS="--shift ..."]
+# (the stack's environment from its env.sh, as the CLI's users source it). `make simulate`: the flights' 2013.
+replay:
+	@test -n "$(MODEL)" || { echo "usage: make replay MODEL=name [SOURCE=later.csv] [ARGS='--every 7 --shift SPEC']"; exit 2; }
+	@env_sh="$${MLOPS_HOME:-.state}/env.sh"; if [ -f "$$env_sh" ]; then . "$$env_sh"; fi; \
+	  $(UV) run --frozen --no-sync mlops-loop replay "$(MODEL)" $(if $(SOURCE),--source "$(SOURCE)") $(ARGS)
+
 simulate:
-	@$(UV) run --frozen --no-sync python scripts/simulate.py
+	@$(MAKE) --no-print-directory replay MODEL=flights_delay
 
 test: install browser
 	@$(UV) run --frozen --no-sync python -m pytest

@@ -3,13 +3,17 @@
     mlops-loop init DATA --target COLUMN --name NAME [--task binary|multiclass|regression]
     mlops-loop train NAME [--start YYYY-MM-DD --end YYYY-MM-DD] [--reason TEXT]
     mlops-loop land NAME DATA [--day YYYY-MM-DD] [--replace]
+    mlops-loop replay NAME [--source [FEED=]FILE] [--start DAY --end DAY --every N --label-delay-days D]
+                           [--shift SPEC] [--replace]
     mlops-loop models [NAME]
     mlops-loop lineage REQUEST_ID
     mlops-loop status
 
 ``init`` drafts ``include/models/<name>.yaml`` and ``include/expectations/<name>.json`` from the table for
 you to review, and lands the table. ``land`` checks a later batch as ingest would, then lands it; a day
-already landed is replaced only with ``--replace``, its old file kept. ``train`` starts ``train_<name>``
+already landed is replaced only with ``--replace``, its old file kept. ``replay`` replays the model's later
+history (``--source``: a file of the table ``init`` was given, or one per feed) through the running stack
+window by window, with a known change injected for drills (``--shift``). ``train`` starts ``train_<name>``
 on the running stack, follows it and says what it made: the version registered, or which step refused
 the candidate or failed, and why. ``make init`` and ``make train`` call these. ``models`` lists every
 configured or registered model, its last training run's verdict, its aliases and each version's gate
@@ -163,6 +167,72 @@ def land(name: str, data: Path, day: date | None, replace: bool = False) -> None
             if isinstance(exc, DayLandedError) else ""
         raise type(exc)(f"{exc.cause}{hint}; nothing landed", exc.file, exc.columns) from exc
     report_landing(cfg, landed, folder, state)
+
+
+def replay(name: str, sources: list[str], start: date | None, end: date | None, every: int | None,
+           label_delay_days: int, shift_spec: str | None, replace: bool = False) -> int:
+    """Replay the model's history through the running stack (``pipelines.replay``): land each day, serve it
+    to the model's route with its event time, land the outcomes ``label_delay_days`` later, run
+    ``monitor_<name>`` on every window of ``every`` days, follow the retrains it starts; then write the
+    timeline and the retrains table. The history is ``sources`` (files of the model's feeds), or the built-in
+    2013 of the flights models. Default days: from the first day of the history not landed yet to its end."""
+    import httpx
+
+    from pipelines.config import load_model_config
+    from pipelines.progress import progress_bar
+    from pipelines.replay import (
+        ReplayPlan,
+        StackRuns,
+        check_shift,
+        default_start,
+        model_route,
+        replay_source,
+        replay_windows,
+        write_replay_report,
+    )
+    from pipelines.shifts import parse_shift
+
+    cfg = load_model_config(name)
+    state = StatePaths.from_env()
+    shift = parse_shift(shift_spec) if shift_spec else None
+    if shift:
+        check_shift(cfg, shift)
+    source = replay_source(cfg, sources, shift, replace)
+    url = os.environ.get("MLOPS_SERVING_URL", f"http://127.0.0.1:{os.environ.get('SERVING_PORT', '8000')}")
+    token = os.environ.get("MLOPS_SERVING_PREDICT_TOKEN")
+    client = httpx.Client(headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        health = client.get(f"{url.rstrip('/')}/models/{cfg.model_name}/health", timeout=10)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"error: the prediction service at {url} does not answer ({exc}): is the stack up? "
+                         "(`make up`)") from None
+    if health.status_code != 200:
+        raise SystemExit(f"error: the prediction service at {url} serves no champion of {cfg.model_name} "
+                         f"({health.status_code}): train it first (`make train MODEL={name}`)")
+    days = source.days()
+    plan = ReplayPlan(start or default_start(cfg, state, source), end or date.fromordinal(days[-1].toordinal() + 1),
+                      every or cfg.monitoring.window_days, label_delay_days)
+    windows = plan.windows()
+    step(f"replaying {name} {plan.start} .. {plan.end} in {len(windows)} window(s) of {plan.every} day(s) through "
+         f"{model_route(url, cfg)}; outcomes land {plan.label_delay_days} day(s) later"
+         + (f"; shift {shift.spec}" if shift else ""))
+    started = time.monotonic()
+    runs = StackRuns(cfg)
+    bar = progress_bar((plan.end - plan.start).days, f"replay {name}", "day")
+    try:
+        replay_windows(cfg, state, source, url, plan, runs, say=bar.write, tick=bar.update, client=client)
+    finally:
+        bar.close()
+        client.close()
+    report = write_replay_report(cfg, state, plan, runs)
+    step(f"\n{len(report['windows'])} windows, {len(report['retrains'])} retrains in "
+         f"{(time.monotonic() - started) / 60:.1f} min")
+    for retrain in report["retrains"]:
+        step(f"  {retrain.window_end}: {retrain.gate_decision or retrain.run_state} "
+             f"{'-> v' + retrain.version if retrain.version else ''}  ({retrain.reason[:120]})")
+    for kind, path in report["paths"].items():
+        step(f"  {kind}: {path}")
+    return 0
 
 
 def report_landing(cfg, landed, folder: Path, state: StatePaths, note: str = "") -> None:
@@ -331,6 +401,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--day", type=date.fromisoformat, help="the batch's day when the table has no event time")
     p.add_argument("--replace", action="store_true", help="replace days already landed with other rows (the "
                    "old files are kept in the feed's replaced/ folder)")
+    p = commands.add_parser("replay", help="replay a model's history through the running stack, window by "
+                                           "window, and draw the timeline")
+    p.add_argument("name")
+    p.add_argument("--source", action="append", default=[], metavar="[FEED=]FILE",
+                   help="the history: a .csv or .parquet file of the model's table (FEED=FILE for each feed of a "
+                   "model with several); default: the flights models' built-in 2013")
+    p.add_argument("--start", type=date.fromisoformat, help="first day (default: the first day of the history "
+                   "not landed yet)")
+    p.add_argument("--end", type=date.fromisoformat, help="day after the last (default: the history's end)")
+    p.add_argument("--every", type=int, help="days per monitoring window (default: monitoring.window_days)")
+    p.add_argument("--label-delay-days", type=int, default=1,
+                   help="the outcomes of day D land once day D + this many days has been served (default 1)")
+    p.add_argument("--shift", metavar="SPEC", help="inject a known change from a day: COLUMN*FACTOR@DAY, "
+                   "COLUMN+AMOUNT@DAY, COLUMN=VALUE:SHARE@DAY, label+AMOUNT@DAY, label:flipSHARE@DAY")
+    p.add_argument("--replace", action="store_true", help="replace days already landed with other rows (the old "
+                   "files are kept in the feed's replaced/ folder)")
     p = commands.add_parser("models", help="configured and registered models: last training verdict, aliases, "
                                            "versions and gate verdicts")
     p.add_argument("name", nargs="?", help="one model: all its versions")
@@ -350,6 +436,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(train(args.name, args.start, args.end, args.reason))
         elif args.command == "land":
             land(args.name, args.data, args.day, args.replace)
+        elif args.command == "replay":
+            sys.exit(replay(args.name, args.source, args.start, args.end, args.every, args.label_delay_days,
+                            args.shift, args.replace))
         elif args.command == "models":
             models(args.name)
         elif args.command == "lineage":

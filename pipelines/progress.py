@@ -1,4 +1,4 @@
-"""Progress bars of the long commands (landing, the 2013 replay): on a terminal only, so logs and tests stay
+"""Progress bars of the long commands (landing, `mlops-loop replay`): on a terminal only, so logs and tests stay
 clean."""
 
 from __future__ import annotations

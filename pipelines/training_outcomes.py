@@ -6,7 +6,7 @@ callback, as ``verdicts/<model>/<run>.json`` under the state folder. ``mlops-loo
 print it for the run they followed; the operator pages and ``mlops-loop models`` show each model's latest.
 
 ``TrainingOutcome`` is what MLflow recorded of the runs a monitor started: the version registered, or the
-gate's or a person's verdict. For the operator pages' monitoring timeline and ``make simulate``'s report."""
+gate's or a person's verdict. For the operator pages' monitoring timeline and the report of ``mlops-loop replay``."""
 
 from __future__ import annotations
 

