@@ -104,7 +104,7 @@ def test_a_drifted_period_starts_exactly_one_retrain(cfg, source, prediction_ser
     assert actions == ["hold", "retrain", "hold", "hold"], actions  # then the cooldown holds it
     [(run_id, conf)] = _retrain_runs()
     assert run_id == f"retrain__monitor_{MODEL}__2013-06-08_2013-06-15"
-    assert conf["data_interval_end"] == "2013-06-15" and conf["data_interval_start"] == "2013-01-01"  # the model's history
+    assert conf["data_interval_end"] == "2013-06-15" and conf["data_interval_start"] == "2013-01-01"
     assert "breaching windows in a row" in conf["reason"]
     last = _windows()[weeks[-1]]
     # Only the flights of Jun 21 evening (local time; Jun 22 in UTC event time) have their outcome yet.
