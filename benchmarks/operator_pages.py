@@ -55,7 +55,8 @@ def populate(root: Path, versions: int, days: int) -> None:
                 "model_name": "pages", "window_start": start, "window_end": start + timedelta(days=1),
                 "model_version": str(1 + day * versions // days), "rows": 900, "drift_share": 0.1,
                 "dataset_drift": False, "prediction_drift": 0.02, "labelled_rows": 800, "pending_labels": 0,
-                "realized_roc_auc": 0.7, "breached": False, "cleared": True, "decision": "ok", "reason": "within",
+                "metric": "roc_auc", "realized": 0.7, "breached": False, "cleared": True, "decision": "ok",
+                "reason": "within",
                 # a retrain a month, half of them registered as a version, the rest stopped by the gate
                 "triggered_run_id": f"scheduled__{day // 30 if day % 60 else 10_000 + day}" if day % 30 == 0 else None,
                 "report_path": None, "details": {"drift_scores": {f"c{k}": 0.01 for k in range(14)},
