@@ -399,7 +399,10 @@ def window_row(cfg: ModelConfig, m, decision, record, limits, *, run_id: str | N
         "reason": decision.reason, "triggered_run_id": triggered_run_id, "report_path": report_path,
         "details": {**{k: v for k, v in measured.items() if k not in ROW_FIELDS},
                     "signals": decision.as_dict()["signals"], "validation": validation, "limits": limits.source,
-                    "drift_share_limit": limits.drift_share},
+                    "drift_share_limit": limits.drift_share,
+                    # how far the estimate made before the labels was from the realized value, once they land
+                    **({"estimate_error": m.estimated[metric] - m.realized[metric]}
+                       if m.estimated.get(metric) is not None and m.realized.get(metric) is not None else {})},
         "computed_at": None,
     }
 

@@ -84,7 +84,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
     @app.get("/models", response_class=HTMLResponse)
     async def all_models() -> str:
         listed = functools.partial(registry_view.models, configured=await asyncio.to_thread(_configured_models))
-        return pages.render("models.html", models=await read(listed), **links)
+        models = await read(listed)
+        states = await asyncio.to_thread(_model_states, {m.name: bool(m.versions) for m in models})
+        return pages.render("models.html", models=models, states=states, **links)
 
     @app.get("/models/{name}", response_class=HTMLResponse)
     async def one_model(name: str) -> str:
@@ -202,6 +204,19 @@ def _configured_models():
     from pipelines.config import StatePaths
 
     return registry_view.configured_models(_config_files(), StatePaths.from_env())
+
+
+def _model_states(has_version: dict[str, bool]) -> dict[str, tuple[str, str]]:
+    """Each configured model's state at a glance (``monitoring_view.state_of``), by registered model name."""
+    from pipelines.operator_ui import monitoring_view
+
+    engine = _monitoring_engine()
+    states = {}
+    for cfg in _configs():
+        latest = monitoring_view.windows(engine, cfg.name, limit=1)
+        states[cfg.model_name] = monitoring_view.state_of(latest[0] if latest else None,
+                                                          has_version.get(cfg.model_name, False))
+    return states
 
 
 def _find_config(model_name: str):

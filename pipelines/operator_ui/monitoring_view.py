@@ -35,6 +35,10 @@ class Window:
     flagged: frozenset[tuple[str, str]] = frozenset()  # (signal, the column or metric it is about)
     champion_change: str | None = None  # "v3 -> v4" when the version served differs from the window before
     retrain_outcome: str | None = None  # what the triggered retrain made of it (filled in by the page)
+    metric: str | None = None  # the model's primary metric, and its value...
+    estimated: float | None = None  # ...estimated from the scores before the labels land
+    baseline: float | None = None  # ...on the champion's holdout
+    drift_share_limit: float | None = None  # the dataset-drift limit the window was judged with
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,32 @@ def _window(row: dict[str, Any], bounds: Bounds) -> Window:
                   row["triggered_run_id"], bool(row["report_path"]),
                   key_feature_drift={c: scores[c] for c in bounds.key_features if c in scores},
                   signals=[s["name"] for s in signals],
-                  flagged=frozenset((s["name"], s["subject"]) for s in signals if s.get("subject")))
+                  flagged=frozenset((s["name"], s["subject"]) for s in signals if s.get("subject")),
+                  metric=row.get("metric"), estimated=row.get("estimated"), baseline=row.get("baseline"),
+                  drift_share_limit=details.get("drift_share_limit"))
+
+
+DRIFT_SIGNALS = {"dataset_drift", "key_feature_drift", "prediction_drift"}
+PERFORMANCE_SIGNALS = {"performance", "estimated_performance"}
+
+
+def state_of(latest: Window | None, has_version: bool) -> tuple[str, str]:
+    """A model's state at a glance, from its newest monitored window: ok, drifting, degraded, invalid data,
+    retraining, no version yet (or not monitored yet), and why."""
+    if not has_version:
+        return "no version yet", "no version registered: train it"
+    if latest is None:
+        return "not monitored yet", "no window has been monitored"
+    why = f"{latest.start} → {latest.end}: {latest.reason}"
+    if latest.decision == "retrain":
+        return "retraining", why
+    if latest.decision == "invalid_data":
+        return "invalid data", why
+    if PERFORMANCE_SIGNALS & set(latest.signals):
+        return "degraded", why
+    if DRIFT_SIGNALS & set(latest.signals):
+        return "drifting", why
+    return "ok", why
 
 
 def report_path(engine, model_name: str, window_id: int, reports_root: Path) -> Path | None:

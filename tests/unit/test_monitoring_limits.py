@@ -196,3 +196,41 @@ def test_a_performance_metric_the_served_output_cannot_measure_is_refused_at_loa
     with pytest.raises(ValueError, match="log_loss.*cannot be measured from the served multiclass"):
         ModelConfig.model_validate({**config().model_dump(exclude_none=True), "task": "multiclass",
                                     "monitoring": {"performance": {"metrics": ["log_loss"]}}})
+
+
+def every_rule_fires_case():
+    """For each rule: a window that raises it (and nothing else raises it in the quiet window)."""
+    from pipelines.monitoring_limits import MetricBaseline
+
+    base = MetricBaseline("rmse", 1.0, False, 0.05, 400)
+    limits = resolve(config(drift={"key_features": {"x": 0.3}}), None)
+    limits = limits.__class__(**{**limits.__dict__, "baselines": {"rmse": base}, "ceilings": {"rmse": 5.0}})
+
+    def window(**fields):
+        m = WindowMeasurement(date(2020, 5, 1), date(2020, 5, 8), "1", 400, drift_share=0.0,
+                              drift_scores={"x": 0.0}, prediction_drift=0.0)
+        for name, value in fields.items():
+            setattr(m, name, value)
+        return m
+
+    return limits, window(), {
+        "dataset_drift": window(drift_share=0.6, drifted_columns=["x", "season"]),
+        "key_feature_drift": window(drift_scores={"x": 0.31}),
+        "prediction_drift": window(prediction_drift=0.25),
+        "performance": window(labelled_rows=400, realized={"rmse": 1.4}),
+        "estimated_performance": window(estimated={"rmse": 1.4}),
+        "data_quality": window(quality_alerts=["x: 30.0% of rows missing (limit 5%)"]),
+    }
+
+
+@pytest.mark.parametrize("rule", ["dataset_drift", "key_feature_drift", "prediction_drift", "performance",
+                                  "estimated_performance", "data_quality"])
+def test_every_rule_raises_its_signal_with_its_evidence_and_stays_quiet_on_a_quiet_window(rule):
+    from pipelines.monitoring import RULES, signals
+
+    limits, quiet, firing = every_rule_fires_case()
+    assert set(RULES) == set(firing)  # a new rule gets a case here
+    assert signals(quiet, limits) == []
+    raised = RULES[rule](firing[rule], limits, 1.0)
+    assert [s.name for s in raised] == [rule] and raised[0].detail
+    assert [s.name for s in signals(firing[rule], limits)] == [rule]

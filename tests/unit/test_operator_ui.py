@@ -225,7 +225,7 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
                 "dataset_drift": drift > 0.5, "details": {"drift_scores": {"signal": 0.1 * day, "noise": 0.9},
                                                           "signals": [asdict(s) for s in signals[day]]},
                 "prediction_drift": 0.01 * day, "labelled_rows": 500, "pending_labels": 0,
-                "metric": "roc_auc", "realized": 0.7,
+                "metric": "roc_auc", "realized": 0.7, "estimated": 0.71 if day == 3 else None, "baseline": 0.78,
                 "breached": decision == "retrain", "cleared": decision != "retrain", "decision": decision,
                 "reason": f"drift share {drift}", "triggered_run_id": triggered,
                 "report_path": str(path) if path else None})
@@ -234,6 +234,7 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     assert "0.60 drift" in html and "drift share 0.6" in html and "roc_auc" in html
     assert "/dags/train_toy_cfg/runs/manual__2026-12-02" in html
     assert "retrain run</a>: registered v2" in html  # what the retrain it started made
+    assert "roc_auc 0.7100" in html and html.count("baseline roc_auc 0.7800") == 3  # estimate beside baseline
     assert "v1 → v2" in html and html.count("v1 → v2") == 1  # the champion changed before the newest window
     assert "signal drift" in html and "limit 0.3" in html and "floor 0.75" in html
     assert '<td class="fail">0.300</td>' in html and '<td class="">0.200</td>' in html  # key feature past its limit
@@ -439,3 +440,21 @@ def test_every_page_runs_only_its_own_script_file_and_shows_hostile_values_as_te
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in get(client, f"/lineage?request_id={quote(hostile)}").text
     assert "addEventListener" in get(client, "/pages.js").text
     assert get(client, "/pages.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_a_models_state_at_a_glance_comes_from_its_newest_window():
+    from datetime import date
+
+    from pipelines.operator_ui.monitoring_view import Window, state_of
+
+    def newest(decision, *signals):
+        return Window(1, date(2013, 6, 1), date(2013, 6, 8), 900, "1", 0.1, False, 0.0, {}, 0, True, decision,
+                      "why", None, False, signals=list(signals))
+
+    assert state_of(None, has_version=False)[0] == "no version yet"
+    assert state_of(None, has_version=True)[0] == "not monitored yet"
+    assert state_of(newest("ok"), True) == ("ok", "2013-06-01 → 2013-06-08: why")
+    assert state_of(newest("hold", "dataset_drift"), True)[0] == "drifting"
+    assert state_of(newest("hold", "dataset_drift", "estimated_performance"), True)[0] == "degraded"
+    assert state_of(newest("invalid_data", "validation"), True)[0] == "invalid data"
+    assert state_of(newest("retrain", "performance"), True)[0] == "retraining"
