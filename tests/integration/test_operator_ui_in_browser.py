@@ -181,13 +181,20 @@ def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack
     row = frame.locator("tr", has_text=f"{start} → {end}")
     cells = row.locator("td")
     assert cells.nth(1).inner_text() == "v1" and int(cells.nth(2).inner_text().split()[0]) >= 400
-    assert 0 <= float(cells.nth(3).inner_text().split()[0]) <= 1  # the drift share
+    assert 0 <= float(cells.nth(3).inner_text().split()[0]) <= 1  # the drift share...
+    assert "limit" in cells.nth(3).inner_text()  # ...beside the champion's own limit
+    assert "baseline" in row.inner_text()  # the champion's holdout value beside the window's estimate
     shot(page, "monitoring")
     with page.expect_event("framenavigated", predicate=lambda f: f.url.endswith("/report")) as navigated:
         row.get_by_role("link", name="drift report").click()
     report = navigated.value
     report.get_by_text("Share of Drifted Columns").wait_for()  # Evidently's own report, inside the page
     shot(page, "drift-report")
+
+    models = operator_page(page, stack, "/models")
+    state = models.locator("h2", has_text=MODEL).locator("[data-state]")
+    assert state.inner_text() in ("ok", "drifting", "degraded", "invalid data", "retraining")  # at a glance
+    assert " → " in state.get_attribute("title")  # from the newest window judged, with its reason
 
 
 def test_a_hostile_value_in_the_traffic_is_text_in_the_drift_report_and_runs_nothing(page, logged_in, stack,
