@@ -74,6 +74,8 @@ class ModelDraft:
     default_interval: tuple[date, date] | None
     holdout_days: int | None = None
     validation_days: int | None = None
+    window_days: int = 1  # days of traffic one monitoring run judges
+    window_rows: int | None = None  # about how many rows such a window holds at the table's pace
     gate_floors: dict[str, float] = field(default_factory=dict)
     gate_reason: str = ""
     suite: dict = field(default_factory=dict)
@@ -359,13 +361,16 @@ def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | No
         if span < 42:  # the defaults (14 + 7 days) would leave too little to train on
             holdout_days, validation_days = max(1, span // 6), max(1, span // 6)
         start = first
+        window_days, window_rows = monitoring_window(days)
     else:
         start = today
+        window_days, window_rows = 1, None
     draft = ModelDraft(name=name, task=task, task_reason=reason, rows=len(frame), columns=roles, target=target,
                        event_time=event_time, example_id=ids[0] if ids else None, classes=drafted.classes,
                        positive_class=drafted.positive_class, positive_reason=drafted.positive_reason,
                        slices=slices, start_date=start, default_interval=interval, holdout_days=holdout_days,
-                       validation_days=validation_days, gate_floors=drafted.gate_floors,
+                       validation_days=validation_days, window_days=window_days, window_rows=window_rows,
+                       gate_floors=drafted.gate_floors,
                        gate_reason=drafted.gate_reason)
     return draft_with_suite(draft, frame)
 
@@ -442,6 +447,20 @@ def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
             "meta": {"model": draft.name, "drafted_by": "mlops-loop init", "rows_profiled": len(frame)}}
 
 
+WINDOW_CHOICES = (1, 7, 14, 28)
+
+
+def monitoring_window(days: pd.Series) -> tuple[int, int]:
+    """The fewest days of traffic (1, 7, 14 or 28) whose window holds the monitor's ``min_rows`` at the table's
+    median pace (rows per day with rows), and the rows such a window holds."""
+    from pipelines.config import MonitoringConfig
+
+    per_day = float(days.value_counts().median())
+    needed = MonitoringConfig().min_rows
+    window = next((d for d in WINDOW_CHOICES if per_day * d >= needed), WINDOW_CHOICES[-1])
+    return window, int(per_day * window)
+
+
 def draft_with_suite(draft: ModelDraft, frame: pd.DataFrame) -> ModelDraft:
     from dataclasses import replace
 
@@ -511,6 +530,9 @@ def render_config(draft: ModelDraft, source: str) -> str:
     if draft.gate_floors:
         floors = ", ".join(f"{k}: {v}" for k, v in draft.gate_floors.items())
         lines += ["gate:", f"  floors: {{{floors}}}  # {draft.gate_reason}"]
+    if draft.window_days != 1:
+        lines += [f"monitoring:  # about {draft.window_rows} rows a window at the table's pace: a day holds too few "
+                  "to judge (min_rows: 200)", f"  window_days: {draft.window_days}"]
     lines.append(f"start_date: {draft.start_date.isoformat()}")
     if draft.default_interval:
         start, end = draft.default_interval

@@ -260,3 +260,21 @@ def test_without_an_event_time_only_an_increasing_integer_id_is_time_like():
     assert roles["row"] == "time_like" and "rising row by row" in why["row"]
     # Row order alone says nothing of floats: a table sorted by a column is not a clock.
     assert roles["falling"] == roles["sorted_charges"] == roles["tenure"] == "numeric"
+
+
+@pytest.mark.parametrize(("per_day", "window_days"), [(500, 1), (40, 7), (20, 14), (3, 28)])
+def test_the_monitoring_window_holds_enough_rows_to_judge_at_the_tables_pace(per_day, window_days):
+    days = pd.date_range("2024-01-01", periods=60, freq="D").repeat(per_day)
+    frame = churn(len(days)).assign(signup_date=days.strftime("%Y-%m-%d"))
+    draft = draft_model(frame, "Churn", "churn")
+    assert (draft.window_days, draft.window_rows) == (window_days, per_day * window_days)
+    monitoring = load_model_config_from_text(render_config(draft, "churn.csv")).monitoring
+    assert monitoring.window_days == window_days
+
+
+def load_model_config_from_text(text: str):
+    import yaml
+
+    from pipelines.config import ModelConfig
+
+    return ModelConfig.model_validate(yaml.safe_load(text))
