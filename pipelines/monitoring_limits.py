@@ -91,6 +91,7 @@ class Calibration:
     baselines: dict[str, MetricBaseline] = field(default_factory=dict)
     estimator: Estimator | None = None
     estimate_note: str = ""
+    window_days: int | None = None  # the monitoring window it was made for (None: made before this was kept)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,7 +226,8 @@ def calibrate(cfg: ModelConfig, reference: pd.DataFrame, reference_scores: np.nd
     estimator, note = task.fit_estimator(holdout_truth, holdout_scores, classes, cfg.margin_metric, seed=seed)
     return Calibration(method, len(windows), int(np.median([len(w) for w in windows])), limits,
                        {c: [round(v, 6) for v in values] for c, values in scores.items()}, drift_share,
-                       _limit(predictions) if len(predictions) >= 2 else None, baselines, estimator, note)
+                       _limit(predictions) if len(predictions) >= 2 else None, baselines, estimator, note,
+                       cfg.monitoring.window_days)
 
 
 def _limit(values: list[float]) -> float:

@@ -156,33 +156,48 @@ LIMITS_ARTIFACT = "monitoring/limits.json"
 
 def champion_limits(cfg: ModelConfig, state: StatePaths, version):
     """The limits a window of ``version`` is judged with: its calibration (logged with the version at
-    training; for a version without one, calibrated now from its snapshot and logged to its run), with the
-    config's overrides."""
+    training), with the config's overrides. A version without one, or whose calibration was made for another
+    monitoring window than the config's, is calibrated now from its snapshot (and logged to its run)."""
     import mlflow
-    import pandas as pd
 
     from pipelines.monitoring_limits import Calibration, resolve
     from pipelines.storage import write_text_atomic
-    from pipelines.tracking import configure_mlflow, load_sklearn_model
+    from pipelines.tracking import configure_mlflow
 
-    name = f"v{version.version}_{version.tags.get('data_hash')}_limits.json"
+    window_days = cfg.monitoring.window_days
+    name = f"v{version.version}_{version.tags.get('data_hash')}_{window_days}d_limits.json"
     cached = monitoring_dir(cfg, state) / "reference" / name
     if not cached.is_file():
         configure_mlflow(state)
-        client = mlflow.MlflowClient()
         try:
-            text = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{LIMITS_ARTIFACT}")
+            calibration = Calibration.from_dict(json.loads(mlflow.artifacts.load_text(
+                f"runs:/{version.run_id}/{LIMITS_ARTIFACT}")))
         except Exception:  # noqa: BLE001 - a version registered without a calibration
-            snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
-            holdout = _holdout_of(cfg, snapshot, version.tags.get("holdout_start"))
-            model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
-            text = json.dumps(calibration_for(cfg, snapshot, holdout, model).as_dict())
-            try:
-                client.log_text(version.run_id, text, LIMITS_ARTIFACT)
-            except mlflow.exceptions.MlflowException:
-                log.exception("could not log the calibration of %s v%s", cfg.model_name, version.version)
-        write_text_atomic(text, cached)
+            calibration = None
+        if calibration is None or calibration.window_days != window_days:
+            calibration = _calibrate_version(cfg, state, version)
+        write_text_atomic(json.dumps(calibration.as_dict()), cached)
     return resolve(cfg, Calibration.from_dict(json.loads(cached.read_text())))
+
+
+def _calibrate_version(cfg: ModelConfig, state: StatePaths, version):
+    import mlflow
+    import pandas as pd
+
+    from pipelines.tracking import load_sklearn_model
+
+    snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
+    holdout = _holdout_of(cfg, snapshot, version.tags.get("holdout_start"))
+    model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
+    calibration = calibration_for(cfg, snapshot, holdout, model)
+    artifact = LIMITS_ARTIFACT.replace(".json", f"_{cfg.monitoring.window_days}d.json")
+    try:
+        mlflow.MlflowClient().log_text(version.run_id, json.dumps(calibration.as_dict()), artifact)
+    except mlflow.exceptions.MlflowException:
+        log.exception("could not log the calibration of %s v%s", cfg.model_name, version.version)
+    log.info("calibrated %s v%s for %d-day windows: %s", cfg.model_name, version.version,
+             cfg.monitoring.window_days, calibration.tags())
+    return calibration
 
 
 def _holdout_of(cfg: ModelConfig, snapshot, holdout_start: str | None):
