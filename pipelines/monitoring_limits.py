@@ -11,8 +11,9 @@ table without one, bootstrap windows of ``BOOTSTRAP_ROWS``. From those scores it
   limits, and at least ``MIN_DRIFTED_COLUMNS`` columns, so a normal window of the model's own history does
   not fire it;
 - the prediction-drift limit, the same way as a column's;
-- per metric, the champion's holdout value and its spread over bootstrap windows of the holdout (the noise a
-  window of that many labelled rows has; it scales with one over the square root of the rows);
+- per metric, the champion's holdout value and its spread over bootstrap windows of the holdout: a window's
+  difference from the baseline has the window's sampling noise and the holdout value's own, each scaling
+  with one over the square root of its rows;
 - the task type's estimator of performance before the labels land, when it has one (binary: confidence
   based, from the holdout's calibration).
 
@@ -54,10 +55,14 @@ class MetricBaseline:
     higher_is_better: bool
     spread: float  # standard deviation of the metric over bootstrap windows of ``rows`` holdout rows
     rows: int
+    holdout_rows: int | None = None  # the rows the value itself was measured on
 
     def noise(self, rows: int) -> float:
-        """The metric's standard deviation on a window of ``rows`` rows."""
-        return self.spread * math.sqrt(self.rows / max(rows, 1))
+        """The standard deviation of a window's metric at ``rows`` rows less the baseline's: the window's own
+        sampling noise and the holdout value's (each ~ 1 / sqrt(rows))."""
+        own = self.rows / max(rows, 1)
+        baseline = self.rows / self.holdout_rows if self.holdout_rows else 0.0
+        return self.spread * math.sqrt(own + baseline)
 
     def worse_by(self, value: float) -> float:
         """How much worse ``value`` is than the baseline (negative: better)."""
@@ -253,6 +258,6 @@ def metric_baselines(cfg: ModelConfig, truth: np.ndarray, scores: np.ndarray, cl
             if metric in task.metrics and value is not None and np.isfinite(value):
                 draws.setdefault(metric, []).append(float(value))
     return {metric: MetricBaseline(metric, round(float(whole[metric]), 6), task.metrics[metric],
-                                   round(float(np.std(values, ddof=1)), 6), rows)
+                                   round(float(np.std(values, ddof=1)), 6), rows, int(truth.size))
             for metric, values in draws.items()
             if len(values) > 1 and whole.get(metric) is not None and np.isfinite(whole[metric])}

@@ -123,7 +123,10 @@ def test_the_baselines_noise_shrinks_with_the_square_root_of_the_rows():
     truth = rng.normal(0, 1, 5000)
     baselines = metric_baselines(cfg, truth, truth + rng.normal(0, 1, 5000), None, None, rows=400)
     rmse = baselines["rmse"]
-    assert rmse.noise(1600) == pytest.approx(rmse.noise(400) / 2)
+    assert rmse.holdout_rows == 5000
+    # a window's noise and the holdout value's add: sqrt(400/1600 + 400/5000) of the spread at 400 rows
+    assert rmse.noise(1600) == pytest.approx(rmse.spread * np.sqrt(0.25 + 0.08))
+    assert rmse.noise(400) == pytest.approx(rmse.spread * np.sqrt(1 + 0.08))
     # the bootstrap spread of RMSE at 400 rows of unit-variance errors is about 1 / sqrt(2 * 400)
     assert rmse.spread == pytest.approx(1 / np.sqrt(800), rel=0.3)
 
