@@ -21,17 +21,19 @@ DOC = """\
 Judges one window of the prediction service's traffic ({window} day(s); a scheduled run judges its data
 interval, a manual run the `window_start` / `window_end` you give):
 
-- **validate_window**: the window's landed data against the expectation suite `include/{suite}`. Only data
-  that passes can start a retrain.
+- **validate_window**: the window's landed data against the expectation suite `include/{suite}`. A window
+  whose data failed it is `invalid_data`, never ok, and starts no retrain.
 - **measure**: reads the window from the prediction log and the champion's exact training snapshot (by its
   DVC data hash); computes Evidently's per-column drift tests against it (and the drift of the champion's
-  scores), missing-value shares, and, for rows whose outcome has landed in the `{labels}` feed, realized
-  ROC AUC, PR AUC, Brier and slice metrics (rows still waiting for labels are counted). Late labels update
-  the windows before it.
-- **decide**: the retrain policy of the model config (`monitoring.retrain`): {streak} breaching window(s) in a
-  row, a cooldown of {cooldown} days, hysteresis at {clear:.0%} of each threshold. The window's row goes to
-  the `monitoring_metrics` table and its numbers to the champion's MLflow run; alerts go to the log (and
-  webhook / e-mail when configured).
+  scores), judged with the limits calibrated on the champion's own history; missing-value shares; the
+  champion's metric estimated from its scores before the labels land (binary); and, for rows whose outcome
+  has landed in the `{labels}` feed, the task type's realized metrics, overall and per slice (rows still
+  waiting for labels are counted). Late labels update the windows before it.
+- **decide**: each signal's rule (drift, performance against the champion's holdout value and its noise,
+  estimated performance, data quality), then the retrain policy of the model config (`monitoring.retrain`):
+  {streak} breaching window(s) in a row, a cooldown of {cooldown} days, hysteresis at {clear:.0%} of each
+  limit. The window's row goes to the `monitoring_metrics` table and its numbers to the champion's MLflow
+  run; alerts go to the log (and webhook / e-mail when configured).
 - **report**: Evidently's drift and data summary report (HTML, from a sample), saved under
   `reports/{name}/monitoring/` and logged to the champion's MLflow run.
 - **retrain**: when the policy says so, starts `train_{name}` on the model's history up to the window's end,
