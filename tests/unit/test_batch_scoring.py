@@ -1,3 +1,4 @@
+import shutil
 from datetime import date
 
 import mlflow
@@ -14,9 +15,17 @@ from pipelines.training import model_inputs, train_candidate
 CFG = load_model_config("flights_delay")
 
 
-@pytest.fixture()
-def champion(tmp_path, monkeypatch, flights_tables):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory, flights_tables, empty_mlflow_db):
+    """A flights_delay champion (version 1) in an MLflow store of the module's own; the tests only read it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        tmp_path = tmp_path_factory.mktemp("batch_scoring_registry")
+        shutil.copyfile(empty_mlflow_db, tmp_path / "mlflow.db")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        yield _register_champion(tmp_path, flights_tables)
+
+
+def _register_champion(tmp_path, flights_tables):
     from pipelines.registry import promote_version, register_version
     from pipelines.tracking import configure_mlflow, log_sklearn_model
 

@@ -70,9 +70,10 @@ def test_with_the_store_down_rows_spill_to_disk_and_are_written_when_it_returns(
     log.engine.dispose()
 
 
-def test_a_minute_long_outage_under_steady_traffic_loses_nothing_and_keeps_memory_flat(proxied_postgres, tmp_path):
-    """The store is down for 60 s while requests keep coming (one every 20 ms): every row spills, the queue
-    in memory never holds more than a few flushes, and once the store is back every row is written once."""
+def test_a_20_second_outage_under_steady_traffic_loses_nothing_and_keeps_memory_flat(proxied_postgres, tmp_path):
+    """The store is down for 20 s while requests keep coming (one every 20 ms): every row spills, the queue
+    in memory never holds more than a few flushes (2 s of traffic) though the outage carries several times
+    that, and once the store is back every row is written once."""
     proxy, url, direct = proxied_postgres
     spill = tmp_path / "spill"
     log = PredictionLog(url, flush_seconds=0.05, retry_seconds=1.0, spill_dir=spill)
@@ -89,15 +90,16 @@ def test_a_minute_long_outage_under_steady_traffic_loses_nothing_and_keeps_memor
 
     traffic(1.0)
     proxy.stop()
-    down_at = time.monotonic()
-    traffic(60.0)
-    assert time.monotonic() - down_at >= 60.0
+    down_at, before_outage = time.monotonic(), submitted
+    traffic(20.0)
+    assert time.monotonic() - down_at >= 20.0
     assert log.state["store"] == "down" and log.rows_written < 1000  # nothing got through while it was down
+    during_outage = submitted - before_outage
     proxy.start()
     traffic(1.0)
     wait_for(lambda: log.backlog == 0, seconds=60, log=log)
     log.close()
-    assert submitted > 2000 and log.rows_set_aside == 0
+    assert during_outage > 600 and log.rows_set_aside == 0  # 6,000+ rows: six times what memory may hold
     assert log.rows_written == logged_rows(direct) == 10 * submitted
     assert read_log(direct).request_id.nunique() == submitted  # each request once, none twice
     assert peak_queued <= 1000  # memory flat (2 s of traffic at most): what waits is on disk
