@@ -415,11 +415,19 @@ def window_row(cfg: ModelConfig, m, decision, record, limits, *, run_id: str | N
         "details": {**{k: v for k, v in measured.items() if k not in ROW_FIELDS},
                     "signals": decision.as_dict()["signals"], "validation": validation, "limits": limits.source,
                     "drift_share_limit": limits.drift_share,
+                    **({"baseline_band": baseline_band(limits, metric, m.labelled_rows or m.rows)} if baseline else {}),
                     # how far the estimate made before the labels was from the realized value, once they land
                     **({"estimate_error": m.estimated[metric] - m.realized[metric]}
                        if m.estimated.get(metric) is not None and m.realized.get(metric) is not None else {})},
         "computed_at": None,
     }
+
+
+def baseline_band(limits, metric: str, rows: int) -> float:
+    """How far from the champion's holdout value a window of ``rows`` rows may be before the performance
+    rules call it worse: its noise at ``confidence_z`` or the practical margin, whichever is wider."""
+    baseline = limits.baselines[metric]
+    return round(max(limits.confidence_z * baseline.noise(rows), limits.practical_margin * abs(baseline.value)), 6)
 
 
 def measurement_of(row: dict):

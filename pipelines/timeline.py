@@ -77,7 +77,20 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
     for (metric, kind, bound), color in zip(bounds, ["tab:blue", "tab:cyan", "tab:gray", "tab:pink"], strict=False):
         perf_ax.plot(when, realized(windows, metric), color=color, marker="o", ms=3, label=f"realized {metric}")
         perf_ax.axhline(bound, color=color, ls="--", lw=0.8, label=f"{metric} {kind} {bound}")
-    perf_ax.set_ylabel("realized (labelled rows)")
+    metric = cfg.margin_metric
+    if "baseline" in windows.columns and windows["baseline"].notna().any():
+        baseline = pd.to_numeric(windows["baseline"], errors="coerce")
+        band = pd.to_numeric(windows["details"].map(lambda d: d.get("baseline_band")), errors="coerce").fillna(0)
+        perf_ax.step(when, baseline, where="mid", color="black", lw=0.8, label=f"champion's holdout {metric}")
+        perf_ax.fill_between(when, baseline - band, baseline + band, step="mid", color="grey", alpha=0.2,
+                             label="its noise and margin")
+        if metric not in [m for m, _, _ in bounds]:
+            perf_ax.plot(when, realized(windows, metric), color="tab:blue", marker="o", ms=3,
+                         label=f"realized {metric}")
+    if "estimated" in windows.columns and windows["estimated"].notna().any():
+        perf_ax.plot(when, pd.to_numeric(windows["estimated"], errors="coerce"), color="tab:purple", ls=":",
+                     marker="x", ms=3, label=f"estimated {metric} (before labels)")
+    perf_ax.set_ylabel("performance")
     perf_ax.legend(loc="lower left", fontsize=8)
     versions = pd.to_numeric(windows["model_version"], errors="coerce")
     version_ax.step(when, versions, where="post", color="tab:green")
@@ -115,7 +128,8 @@ def render_html(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]
     metric = cfg.margin_metric
     window_rows = [[str(w.window_start), str(w.window_end.date()), w.model_version, w.rows, number(w.drift_share, 2),
                     number(w.prediction_drift), number((w.details.get("realized") or {}).get(metric)),
-                    w.labelled_rows, w.pending_labels, w.data_valid, w.decision, w.reason]
+                    number(getattr(w, "estimated", None)), number(getattr(w, "baseline", None)), w.labelled_rows,
+                    w.pending_labels, w.data_valid, w.decision, w.reason]
                    for w in windows.itertuples()]
     name = html.escape(cfg.name)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{name} monitoring timeline</title>
@@ -126,8 +140,9 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 <h2>Retrains ({len(retrains)})</h2>
 {table(["window end", "reason", "training run", "run state", "gate", "gate summary", "new version"], retrain_rows)}
 <h2>Windows ({len(windows)})</h2>
-{table(["start", "end", "champion", "rows", "drift share", "prediction drift", f"realized {metric}", "labelled",
-        "pending labels", "data valid", "decision", "reason"], window_rows)}
+{table(["start", "end", "champion", "rows", "drift share", "prediction drift", f"realized {metric}",
+        f"estimated {metric}", f"holdout {metric}", "labelled", "pending labels", "data valid", "decision",
+        "reason"], window_rows)}
 </body></html>"""
 
 

@@ -12,15 +12,18 @@ def test_timeline_files_name_every_retrain(tmp_path, flights_config):
         start = date(2013, 6, 1) + timedelta(days=7 * week)
         rows.append({"window_start": start, "window_end": start + timedelta(days=7), "model_version": "1" if week < 3
                      else "2", "rows": 6500, "drift_share": 0.1 * week, "prediction_drift": 0.2,
-                     "metric": "roc_auc", "realized": 0.7 - 0.01 * week, "labelled_rows": 6500, "pending_labels": 0,
+                     "metric": "roc_auc", "realized": 0.7 - 0.01 * week, "estimated": 0.69, "baseline": 0.72,
+                     "labelled_rows": 6500, "pending_labels": 0,
                      "data_valid": True, "decision": "retrain" if week == 2 else "ok",
                      "reason": "<script>alert(1)</script>" if week == 2 else "r",
-                     "details": json.dumps({"drift_scores": {"temp": 1.0 + week, "dest": 0.05}})})
+                     "details": json.dumps({"drift_scores": {"temp": 1.0 + week, "dest": 0.05}, "baseline_band": 0.02,
+                                             "drift_share_limit": 0.3})})
     retrains = [Retrain("2013-06-22", "temp drift 3.0 >= 1.5", "retrain__x", "success", "approved", "", "2")]
     paths = write_timeline(flights_config, windows_frame(rows), retrains, tmp_path)
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     page = paths["html"].read_text()
     assert "data:image/png;base64," in page and "retrain__x" in page and page.count("<tr>") == 1 + 1 + 6 + 1
+    assert "estimated roc_auc" in page and "holdout roc_auc" in page and "<td>0.690</td><td>0.720</td>" in page
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # a logged reason is text
     table = paths["retrains"].read_text()
     assert "| 2013-06-22 | temp drift 3.0 >= 1.5 | retrain__x | success | approved | 2 |" in table
