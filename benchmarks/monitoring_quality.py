@@ -21,8 +21,9 @@ measurably worse), 4 windows with an injected shift:
   covariate  rows resampled towards high values of the champion's most important numeric feature (weights
              exp(z), z its reference-standardised value): its mean moves by about one standard deviation,
              the relation between features and target is unchanged;
-  concept    the target of half the rows shuffled among them (classifiers; the relation is gone for them, the
-             class shares stay), or shifted by half the holdout RMSE (regression);
+  concept    the target of 70% of the rows shuffled among them (classifiers: the relation is gone for them, the
+             class shares stay), or moved by 0.75 holdout RMSE away from the champion's predictions, in the
+             direction the window already errs (regression);
   quality    the same feature missing in 80% of rows, and the window's validation failed.
 
 Policies (the same windows, the same champion):
@@ -285,7 +286,9 @@ def inject(table: Table, kind: str, rows: pd.DataFrame, rng: np.random.Generator
     if kind == "concept":
         rows = rows.copy()
         if cfg.task == "regression":
-            rows[target] = rows[target] + CONCEPT_OFFSET * table.calibration.baselines["rmse"].value
+            # the level moves away from the champion's predictions, the way the window already errs
+            direction = 1.0 if rows[target].mean() >= table.scores(rows).mean() else -1.0
+            rows[target] = rows[target] + direction * CONCEPT_OFFSET * table.calibration.baselines["rmse"].value
         else:
             chosen = np.flatnonzero(rng.random(len(rows)) < CONCEPT_SHARE)
             rows.iloc[chosen, rows.columns.get_loc(target)] = rng.permutation(rows[target].to_numpy()[chosen])
@@ -300,18 +303,18 @@ def inject(table: Table, kind: str, rows: pd.DataFrame, rng: np.random.Generator
 def scenarios(table: Table, bounds: list[tuple[date, date]], normal: list[bool], quick: bool,
               seed: int = 0) -> list[Scenario]:
     """The clean history, then per kind ``STARTS[kind]`` runs of RUN_WINDOWS shifted windows, started at
-    evenly spaced windows whose first two windows were normal in the clean history."""
+    evenly spaced windows that were normal in the clean history."""
     rng = np.random.default_rng(seed)
     runs = [Scenario("clean", 0, table.later, table.start, table.end)]
-    eligible = [i for i in range(len(bounds) - RUN_WINDOWS + 1) if normal[i] and normal[i + 1]]
-    if len(eligible) < 3:  # too few normal stretches: any start
+    eligible = [i for i in range(len(bounds) - RUN_WINDOWS + 1) if normal[i]]
+    if len(eligible) < 3:  # too few normal windows: any start
         eligible = list(range(len(bounds) - RUN_WINDOWS + 1))
     for k, kind in enumerate(("covariate", "concept", "quality")):
-        starts_per_kind = 3 if quick else STARTS[kind]
-        picks = np.linspace(0, len(eligible) - 1, starts_per_kind + 2)[1:-1] if len(eligible) > starts_per_kind \
-            else np.arange(len(eligible))
-        for p in picks:
-            first = eligible[(int(round(p)) + k) % len(eligible)]
+        count = 3 if quick else STARTS[kind]
+        # evenly spaced over the eligible starts, each kind offset from the others; when there are fewer
+        # eligible starts than runs, a start is used again with its own random draw of the shift
+        picks = [eligible[(round(i * len(eligible) / count) + k) % len(eligible)] for i in range(count)]
+        for first in picks:
             lo, hi = bounds[first][0], bounds[first + RUN_WINDOWS - 1][1]
             parts = [inject(table, kind, window_rows(table, table.later, a, b), rng)
                      for a, b in bounds[first:first + RUN_WINDOWS]]
