@@ -36,7 +36,9 @@ Policies (the same windows, the same champion):
   nannyml    NannyML 0.13.1 in a virtual environment of its own: CBPE (binary: ROC AUC; multiclass: macro
              F1) or DLE (regression: RMSE) estimates, realized performance, univariate drift (Jensen-Shannon)
              per column, every threshold its default from the reference period's weekly chunks; an alarm
-             is any of its alerts (``nannyml-perf``: only its performance alerts).
+             is any of its alerts (``nannyml-perf``: only its performance alerts);
+  ours-perf* a proposal measured beside the default, not the default: ours with only the realized and
+             estimated performance counting towards a retrain (drift shown and alerted, not counted).
 
 Definitions: an alarm is a window where the policy raises a retrain-counting signal (``breaches``), before
 or after its labels land; a normal window is one with no injected shift whose realized metric is within
