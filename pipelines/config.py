@@ -237,8 +237,10 @@ class RetrainPolicy(_Strict):
 
     signals: list[Literal["dataset_drift", "key_feature_drift", "prediction_drift", "performance",
                           "estimated_performance", "data_quality"]] = Field(
-        default_factory=lambda: ["dataset_drift", "key_feature_drift", "performance", "estimated_performance"],
-        description="The signals that count towards a retrain; the others are shown and alerted only.")
+        default_factory=lambda: ["key_feature_drift", "performance", "estimated_performance"],
+        description="The signals that count towards a retrain; the others are shown and alerted only. Dataset "
+        "and prediction drift are not counted by default: a season the reference never saw drifts the inputs "
+        "without making the model worse (benchmarks/monitoring_quality.py).")
     consecutive_windows: int = Field(2, ge=1)
     clear_ratio: float = Field(0.8, gt=0, le=1)
     cooldown_days: int = Field(14, ge=0)
@@ -255,9 +257,9 @@ class MonitoringConfig(_Strict):
     max_missing_share: float = Field(0.05, description="Data quality alert above this share of missing values.")
     drift: DriftPolicy = DriftPolicy()
     performance_floors: dict[str, float] | None = Field(
-        None, description="Realized-metric floors; default: the gate's floors the served output can measure.")
+        None, description="Absolute realized-metric floors (none by default: the champion's holdout value judges).")
     performance_ceilings: dict[str, float] | None = Field(
-        None, description="Realized-metric ceilings (lower-is-better metrics); default: the gate's ceilings.")
+        None, description="Absolute realized-metric ceilings (lower-is-better metrics; none by default).")
     performance: PerformancePolicy = PerformancePolicy()
     retrain: RetrainPolicy = RetrainPolicy()
     report_sample_rows: int = Field(20_000, ge=100, description="Rows per side in Evidently's HTML report.")
@@ -363,15 +365,13 @@ class ModelConfig(_Strict):
 
     @property
     def realized_floors(self) -> dict[str, float]:
-        if self.monitoring.performance_floors is not None:
-            return dict(self.monitoring.performance_floors)
-        return {m: v for m, v in self.gate_floors.items() if m in self.task_type.realized_metrics}
+        """Absolute floors on a window's realized metrics: only those the config sets (the champion's own
+        holdout value judges every window; a gate floor such as R² >= 0 depends on a window's own spread)."""
+        return dict(self.monitoring.performance_floors or {})
 
     @property
     def realized_ceilings(self) -> dict[str, float]:
-        if self.monitoring.performance_ceilings is not None:
-            return dict(self.monitoring.performance_ceilings)
-        return {m: v for m, v in self.gate.ceilings.items() if m in self.task_type.realized_metrics}
+        return dict(self.monitoring.performance_ceilings or {})
 
     @property
     def split_method(self) -> str:

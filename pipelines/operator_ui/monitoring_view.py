@@ -62,7 +62,7 @@ def windows(engine, model_name: str, bounds: Bounds | None = None, limit: int = 
     with engine.connect() as connection:
         timeline = [_window(row, bounds) for row in load_windows(connection, model_name, latest=limit)]
     marked = []
-    for newer, older in zip(timeline, [*timeline[1:], None], strict=True):
+    for newer, older in zip(timeline, [*timeline[1:], None][:len(timeline)], strict=True):
         if older and older.model_version and newer.model_version and older.model_version != newer.model_version:
             newer = replace(newer, champion_change=f"v{older.model_version} → v{newer.model_version}")
         marked.append(newer)

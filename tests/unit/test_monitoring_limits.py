@@ -237,3 +237,13 @@ def test_every_rule_raises_its_signal_with_its_evidence_and_stays_quiet_on_a_qui
     raised = RULES[rule](firing[rule], limits, 1.0)
     assert [s.name for s in raised] == [rule] and raised[0].detail
     assert [s.name for s in signals(firing[rule], limits)] == [rule]
+
+
+def test_by_default_drift_is_shown_and_alerted_but_only_performance_and_key_features_start_a_retrain(calibration):
+    cfg = config()
+    limits = resolve(cfg, calibration)
+    drifted = WindowMeasurement(date(2020, 5, 1), date(2020, 5, 8), "1", 400, drift_share=1.0,
+                                drifted_columns=["season", "x", "shop"], prediction_drift=9.0)
+    decision = decide(cfg, drifted, [], limits)
+    assert decision.action == "ok" and {s.name for s in decision.signals} == {"dataset_drift", "prediction_drift"}
+    assert decision.reason.startswith("no retrain signal; noted: ")

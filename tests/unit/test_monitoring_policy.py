@@ -15,8 +15,10 @@ DAY0 = date(2013, 7, 1)
 
 @pytest.fixture()
 def cfg(flights_config):
-    monitoring = MonitoringConfig(min_rows=100, retrain=RetrainPolicy(consecutive_windows=2, cooldown_days=7,
-                                                                      clear_ratio=0.5))
+    # the streak mechanics, driven by the dataset-drift share (counted here, as the flights' configs do)
+    monitoring = MonitoringConfig(min_rows=100, performance_floors={"roc_auc": 0.6}, retrain=RetrainPolicy(
+        consecutive_windows=2, cooldown_days=7, clear_ratio=0.5,
+        signals=["dataset_drift", "key_feature_drift", "performance"]))
     return flights_config.model_copy(update={"monitoring": monitoring})
 
 

@@ -132,7 +132,8 @@ def test_defaults_come_from_the_task_type():
     raw = _config(**{**NEUTRAL, "task": "regression", "gate.floors": None})
     cfg = ModelConfig.model_validate(raw)
     assert cfg.selection_metric == "rmse" and cfg.margin_metric == "rmse"
-    assert cfg.gate_policy.floors == {"r2": 0.0} and cfg.realized_floors == {"r2": 0.0}
+    assert cfg.gate_policy.floors == {"r2": 0.0}
+    assert cfg.realized_floors == {}  # a window's R² depends on its own spread: the holdout baseline judges it
 
 
 def test_a_served_model_knows_its_task_from_its_metadata_or_its_estimator():
