@@ -5,6 +5,7 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from model_state import state_with_model
 
 from pipelines.cli import land, main
 from pipelines.config import StatePaths, load_model_config
@@ -31,12 +32,8 @@ DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
 @pytest.fixture()
 def state(tmp_path, monkeypatch) -> StatePaths:
     """A model `events` (one feed, an event time) in this test's include folder and state folder, no stack."""
-    (tmp_path / "include" / "models").mkdir(parents=True)
-    (tmp_path / "include" / "models" / "events.yaml").write_text(CONFIG)
-    monkeypatch.setenv("MLOPS_INCLUDE_DIR", str(tmp_path / "include"))
-    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("AIRFLOW_ADMIN_PASSWORD", raising=False)
-    return StatePaths(root=tmp_path / "state")
+    return state_with_model(tmp_path, monkeypatch, "events", CONFIG)
 
 
 def batch(tmp_path, lines: list[str], name: str = "batch.csv", header: str = HEADER):

@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from model_state import state_with_model
 
 from pipelines.config import StatePaths, load_model_config
 from pipelines.ingest import LandingFileError
@@ -32,11 +33,7 @@ start_date: 2024-01-01
 
 @pytest.fixture()
 def state(tmp_path, monkeypatch) -> StatePaths:
-    (tmp_path / "include" / "models").mkdir(parents=True)
-    (tmp_path / "include" / "models" / "shop.yaml").write_text(CONFIG)
-    monkeypatch.setenv("MLOPS_INCLUDE_DIR", str(tmp_path / "include"))
-    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
-    return StatePaths(root=tmp_path / "state")
+    return state_with_model(tmp_path, monkeypatch, "shop", CONFIG)
 
 
 def orders(first_day: str = "2024-03-01", days: int = 4, per_day: int = 50, seed: int = 0) -> pd.DataFrame:
