@@ -134,9 +134,9 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
     return path
 
 
-def calibration_for(cfg: ModelConfig, snapshot, holdout, model):
+def calibration_for(cfg: ModelConfig, snapshot, holdout, model, threshold: float | None = None):
     """The version's monitoring calibration (``pipelines.monitoring_limits.calibrate``): ``model`` scored on
-    its training ``snapshot`` (the reference) and on its ``holdout``."""
+    its training ``snapshot`` (the reference) and on its ``holdout``, judged at its decision ``threshold``."""
     from pipelines.monitoring_limits import calibrate
     from pipelines.training import model_classes, model_inputs
 
@@ -146,7 +146,6 @@ def calibration_for(cfg: ModelConfig, snapshot, holdout, model):
     def scores(frame):
         return task.scores(task.output(model, model_inputs(frame, cfg.features)), classes)
 
-    threshold = None
     return calibrate(cfg, snapshot, scores(snapshot), task.labels(holdout[cfg.features.target]), scores(holdout),
                      classes, threshold)
 
@@ -189,7 +188,8 @@ def _calibrate_version(cfg: ModelConfig, state: StatePaths, version):
     snapshot = pd.read_parquet(snapshot_path(state, dict(version.tags)))
     holdout = _holdout_of(cfg, snapshot, version.tags.get("holdout_start"))
     model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
-    calibration = calibration_for(cfg, snapshot, holdout, model)
+    threshold = float(version.tags["threshold"]) if version.tags.get("threshold") else None
+    calibration = calibration_for(cfg, snapshot, holdout, model, threshold)
     artifact = LIMITS_ARTIFACT.replace(".json", f"_{cfg.monitoring.window_days}d.json")
     try:
         mlflow.MlflowClient().log_text(version.run_id, json.dumps(calibration.as_dict()), artifact)

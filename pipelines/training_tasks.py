@@ -434,7 +434,7 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
         "code": code_digest(plot_evaluation)}), draw, run_id=ctx.run_id, force=ctx.force)
     notes["evaluate.plots"] = plots.note.to_dict()
     plot_paths = [plots.place(folder / "plots") / name for name in plots.result["plots"]]
-    calibration = _calibrate(cfg, ctx, state, splits, best["model_uri"])
+    calibration = _calibrate(cfg, ctx, state, splits, best["model_uri"], best["threshold"])
     notes["evaluate.calibrate"] = calibration.note.to_dict()
     limits_path = calibration.place(folder / "monitoring") / "limits.json"
     client.log_artifact(best["run_id"], str(limits_path), artifact_path="monitoring")
@@ -463,7 +463,8 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     return result
 
 
-def _calibrate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, model_uri: str):
+def _calibrate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, model_uri: str,
+               threshold: float | None):
     """The candidate's monitoring calibration on its own snapshot (``limits.json``), computed once per model
     and data: its monitor judges windows with it once it is champion."""
     import pandas as pd
@@ -478,12 +479,12 @@ def _calibrate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dic
         snapshot = pd.concat(parts.values(), ignore_index=True)
         if cfg.features.event_time:
             snapshot = snapshot.sort_values(cfg.features.event_time, kind="stable").reset_index(drop=True)
-        calibration = calibration_for(cfg, snapshot, parts["holdout"], load_sklearn_model(model_uri))
+        calibration = calibration_for(cfg, snapshot, parts["holdout"], load_sklearn_model(model_uri), threshold)
         write_text_atomic(json.dumps(calibration.as_dict(), allow_nan=False), folder / "limits.json")
         return {"tags": calibration.tags()}
 
     return _cache(cfg, state).run(StepInputs("calibrate", {
-        "model": model_uri, "data": "+".join(splits["digests"][name] for name in PARTS),
+        "model": model_uri, "threshold": str(threshold), "data": "+".join(splits["digests"][name] for name in PARTS),
         "config": _config(cfg.task, cfg.features, cfg.monitoring), "code": code_digest(calibration_for),
     }), compute, run_id=ctx.run_id, force=ctx.force)
 
