@@ -13,10 +13,11 @@ Where the DAGs run is a ``WindowRuns``: the stack's Airflow (``StackRuns``), or 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -145,12 +146,43 @@ def replay_days(cfg: ModelConfig, state: StatePaths, source: ReplaySource, url: 
     return {"rows_served": served, "pending": pending}
 
 
+def answered_rows(cfg: ModelConfig, start: date, end: date) -> int:
+    """Rows of [start, end) of event time that the prediction log holds as answered (champion or canary; a
+    shadow's scores were never returned)."""
+    from pipelines.prediction_store import read_segments, reader
+
+    def midnight(day: date) -> datetime:
+        return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+
+    return sum(table.num_rows for table in read_segments(reader(), cfg.model_name, midnight(start), midnight(end))
+               if table["route"][0].as_py() != "shadow")
+
+
+LoggedRows = Callable[[ModelConfig, date, date], int]
+
+
+def wait_until_logged(cfg: ModelConfig, start: date, end: date, served: int, logged_rows: LoggedRows = answered_rows,
+                      timeout_s: float = 60.0, poll_s: float = 0.5) -> None:
+    """Wait until the service's log holds the ``served`` rows of the window: its writer flushes every second or
+    so (and retries a busy store later), and a monitor run started before that would judge part of the window."""
+    deadline = time.monotonic() + timeout_s
+    while (logged := logged_rows(cfg, start, end)) < served:
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"{cfg.name}: the prediction log holds {logged} of the {served} rows served for {start}..{end} "
+                f"after {timeout_s:g} s: is the service logging to the store this command reads "
+                "($MLOPS_PREDICTION_LOG_URL), and is that store reachable? The service's /metrics shows its "
+                "log's backlog and spilled rows.")
+        time.sleep(poll_s)
+
+
 def replay_windows(cfg: ModelConfig, state: StatePaths, source: ReplaySource, url: str, plan: ReplayPlan,
                    runs: WindowRuns, say: Callable[[str], None] = print, tick: Callable[[], object] = lambda: None,
-                   client: httpx.Client | None = None) -> list[ReplayedWindow]:
+                   client: httpx.Client | None = None, logged_rows: LoggedRows = answered_rows) -> list[ReplayedWindow]:
     """Replay ``plan`` window by window: land the window's days, serve each day and land its outcomes after
-    the delay, run the monitor on the window, and when it starts a retrain, wait for it, so the next window is
-    served by whatever champion the gate left in place. ``say`` gets a line per window, ``tick`` a call per
+    the delay, wait until the service's log holds what it answered (``logged_rows``), run the monitor on the
+    window, and when it starts a retrain, wait for it, so the next window is served by whatever champion the
+    gate left in place. ``say`` gets a line per window, ``tick`` a call per
     day served. The outcomes still pending at the end are landed."""
     from pipelines import monitoring_store as store
 
@@ -170,6 +202,7 @@ def replay_windows(cfg: ModelConfig, state: StatePaths, source: ReplaySource, ur
                 for ready in [d for d in pending if d <= day - timedelta(days=plan.label_delay_days)]:
                     land_outcomes(cfg, state, ready, pending.pop(ready))
                 tick()
+            wait_until_logged(cfg, window_start, window_end, served, logged_rows)
             monitor_state = runs.monitor(window_start, window_end)
             engine = store.engine()
             try:

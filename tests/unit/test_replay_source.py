@@ -138,12 +138,14 @@ class FakeRuns:
 
     def __init__(self, state: StatePaths):
         self.state, self.labelled_at_monitor, self.followed = state, {}, []
+        self.polls, self.polls_at_monitor = [], {}
 
     def monitor(self, window_start, window_end) -> str:
         from pipelines import monitoring_store as store
 
         folder = self.state.landing("shop", "outcomes")
         self.labelled_at_monitor[window_start] = sorted(p.stem for p in folder.glob("*.parquet"))
+        self.polls_at_monitor[window_start] = len(self.polls)
         retrain = window_start == date(2024, 3, 3)
         with store.engine().begin() as connection:
             store.save_window(connection, {
@@ -177,10 +179,18 @@ def test_the_loop_serves_each_day_to_the_models_route_lands_outcomes_after_the_d
         posted.append((request.url.path, request.headers["X-Request-ID"], body["columns"], len(body["data"])))
         return httpx.Response(200, json={"predictions": [50.0] * len(body["data"])})
 
-    runs, said = FakeRuns(state), []
+    def logged_a_poll_late(cfg, start, end) -> int:
+        """The service's log: what was posted for the window, written only by the second poll."""
+        polls.append(start)
+        days = {d.isoformat() for d in pd.date_range(start, end, inclusive="left").date}
+        return sum(n for _, request_id, _, n in posted if request_id[:10] in days) if len(polls) % 2 == 0 else 0
+
+    runs, said, polls = FakeRuns(state), [], []
+    runs.polls = polls
     replayed = replay_windows(cfg, state, replay_source(cfg, [str(history)]), "http://service",
                               ReplayPlan(date(2024, 3, 1), date(2024, 3, 5), every=2, label_delay_days=1), runs,
-                              say=said.append, client=httpx.Client(transport=httpx.MockTransport(serve)))
+                              say=said.append, client=httpx.Client(transport=httpx.MockTransport(serve)),
+                              logged_rows=logged_a_poll_late)
     assert {path for path, *_ in posted} == {"/models/shop/invocations"}
     assert all(columns == ["basket", "items", "channel", "ordered_at"] for _, _, columns, _ in posted)
     assert sum(n for *_, n in posted) == 200 and posted[0][1].startswith("2024-03-01-shop-")
@@ -193,9 +203,20 @@ def test_the_loop_serves_each_day_to_the_models_route_lands_outcomes_after_the_d
     landed = pd.read_parquet(outcomes / "2024-03-02.parquet")
     assert list(landed.columns) == ["request_id", "row_index", "spent"] and len(landed) == 50
     assert runs.followed == ["retrain__w2"] and replayed[1].training_state == "success"
+    # Each monitor ran only once the log held every row the window served.
+    assert runs.polls_at_monitor == {date(2024, 3, 1): 2, date(2024, 3, 3): 4}
     assert said[0].startswith("2024-03-01..2024-03-03: served   100, monitor success, drift share 0.25, "
                               "realized rmse 3.200, champion v1: ok")
     assert "    retrain: drift" in said and "    training run retrain__w2: success" in said
+
+
+def test_a_log_that_does_not_catch_up_stops_the_replay_saying_what_it_holds(state):
+    from pipelines.replay import wait_until_logged
+
+    cfg = load_model_config("shop")
+    with pytest.raises(RuntimeError, match=r"shop: the prediction log holds 3 of the 5 rows served for "
+                                           r"2024-03-01\.\.2024-03-03 after 0 s"):
+        wait_until_logged(cfg, date(2024, 3, 1), date(2024, 3, 3), 5, lambda *_: 3, timeout_s=0)
 
 
 @pytest.mark.parametrize(("shift", "says"), [
