@@ -386,8 +386,8 @@ def _bound(value: float, kind: str, down: bool) -> float | int:
 
 def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
     """A Great Expectations suite profiled from the table: its column set and types, non-null shares with
-    headroom, numeric bounds with a margin (not for time-like columns: later rows lie past them), value sets
-    of low-cardinality columns, row-count bounds."""
+    headroom, numeric bounds with a margin as wide as each tail (not for time-like columns: later rows lie past
+    them), value sets of low-cardinality columns, row-count bounds."""
     expectations = [
         expectation("expect_table_columns_to_match_set", column_set=[c.name for c in draft.columns], exact_match=True),
         expectation("expect_table_row_count_to_be_between", "a batch is at least one row; far more than the "
@@ -412,13 +412,19 @@ def profile_suite(frame: pd.DataFrame, draft: ModelDraft) -> dict:
             expectations.append(expectation("expect_column_values_to_be_unique", column=name))
         if column.role == "numeric" or (column.role == "target" and draft.classes is None):
             values = pd.to_numeric(series, errors="coerce").dropna()
-            low, high = float(values.min()), float(values.max())
-            margin = 0.1 * (high - low) or abs(high) * 0.1 or 1.0
-            lower = low - margin if low < 0 or low - margin >= 0 else 0.0
+            low, high, middle = float(values.min()), float(values.max()), float(values.median())
+            # Headroom on each side of at least the median's distance to that extreme: a long tail's next
+            # batch goes past the table's extreme now and then, a unit or sentinel change goes far past.
+            least = 0.1 * (high - low) or abs(high) * 0.1 or 1.0
+            upper = high + max(least, high - middle)
+            lower = low - max(least, middle - low)
+            lower = lower if low < 0 or lower >= 0 else 0.0
             expectations.append(expectation(
-                "expect_column_values_to_be_between", f"drafted range {low:g} .. {high:g}, widened by 10%",
+                "expect_column_values_to_be_between",
+                f"drafted range {low:g} .. {high:g} (median {middle:g}), widened on each side by the median's "
+                "distance to that end (at least 10% of the range)",
                 column=name, min_value=_bound(lower, column.kind, True),
-                max_value=_bound(high + margin, column.kind, False), mostly=0.999))
+                max_value=_bound(upper, column.kind, False), mostly=0.999))
             expectations.append(expectation("expect_column_values_to_be_in_type_list", column=name,
                                             type_list=["float64", "float", "int64", "int"]))
         elif column.role == "time_like":

@@ -77,6 +77,32 @@ def test_the_profiled_suite_passes_its_own_table_and_catches_a_bad_batch():
     assert ("expect_column_values_to_be_in_set", "Churn") in failures
 
 
+def test_the_bounds_of_a_long_tailed_column_pass_later_batches_of_the_same_data_and_catch_a_unit_change():
+    from pipelines.features import single_table
+    from pipelines.ingest import cast_columns
+
+    rng = np.random.default_rng(3)
+
+    def batch(rows: int) -> pd.DataFrame:
+        years = rng.gamma(3, 2, rows).round(1)
+        return pd.DataFrame({"ticket": [f"T{i}" for i in rng.permutation(10 * rows)[:rows]], "years": years,
+                             "minutes": (40 + 3 * years + rng.normal(0, 5, rows)).round(1)})
+
+    frame = batch(6000)
+    draft = draft_model(frame, "minutes", "tickets")
+    kinds = {c.name: c.kind for c in draft.columns}
+
+    def failures(rows: pd.DataFrame) -> set:
+        examples = single_table({"tickets": cast_columns(rows, kinds, "tickets.csv")})
+        return {(o.expectation, o.column) for o in validate_frame(examples, draft.suite).failures}
+
+    # 40 weekly batches of 250 rows: about one would hold a value past the table's maximum plus a tenth of
+    # its range; none goes past a tail's own width again.
+    assert [failures(batch(250)) for _ in range(40)] == [set()] * 40
+    in_months = batch(250).assign(years=lambda f: f["years"] * 12)
+    assert ("expect_column_values_to_be_between", "years") in failures(in_months)
+
+
 def test_init_writes_a_config_that_loads_and_a_suite_and_lands_the_table(tmp_path, capsys):
     data = tmp_path / "churn.csv"
     churn().to_csv(data, index=False)
