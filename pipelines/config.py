@@ -228,6 +228,9 @@ class PerformancePolicy(_Strict):
                           "than the window's sampling noise.")
     confidence_z: float = Field(2.33, gt=0, description="Sampling noise in standard deviations (2.33: one-sided "
                                 "99%) at the window's labelled rows.")
+    min_labelled_rows: int = Field(100, ge=10, description="The fewest labelled rows a window's metric is "
+                                   "compared with the holdout's on: the noise band is wider the fewer they are, "
+                                   "so a window whose last days still wait for their labels is judged on the rest.")
 
 
 class RetrainPolicy(_Strict):

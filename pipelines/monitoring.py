@@ -248,7 +248,7 @@ def _worse_than_baseline(name: str, label: str, values: dict, rows: int, limits:
     found = []
     for metric, baseline in limits.baselines.items():
         value = values.get(metric)
-        if value is None or rows < limits.min_rows:
+        if value is None or rows < limits.min_labelled_rows:
             continue
         noise = limits.confidence_z * baseline.noise(rows)
         margin = limits.practical_margin * abs(baseline.value)
@@ -261,9 +261,9 @@ def _worse_than_baseline(name: str, label: str, values: dict, rows: int, limits:
 
 
 def performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
-    if m.labelled_rows < limits.min_rows:
-        return []
     found = _worse_than_baseline("performance", "realized", m.realized, m.labelled_rows, limits)
+    if m.labelled_rows < limits.min_rows:
+        return found  # the absolute bounds carry no noise band: they judge full windows only
     for metric, floor in limits.floors.items():
         value = m.realized.get(metric)
         if value is not None and value < floor:
@@ -278,7 +278,7 @@ def performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list
 
 
 def estimated_performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
-    if m.labelled_rows >= limits.min_rows and any(k in m.realized for k in m.estimated):
+    if m.labelled_rows >= limits.min_labelled_rows and any(k in m.realized for k in m.estimated):
         return []  # the labels have landed: the realized value judges
     return _worse_than_baseline("estimated_performance", "estimated", m.estimated, m.rows, limits)
 
@@ -356,8 +356,9 @@ def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], 
     retraining = [s for s in found if s.name in policy.retrain.signals]
     noted = [s for s in found if s.name not in policy.retrain.signals]
     if not retraining:
-        return Decision("ok", noted, 0, "no signal" if not noted else
-                        f"no retrain signal; noted: {'; '.join(s.detail for s in noted)}")
+        return Decision("ok", noted, 0, ("no signal" if not noted else
+                                         f"no retrain signal; noted: {'; '.join(s.detail for s in noted)}")
+                        + _not_judged_yet(m, cfg, limits))
     streak = 1
     last_retrain: date | None = None
     cursor = m.window_start  # windows must follow each other: a gap in the record ends the streak
@@ -388,6 +389,16 @@ def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], 
         return Decision("hold", found, streak, f"{streak} breaching windows in a row, but no data landed for the "
                         f"window to retrain on: {summary}")
     return Decision("retrain", found, streak, f"{streak} breaching windows in a row: {summary}")
+
+
+def _not_judged_yet(m: WindowMeasurement, cfg: ModelConfig, limits: Limits) -> str:
+    """What an ``ok`` could not look at yet: realized performance, when too few of the window's labels have
+    landed and nothing estimated it."""
+    if "performance" not in cfg.monitoring.retrain.signals or m.labelled_rows >= limits.min_labelled_rows \
+            or any(k in m.estimated for k in limits.baselines):
+        return ""
+    return (f" (realized performance not judged yet: {m.labelled_rows} of {m.rows} rows labelled, fewer than "
+            f"{limits.min_labelled_rows}; the labels still to land are judged with the next windows)")
 
 
 def record_of(m: WindowMeasurement, cfg: ModelConfig, decision: str, limits: Limits) -> WindowRecord:

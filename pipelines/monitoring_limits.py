@@ -133,6 +133,7 @@ class Limits:
     practical_margin: float
     estimator: Estimator | None
     min_rows: int
+    min_labelled_rows: int
     source: str  # "calibrated on <...>" or "config and Evidently's defaults"
 
     def column_limit(self, column: str) -> float:
@@ -158,7 +159,8 @@ def resolve(cfg: ModelConfig, calibration: Calibration | None) -> Limits:
               if calibration else "config and Evidently's defaults (the version has no calibration)")
     return Limits(column_limits, drift_share, prediction, dict(drift.key_features), cfg.realized_floors,
                   cfg.realized_ceilings, baselines, metrics, performance.confidence_z, performance.margin,
-                  calibration.estimator if calibration else None, cfg.monitoring.min_rows, source)
+                  calibration.estimator if calibration else None, cfg.monitoring.min_rows,
+                  performance.min_labelled_rows, source)
 
 
 # calibration ----------------------------------------------------------------------------------------------

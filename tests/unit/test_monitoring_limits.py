@@ -117,6 +117,21 @@ def test_an_error_far_above_the_holdouts_is_a_performance_signal_and_one_within_
     assert decide(cfg, window, [], limits).action == "ok"
 
 
+def test_a_window_still_waiting_for_some_labels_is_judged_on_those_landed_within_their_wider_noise(calibration):
+    cfg = config(min_rows=200)  # and performance.min_labelled_rows 100
+    limits = resolve(cfg, calibration)
+    rmse = calibration.baselines["rmse"]
+    window = WindowMeasurement(date(2020, 5, 1), date(2020, 5, 8), "1", 250, labelled_rows=150, pending_labels=100)
+    window.realized = {"rmse": rmse.value * 1.5}
+    assert 1.5 * rmse.value - rmse.value > limits.confidence_z * rmse.noise(150)
+    assert [s.name for s in decide(cfg, window, [], limits).signals] == ["performance"]
+    window.labelled_rows, window.pending_labels = 60, 190  # too few to judge: ok, and says so
+    decision = decide(cfg, window, [], limits)
+    assert decision.action == "ok" and decision.reason == (
+        "no signal (realized performance not judged yet: 60 of 250 rows labelled, fewer than 100; the labels "
+        "still to land are judged with the next windows)")
+
+
 def test_the_baselines_noise_shrinks_with_the_square_root_of_the_rows():
     cfg = config()
     rng = np.random.default_rng(0)
