@@ -199,7 +199,7 @@ class Regression(TaskType):
             if column is None or column.rows == 0:
                 continue
             value = stratified_rmse(stratified, column.values, column.counts, self.MIN_COVERAGE)
-            if np.isfinite(value) and not value <= worst:
+            if np.isfinite(value) and (np.isnan(worst) or value > worst):
                 worst = value
         return worst
 
