@@ -70,8 +70,9 @@ def backtest(cfg: ModelConfig, reference: pd.DataFrame, reference_scores: np.nda
     judged: list[BacktestWindow] = []
     for number, (lo, hi) in enumerate(windows_of(cfg, later, start, end)):
         rows = frame[(times >= pd.Timestamp(lo, tz="UTC")) & (times < pd.Timestamp(hi, tz="UTC"))]
-        m = measure_window(cfg, scan_frame(cfg, rows), profile, lo, hi, "1", limits)
-        estimate_performance(cfg, m, rows[PREDICTION], limits)
+        scan = scan_frame(cfg, rows)
+        m = measure_window(cfg, scan, profile, lo, hi, "1", limits)
+        estimate_performance(cfg, m, rows[PREDICTION], limits, scan.profile)
         labelled = rows if label_delay_windows == 0 else rows.iloc[0:0]
         _realize(cfg, m, labelled, len(rows), classes, threshold)
         valid = (lo, hi) not in (invalid or set())

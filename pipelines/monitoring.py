@@ -197,9 +197,11 @@ def measure_window(cfg: ModelConfig, scan: WindowScan, profile: ReferenceProfile
     return measurement
 
 
-def estimate_performance(cfg: ModelConfig, m: WindowMeasurement, scores, limits: Limits) -> None:
-    """The champion's metric on the window estimated from its logged scores (before the labels land), when
-    its task type can estimate and its calibration on the holdout was good enough."""
+def estimate_performance(cfg: ModelConfig, m: WindowMeasurement, scores, limits: Limits,
+                         profile: ReferenceProfile | None = None) -> None:
+    """The champion's metric on the window estimated before the labels land from its logged scores (and the
+    value counts of its features, ``profile``, the window scan's), when its task type can estimate and its
+    estimator passed its check on the holdout."""
     estimator = limits.estimator
     if estimator is None:
         m.estimate_note = f"not estimated: {cfg.task_type.estimate_unavailable}"
@@ -207,7 +209,10 @@ def estimate_performance(cfg: ModelConfig, m: WindowMeasurement, scores, limits:
     if not estimator.usable:
         m.estimate_note = f"not estimated: {estimator.note}"
         return
-    value = cfg.task_type.estimate(np.asarray(scores, dtype=float), estimator)
+    value = cfg.task_type.estimate(np.asarray(scores, dtype=float), estimator, profile)
+    if not np.isfinite(value):
+        m.estimate_note = "not estimated: the window's values lie mostly where the holdout has too few rows to say"
+        return
     m.estimated = json_safe({estimator.metric: value})
     m.estimate_note = estimator.note
 

@@ -15,7 +15,8 @@ table without one, bootstrap windows of ``BOOTSTRAP_ROWS``. From those scores it
   difference from the baseline has the window's sampling noise and the holdout value's own, each scaling
   with one over the square root of its rows;
 - the task type's estimator of performance before the labels land, when it has one (binary: confidence
-  based, from the holdout's calibration).
+  based, from the holdout's calibration; regression: the holdout's error per stratum of each key feature,
+  the features the model relies on most by permutation importance on the holdout).
 
 ``resolve`` combines them with the config: any limit the config sets wins; without a calibration (a version
 registered before calibration existed) the config's values or Evidently's defaults apply.
@@ -70,16 +71,32 @@ class MetricBaseline:
 
 
 @dataclass(frozen=True)
+class ErrorProfile:
+    """The holdout's mean squared error in each stratum of one feature: numeric values cut at ``edges``
+    (stratum i holds values in [edges[i-1], edges[i])), or one stratum per value of ``categories``."""
+
+    feature: str
+    kind: str  # "numeric" or "categorical"
+    edges: list[float]
+    categories: list[str]
+    mse: list[float | None]  # None: too few holdout rows in the stratum to say
+    importance: float  # the feature's permutation importance on the holdout
+    check_error: float  # relative error of the estimate on held-out days (see ``Regression.fit_estimator``)
+
+
+@dataclass(frozen=True)
 class Estimator:
-    """Confidence-based performance estimation: the holdout's calibration of the logged scores (a monotone
-    map, as isotonic regression fits it), and how well the estimate matched the holdout's realized value."""
+    """Performance estimation before the labels land, fitted on the holdout: confidence based (the holdout's
+    calibration of the logged scores, a monotone map as isotonic regression fits it) or, for a regression,
+    the holdout's error per stratum of its key features; and how well the estimate matched the holdout."""
 
     metric: str
     calibration_x: list[float]
     calibration_y: list[float]
-    holdout_error: float  # mean absolute error of the estimate on held-out halves of the holdout
+    holdout_error: float  # error of the estimate on held-out parts of the holdout
     usable: bool
     note: str
+    profiles: list[ErrorProfile] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,10 @@ class Calibration:
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         data = dict(data)
         data["baselines"] = {k: MetricBaseline(**v) for k, v in (data.get("baselines") or {}).items()}
-        data["estimator"] = Estimator(**data["estimator"]) if data.get("estimator") else None
+        estimator = data.get("estimator")
+        data["estimator"] = Estimator(**{**estimator, "profiles": [ErrorProfile(**p) for p in
+                                                                    estimator.get("profiles") or []]}) \
+            if estimator else None
         return cls(**data)
 
     def tags(self) -> dict[str, str]:
@@ -187,11 +207,14 @@ def reference_windows(cfg: ModelConfig, reference: pd.DataFrame, seed: int = 0) 
 
 def calibrate(cfg: ModelConfig, reference: pd.DataFrame, reference_scores: np.ndarray, holdout_truth: np.ndarray,
               holdout_scores: np.ndarray, classes: list[str] | None, threshold: float | None,
-              seed: int = 0) -> Calibration:
+              seed: int = 0, holdout: pd.DataFrame | None = None,
+              importance: dict[str, float] | None = None) -> Calibration:
     """Measure the version's own history as the monitor would and derive its limits (see the module's doc).
 
     ``reference`` is the training snapshot and ``reference_scores`` the version's logged scores on it;
-    ``holdout_truth`` (as the task type's ``labels`` gives it) and ``holdout_scores`` are the holdout's."""
+    ``holdout_truth`` (as the task type's ``labels`` gives it) and ``holdout_scores`` are the holdout's;
+    ``holdout`` its rows and ``importance`` the model's permutation importance per feature on them, for a
+    task type whose estimator reads the features (``TaskType.estimate_reads_features``)."""
     from pipelines.drift import ReferenceProfile, profile_reference, without
     from pipelines.monitoring import PREDICTION, measure_window, scan_frame
 
@@ -230,7 +253,8 @@ def calibrate(cfg: ModelConfig, reference: pd.DataFrame, reference_scores: np.nd
     drift_share = min(1.0, max(max(over, default=0) + 1, MIN_DRIFTED_COLUMNS) / judged)
     baselines = metric_baselines(cfg, holdout_truth, holdout_scores, classes, threshold,
                                  rows=int(np.median([len(w) for w in windows])), seed=seed)
-    estimator, note = task.fit_estimator(holdout_truth, holdout_scores, classes, cfg.margin_metric, seed=seed)
+    estimator, note = task.fit_estimator(holdout_truth, holdout_scores, classes, cfg.margin_metric, seed=seed,
+                                         holdout=holdout, importance=importance)
     return Calibration(method, len(windows), int(np.median([len(w) for w in windows])), limits,
                        {c: [round(v, 6) for v in values] for c, values in scores.items()}, drift_share,
                        _limit(predictions) if len(predictions) >= 2 else None, baselines, estimator, note,

@@ -146,8 +146,29 @@ def calibration_for(cfg: ModelConfig, snapshot, holdout, model, threshold: float
     def scores(frame):
         return task.scores(task.output(model, model_inputs(frame, cfg.features)), classes)
 
+    importance = feature_importance(cfg, model, holdout) if task.estimate_reads_features and len(holdout) else None
     return calibrate(cfg, snapshot, scores(snapshot), task.labels(holdout[cfg.features.target]), scores(holdout),
-                     classes, threshold)
+                     classes, threshold, holdout=holdout, importance=importance)
+
+
+IMPORTANCE_ROWS = 3000
+
+
+def feature_importance(cfg: ModelConfig, model, holdout, seed: int = 0) -> dict[str, float]:
+    """Each feature's permutation importance for ``model`` on (up to ``IMPORTANCE_ROWS`` of) the holdout: how
+    much the model's own score (R² for a regressor, accuracy for a classifier) drops when the feature's values
+    are shuffled."""
+    from sklearn.inspection import permutation_importance
+
+    from pipelines.training import model_inputs
+
+    task = cfg.task_type
+    sample = holdout.sample(min(len(holdout), IMPORTANCE_ROWS), random_state=seed)
+    inputs = model_inputs(sample, cfg.features)
+    found = permutation_importance(model, inputs, task.labels(sample[cfg.features.target]), n_repeats=2,
+                                   random_state=seed)
+    return {column: round(float(value), 6) for column, value in zip(inputs.columns, found.importances_mean,
+                                                                    strict=True)}
 
 
 LIMITS_ARTIFACT = "monitoring/limits.json"
@@ -326,7 +347,7 @@ def measure(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths) -> dict:
     limits = champion_limits(cfg, state, version)
     scan = scan_window(cfg, mctx.start, mctx.end)
     measurement = measure_window(cfg, scan, profile, mctx.start, mctx.end, str(version.version), limits)
-    estimate_performance(cfg, measurement, scan.served[PREDICTION], limits)
+    estimate_performance(cfg, measurement, scan.served[PREDICTION], limits, scan.profile)
     scoring = champion_scoring(dict(version.tags))
     _add_realized(cfg, state, measurement, scan.served, scoring)
     sample_path = write_parquet_atomic(scan.sample, monitoring_dir(cfg, state) / "work" / run_key(mctx.run_id)

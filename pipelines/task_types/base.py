@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pipelines.config import FeaturesConfig, ModelConfig
+    from pipelines.drift import ReferenceProfile
     from pipelines.monitoring_limits import Estimator
 
 
@@ -156,14 +157,38 @@ class TaskType:
 
     # performance estimation (before the labels land) ---------------------------------------------------
     estimate_unavailable: ClassVar[str] = "this task type has no estimator of performance before the labels land"
+    # Whether the estimator reads the window's features (their value counts), not only the logged scores: its
+    # calibration then needs the holdout's rows and the model's permutation importance on them.
+    estimate_reads_features: ClassVar[bool] = False
 
     def fit_estimator(self, truth: np.ndarray, scores: np.ndarray, classes: list[str] | None, metric: str,
-                      seed: int = 0) -> tuple[Estimator | None, str]:
-        """An estimator of ``metric`` from logged scores alone, fitted on the holdout, and a note on how good
-        it is; None (and why) when the task type cannot estimate honestly."""
+                      seed: int = 0, holdout: pd.DataFrame | None = None,
+                      importance: dict[str, float] | None = None) -> tuple[Estimator | None, str]:
+        """An estimator of ``metric`` before the labels land, fitted on the holdout (``truth`` and ``scores``,
+        and, when ``estimate_reads_features``, its rows and the features' permutation importance), and a
+        note on how good it is; None (and why) when the task type cannot estimate honestly."""
         return None, f"not estimated: {self.estimate_unavailable}"
 
-    def estimate(self, scores: np.ndarray, estimator: Estimator) -> float:
+    def holdout_halves(self, holdout: pd.DataFrame | None, seed: int, rows: int | None = None) -> np.ndarray:
+        """Two halves of the holdout for checking an estimator fitted on one half against the other: alternate
+        days of the event time (the outcomes of one day's rows move together, a storm, as they do within a
+        monitoring window), else random rows (``rows`` of them when there is no holdout frame)."""
+        import numpy as np
+        import pandas as pd
+
+        event_time = self.features.event_time
+        if holdout is not None and event_time and event_time in holdout.columns:
+            days = pd.to_datetime(holdout[event_time], utc=True, errors="coerce").dt.floor("D")
+            if days.notna().all() and days.nunique() >= 4:
+                first = (days.rank(method="dense").to_numpy() % 2) == 1
+                if 0.25 <= first.mean() <= 0.75:
+                    return first
+        size = len(holdout) if holdout is not None else int(rows or 0)
+        return np.random.default_rng(seed).permutation(size) % 2 == 0
+
+    def estimate(self, scores: np.ndarray, estimator: Estimator, profile: ReferenceProfile | None = None) -> float:
+        """The metric's estimate for a window from its logged ``scores`` (and its features' value counts,
+        ``profile``); NaN when this window cannot be estimated."""
         raise NotImplementedError
 
     # metrics -----------------------------------------------------------------------------------------------

@@ -114,11 +114,13 @@ class BinaryClassification(Classification):
     ESTIMABLE = ("roc_auc",)
     MAX_ESTIMATE_ERROR = 0.03
 
-    def fit_estimator(self, truth, scores, classes, metric, seed=0):
-        """Confidence-based performance estimation (NannyML's CBPE): the holdout's isotonic calibration of
-        the positive-class probability turns each served row's score into its chance of being positive,
-        and the metric's expectation follows. Checked on the holdout itself: fitted on one half, estimated on
-        the other, against the other half's realized value."""
+    def fit_estimator(self, truth, scores, classes, metric, seed=0, holdout=None, importance=None):
+        """Confidence-based performance estimation (NannyML's CBPE): the holdout's calibration of the
+        positive-class probability turns each served row's score into its chance of being positive, and the
+        metric's expectation follows. Two calibration maps are tried, isotonic (monotone steps) and logistic
+        (Platt's two parameters on the score's logit), each fitted on one half of the holdout's days and
+        checked on the other half against its realized value; the map with the smaller error is fitted on the
+        whole holdout, and the estimate is refused when even that error is above ``MAX_ESTIMATE_ERROR``."""
         import numpy as np
 
         from pipelines.monitoring_limits import Estimator
@@ -129,24 +131,35 @@ class BinaryClassification(Classification):
         scores = np.asarray(scores, dtype=float)
         if positive.size < 200 or positive.min() == positive.max():
             return None, "not estimated: the holdout is too small or one class only, so calibration cannot be checked"
-        halves = np.random.default_rng(seed).permutation(positive.size) % 2 == 0
-        errors = []
-        for fit, check in ((halves, ~halves), (~halves, halves)):
-            x, y = _isotonic(scores[fit], positive[fit])
-            estimated = _expected_metric(metric, scores[check], np.interp(scores[check], x, y), self._cut)
-            realized = self.realized(np.asarray(truth)[check], scores[check], classes, self._cut)[metric]
-            errors.append(abs(estimated - realized))
-        error = float(np.mean(errors))
-        x, y = _isotonic(scores, positive)
+        frame = holdout if holdout is not None and len(holdout) == positive.size else None
+        halves = self.holdout_halves(frame, seed, rows=positive.size)
+        checked = {}
+        for name, fit in CALIBRATION_MAPS.items():
+            errors = []
+            for part, check in ((halves, ~halves), (~halves, halves)):
+                if positive[part].min() == positive[part].max() or positive[check].min() == positive[check].max():
+                    continue
+                x, y = fit(scores[part], positive[part])
+                estimated = _expected_metric(metric, scores[check], np.interp(scores[check], x, y), self._cut)
+                realized = self.realized(np.asarray(truth)[check], scores[check], classes, self._cut)[metric]
+                errors.append(abs(estimated - realized))
+            if errors:
+                checked[name] = float(np.mean(errors))
+        if not checked:
+            return None, "not estimated: a half of the holdout has one class only, so calibration cannot be checked"
+        best = min(checked, key=checked.get)
+        error = checked[best]
+        x, y = CALIBRATION_MAPS[best](scores, positive)
         usable = error <= self.MAX_ESTIMATE_ERROR
-        note = (f"estimated {metric} from calibrated probabilities: off by {error:.3f} on held-out halves of the "
-                f"holdout" + ("" if usable else f", more than {self.MAX_ESTIMATE_ERROR}: too poorly calibrated to "
-                                                 "estimate"))
+        others = ", ".join(f"{name} {value:.3f}" for name, value in checked.items() if name != best)
+        note = (f"estimated {metric} from probabilities calibrated on the holdout ({best} map): off by {error:.3f} on "
+                "held-out halves of the holdout" + (f" ({others})" if others else "")
+                + ("" if usable else f", more than {self.MAX_ESTIMATE_ERROR}: too poorly calibrated to estimate"))
         return Estimator(metric, [float(v) for v in x], [float(v) for v in y], round(error, 6), usable, note), note
 
     _cut = 0.5
 
-    def estimate(self, scores, estimator) -> float:
+    def estimate(self, scores, estimator, profile=None) -> float:
         import numpy as np
 
         scores = np.asarray(scores, dtype=float)
@@ -186,6 +199,21 @@ class BinaryClassification(Classification):
         return [folder / "roc.png", folder / "calibration.png", *self.plot_slices(metrics, slices, folder)]
 
 
+def _logistic(scores, positive, points: int = 256):
+    """Platt scaling on the score's logit, as points of the fitted curve that ``np.interp`` reads (at the
+    scores' quantiles, so the curve is followed where the scores are)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    def logit(values):
+        values = np.clip(values, 1e-6, 1 - 1e-6)
+        return np.log(values / (1 - values))
+
+    fitted = LogisticRegression(C=1e6).fit(logit(scores)[:, None], positive)
+    x = np.unique(np.quantile(scores, np.linspace(0, 1, points)))
+    return x, fitted.predict_proba(logit(x)[:, None])[:, 1]
+
+
 def _isotonic(scores, positive):
     """The isotonic regression of the outcome on the score, as the points ``np.interp`` reads it from."""
     from sklearn.isotonic import IsotonicRegression
@@ -212,3 +240,6 @@ def _expected_metric(metric: str, scores, probabilities, cut: float) -> float:
         return float("nan")
     tpr, fpr = np.concatenate(([0.0], tp / tp[-1])), np.concatenate(([0.0], fp / fp[-1]))
     return float(np.trapezoid(tpr, fpr))
+
+
+CALIBRATION_MAPS = {"isotonic": _isotonic, "logistic": _logistic}

@@ -10,7 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.config import ModelConfig
-from pipelines.monitoring import WindowMeasurement, decide, estimate_performance, measure_window, scan_frame
+from pipelines.monitoring import (
+    WindowMeasurement,
+    decide,
+    estimate_performance,
+    measure_window,
+    scan_frame,
+    signals,
+)
 from pipelines.monitoring_limits import Calibration, calibrate, metric_baselines, resolve
 from pipelines.task_types.binary import _expected_metric
 
@@ -173,7 +180,8 @@ def test_the_estimate_follows_the_realized_roc_auc_under_covariate_shift_and_say
     truth = np.where(rng.random(logit.size) < 1 / (1 + np.exp(-logit)), "1", "0")
     scores = 1 / (1 + np.exp(-(0.6 * logit + 0.4)))  # ranks right, probabilities off: needs calibration
     estimator, note = task.fit_estimator(truth[:5000], scores[:5000], ["0", "1"], "roc_auc")
-    assert estimator.usable and "off by" in note
+    # the scores are a logistic distortion of the true chances: Platt's map undoes it, and is chosen
+    assert estimator.usable and "(logistic map): off by" in note and "(isotonic " in note
     limits = resolve(cfg, Calibration("bootstrap windows", 30, 1000, {}, {}, 0.5, None, {}, estimator, note))
     shifted = logit[5000:] > 0.5  # a window of the riskier rows only: its ROC AUC is lower
     m = WindowMeasurement(None, None, "1", int(shifted.sum()))
@@ -262,3 +270,102 @@ def test_by_default_drift_is_shown_and_alerted_but_only_performance_and_key_feat
     decision = decide(cfg, drifted, [], limits)
     assert decision.action == "ok" and {s.name for s in decision.signals} == {"dataset_drift", "prediction_drift"}
     assert decision.reason.startswith("no retrain signal; noted: ")
+
+
+def test_the_stratified_rmse_of_a_hand_computed_case():
+    # Strata of x: below 1.0 (holdout MSE 4) and from 1.0 (MSE 16). A window of three rows below and one above
+    # weighs them 3:1: sqrt((3 * 4 + 1 * 16) / 4) = sqrt(7). Rows in a stratum the holdout cannot speak for
+    # (a category it never had) are left out while they are few, and make the window unestimated when many.
+    from pipelines.monitoring_limits import ErrorProfile
+    from pipelines.task_types.regression import stratified_rmse
+
+    numeric = ErrorProfile("x", "numeric", [1.0], [], [4.0, 16.0], 1.0, 0.05)
+    assert stratified_rmse(numeric, np.array([0.5, 2.0]), np.array([3, 1]), 0.8) == pytest.approx(np.sqrt(7))
+    shops = ErrorProfile("shop", "categorical", [], ["a", "b", "c"], [1.0, 9.0, None], 1.0, 0.05)
+    # "c" has too few holdout rows, "d" is new: 1 of 10 rows unknown is within the coverage of 0.8
+    assert stratified_rmse(shops, np.array(["a", "b", "d"], dtype=object), np.array([6, 3, 1]), 0.8) == \
+        pytest.approx(np.sqrt((6 * 1.0 + 3 * 9.0) / 9))
+    assert np.isnan(stratified_rmse(shops, np.array(["a", "c"], dtype=object), np.array([5, 5]), 0.8))
+
+
+def heteroscedastic(days: int, seed: int, start: date = date(2020, 1, 1)) -> pd.DataFrame:
+    """A regression whose error grows with ``x`` (as an arrival delay's does late in the day), a ``season`` of
+    no bearing on the error, and a ``shop`` whose error depends on the day it was seen: shop a has its bad
+    days (a storm) on even days, shop b on odd ones, so what its strata say on some days does not hold on
+    others."""
+    rng = np.random.default_rng(seed)
+    day = np.repeat(np.arange(days), 200)
+    x = rng.uniform(0, 10, day.size)
+    shop = rng.choice(["a", "b", "c"], day.size)
+    scale = (1 + x) * np.where(shop == np.where(day % 2 == 0, "a", "b"), 3.0, 1.0)
+    return pd.DataFrame({"day": pd.Timestamp(start, tz="UTC") + pd.to_timedelta(day, unit="D"), "x": x,
+                         "season": rng.normal(0, 1, day.size), "shop": shop,
+                         "y": 2 * x + rng.normal(0, 1, day.size) * scale})
+
+
+def test_the_regression_estimate_follows_a_shift_towards_larger_errors_and_refuses_a_profile_that_does_not_hold():
+    from pipelines.drift import profile_reference
+
+    cfg = config()
+    task = cfg.task_type
+    holdout = heteroscedastic(20, seed=4)
+    importance = {"x": 0.9, "shop": 0.3, "season": 0.0}
+    estimator, note = task.fit_estimator(holdout.y.to_numpy(), 2 * holdout.x.to_numpy(), None, "rmse",
+                                         holdout=holdout, importance=importance)
+    assert estimator.usable and [p.feature for p in estimator.profiles] == ["x"]
+    assert "refused: shop (off by" in note  # its strata's errors moved with the day
+    assert estimator.profiles[0].check_error <= task.MAX_CHECK_ERROR
+    limits = resolve(cfg, Calibration("bootstrap windows", 30, 1000, {}, {}, 0.5, None,
+                                      metric_baselines(cfg, holdout.y.to_numpy(), 2 * holdout.x.to_numpy(), None,
+                                                       None, rows=1400), estimator, note))
+    later = heteroscedastic(7, seed=5, start=date(2020, 2, 1))
+    for window, worse in ((later, False), (later[later.x > 5], True)):  # as it is; only the larger x
+        m = WindowMeasurement(None, None, "1", len(window))
+        profile = profile_reference(window, ["x", "season"], ["shop"])
+        estimate_performance(cfg, m, 2 * window.x.to_numpy(), limits, profile)
+        realized = float(np.sqrt(np.mean((window.y - 2 * window.x) ** 2)))
+        assert m.estimated["rmse"] == pytest.approx(realized, rel=0.1)
+        assert [s.name for s in signals(m, limits)] == (["estimated_performance"] if worse else [])
+    # without the holdout's rows (a version calibrated before) it says so, and estimates nothing
+    none, why = task.fit_estimator(holdout.y.to_numpy(), 2 * holdout.x.to_numpy(), None, "rmse")
+    assert none is None and why.startswith("not estimated: a regression's error")
+
+
+def test_a_calibration_keeps_the_regression_estimator_through_its_stored_form(reference):
+    import json
+
+    cfg = config()
+    holdout = reference.iloc[-2000:]
+    calibration = calibrate(cfg, reference, np.zeros(len(reference)), holdout["y"].to_numpy(),
+                            (2 * holdout["x"] + 0.2 * holdout["season"]).to_numpy(), None, None,
+                            holdout=holdout, importance={"x": 1.0, "season": 0.1, "shop": 0.0})
+    stored = Calibration.from_dict(json.loads(json.dumps(calibration.as_dict(), allow_nan=False)))
+    assert stored == calibration and stored.estimator.profiles
+    assert {p.feature for p in stored.estimator.profiles} <= {"x", "season"}
+
+
+def test_the_feature_importance_ranks_the_feature_the_model_relies_on_first():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    from pipelines.monitoring_tasks import feature_importance
+    from pipelines.training import model_inputs
+
+    cfg = config()
+    frame = history(30)  # y = 2 x + 0.2 season + noise, season spread 10 times as wide as x
+    model = make_pipeline(ColumnTransformer([("numbers", "passthrough", ["season", "x"])]), LinearRegression())
+    model.fit(model_inputs(frame, cfg.features), frame.y)
+    importance = feature_importance(cfg, model, frame)
+    assert max(importance, key=importance.get) == "x" and importance["shop"] == pytest.approx(0.0)
+
+
+def test_the_holdout_is_checked_on_alternate_days_when_it_has_an_event_time():
+    task = config().task_type
+    days = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.repeat(np.arange(6), 10), unit="D")
+    holdout = pd.DataFrame({"day": days.to_numpy()[::-1], "x": np.arange(60.0)})  # in any order
+    halves = task.holdout_halves(holdout, seed=0)
+    assert (halves == (holdout.day.dt.day % 2 == 0).to_numpy()).all() or \
+        (halves == (holdout.day.dt.day % 2 == 1).to_numpy()).all()
+    at_random = task.holdout_halves(holdout.drop(columns="day"), seed=0)
+    assert at_random.sum() == 30 and not (at_random == halves).all()
