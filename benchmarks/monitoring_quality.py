@@ -12,7 +12,7 @@ Tables (no download):
                      with the season.
 Each table's champion is trained in process on the reference period (flights: Jan-Mar 2013, the configs'
 default_interval; bike rides: Jan-Mar 2022) with the project's training code (time split, the grid's
-candidates, the best on the validation rows), calibrated with ``monitoring_limits.calibrate`` (as
+candidates, the best on the validation rows), calibrated with ``calibration.calibrate`` (as
 ``monitoring_tasks.calibration_for`` does at registration), then the later history (Apr-Dec) is judged in
 7-day windows by ``pipelines.backtest.backtest`` with the labels landing one window late.
 

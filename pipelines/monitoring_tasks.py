@@ -135,9 +135,9 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
 
 
 def calibration_for(cfg: ModelConfig, snapshot, holdout, model, threshold: float | None = None):
-    """The version's monitoring calibration (``pipelines.monitoring_limits.calibrate``): ``model`` scored on
+    """The version's monitoring calibration (``pipelines.calibration.calibrate``): ``model`` scored on
     its training ``snapshot`` (the reference) and on its ``holdout``, judged at its decision ``threshold``."""
-    from pipelines.monitoring_limits import calibrate
+    from pipelines.calibration import calibrate
     from pipelines.training import model_classes, model_inputs
 
     task = cfg.task_type

@@ -9,7 +9,8 @@ import pytest
 from test_monitoring_limits import config, history
 
 from pipelines.backtest import backtest
-from pipelines.monitoring_limits import calibrate, resolve
+from pipelines.calibration import calibrate
+from pipelines.monitoring_limits import resolve
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from pipelines.calibration import calibrate, metric_baselines
 from pipelines.config import ModelConfig
 from pipelines.monitoring import (
     WindowMeasurement,
@@ -18,7 +19,7 @@ from pipelines.monitoring import (
     scan_frame,
     signals,
 )
-from pipelines.monitoring_limits import Calibration, calibrate, metric_baselines, resolve
+from pipelines.monitoring_limits import Calibration, resolve
 from pipelines.task_types.binary import _expected_metric
 
 
