@@ -8,7 +8,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 MODEL = "flights_delay"
-TRAIN = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-02-15", "reason": "monitoring test"}
+TRAIN = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-02-08", "reason": "monitoring test"}
 
 
 @pytest.fixture(scope="module")
