@@ -143,3 +143,10 @@ def test_every_stored_text_is_escaped():
         "figure", "figcaption", "span", "svg", "title", "desc", "rect", "text", "path", "g", "circle", "line"}
     assert not [name for e in chart.iter() for name in e.attrib if name.startswith("on")]
     assert chart.find(f"{SVG}svg").find(f"{SVG}title").text.startswith(HOSTILE)
+
+
+def test_the_first_window_is_drawn_in_the_middle_with_its_own_date():
+    chart = drawn([row(0, estimated=0.7, drift=0.2)])
+    (estimated,), (drift,) = circles(chart, "estimated"), circles(chart, "drift")
+    assert float(estimated.get("cx")) == float(drift.get("cx")) == (LEFT + WIDTH - RIGHT) / 2
+    assert [t.text for t in chart.iter(f"{SVG}text") if t.get("class") == "date"] == ["2013-06-08"]
