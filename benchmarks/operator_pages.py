@@ -55,12 +55,13 @@ def populate(root: Path, versions: int, days: int) -> None:
                 "model_name": "pages", "window_start": start, "window_end": start + timedelta(days=1),
                 "model_version": str(1 + day * versions // days), "rows": 900, "drift_share": 0.1,
                 "dataset_drift": False, "prediction_drift": 0.02, "labelled_rows": 800, "pending_labels": 0,
-                "metric": "roc_auc", "realized": 0.7, "breached": False, "cleared": True, "decision": "ok",
-                "reason": "within",
+                "metric": "roc_auc", "realized": 0.7, "estimated": 0.71, "baseline": 0.72, "breached": False,
+                "cleared": True, "decision": "ok", "reason": "within",
                 # a retrain a month, half of them registered as a version, the rest stopped by the gate
                 "triggered_run_id": f"scheduled__{day // 30 if day % 60 else 10_000 + day}" if day % 30 == 0 else None,
                 "report_path": None, "details": {"drift_scores": {f"c{k}": 0.01 for k in range(14)},
-                                                 "signals": [], "realized": {"roc_auc": 0.7, "pr_auc": 0.4}}})
+                                                 "signals": [], "realized": {"roc_auc": 0.7, "pr_auc": 0.4},
+                                                 "drift_share_limit": 0.3, "baseline_band": 0.03}})
 
 
 def main() -> None:
@@ -85,8 +86,8 @@ def main() -> None:
 
         operator_app._configs = lambda: [SimpleNamespace(
             name="pages", model_name="pages_model", monitoring=SimpleNamespace(drift=SimpleNamespace(
-                key_features={"c1": 0.1, "c2": 0.1})), realized_floors={"roc_auc": 0.6}, realized_ceilings={},
-            serving=SimpleNamespace(approval="none"))]
+                key_features={"c1": 0.1, "c2": 0.1}, drift_share=None)), realized_floors={"roc_auc": 0.6},
+            realized_ceilings={}, serving=SimpleNamespace(approval="none"))]
         client = TestClient(operator_app.create_app())
         slowest = 0.0
         for path in ("/models", "/models/pages_model", f"/models/pages_model/versions/{args.versions}",

@@ -39,8 +39,55 @@ def windows_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def realized(windows: pd.DataFrame, metric: str) -> pd.Series:
-    """One realized metric per window (the task type's metrics are kept in each window's details)."""
-    return pd.to_numeric(windows["details"].map(lambda d: (d.get("realized") or {}).get(metric)), errors="coerce")
+    """One realized metric per window (the task type's metrics are kept in each window's details; the primary
+    metric's is also the row's ``realized`` column)."""
+    values = pd.to_numeric(windows["details"].map(lambda d: (d.get("realized") or {}).get(metric)), errors="coerce")
+    return values.fillna(_of_metric(windows, "realized", metric))
+
+
+def primary_metric(windows: pd.DataFrame) -> str | None:
+    """The metric the newest window was judged on (its realized, estimated and baseline columns are of it)."""
+    named = windows["metric"].dropna() if "metric" in windows.columns else pd.Series(dtype=object)
+    return str(named.iloc[-1]) if len(named) else None
+
+
+def estimated(windows: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric estimated from each window's scores before its labels landed."""
+    return _of_metric(windows, "estimated", metric)
+
+
+def baseline_band(windows: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
+    """The champion's holdout value each window was judged against, and how far from it the window may be
+    (its noise and the practical margin) before the performance rules call it worse."""
+    band = pd.to_numeric(windows["details"].map(lambda d: d.get("baseline_band")), errors="coerce").fillna(0.0)
+    return _of_metric(windows, "baseline", metric), band
+
+
+def drift_share_limit(windows: pd.DataFrame, default: float | None = None) -> pd.Series:
+    """The champion's own dataset-drift limit, as each window was judged with it (calibrated per version, or
+    the config's ``default``)."""
+    limit = pd.to_numeric(windows["details"].map(lambda d: d.get("drift_share_limit")), errors="coerce")
+    return limit.fillna(default) if default is not None else limit
+
+
+def champion_changes(windows: pd.DataFrame) -> list[tuple[pd.Timestamp, str, str]]:
+    """Each window whose champion differs from the window before's: (its end, the version before, the new one)."""
+    changes = []
+    previous = None
+    for end, version in zip(windows["window_end"], windows["model_version"], strict=True):
+        version = None if pd.isna(version) else str(version)
+        if previous and version and version != previous:
+            changes.append((end, previous, version))
+        previous = version or previous
+    return changes
+
+
+def _of_metric(windows: pd.DataFrame, column: str, metric: str) -> pd.Series:
+    """A primary-metric column, where the row's metric is ``metric`` (a row of another metric has none)."""
+    if column not in windows.columns:
+        return pd.Series(float("nan"), index=windows.index)
+    values = pd.to_numeric(windows[column], errors="coerce")
+    return values.where(windows["metric"] == metric) if "metric" in windows.columns else values
 
 
 def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> bytes:
@@ -56,10 +103,7 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
         4, 1, figsize=(12, 10), sharex=True, gridspec_kw={"height_ratios": [2.2, 2, 2, 1]})
     when = windows["window_end"]
     drift_ax.plot(when, windows["drift_share"], color="tab:red", marker="o", ms=3, label="drifted share of columns")
-    # The champion's own limit, as each window was judged with it (calibrated per version, or the config's).
-    limit = pd.to_numeric(windows["details"].map(lambda d: d.get("drift_share_limit")), errors="coerce")
-    if policy.drift.drift_share is not None:
-        limit = limit.fillna(policy.drift.drift_share)
+    limit = drift_share_limit(windows, policy.drift.drift_share)
     if limit.notna().any():
         drift_ax.step(when, limit, where="mid", color="tab:red", ls="--", lw=0.8, label="dataset drift limit")
     drift_ax.set_ylabel("drift share")
@@ -78,17 +122,16 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
         perf_ax.plot(when, realized(windows, metric), color=color, marker="o", ms=3, label=f"realized {metric}")
         perf_ax.axhline(bound, color=color, ls="--", lw=0.8, label=f"{metric} {kind} {bound}")
     metric = cfg.margin_metric
-    if "baseline" in windows.columns and windows["baseline"].notna().any():
-        baseline = pd.to_numeric(windows["baseline"], errors="coerce")
-        band = pd.to_numeric(windows["details"].map(lambda d: d.get("baseline_band")), errors="coerce").fillna(0)
+    baseline, band = baseline_band(windows, metric)
+    if baseline.notna().any():
         perf_ax.step(when, baseline, where="mid", color="black", lw=0.8, label=f"champion's holdout {metric}")
         perf_ax.fill_between(when, baseline - band, baseline + band, step="mid", color="grey", alpha=0.2,
                              label="its noise and margin")
         if metric not in [m for m, _, _ in bounds]:
             perf_ax.plot(when, realized(windows, metric), color="tab:blue", marker="o", ms=3,
                          label=f"realized {metric}")
-    if "estimated" in windows.columns and windows["estimated"].notna().any():
-        perf_ax.plot(when, pd.to_numeric(windows["estimated"], errors="coerce"), color="tab:purple", ls=":",
+    if estimated(windows, metric).notna().any():
+        perf_ax.plot(when, estimated(windows, metric), color="tab:purple", ls=":",
                      marker="x", ms=3, label=f"estimated {metric} (before labels)")
     perf_ax.set_ylabel("performance")
     perf_ax.legend(loc="lower left", fontsize=8)

@@ -127,12 +127,15 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         _check_name(name)
         cfg = await asyncio.to_thread(_config_of_model, name)
         bounds = monitoring_view.Bounds.of(cfg)
-        timeline = await asyncio.to_thread(monitoring_view.windows, _monitoring_engine(), cfg.name, bounds)
+        stored = await asyncio.to_thread(monitoring_view.rows, _monitoring_engine(), cfg.name)
+        timeline = monitoring_view.windows_of(stored, bounds)
         retrains = [w.triggered_run_id for w in timeline if w.triggered_run_id]
         outcomes = await read(training_outcomes, name, cfg.name, retrains) if retrains else {}
+        chart = await asyncio.to_thread(_monitoring_chart, name, stored, monitoring_view.retrains(timeline, outcomes),
+                                        bounds.drift_share)
         return pages.render("monitoring.html", model=name, config=cfg.name, windows=timeline, bounds=bounds,
                             outcomes=outcomes, realized=sorted({metric for w in timeline for metric in w.realized}),
-                            key_features=sorted(bounds.key_features), **links)
+                            key_features=sorted(bounds.key_features), chart=chart, **links)
 
     @app.get("/models/{name}/monitoring/{window_id}/report")
     async def monitoring_report(name: str, window_id: WindowId) -> FileResponse:
@@ -163,6 +166,13 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         return RedirectResponse(f"{url_prefix}/models/{quote(name, safe='')}", status_code=307)
 
     return app
+
+
+def _monitoring_chart(model: str, stored: list[dict], retrains, default_drift_limit: float | None):
+    from pipelines.operator_ui.monitoring_chart import monitoring_chart
+    from pipelines.timeline import windows_frame
+
+    return monitoring_chart(model, windows_frame(stored), retrains, default_drift_limit)
 
 
 def _check_name(name: str, version: str | None = None) -> None:

@@ -10,7 +10,10 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.timeline import Retrain
 
 
 @dataclass(frozen=True)
@@ -48,19 +51,31 @@ class Bounds:
     key_features: dict[str, float]
     floors: dict[str, float]
     ceilings: dict[str, float]
+    drift_share: float | None = None  # the config's dataset-drift limit, for a window stored without its own
 
     @classmethod
     def of(cls, cfg) -> Bounds:
-        return cls(dict(cfg.monitoring.drift.key_features), cfg.realized_floors, cfg.realized_ceilings)
+        return cls(dict(cfg.monitoring.drift.key_features), cfg.realized_floors, cfg.realized_ceilings,
+                   cfg.monitoring.drift.drift_share)
 
 
 def windows(engine, model_name: str, bounds: Bounds | None = None, limit: int = 400) -> list[Window]:
     """The model's latest ``limit`` windows (a year of daily ones and more), newest first."""
+    return windows_of(rows(engine, model_name, limit), bounds)
+
+
+def rows(engine, model_name: str, limit: int = 400) -> list[dict[str, Any]]:
+    """The monitoring store's rows of the model's latest ``limit`` windows, newest first."""
     from pipelines.monitoring_store import load_windows
 
-    bounds = bounds or Bounds({}, {}, {})
     with engine.connect() as connection:
-        timeline = [_window(row, bounds) for row in load_windows(connection, model_name, latest=limit)]
+        return load_windows(connection, model_name, latest=limit)
+
+
+def windows_of(stored: list[dict[str, Any]], bounds: Bounds | None = None) -> list[Window]:
+    """The windows of the store's rows (newest first), each marked where the champion changed."""
+    bounds = bounds or Bounds({}, {}, {})
+    timeline = [_window(row, bounds) for row in stored]
     marked = []
     for newer, older in zip(timeline, [*timeline[1:], None][:len(timeline)], strict=True):
         if older and older.model_version and newer.model_version and older.model_version != newer.model_version:
@@ -84,6 +99,21 @@ def _window(row: dict[str, Any], bounds: Bounds) -> Window:
                   flagged=frozenset((s["name"], s["subject"]) for s in signals if s.get("subject")),
                   metric=row.get("metric"), estimated=row.get("estimated"), baseline=row.get("baseline"),
                   drift_share_limit=details.get("drift_share_limit"))
+
+
+def retrains(timeline: list[Window], outcomes: dict) -> list[Retrain]:
+    """Each retrain a window started, oldest first, with what it made (``training_outcomes``) when known (the
+    page does not ask Airflow for the run's state)."""
+    from pipelines.timeline import Retrain
+
+    started = []
+    for w in reversed(timeline):
+        if w.triggered_run_id:
+            made = outcomes.get(w.triggered_run_id)
+            started.append(Retrain(str(w.end), w.reason, w.triggered_run_id, "",
+                                   made.gate_decision if made else "", made.gate_summary if made else "",
+                                   made.version if made else None))
+    return started
 
 
 DRIFT_SIGNALS = {"dataset_drift", "key_feature_drift", "prediction_drift"}

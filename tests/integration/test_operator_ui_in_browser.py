@@ -184,6 +184,15 @@ def test_is_it_still_good_the_monitoring_timeline_and_a_drift_report(page, stack
     assert 0 <= float(cells.nth(3).inner_text().split()[0]) <= 1  # the drift share...
     assert "limit" in cells.nth(3).inner_text()  # ...beside the champion's own limit
     assert "baseline" in row.inner_text()  # the champion's holdout value beside the window's estimate
+    # Above the table, the chart drawn by the page itself: the window's drift share against its limit, the
+    # champion's baseline band.
+    chart = frame.get_by_role("img", name=re.compile(f"^{MODEL}: .* per window against the champion"))
+    chart.wait_for(state="visible")
+    assert chart.bounding_box()["width"] > 400 and chart.bounding_box()["height"] > 150
+    drawn = chart.locator(f'g.window[data-end="{end}"]')
+    assert drawn.locator("circle.drift").is_visible()
+    assert f"{start} → {end}" in drawn.locator("title").text_content()  # its numbers, on hover
+    assert chart.locator("path.band").get_attribute("d") and chart.locator("path.limit").get_attribute("d")
     shot(page, "monitoring")
     with page.expect_event("framenavigated", predicate=lambda f: f.url.endswith("/report")) as navigated:
         row.get_by_role("link", name="drift report").click()

@@ -13,6 +13,7 @@ from pipelines.operator_ui.app import create_app
 from pipelines.registry import promote_version
 
 TOKEN = "operator-token"
+HOSTILE = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
 def logged_in(authorization: str | None = Header(None)) -> None:
@@ -202,7 +203,7 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
     client, _ = pages
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("MLOPS_MONITORING_DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
-    monitoring = SimpleNamespace(drift=SimpleNamespace(key_features={"signal": 0.3}))
+    monitoring = SimpleNamespace(drift=SimpleNamespace(key_features={"signal": 0.3}, drift_share=0.5))
     monkeypatch.setattr(operator_app, "_configs", lambda: [SimpleNamespace(
         name="toy_cfg", model_name="toy", monitoring=monitoring, realized_floors={"roc_auc": 0.75},
         realized_ceilings={})])
@@ -223,24 +224,40 @@ def test_the_monitoring_page_shows_each_window_and_opens_its_drift_report(pages,
                 "model_name": "toy_cfg", "window_start": date(2013, 6, day), "window_end": date(2013, 6, day + 1),
                 "model_version": "1" if day < 3 else "2", "rows": 1000 * day, "drift_share": drift,
                 "dataset_drift": drift > 0.5, "details": {"drift_scores": {"signal": 0.1 * day, "noise": 0.9},
-                                                          "signals": [asdict(s) for s in signals[day]]},
+                                                          "signals": [asdict(s) for s in signals[day]],
+                                                          "baseline_band": 0.05,
+                                                          **({"drift_share_limit": 0.4} if day > 1 else {})},
                 "prediction_drift": 0.01 * day, "labelled_rows": 500, "pending_labels": 0,
                 "metric": "roc_auc", "realized": 0.7, "estimated": 0.71 if day == 3 else None, "baseline": 0.78,
                 "breached": decision == "retrain", "cleared": decision != "retrain", "decision": decision,
-                "reason": f"drift share {drift}", "triggered_run_id": triggered,
+                "reason": f"drift share {drift}" + (HOSTILE if day == 2 else ""), "triggered_run_id": triggered,
                 "report_path": str(path) if path else None})
     html = get(client, "/models/toy/monitoring").text
-    assert html.index("2013-06-03 → 2013-06-04") < html.index("2013-06-01 → 2013-06-02")  # newest first
+    table = html[html.index("<table>"):]
+    assert table.index("2013-06-03 → 2013-06-04") < table.index("2013-06-01 → 2013-06-02")  # newest first
     assert "0.60 drift" in html and "drift share 0.6" in html and "roc_auc" in html
     assert "/dags/train_toy_cfg/runs/manual__2026-12-02" in html
     assert "retrain run</a>: registered v2" in html  # what the retrain it started made
     assert "roc_auc 0.7100" in html and html.count("baseline roc_auc 0.7800") == 3  # estimate beside baseline
-    assert "v1 → v2" in html and html.count("v1 → v2") == 1  # the champion changed before the newest window
+    assert "v1 → v2" in table and table.count("v1 → v2") == 1  # the champion changed before the newest window
     assert "signal drift" in html and "limit 0.3" in html and "floor 0.75" in html
     assert '<td class="fail">0.300</td>' in html and '<td class="">0.200</td>' in html  # key feature past its limit
     # realized roc_auc under its floor where the policy raised it (day 2), not where it did not (too few rows)
     assert html.count('<td class="fail">0.7000</td>') == 1 and html.count('<td class="">0.7000</td>') == 2
     assert "(dataset_drift, performance)" in html
+    # Above the table, the chart: each window's realized and estimated roc_auc against the baseline band, its drift
+    # share against the limit it was judged with (the config's for the window stored without one), the retrain.
+    chart = html[html.index('<figure class="chart">'):html.index("</figure>")]
+    assert html.index("</figure>") < html.index("<table>")
+    assert 'role="img"' in chart and "toy: roc_auc per window against the champion&#x27;s baseline band" in chart
+    assert chart.count('<circle class="realized') == 3 and chart.count('<circle class="estimated') == 1
+    assert chart.count('<circle class="drift"') == 2 and chart.count('<circle class="drift signal"') == 1
+    assert "drift share 0.10 (limit 0.50)" in chart and "drift share 0.60 (limit 0.40)" in chart
+    assert "baseline 0.7800 ± 0.0500" in chart
+    assert '<g class="retrain registered" data-end="2013-06-03">' in chart and "↻ v2</text>" in chart
+    assert "champion v1 → v2 from the window ending 2013-06-04" in chart
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/mlops/pages.js">']  # a stored reason runs nothing
+    assert "<script>alert" not in html and "<img" not in html and "&lt;script&gt;alert(1)" in chart
     with engine.connect() as connection:
         ids = {row["window_start"].day: row["id"] for row in monitoring_store.load_windows(connection, "toy_cfg")}
     opened = get(client, f"/models/toy/monitoring/{ids[2]}/report")
@@ -425,7 +442,7 @@ def test_every_page_runs_only_its_own_script_file_and_shows_hostile_values_as_te
 
     client, versions = pages
     assert _environment().autoescape("version.html") is True
-    hostile = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+    hostile = HOSTILE
     for path in ("/models", "/models/toy", f"/models/toy/versions/{versions[1]}", f"/lineage?request_id={hostile}",
                  "/models/nope", "/pages.js", "/pages.css"):
         answer = get(client, path)
