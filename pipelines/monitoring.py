@@ -204,7 +204,7 @@ def estimate_performance(cfg: ModelConfig, m: WindowMeasurement, scores, limits:
     estimator passed its check on the holdout."""
     estimator = limits.estimator
     if estimator is None:
-        m.estimate_note = f"not estimated: {cfg.task_type.estimate_unavailable}"
+        m.estimate_note = limits.estimate_note or f"not estimated: {cfg.task_type.estimate_unavailable}"
         return
     if not estimator.usable:
         m.estimate_note = f"not estimated: {estimator.note}"

@@ -128,6 +128,7 @@ class Limits:
     min_rows: int
     min_labelled_rows: int
     source: str  # "calibrated on <...>" or "config and Evidently's defaults"
+    estimate_note: str = ""  # why the calibration made no estimator, when it made none
 
     def column_limit(self, column: str) -> float:
         return self.column_limits.get(column, DEFAULT_COLUMN_LIMIT)
@@ -153,4 +154,4 @@ def resolve(cfg: ModelConfig, calibration: Calibration | None) -> Limits:
     return Limits(column_limits, drift_share, prediction, dict(drift.key_features), cfg.realized_floors,
                   cfg.realized_ceilings, baselines, metrics, performance.confidence_z, performance.margin,
                   calibration.estimator if calibration else None, cfg.monitoring.min_rows,
-                  performance.min_labelled_rows, source)
+                  performance.min_labelled_rows, source, calibration.estimate_note if calibration else "")

@@ -330,6 +330,14 @@ def test_the_regression_estimate_follows_a_shift_towards_larger_errors_and_refus
     # without the holdout's rows (a version calibrated before) it says so, and estimates nothing
     none, why = task.fit_estimator(holdout.y.to_numpy(), 2 * holdout.x.to_numpy(), None, "rmse")
     assert none is None and why.startswith("not estimated: a regression's error")
+    # the window says why its champion's calibration made no estimator: the calibration's own reason
+    small, why = task.fit_estimator(holdout.y.to_numpy()[:500], 2 * holdout.x.to_numpy()[:500], None, "rmse",
+                                    holdout=holdout.iloc[:500], importance={"x": 1.0})
+    limits = resolve(cfg, Calibration("bootstrap windows", 30, 1000, {}, {}, 0.5, None, {}, small, why))
+    m = WindowMeasurement(None, None, "1", 500)
+    estimate_performance(cfg, m, np.zeros(500), limits)
+    assert small is None and m.estimated == {} and m.estimate_note == why
+    assert why.startswith("not estimated: the holdout has fewer than")
 
 
 def test_a_calibration_keeps_the_regression_estimator_through_its_stored_form(reference):
