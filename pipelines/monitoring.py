@@ -247,9 +247,11 @@ def prediction_drift_rule(m: WindowMeasurement, limits: Limits, scale: float) ->
                    f"{limits.prediction_limit * scale:.3f}")]
 
 
-def _worse_than_baseline(name: str, label: str, values: dict, rows: int, limits: Limits) -> list[Signal]:
+def _worse_than_baseline(name: str, label: str, values: dict, rows: int, limits: Limits,
+                         estimated: bool = False) -> list[Signal]:
     """A metric worse than the champion's holdout value by more than the window's sampling noise at ``rows``
-    rows and by the practical margin."""
+    rows and by the practical margin; an ``estimated`` value also by more than the estimator's own error (as
+    measured on held-out days of the holdout)."""
     found = []
     for metric, baseline in limits.baselines.items():
         value = values.get(metric)
@@ -257,11 +259,13 @@ def _worse_than_baseline(name: str, label: str, values: dict, rows: int, limits:
             continue
         noise = limits.confidence_z * baseline.noise(rows)
         margin = limits.practical_margin * abs(baseline.value)
+        own = limits.estimator.error_at(baseline.value) if estimated and limits.estimator else 0.0
         worse = baseline.worse_by(value)
-        if worse > max(noise, margin):
+        if worse > max(noise, margin) + own:
             found.append(Signal(name, f"{label} {metric} {value:.4g} against the champion's holdout "
                                 f"{baseline.value:.4g}: worse by {worse:.4g}, beyond the noise of {rows} rows "
-                                f"({noise:.3g}) and the margin ({margin:.3g})", metric))
+                                f"({noise:.3g}) and the margin ({margin:.3g})"
+                                + (f", plus the estimate's own error ({own:.3g})" if own else ""), metric))
     return found
 
 
@@ -285,7 +289,7 @@ def performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list
 def estimated_performance_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:
     if m.labelled_rows >= limits.min_labelled_rows and any(k in m.realized for k in m.estimated):
         return []  # the labels have landed: the realized value judges
-    return _worse_than_baseline("estimated_performance", "estimated", m.estimated, m.rows, limits)
+    return _worse_than_baseline("estimated_performance", "estimated", m.estimated, m.rows, limits, estimated=True)
 
 
 def data_quality_rule(m: WindowMeasurement, limits: Limits, scale: float) -> list[Signal]:

@@ -70,6 +70,11 @@ class Estimator:
     usable: bool
     note: str
     profiles: list[ErrorProfile] = field(default_factory=list)
+    relative_error: bool = False  # holdout_error is a share of the metric's value (else in its units)
+
+    def error_at(self, value: float) -> float:
+        """How far off the estimate may be, in the metric's units, around ``value``."""
+        return self.holdout_error * abs(value) if self.relative_error else self.holdout_error
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class Regression(TaskType):
         note = (f"estimated {metric}: the holdout's error at the window's mix of "
                 f"{', '.join(f'{p.feature} (off by {p.check_error:.0%} on held-out days)' for p in kept)}, the worst"
                 + (f"; refused: {'; '.join(refused)}" if refused else ""))
-        return Estimator(metric, [], [], round(error, 6), True, note, kept), note
+        return Estimator(metric, [], [], round(error, 6), True, note, kept, relative_error=True), note
 
     def _error_profile(self, feature: str, values, squared, importance: float, halves):
         """The feature's ``ErrorProfile`` on the whole holdout, or why it is refused."""
