@@ -136,7 +136,7 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
     perf_ax.set_ylabel("performance")
     perf_ax.legend(loc="lower left", fontsize=8)
     versions = pd.to_numeric(windows["model_version"], errors="coerce")
-    version_ax.step(when, versions, where="post", color="tab:green")
+    version_ax.step(when, versions, where="mid", color="tab:green")
     version_ax.set_ylabel("champion")
     version_ax.yaxis.get_major_locator().set_params(integer=True)
     for retrain in retrains:
