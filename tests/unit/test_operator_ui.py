@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.operator_ui.app import create_app
 from pipelines.registry import promote_version
+from tests.unit.toy_models import registry_to_copy, use_copy_of
 
 TOKEN = "operator-token"
 
@@ -26,15 +27,8 @@ def pages_registry(tmp_path_factory, empty_mlflow_db):
     """A model with two versions made the way the training DAG makes them: a training run holding the gate's
     decision, versions tagged with their lineage and gate verdict, v2 the champion and v1 previous. Made once
     for the module (logging the models is the slow part); each test gets a copy of its store (``pages``)."""
-    import shutil
-
-    from tests.unit.toy_models import ToyRegistry
-
     folder = tmp_path_factory.mktemp("operator_ui_registry")
-    shutil.copyfile(empty_mlflow_db, folder / "mlflow.db")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        registry = ToyRegistry(folder)
+    with registry_to_copy(folder, empty_mlflow_db) as registry:
         versions = []
         for n, (verdict, summary) in enumerate([("approved", "first model: no champion to beat"),
                                                 ("approved", "beats the champion's roc_auc 0.7012 by 0.0310")]):
@@ -54,21 +48,14 @@ def pages_registry(tmp_path_factory, empty_mlflow_db):
                 "data_hash": f"{n}" * 32, "data_rows": "4000", "git_commit": "abc1234",
                 "training_reason": f"<b>reason {n}</b>"}))
             promote_version(registry.client, "toy", versions[-1])
-    return folder / "mlflow.db", versions
+    return folder, versions
 
 
 @pytest.fixture()
 def pages(pages_registry, tmp_path, monkeypatch):
-    """The operator pages on this test's own copy of ``pages_registry``'s store (what a test changes in the
-    registry stays in its copy; the copy's runs keep their artifacts in the module's folder)."""
-    import shutil
-
-    from pipelines.tracking import configure_mlflow
-
-    store, versions = pages_registry
-    shutil.copyfile(store, tmp_path / "mlflow.db")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    configure_mlflow()
+    """The operator pages on this test's own copy of ``pages_registry``'s store."""
+    folder, versions = pages_registry
+    use_copy_of(folder, tmp_path, monkeypatch)
     app = create_app([Depends(logged_in)])
     yield TestClient(app), versions
 
