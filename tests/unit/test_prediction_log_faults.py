@@ -166,7 +166,7 @@ def test_a_killed_process_spill_is_written_by_the_next_start_and_a_live_ones_is_
         child.kill()
 
 
-def test_past_its_bound_the_queue_answers_503_and_counts_it(tmp_path, monkeypatch):
+def test_past_its_bound_the_queue_answers_503_and_counts_it(tmp_path, monkeypatch, fresh_mlflow_uri):
     """The store down and the spill unwritable too: the queue in memory stops at its bound and the service
     answers 503 (counted), rather than grow; when the store is back, every row served is written."""
     from fastapi.testclient import TestClient
@@ -176,7 +176,7 @@ def test_past_its_bound_the_queue_answers_503_and_counts_it(tmp_path, monkeypatc
     from pipelines.serving.app import create_app
     from tests.unit.toy_models import ToyRegistry
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_uri)
     registry = ToyRegistry(tmp_path)
     logged = registry.log(seed=1, rows=200)
     promote_version(registry.client, "toy", registry.register("toy", logged, {"data_hash": "h" * 32}))
@@ -208,7 +208,7 @@ def test_past_its_bound_the_queue_answers_503_and_counts_it(tmp_path, monkeypatc
     assert log.rows_written == 6 and set(read_log(log.url).request_id[:5]) == {f"r{n}" for n in range(5)}
 
 
-def test_sigterm_under_load_logs_every_row_the_service_answered(tmp_path):
+def test_sigterm_under_load_logs_every_row_the_service_answered(tmp_path, fresh_mlflow_uri):
     """The service process gets SIGTERM while four clients post to it: it finishes what it accepted, writes
     its queue, and the log holds exactly the rows of the requests answered 200."""
     import socket
@@ -219,7 +219,7 @@ def test_sigterm_under_load_logs_every_row_the_service_answered(tmp_path):
     from pipelines.registry import promote_version
     from tests.unit.toy_models import ToyRegistry
 
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = fresh_mlflow_uri
     os.environ["MLFLOW_TRACKING_URI"] = tracking
     try:
         registry = ToyRegistry(tmp_path)

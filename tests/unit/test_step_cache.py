@@ -159,14 +159,14 @@ def customers(n: int = 1500, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture()
-def churn(tmp_path, monkeypatch):
+def churn(tmp_path, monkeypatch, fresh_mlflow_uri):
     """A drafted model on a landed table, with its own state folder, configs and MLflow store."""
     from pipelines.cli import init
     from pipelines.config import StatePaths
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("MLOPS_INCLUDE_DIR", str(tmp_path / "include"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_uri)
     data = tmp_path / "churn.csv"
     customers().to_csv(data, index=False)
     made = init(data, "churn", "churn", None, False, state=StatePaths.from_env())
