@@ -24,9 +24,9 @@ MODEL = "flights_delay"
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(monkeypatch_module, tmp_path_factory):
+def mlflow_server(monkeypatch_module, tmp_path_factory, empty_mlflow_db):
     """A real MLflow tracking server for the module, set as its MLFLOW_TRACKING_URI."""
-    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as url:
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server"), empty_mlflow_db) as url:
         monkeypatch_module.setenv("MLFLOW_TRACKING_URI", url)
         yield url
 

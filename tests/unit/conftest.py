@@ -1,22 +1,7 @@
 import shutil
-from pathlib import Path
 
 import pytest
 from toy_models import ToyRegistry
-
-
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory) -> Path:
-    """An MLflow SQLite store with its schema made and nothing in it: making the schema (MLflow's migrations)
-    takes seconds, so a test that wants a fresh store starts from a copy of this one."""
-    import mlflow
-
-    path = tmp_path_factory.mktemp("empty_mlflow") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()  # the tracking store's schema
-    client.search_registered_models()  # and the registry's
-    return path
 
 
 @pytest.fixture()

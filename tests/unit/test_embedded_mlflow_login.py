@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import stat
 import sys
@@ -27,8 +28,10 @@ CREDENTIALS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKI
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """scripts/stack.py on its own state folder and port, its MLflow server started; stopped by its `down`."""
+def stack(tmp_path_factory, empty_mlflow_db):
+    """scripts/stack.py on its own state folder and port, its MLflow server started; stopped by its `down`. Its
+    tracking store starts as a copy of an empty one (the schema made, nothing in it: what the server would make
+    first, and the longer part of its start); its users' store is the server's own."""
     state = tmp_path_factory.mktemp("embedded_stack") / "state"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_HOME", str(state))
@@ -44,6 +47,9 @@ def stack(tmp_path_factory):
         try:
             module.env = module.stack_env()
             (state / "logs").mkdir()
+            (state / "mlflow").mkdir(mode=0o700, exist_ok=True)
+            shutil.copyfile(empty_mlflow_db, state / "mlflow" / "mlflow.db")
+            (state / "mlflow" / "mlflow.db").chmod(0o600)
             module.start_mlflow(module.env)
             yield module
         finally:

@@ -4,6 +4,7 @@ it streams."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -72,7 +73,7 @@ CORPUS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, empty_mlflow_db):
     import os
 
     from pipelines.registry import promote_version
@@ -81,6 +82,7 @@ def server(tmp_path_factory):
     from tests.unit.toy_models import ToyRegistry
 
     folder = tmp_path_factory.mktemp("hostile")
+    shutil.copyfile(empty_mlflow_db, folder / "mlflow.db")
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     try:

@@ -1,17 +1,27 @@
 """A candidate must be served by a staging instance of the service with its evaluated predictions."""
 
 import pytest
-from toy_models import FEATURES, toy_frame
+from toy_models import FEATURES, registry_to_copy, toy_frame, use_copy_of
 
 from pipelines.infra_validation import serving_example_of, validate_in_staging
 from pipelines.training import model_inputs
 
 
-@pytest.fixture()
-def candidate(toy_registry):
-    logged = toy_registry.log(seed=1, missing=True)
+@pytest.fixture(scope="module")
+def logged_candidate(tmp_path_factory, empty_mlflow_db):
+    """A candidate logged once for the module; each test reads it from its own copy of the store."""
+    folder = tmp_path_factory.mktemp("infra_validation_registry")
+    with registry_to_copy(folder, empty_mlflow_db) as toy_registry:
+        logged = toy_registry.log(seed=1, missing=True)
     sample = model_inputs(toy_frame(120, 4, missing=True), FEATURES)
-    return logged.uri, sample, logged.model.predict_proba(sample)
+    return folder, logged.uri, sample, logged.model.predict_proba(sample)
+
+
+@pytest.fixture()
+def candidate(logged_candidate, tmp_path, monkeypatch):
+    folder, uri, sample, expected = logged_candidate
+    use_copy_of(folder, tmp_path, monkeypatch)
+    return uri, sample, expected.copy()
 
 
 def test_candidate_serving_its_evaluated_predictions_passes(candidate):

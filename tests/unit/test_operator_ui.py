@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from pipelines.operator_ui.app import create_app
 from pipelines.registry import promote_version
+from tests.unit.toy_models import registry_to_copy, use_copy_of
 
 TOKEN = "operator-token"
 HOSTILE = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
@@ -22,29 +23,40 @@ def logged_in(authorization: str | None = Header(None)) -> None:
         raise HTTPException(401, "Not authenticated")
 
 
-@pytest.fixture()
-def pages(toy_registry, tmp_path):
+@pytest.fixture(scope="module")
+def pages_registry(tmp_path_factory, empty_mlflow_db):
     """A model with two versions made the way the training DAG makes them: a training run holding the gate's
-    decision, versions tagged with their lineage and gate verdict, v2 the champion and v1 previous."""
-    client = toy_registry.client
-    versions = []
-    for n, (verdict, summary) in enumerate([("approved", "first model: no champion to beat"),
-                                            ("approved", "beats the champion's roc_auc 0.7012 by 0.0310")]):
-        logged = toy_registry.log(seed=n)
-        with mlflow.start_run(experiment_id=toy_registry.experiment) as run:
-            mlflow.log_metrics({"holdout_roc_auc": 0.70 + n / 10, "slice_origin_EWR_roc_auc": 0.66})
-            mlflow.log_dict({"promote": True, "verdict": verdict, "summary": summary, "champion_note": "v1" if n
-                             else "no champion yet", "reasons": [
-                                 {"check": "floor", "passed": True, "observed": 0.7 + n / 10, "required": ">= 0.6",
-                                  "message": "holdout roc_auc meets floor 0.6000"},
-                                 {"check": "slice_floor", "passed": True, "observed": 0.66, "required": ">= 0.5",
-                                  "message": "weakest slice origin=EWR 0.6600 meets floor 0.5000"}]},
-                            "gate/decision.json")
-        versions.append(toy_registry.register("toy", logged, {
-            "airflow_dag_id": "train_toy", "airflow_run_id": f"manual__2026-12-0{n + 1}", "gate_decision": verdict,
-            "gate_summary": summary, "mlflow_parent_run_id": run.info.run_id, "data_hash": f"{n}" * 32,
-            "data_rows": "4000", "git_commit": "abc1234", "training_reason": f"<b>reason {n}</b>"}))
-        promote_version(client, "toy", versions[-1])
+    decision, versions tagged with their lineage and gate verdict, v2 the champion and v1 previous. Made once
+    for the module (logging the models is the slow part); each test gets a copy of its store (``pages``)."""
+    folder = tmp_path_factory.mktemp("operator_ui_registry")
+    with registry_to_copy(folder, empty_mlflow_db) as registry:
+        versions = []
+        for n, (verdict, summary) in enumerate([("approved", "first model: no champion to beat"),
+                                                ("approved", "beats the champion's roc_auc 0.7012 by 0.0310")]):
+            logged = registry.log(seed=n)
+            with mlflow.start_run(experiment_id=registry.experiment) as run:
+                mlflow.log_metrics({"holdout_roc_auc": 0.70 + n / 10, "slice_origin_EWR_roc_auc": 0.66})
+                mlflow.log_dict({"promote": True, "verdict": verdict, "summary": summary, "champion_note": "v1" if n
+                                 else "no champion yet", "reasons": [
+                                     {"check": "floor", "passed": True, "observed": 0.7 + n / 10,
+                                      "required": ">= 0.6", "message": "holdout roc_auc meets floor 0.6000"},
+                                     {"check": "slice_floor", "passed": True, "observed": 0.66, "required": ">= 0.5",
+                                      "message": "weakest slice origin=EWR 0.6600 meets floor 0.5000"}]},
+                                "gate/decision.json")
+            versions.append(registry.register("toy", logged, {
+                "airflow_dag_id": "train_toy", "airflow_run_id": f"manual__2026-12-0{n + 1}",
+                "gate_decision": verdict, "gate_summary": summary, "mlflow_parent_run_id": run.info.run_id,
+                "data_hash": f"{n}" * 32, "data_rows": "4000", "git_commit": "abc1234",
+                "training_reason": f"<b>reason {n}</b>"}))
+            promote_version(registry.client, "toy", versions[-1])
+    return folder, versions
+
+
+@pytest.fixture()
+def pages(pages_registry, tmp_path, monkeypatch):
+    """The operator pages on this test's own copy of ``pages_registry``'s store."""
+    folder, versions = pages_registry
+    use_copy_of(folder, tmp_path, monkeypatch)
     app = create_app([Depends(logged_in)])
     yield TestClient(app), versions
 
@@ -81,9 +93,12 @@ def test_a_version_page_shows_every_gate_reason_and_where_it_came_from(pages):
     assert "manual__2026-12-02" in html
 
 
-def test_a_version_without_a_training_run_says_so(pages, toy_registry):
+def test_a_version_without_a_training_run_says_so(pages, tmp_path):
+    from tests.unit.toy_models import ToyRegistry
+
     client, _ = pages
-    version = toy_registry.register("bare", toy_registry.log_constant())
+    registry = ToyRegistry(tmp_path, experiment="bare")
+    version = registry.register("bare", registry.log_constant())
     page = get(client, f"/models/bare/versions/{version}")
     assert page.status_code == 200 and "not registered by the training DAG" in page.text
 
@@ -336,7 +351,7 @@ def test_the_command_line_lists_models_and_follows_a_request(pages, tmp_path, mo
     assert exit_code.value.code == 1 and "no prediction with request id" in capsys.readouterr().out
 
 
-def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(pages, monkeypatch, toy_registry):
+def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(pages, monkeypatch):
     """The champion gets no rollback form, an older version one that names it; a challenger gets promote and
     retire; the model page a retrain form. Each form names its DAG and the values it fills in."""
     from types import SimpleNamespace
@@ -344,12 +359,13 @@ def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(p
     from pipelines.operator_ui import app as operator_app
 
     client, versions = pages
+    registry = mlflow.MlflowClient()
     serving = SimpleNamespace(approval="required")
     monkeypatch.setattr(operator_app, "_configs",
                         lambda: [SimpleNamespace(name="toy_cfg", model_name="toy", serving=serving)])
-    toy_registry.client.set_model_version_tag("toy", versions[0], "approval", "approved")
-    toy_registry.client.set_model_version_tag("toy", versions[0], "approval_by", "ops")
-    toy_registry.client.set_model_version_tag("toy", versions[0], "approval_reason", "<i>fine</i>")
+    registry.set_model_version_tag("toy", versions[0], "approval", "approved")
+    registry.set_model_version_tag("toy", versions[0], "approval_by", "ops")
+    registry.set_model_version_tag("toy", versions[0], "approval_reason", "<i>fine</i>")
 
     older = get(client, f"/models/toy/versions/{versions[0]}").text
     assert "Approval: " in older and "approved by ops: &lt;i&gt;fine&lt;/i&gt;" in older
@@ -357,7 +373,7 @@ def test_a_versions_page_shows_its_approval_and_offers_the_actions_that_fit_it(p
     champion = get(client, f"/models/toy/versions/{versions[1]}").text
     assert 'data-dag="rollback_toy_cfg"' not in champion and "Approval:" not in champion
 
-    toy_registry.client.set_registered_model_alias("toy", "challenger", versions[0])
+    registry.set_registered_model_alias("toy", "challenger", versions[0])
     challenger = get(client, f"/models/toy/versions/{versions[0]}").text
     assert challenger.count('data-dag="promote_toy_cfg"') == 2
     assert '{"action": "retire", "version": "1"}' in challenger and 'data-dag="rollback_toy_cfg"' not in challenger

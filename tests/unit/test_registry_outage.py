@@ -11,8 +11,8 @@ from tests.unit.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="module")
-def mlflow_port(tmp_path_factory):
-    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as url:
+def mlflow_port(tmp_path_factory, empty_mlflow_db):
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow_server"), empty_mlflow_db) as url:
         yield int(url.rsplit(":", 1)[1])
 
 

@@ -2,6 +2,7 @@
 failed records why, and ``mlops-loop train`` says it for the run it followed."""
 
 import json
+import shutil
 from datetime import date
 
 import mlflow
@@ -23,11 +24,12 @@ def state(tmp_path, monkeypatch) -> StatePaths:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
+def registry(tmp_path_factory, empty_mlflow_db):
     """One MLflow store for the module (creating one costs seconds)."""
     from toy_models import ToyRegistry
 
     root = tmp_path_factory.mktemp("mlflow")
+    shutil.copyfile(empty_mlflow_db, root / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         yield ToyRegistry(root)

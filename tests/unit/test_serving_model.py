@@ -1,5 +1,6 @@
 """The prediction service on a real model logged and registered in a SQLite MLflow store."""
 
+import shutil
 import time
 
 import numpy as np
@@ -19,10 +20,11 @@ def frame(n: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def toy_champion(tmp_path_factory):
+def toy_champion(tmp_path_factory, empty_mlflow_db):
     """A freshly trained model, logged, registered and promoted in a SQLite MLflow store (read-only to the
     tests: each builds its own app on it)."""
     folder = tmp_path_factory.mktemp("registry")
+    shutil.copyfile(empty_mlflow_db, folder / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
         from pipelines.registry import promote_version

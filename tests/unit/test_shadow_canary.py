@@ -6,19 +6,30 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipelines.deployment import admin_headers
+from tests.unit.toy_models import registry_to_copy, use_copy_of
 
 ROW = {"signal": 0.8, "group": "a"}
 
 
-@pytest.fixture()
-def registry(toy_registry, tmp_path):
-    """v1 (champion) says P(1) is high for a positive signal; v2 (challenger) says the opposite."""
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory, empty_mlflow_db):
+    """v1 (champion) says P(1) is high for a positive signal; v2 (challenger) says the opposite. Made once for
+    the module; each test gets a copy of its store (``registry``)."""
     from pipelines.registry import promote_version
 
-    versions = [toy_registry.register("cc", toy_registry.log(seed=i, flip=flip))
-                for i, flip in enumerate((False, True))]
-    promote_version(toy_registry.client, "cc", versions[0])
-    toy_registry.client.set_registered_model_alias("cc", "challenger", versions[1])
+    folder = tmp_path_factory.mktemp("shadow_canary_registry")
+    with registry_to_copy(folder, empty_mlflow_db) as toy_registry:
+        versions = [toy_registry.register("cc", toy_registry.log(seed=i, flip=flip))
+                    for i, flip in enumerate((False, True))]
+        promote_version(toy_registry.client, "cc", versions[0])
+        toy_registry.client.set_registered_model_alias("cc", "challenger", versions[1])
+    return folder
+
+
+@pytest.fixture()
+def registry(two_versions, tmp_path, monkeypatch):
+    """The test's own copy of ``two_versions``' store; its folder, where the service logs its predictions."""
+    use_copy_of(two_versions, tmp_path, monkeypatch)
     return tmp_path
 
 

@@ -159,14 +159,14 @@ def customers(n: int = 1500, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture()
-def churn(tmp_path, monkeypatch):
+def churn(tmp_path, monkeypatch, fresh_mlflow_uri):
     """A drafted model on a landed table, with its own state folder, configs and MLflow store."""
     from pipelines.cli import init
     from pipelines.config import StatePaths
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("MLOPS_INCLUDE_DIR", str(tmp_path / "include"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_uri)
     data = tmp_path / "churn.csv"
     customers().to_csv(data, index=False)
     made = init(data, "churn", "churn", None, False, state=StatePaths.from_env())
@@ -201,41 +201,40 @@ def _run(cfg, run_id: str, force: bool = False) -> dict:
                        **{f"train {c['params']}": c["cache"]["status"] for c in candidates}}}
 
 
-def test_rerun_on_unchanged_inputs_reuses_every_step_and_says_so_on_the_mlflow_run(churn):
+def test_unchanged_inputs_reuse_every_step_and_changed_data_config_or_code_recompute_what_depends_on_them(
+        churn, tmp_path, monkeypatch):
+    """A rerun on unchanged inputs reuses every step and says so on its MLflow runs; a grown grid, a corrected
+    landed file, a stricter split and an edited builder recompute what depends on them; force recomputes all."""
     import mlflow
 
-    cfg = _configure(churn, lambda text: text + GRID.format("[3, 5]"))
-    first = _run(cfg, "first")
-    assert set(first["status"].values()) == {"miss"}, first["status"]
-
-    second = _run(cfg, "second")
-    assert set(second["status"].values()) == {"hit"}, second["status"]
-    # The same models and outputs, recorded under the second run's own MLflow runs.
-    assert [c["model_uri"] for c in second["candidates"]] == [c["model_uri"] for c in first["candidates"]]
-    assert second["evaluation"]["candidate"] == first["evaluation"]["candidate"]
-    client = mlflow.MlflowClient()
-    parent = client.get_run(second["splits"]["parent_run_id"]).data.tags
-    assert parent["cache.ingest"].startswith("hit: inputs unchanged: reused the outputs of run first")
-    assert {"cache.validate", "cache.version", "cache.split", "cache.evaluate.candidate"} <= set(parent)
-    child = client.get_run(second["candidates"][0]["run_id"]).data.tags
-    assert child["cache"].startswith("hit") and child["cached_from_run_id"] == first["candidates"][0]["run_id"]
-    metrics = client.get_run(second["candidates"][0]["run_id"]).data.metrics
-    assert {k: v for k, v in metrics.items() if k.startswith("val_")} == {
-        f"val_{k}": v for k, v in first["candidates"][0]["validation_metrics"].items() if v is not None}
-
-
-def test_changed_data_config_or_code_recompute_what_depends_on_them_and_force_recomputes_all(
-        churn, tmp_path, monkeypatch):
     from pipelines.config import StatePaths
 
     drafted = churn.read_text()
-    _run(_configure(churn, lambda text: drafted + GRID.format("[3]")), "first")
+    first = _run(_configure(churn, lambda text: drafted + GRID.format("[3]")), "first")
+    assert set(first["status"].values()) == {"miss"}, first["status"]
 
     # One more candidate in the grid: only that candidate is trained.
     grown = _configure(churn, lambda text: drafted + GRID.format("[3, 5]"))
-    status = _run(grown, "one more candidate")["status"]
+    one_more = _run(grown, "one more candidate")
+    status = one_more["status"]
     assert status["train {'max_depth': 3}"] == "hit" and status["train {'max_depth': 5}"] == "miss"
     assert status["ingest"] == status["validate"] == status["version"] == status["split"] == "hit"
+
+    # Unchanged inputs: every step reuses its outputs, recorded under the rerun's own MLflow runs.
+    again = _run(grown, "again")
+    assert set(again["status"].values()) == {"hit"}, again["status"]
+    assert [c["model_uri"] for c in again["candidates"]] == [c["model_uri"] for c in one_more["candidates"]]
+    assert again["evaluation"]["candidate"] == one_more["evaluation"]["candidate"]
+    client = mlflow.MlflowClient()
+    parent = client.get_run(again["splits"]["parent_run_id"]).data.tags
+    assert parent["cache.ingest"].startswith("hit: inputs unchanged: reused the outputs of run first")
+    assert {"cache.validate", "cache.version", "cache.split", "cache.evaluate.candidate"} <= set(parent)
+    trained, reused = one_more["candidates"][1], again["candidates"][1]  # max_depth 5, trained by one_more
+    child = client.get_run(reused["run_id"]).data.tags
+    assert child["cache"].startswith("hit") and child["cached_from_run_id"] == trained["run_id"]
+    metrics = client.get_run(reused["run_id"]).data.metrics
+    assert {k: v for k, v in metrics.items() if k.startswith("val_")} == {
+        f"val_{k}": v for k, v in trained["validation_metrics"].items() if v is not None}
 
     # A corrected landed file: every step from ingest on computes again, and says why.
     [landed] = (StatePaths.from_env().landing("churn", "churn")).glob("*.parquet")

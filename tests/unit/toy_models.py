@@ -3,6 +3,9 @@ registered in a throw-away SQLite MLflow store, so the service loads them exactl
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,27 @@ class ToyRegistry:
 
         return register_version(self.client, name, logged.uri,
                                 {"airflow_dag_id": "d", "airflow_run_id": logged.uri, **(tags or {})})
+
+
+@contextlib.contextmanager
+def registry_to_copy(folder: Path, empty_store: Path) -> Iterator[ToyRegistry]:
+    """A ToyRegistry on a store of its own in ``folder`` (a copy of ``empty_store``, conftest's ``empty_mlflow_db``)
+    while the block runs: what a module's tests share, each on its own copy of the store (``use_copy_of``)."""
+    import pytest
+
+    shutil.copyfile(empty_store, folder / "mlflow.db")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        yield ToyRegistry(folder)
+
+
+def use_copy_of(folder: Path, into: Path, monkeypatch) -> str:
+    """A copy of the store ``registry_to_copy`` made in ``folder``, in ``into``, as this test's tracking store and
+    registry: what a test changes stays in its copy (the copy's models keep their artifacts in ``folder``)."""
+    from pipelines.tracking import configure_mlflow
+
+    shutil.copyfile(folder / "mlflow.db", into / "mlflow.db")
+    uri = f"sqlite:///{into / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    configure_mlflow()
+    return uri
