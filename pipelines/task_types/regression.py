@@ -134,7 +134,7 @@ class Regression(TaskType):
             note = ("no key feature's error per stratum held on held-out days of the holdout: "
                     f"{'; '.join(refused) or 'no feature the model relies on'}")
             return Estimator(metric, [], [], 1.0, False, note), note  # 1.0: no error it can vouch for
-        error = float(np.mean([p.check_error for p in kept]))
+        error = float(max(p.check_error for p in kept))  # the worst feature's estimate: its check's error
         note = (f"estimated {metric}: the holdout's error at the window's mix of "
                 f"{', '.join(f'{p.feature} (off by {p.check_error:.0%} on held-out days)' for p in kept)}, the worst"
                 + (f"; refused: {'; '.join(refused)}" if refused else ""))
