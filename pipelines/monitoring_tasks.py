@@ -60,7 +60,8 @@ def monitor_context_from(context: dict[str, Any], cfg: ModelConfig) -> MonitorCo
                           str(context.get("run_id", "manual")), start, end, str(params.get("reason") or ""))
 
 
-def _stamp(day: date) -> datetime:
+def day_start(day: date) -> datetime:
+    """The first instant (UTC) of ``day``: where a window of days starts and ends in the prediction log."""
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
@@ -243,7 +244,7 @@ def read_window(cfg: ModelConfig, start: date, end: date, url: str | None = None
     columns = ["request_id", "row_index", "model_version", *cfg.features.numeric, *cfg.features.categorical,
                "prediction"]
     pending, rows = [], 0
-    for table in read_segments(reader(url), cfg.model_name, _stamp(start), _stamp(end), route="champion"):
+    for table in read_segments(reader(url), cfg.model_name, day_start(start), day_start(end), route="champion"):
         pending.append(_select(table, columns, cfg.features.numeric))
         rows += table.num_rows
         if rows >= chunk_rows:
@@ -521,7 +522,7 @@ def _log_to_mlflow(cfg: ModelConfig, state: StatePaths, run_id: str | None, m, a
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow(state)
-    stamp = int(_stamp(m.window_end).timestamp() * 1000)
+    stamp = int(day_start(m.window_end).timestamp() * 1000)
     step = m.window_end.toordinal()
     values = {"monitor_rows": m.rows, "monitor_drift_share": m.drift_share,
               "monitor_prediction_drift": m.prediction_drift,

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -149,12 +149,10 @@ def replay_days(cfg: ModelConfig, state: StatePaths, source: ReplaySource, url: 
 def answered_rows(cfg: ModelConfig, start: date, end: date) -> int:
     """Rows of [start, end) of event time that the prediction log holds as answered (champion or canary; a
     shadow's scores were never returned)."""
+    from pipelines.monitoring_tasks import day_start
     from pipelines.prediction_store import read_segments, reader
 
-    def midnight(day: date) -> datetime:
-        return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-
-    return sum(table.num_rows for table in read_segments(reader(), cfg.model_name, midnight(start), midnight(end))
+    return sum(table.num_rows for table in read_segments(reader(), cfg.model_name, day_start(start), day_start(end))
                if table["route"][0].as_py() != "shadow")
 
 
@@ -252,11 +250,9 @@ def retrain_outcomes(cfg: ModelConfig, rows: list[dict], runs: WindowRuns):
     if not retrains:
         return []
     made = training_outcomes(mlflow_client(), cfg.model_name, cfg.name, [r["triggered_run_id"] for r in retrains])
-    return [Retrain(str(row["window_end"]), row["reason"], row["triggered_run_id"],
-                    runs.training_state(row["triggered_run_id"]) or "not started",
-                    made[row["triggered_run_id"]].gate_decision, made[row["triggered_run_id"]].gate_summary[:300],
-                    made[row["triggered_run_id"]].version)
-            for row in retrains]
+    return [Retrain.started(row["window_end"], row["reason"], run_id, runs.training_state(run_id) or "not started",
+                            made[run_id])
+            for row in retrains for run_id in [row["triggered_run_id"]]]
 
 
 def write_replay_report(cfg: ModelConfig, state: StatePaths, plan: ReplayPlan, runs: WindowRuns) -> dict:

@@ -28,6 +28,12 @@ class Retrain:
     gate_summary: str
     version: str | None   # the registered version, when approved
 
+    @classmethod
+    def started(cls, window_end, reason: str, run_id: str, run_state: str, made) -> Retrain:
+        """The retrain a window started, with what it made (a ``training_outcomes`` outcome; None: not known)."""
+        return cls(str(window_end), reason, run_id, run_state, made.gate_decision if made else "",
+                   made.gate_summary[:300] if made else "", made.version if made else None)
+
 
 def windows_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)

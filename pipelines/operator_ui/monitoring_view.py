@@ -109,10 +109,7 @@ def retrains(timeline: list[Window], outcomes: dict) -> list[Retrain]:
     started = []
     for w in reversed(timeline):
         if w.triggered_run_id:
-            made = outcomes.get(w.triggered_run_id)
-            started.append(Retrain(str(w.end), w.reason, w.triggered_run_id, "",
-                                   made.gate_decision if made else "", made.gate_summary if made else "",
-                                   made.version if made else None))
+            started.append(Retrain.started(w.end, w.reason, w.triggered_run_id, "", outcomes.get(w.triggered_run_id)))
     return started
 
 
