@@ -487,6 +487,7 @@ class Figures:
     invalid: int = 0
     invalid_ok: int = 0
     errors: list[float] = field(default_factory=list)
+    errors_by_window: dict[str, list[float]] = field(default_factory=dict)  # unshifted: normal, naturally worse
     estimated_metric: str = ""
     false_alarm_signals: dict[str, int] = field(default_factory=dict)
 
@@ -526,6 +527,8 @@ def score(table: Table, policy: str, runs: list[Scenario], verdicts: list[list[J
                         fig.false_alarm_signals[name] = fig.false_alarm_signals.get(name, 0) + 1
                 if clean_rows[i] >= ESTIMATE_MIN_ROWS and j.estimated is not None and t.realized is not None:
                     fig.errors.append(abs(j.estimated - (j.realized if j.realized is not None else t.realized)))
+                    kind = "naturally worse" if measurably_worse(table, t.realized, clean_rows[i]) else "normal"
+                    fig.errors_by_window.setdefault(kind, []).append(fig.errors[-1])
             continue
         first_known = min((j.known_at for j in judged if j.known_at is not None), default=None)
         delay = None if first_known is None else first_known + 1
@@ -663,6 +666,10 @@ def print_table(all_figures: dict[str, dict[str, Figures]]) -> None:
         print(f"  {'policy':<13}" + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
         for policy, f in figures.items():
             print(f"  {policy:<13}" + "  ".join(f"{f.row()[c]:>{w}}" for c, w in zip(columns, widths, strict=True)))
+        for policy, f in figures.items():
+            if f.errors_by_window:
+                print(f"  {policy}: estimate MAE on unshifted windows: " + ", ".join(
+                    f"{kind} {np.mean(e):.3f} (n={len(e)})" for kind, e in sorted(f.errors_by_window.items())))
         for policy, f in figures.items():
             if f.false_alarm_signals:
                 print(f"  {policy}: signals on its false alarms: "
