@@ -245,7 +245,8 @@ def train_champion(table: Table, select: bool) -> None:
 
     from pipelines.monitoring_tasks import calibration_for
     from pipelines.splitting import split_by_time
-    from pipelines.training import model_classes, model_inputs, train_candidate
+    from pipelines.task_types import model_classes
+    from pipelines.training import model_inputs, train_candidate
 
     cfg = table.cfg
     task = cfg.task_type

@@ -116,8 +116,9 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
 
     from pipelines.drift import ColumnProfile, ReferenceProfile, profile_reference, value_counts
     from pipelines.monitoring import PREDICTION, prediction_values
+    from pipelines.task_types import model_classes
     from pipelines.tracking import load_sklearn_model
-    from pipelines.training import model_classes, model_inputs
+    from pipelines.training import model_inputs
 
     path = monitoring_dir(cfg, state) / "reference" / f"v{version.version}_{version.tags.get('data_hash')}.parquet"
     if path.is_file():
@@ -141,7 +142,8 @@ def calibration_for(cfg: ModelConfig, snapshot, holdout, model, threshold: float
     """The version's monitoring calibration (``pipelines.calibration.calibrate``): ``model`` scored on
     its training ``snapshot`` (the reference) and on its ``holdout``, judged at its decision ``threshold``."""
     from pipelines.calibration import calibrate
-    from pipelines.training import model_classes, model_inputs
+    from pipelines.task_types import model_classes
+    from pipelines.training import model_inputs
 
     task = cfg.task_type
     classes = model_classes(model)
