@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.task_types import TASK_TYPES, TaskType, task_type_named
+from pipelines.task_types.labels import label_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,16 +97,6 @@ class FeaturesConfig(_Strict):
         if self.positive_class is not None and self.classes is not None and self.positive_class not in self.classes:
             raise ValueError(f"positive_class {self.positive_class!r} is not one of classes {self.classes}")
         return self
-
-
-def label_text(value: Any) -> str:
-    """A class label as text, the one form labels take in configs, models and answers: 1, 1.0 and "1" are
-    the same class; True is "true"."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class SplitConfig(_Strict):
