@@ -1,15 +1,17 @@
-"""The stack's settings: every environment variable the pipelines, the DAGs, the CLI and the Airflow plugin
-read, in one typed object.
+"""The stack's settings: every environment variable the pipelines, the DAGs, the CLI, the Airflow plugin and
+the stack launcher (``scripts/stack.py``) read, in one typed object. ``docs/operations.md`` lists them.
 
 Each field names its variable (the names ``make up``, ``env.sh``, docker-compose and the docs use), so a bad
 value is refused naming the variable an operator set. An empty variable counts as unset. The prediction
-service's own variables (``MLOPS_SERVING_*``) are ``ServingSettings`` (``pipelines.serving.settings``),
-reached from here as ``stack_settings().serving``. Runtime state paths are ``StatePaths``
-(``pipelines.config``), rooted at ``state_home``.
+service's own variables (its model, workers, tokens, ...) are ``ServingSettings``
+(``pipelines.serving.settings``): the service builds it, its clients reach it as
+``stack_settings().serving``. Runtime state paths are ``StatePaths`` (``pipelines.config``), rooted at
+``state_home``.
 
-Code reads the environment only through ``stack_settings()``. It is cached on the values of the variables it
-reads, so a process (or a test's ``monkeypatch.setenv``) that changes one gets a fresh object on its next
-call, with nothing to reset.
+Outside these two modules, code reads the environment only through ``stack_settings()``
+(``tests/unit/test_settings.py`` checks it). It is cached on the values of the variables it reads, so a
+process (or a test's ``monkeypatch.setenv``) that changes one gets a fresh object on its next call, with
+nothing to reset.
 
 This module is imported by DAG files at parse time (through ``pipelines.config``): it imports nothing heavier
 than pydantic-settings.
