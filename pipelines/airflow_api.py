@@ -7,7 +7,6 @@ server (``$AIRFLOW__API__BASE_URL``, else port ``$AIRFLOW_PORT``, default 8080; 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+
+from pipelines.settings import stack_settings
 
 FINISHED = ("success", "failed")
 AWAITING_INPUT = "awaiting_input"  # a task waiting for a person (an approval in the UI's Required Actions)
@@ -24,13 +25,13 @@ def admin_password_file(state_root: Path | None = None) -> Path:
     """Where the embedded stack keeps the Airflow admin password it generated (mode 0600)."""
     from pipelines.config import StatePaths
 
-    return (state_root or StatePaths.from_env().root) / "airflow" / "admin_password"
+    return (StatePaths(root=state_root) if state_root else StatePaths.from_env()).airflow_admin_password
 
 
 def admin_password(state_root: Path | None = None) -> str:
     """``$AIRFLOW_ADMIN_PASSWORD``, else the password the stack generated at its first ``up``."""
-    if os.environ.get("AIRFLOW_ADMIN_PASSWORD"):
-        return os.environ["AIRFLOW_ADMIN_PASSWORD"]
+    if (password := stack_settings().airflow_admin_password) is not None:
+        return password.get_secret_value()
     path = admin_password_file(state_root)
     try:
         return path.read_text().strip()
@@ -42,8 +43,7 @@ def admin_password(state_root: Path | None = None) -> str:
 def default_url() -> str:
     """The stack's API server: ``$AIRFLOW__API__BASE_URL`` (the stack's env.sh sets it), else
     ``http://127.0.0.1:$AIRFLOW_PORT`` (default 8080)."""
-    return (os.environ.get("AIRFLOW__API__BASE_URL")
-            or f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}").rstrip("/")
+    return stack_settings().airflow_url()
 
 
 @dataclass

@@ -9,13 +9,13 @@ retrain_triggered, gate_rejected, run_failed.
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from pipelines.config import ModelConfig
+from pipelines.settings import stack_settings
 
 log = logging.getLogger("pipelines.alerts")
 
@@ -25,10 +25,10 @@ def alert(cfg: ModelConfig, kind: str, message: str, details: dict[str, Any] | N
              "at": datetime.now(UTC).isoformat(timespec="seconds")}
     log.warning("ALERT %s %s: %s", kind, cfg.name, message)
     delivered = {"log": True}
-    webhook = cfg.monitoring.alert_webhook or os.environ.get("MLOPS_ALERT_WEBHOOK")
+    webhook = cfg.monitoring.alert_webhook or stack_settings().alert_webhook
     if webhook:
         delivered["webhook"] = _post(webhook, event)
-    emails = cfg.monitoring.alert_emails or [e for e in os.environ.get("MLOPS_ALERT_EMAILS", "").split(",") if e]
+    emails = cfg.monitoring.alert_emails or list(stack_settings().alert_emails)
     if emails:
         delivered["email"] = _mail(emails, event)
     return {**event, "delivered": delivered}
@@ -47,17 +47,18 @@ def _post(url: str, event: dict) -> bool:
 
 def _mail(recipients: list[str], event: dict) -> bool:
     """Through the SMTP server of $SMTP_HOST (port $SMTP_PORT, default 25; sender $SMTP_FROM)."""
-    host = os.environ.get("SMTP_HOST")
+    settings = stack_settings()
+    host = settings.smtp_host
     if not host:
         log.error("alert e-mail to %s not sent: set SMTP_HOST", recipients)
         return False
     mail = EmailMessage()
     mail["Subject"] = f"[mlops-loop] {event['kind']}: {event['model']}"
-    mail["From"] = os.environ.get("SMTP_FROM", "mlops-loop@localhost")
+    mail["From"] = settings.smtp_from
     mail["To"] = ", ".join(recipients)
     mail.set_content(f"{event['message']}\n\n{event['details']}")
     try:
-        with smtplib.SMTP(host, int(os.environ.get("SMTP_PORT", "25")), timeout=10) as smtp:
+        with smtplib.SMTP(host, settings.smtp_port, timeout=10) as smtp:
             smtp.send_message(mail)
         return True
     except Exception as exc:  # noqa: BLE001 (a bad port, a refused login: say so, never fail the caller)

@@ -52,7 +52,7 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     version = mlflow.MlflowClient().get_model_version_by_alias(cfg.model_name, alias)
     model = load_sklearn_model(f"models:/{cfg.model_name}/{version.version}")
     key = f"{start.isoformat()}_{end.isoformat()}"
-    scratch = fresh_temp_dir(state.root / "scoring" / cfg.name / key)
+    scratch = fresh_temp_dir(state.scoring(cfg.name) / key)
     try:
         _, examples = ingest_model_examples(cfg, state, start, end, scratch)
     finally:
@@ -64,7 +64,7 @@ def score_interval(cfg: ModelConfig, state: StatePaths, start: date, end: date, 
     scored = pd.concat([examples[list(dict.fromkeys(keep))], score_examples(model, examples, cfg.task_type)], axis=1)
     scored["model_name"], scored["model_version"] = cfg.model_name, str(version.version)
     scored["scored_at"] = datetime.now(UTC)
-    path = write_parquet_atomic(scored, state.root / "predictions" / cfg.name / f"{key}.parquet")
+    path = write_parquet_atomic(scored, state.predictions(cfg.name) / f"{key}.parquet")
     result = BatchScores(str(path), len(scored), cfg.model_name, str(version.version))
     log.info("scored %d examples of %s with %s v%s -> %s", result.rows, key, cfg.model_name, version.version, path)
     return asdict(result)

@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 
 from pipelines.config import StatePaths, include_dir
+from pipelines.settings import stack_settings
 
 
 def init(data: Path, target: str, name: str, task: str | None, force: bool, include: Path | None = None,
@@ -198,11 +199,12 @@ def replay(name: str, sources: list[str], start: date | None, end: date | None, 
     if shift:
         check_shift(cfg, shift)
     source = replay_source(cfg, sources, shift, replace)
-    url = os.environ.get("MLOPS_SERVING_URL", f"http://127.0.0.1:{os.environ.get('SERVING_PORT', '8000')}")
-    token = os.environ.get("MLOPS_SERVING_PREDICT_TOKEN")
-    client = httpx.Client(headers={"Authorization": f"Bearer {token}"} if token else {})
+    settings = stack_settings()
+    url = settings.prediction_service_url()
+    token = settings.serving.predict_token  # empty or unset: no header
+    client = httpx.Client(headers={"Authorization": f"Bearer {token.get_secret_value()}"} if token else {})
     try:
-        health = client.get(f"{url.rstrip('/')}/models/{cfg.model_name}/health", timeout=10)
+        health = client.get(f"{url}/models/{cfg.model_name}/health", timeout=10)
     except httpx.HTTPError as exc:
         raise SystemExit(f"error: the prediction service at {url} does not answer ({exc}): is the stack up? "
                          "(`make up`)") from None
@@ -261,7 +263,7 @@ def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
     extra = {"start": days[0].isoformat(), "end": date.fromordinal(days[-1].toordinal() + 1).isoformat(),
              "files": len(landed)}
     uri = assets.landed_data(cfg)
-    if not (os.environ.get("AIRFLOW_ADMIN_PASSWORD") or admin_password_file(state.root).exists()):
+    if not (stack_settings().airflow_admin_password or admin_password_file(state.root).exists()):
         return f"Airflow not told (no stack login here): Asset {uri} not updated"
     try:
         AirflowApi(password=admin_password(state.root)).asset_event(uri, extra)
@@ -333,17 +335,14 @@ def lineage(request_id: str) -> int:
 
 def status() -> int:
     """Each service of the stack, the champions, and each training DAG's last run."""
-    import os
-
     import httpx
 
     from pipelines.airflow_api import AirflowApi
 
-    services = {"Airflow API": f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}/api/v2/monitor/health",
+    settings = stack_settings()
+    services = {"Airflow API": f"http://127.0.0.1:{settings.airflow_port}/api/v2/monitor/health",
                 "MLflow": f"{_mlflow_url()}/health",
-                "Prediction service": os.environ.get("MLOPS_SERVING_URL", f"http://127.0.0.1:"
-                                                     f"{os.environ.get('SERVING_PORT', '8000')}").rstrip("/")
-                + "/health"}
+                "Prediction service": f"{settings.prediction_service_url()}/health"}
     down = 0
     for name, url in services.items():
         try:

@@ -8,7 +8,6 @@ files at parse time, so it must import nothing heavier than pydantic, PyYAML and
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,16 +17,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipelines.settings import PROJECT_ROOT as PROJECT_ROOT  # the project root, for its importers
+from pipelines.settings import stack_settings
 from pipelines.task_types import TASK_TYPES, TaskType, task_type_named
 from pipelines.task_types.labels import label_text
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def include_dir() -> Path:
     """Model configs (``models/``) and their suites (``expectations/``): ``$MLOPS_INCLUDE_DIR``, else the
     project's ``include/``. Read on each call, so a process can point at another folder."""
-    return Path(os.environ.get("MLOPS_INCLUDE_DIR") or PROJECT_ROOT / "include").resolve()
+    return stack_settings().include_dir.resolve()
 
 ColumnType = Literal["int", "float", "string", "datetime"]
 
@@ -182,7 +181,8 @@ class GatePolicy(_Strict):
 
 
 class ServingConfig(_Strict):
-    url: str = Field("http://127.0.0.1:8000", description="Overridden by $MLOPS_SERVING_URL.")
+    url: str | None = Field(None, description="The prediction service this model deploys to; overridden by "
+                            "$MLOPS_SERVING_URL; unset: the stack's (StackSettings.prediction_service_url).")
     reload_timeout_s: float = 60.0
     rollout: Literal["direct", "shadow", "canary"] = Field(
         "direct", description="direct: a candidate that passes the gate becomes champion at once. shadow / "
@@ -474,13 +474,11 @@ def list_model_configs(models_dir: Path | None = None) -> list[ModelConfig]:
     return configs
 
 
-def database_url(env_var: str, folder: str, filename: str) -> str:
-    """``$env_var`` (any SQLAlchemy URL: PostgreSQL in production), else a SQLite file under
-    ``$MLOPS_HOME/<folder>/`` (the embedded default)."""
-    url = os.environ.get(env_var)
+def database_url(url: str | None, directory: Path, filename: str) -> str:
+    """``url`` (any SQLAlchemy URL: PostgreSQL in production), else a SQLite file in ``directory`` (a folder
+    of ``StatePaths``: the embedded default)."""
     if url:
         return url
-    directory = StatePaths.from_env().root / folder
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / filename}"
 
@@ -493,7 +491,7 @@ class StatePaths(BaseModel):
 
     @classmethod
     def from_env(cls) -> StatePaths:
-        return cls(root=Path(os.environ.get("MLOPS_HOME", PROJECT_ROOT / ".state")).resolve())
+        return cls(root=stack_settings().state_home.resolve())
 
     def landing(self, model: str, feed: str) -> Path:
         return self.landing_root(model) / feed
@@ -512,8 +510,12 @@ class StatePaths(BaseModel):
     def curated(self, model: str) -> Path:
         return self.root / "curated" / model
 
+    @property
+    def reports_root(self) -> Path:
+        return self.root / "reports"
+
     def reports(self, model: str) -> Path:
-        return self.root / "reports" / model
+        return self.reports_root / model
 
     def cache(self, model: str) -> Path:
         return self.root / "cache" / model
@@ -524,6 +526,36 @@ class StatePaths(BaseModel):
 
     def work(self, model: str, run_key: str) -> Path:
         return self.root / "work" / model / run_key
+
+    @property
+    def monitoring_root(self) -> Path:
+        """The embedded monitoring store, and each model's monitoring files."""
+        return self.root / "monitoring"
+
+    def monitoring(self, model: str) -> Path:
+        return self.monitoring_root / model
+
+    @property
+    def monitoring_snapshots(self) -> Path:
+        return self.monitoring_root / "_snapshots"
+
+    def scoring(self, model: str) -> Path:
+        """Batch scoring's scratch files."""
+        return self.root / "scoring" / model
+
+    def predictions(self, model: str) -> Path:
+        """Batch scoring's scored partitions."""
+        return self.root / "predictions" / model
+
+    @property
+    def serving(self) -> Path:
+        """The prediction service's: the embedded prediction log, its spill files, the request-id tables."""
+        return self.root / "serving"
+
+    @property
+    def airflow_admin_password(self) -> Path:
+        """The Airflow admin password the stack generated at its first start (mode 0600)."""
+        return self.root / "airflow" / "admin_password"
 
     @property
     def dvc_repo(self) -> Path:

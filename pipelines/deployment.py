@@ -6,17 +6,17 @@ Used by the training DAG's ``deploy`` task and by the release DAGs (rollback, pr
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 from pipelines.config import ModelConfig, StatePaths
+from pipelines.settings import stack_settings
 
 log = logging.getLogger(__name__)
 
 
 def serving_url(cfg: ModelConfig) -> str:
-    return os.environ.get("MLOPS_SERVING_URL", cfg.serving.url).rstrip("/")
+    return stack_settings().prediction_service_url(cfg.serving.url)
 
 
 def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -> dict:
@@ -52,8 +52,8 @@ def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -
 
 def admin_headers() -> dict[str, str]:
     """The prediction service's admin token (``$MLOPS_SERVING_ADMIN_TOKEN``), as /admin/* requires it."""
-    token = os.environ.get("MLOPS_SERVING_ADMIN_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    token = stack_settings().serving.admin_token  # empty or unset: no header
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
 
 
 def serves(answer: dict, wanted: dict[str, str | None]) -> bool:

@@ -15,21 +15,26 @@ prediction service each log in as their own user; a person logs in to the UI as 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
+
+from pipelines.settings import stack_settings
 
 ADMIN = "admin"
 PIPELINE = "pipeline"
 DEFAULT_EXPERIMENT = "0"  # the store's own, made with it; no step logs to it
-USERS = (PIPELINE, "serving")
+SERVING = "serving"
+USERS = (PIPELINE, SERVING)
 
 
 def secret_file(state_root: Path, name: str) -> Path:
     """Where the stack keeps an MLflow secret it generated (mode 0600): a user's password (``<user>_password``:
     admin, pipeline, serving) or its server's CSRF key (``flask_secret_key``)."""
-    return state_root / "mlflow" / name
+    from pipelines.config import StatePaths
+
+    return StatePaths(root=state_root).mlflow / name
 
 
 def write_auth_config(path: Path, database_uri: str, admin_password: str) -> Path:
@@ -120,12 +125,20 @@ def main() -> None:
     users = commands.add_parser("users", help="create the pipeline's and the service's users")
     users.add_argument("tracking_uri")
     args = parser.parse_args()
-    admin_password = os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    settings = stack_settings()
+    admin_password = _required(settings.mlflow_admin_password, "MLFLOW_AUTH_ADMIN_PASSWORD")
     if args.command == "config":
         write_auth_config(args.path, args.database_uri, admin_password)
     else:
         ensure_users(args.tracking_uri, admin_password,
-                     {user: os.environ[f"MLFLOW_{user.upper()}_PASSWORD"] for user in USERS})
+                     {PIPELINE: _required(settings.mlflow_pipeline_password, "MLFLOW_PIPELINE_PASSWORD"),
+                      SERVING: _required(settings.mlflow_serving_password, "MLFLOW_SERVING_PASSWORD")})
+
+
+def _required(secret: SecretStr | None, variable: str) -> str:
+    if secret is None:
+        raise SystemExit(f"set {variable}")
+    return secret.get_secret_value()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
-from pipelines.config import database_url
+from pipelines.config import StatePaths, database_url
+from pipelines.settings import stack_settings
 
 METADATA = sa.MetaData()
 WINDOWS = sa.Table(
@@ -47,7 +48,7 @@ WINDOWS = sa.Table(
 
 
 def default_url() -> str:
-    return database_url("MLOPS_MONITORING_DB_URL", "monitoring", "monitoring.db")
+    return database_url(stack_settings().monitoring_db_url, StatePaths.from_env().monitoring_root, "monitoring.db")
 
 
 def engine(url: str | None = None) -> sa.Engine:

@@ -66,7 +66,7 @@ def day_start(day: date) -> datetime:
 
 
 def monitoring_dir(cfg: ModelConfig, state: StatePaths) -> Path:
-    return state.root / "monitoring" / cfg.name
+    return state.monitoring(cfg.name)
 
 
 # champion and reference ----------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def snapshot_path(state: StatePaths, tags: dict[str, str]) -> Path:
 
 
 def monitoring_dir_for_hash(state: StatePaths, md5: str) -> Path:
-    return state.root / "monitoring" / "_snapshots" / f"{md5}.parquet"
+    return state.monitoring_snapshots / f"{md5}.parquet"
 
 
 def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:

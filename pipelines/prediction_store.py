@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from pipelines.config import database_url
+from pipelines.config import StatePaths, database_url
+from pipelines.settings import stack_settings
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class ServedBatch:
 
 
 def default_url() -> str:
-    return database_url("MLOPS_PREDICTION_LOG_URL", "serving", "predictions.db")
+    return database_url(stack_settings().prediction_log_url, StatePaths.from_env().serving, "predictions.db")
 
 
 def reader(url: str | None = None) -> sa.Engine:

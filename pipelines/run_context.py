@@ -6,7 +6,6 @@ so the steps themselves never import Airflow.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 from pipelines.config import PROJECT_ROOT, ModelConfig
 from pipelines.errors import InputError
+from pipelines.settings import stack_settings
 
 # What a model version's code is: its steps, DAGs, plugins, configs and suites (not tests or docs).
 CODE_PATHS = ("pipelines", "dags", "plugins", "include", "scripts", "pyproject.toml", "uv.lock")
@@ -146,6 +146,6 @@ def git_commit() -> str:
                                check=True, capture_output=True, text=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("MLOPS_GIT_COMMIT", "unknown")
+        return stack_settings().git_commit
 
 

@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipelines.config import FeaturesConfig, StatePaths
+from pipelines.settings import stack_settings
 
 _MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 
@@ -15,12 +16,12 @@ def tracking_uri(state: StatePaths | None = None) -> str:
     """$MLFLOW_TRACKING_URI; else the stack's MLflow server (``http://127.0.0.1:$MLFLOW_PORT``, default 5000)
     when $MLOPS_HOME holds the pipeline's login `make up` made; else, with no stack, a SQLite store under
     $MLOPS_HOME/mlflow (never cwd-relative)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
+    settings = stack_settings()
+    if settings.tracking_uri:
+        return settings.tracking_uri
     state = state or StatePaths.from_env()
     if _stack_login(state):
-        return f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
+        return f"http://127.0.0.1:{settings.mlflow_port}"
     state.mlflow.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{state.mlflow / 'mlflow.db'}"
 
@@ -39,7 +40,8 @@ def configure_mlflow(state: StatePaths | None = None) -> str:
     import mlflow
 
     uri = tracking_uri(state)
-    if not os.environ.get("MLFLOW_TRACKING_URI") and not os.environ.get("MLFLOW_TRACKING_USERNAME") \
+    settings = stack_settings()
+    if not settings.tracking_uri and not settings.tracking_username \
             and (login := _stack_login(state or StatePaths.from_env())):
         os.environ.update(MLFLOW_TRACKING_USERNAME=login[0], MLFLOW_TRACKING_PASSWORD=login[1])
     mlflow.set_tracking_uri(uri)
@@ -57,7 +59,8 @@ def mlflow_client(state: StatePaths | None = None):
 
 def mlflow_ui_url() -> str:
     """The MLflow UI as the operator's browser reaches it: $MLOPS_MLFLOW_UI_URL, else an http tracking URI."""
-    url = os.environ.get("MLOPS_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
+    settings = stack_settings()
+    url = settings.mlflow_ui_url or settings.tracking_uri or ""
     return url.rstrip("/") if url.startswith("http") else "http://127.0.0.1:5000"
 
 

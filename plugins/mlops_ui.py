@@ -7,17 +7,16 @@ refuses to be framed by another origin). Imports only FastAPI and the page code 
 is read when a page is opened.
 """
 
-import os
-
 from airflow.api_fastapi.core_api.security import requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends
 
 from pipelines.operator_ui.app import create_app
+from pipelines.settings import stack_settings
 from pipelines.tracking import mlflow_ui_url
 
 PREFIX = "/mlops"
-SERVING = os.environ.get("MLOPS_SERVING_URL", "http://127.0.0.1:8000")
+SERVING = stack_settings().prediction_service_url()
 
 
 class MlopsUiPlugin(AirflowPlugin):
@@ -31,6 +30,6 @@ class MlopsUiPlugin(AirflowPlugin):
          "url_route": "mlops-lineage"},
         {"name": "Model", "href": f"{PREFIX}/dags/{{DAG_ID}}", "destination": "dag", "url_route": "mlops-model"},
         {"name": "MLflow", "href": mlflow_ui_url(), "destination": "nav", "category": "browse"},
-        {"name": "Prediction service", "href": f"{SERVING.rstrip('/')}/health", "destination": "nav",
+        {"name": "Prediction service", "href": f"{SERVING}/health", "destination": "nav",
          "category": "browse"},
     ]

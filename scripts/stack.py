@@ -40,25 +40,28 @@ from pathlib import Path
 import httpx
 
 from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+from pipelines.config import StatePaths
 from pipelines.mlflow_auth import ADMIN as MLFLOW_ADMIN
 from pipelines.mlflow_auth import PIPELINE, secret_file
 from pipelines.preload import TASK_MODULES
+from pipelines.settings import stack_settings
 from pipelines.storage import process_alive
 
 ROOT = Path(__file__).resolve().parents[1]
-STATE = Path(os.environ.get("MLOPS_HOME", ROOT / ".state")).resolve()
+SETTINGS = stack_settings()
+STATE = StatePaths.from_env().root
 RUN = STATE / "run"
 VENV_BIN = Path(sys.executable).parent
-AIRFLOW_PORT = int(os.environ.get("AIRFLOW_PORT", "8080"))
-MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
-SERVING_PORT = int(os.environ.get("SERVING_PORT", "8000"))
-MODEL = os.environ.get("MLOPS_MODEL", "flights_delay")  # the default model: POST /invocations
+AIRFLOW_PORT = SETTINGS.airflow_port
+MLFLOW_PORT = SETTINGS.mlflow_port
+SERVING_PORT = SETTINGS.serving_port
+MODEL = SETTINGS.default_model  # the default model: POST /invocations
 ADMIN_USER = "admin"
 FIRST_INTERVAL = ("2013-01-01", "2013-04-01")
 TOPOLOGIES = ("embedded", "production")
-PG_SERVER = os.environ.get("MLOPS_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-PG_PREFIX = os.environ.get("MLOPS_PG_DATABASE_PREFIX", "mlops")
-REDIS_URL = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_SERVER = SETTINGS.pg_server
+PG_PREFIX = SETTINGS.pg_database_prefix
+REDIS_URL = SETTINGS.redis_url
 
 
 def topology(requested: str | None = None) -> str:
@@ -126,7 +129,7 @@ def stack_env() -> dict[str, str]:
     os.chmod(STATE, 0o700)
     jwt_secret = ensure_secret(airflow_home / "jwt_secret")
     serving_admin_token = ensure_secret(STATE / "serving_admin_token")
-    if not os.environ.get("AIRFLOW_ADMIN_PASSWORD"):
+    if not SETTINGS.airflow_admin_password:
         ensure_secret(admin_password_file(STATE), 12)
     passwords = write_text_atomic(json.dumps({ADMIN_USER: admin_password(STATE)}),
                                   airflow_home / "simple_auth_manager_passwords.json")
@@ -346,7 +349,7 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
     production = topology(requested_topology) == "production"
     STATE.mkdir(parents=True, exist_ok=True)
     password_file = admin_password_file(STATE)
-    first_login = not os.environ.get("AIRFLOW_ADMIN_PASSWORD") and not password_file.exists()
+    first_login = not SETTINGS.airflow_admin_password and not password_file.exists()
     mlflow_password_file = secret_file(STATE, f"{MLFLOW_ADMIN}_password")
     first_mlflow_login = not mlflow_password_file.exists()
     env = stack_env()
@@ -376,7 +379,7 @@ def up(train: bool = True, requested_topology: str | None = None) -> None:
         if report_runs(train_all(models_with_data())):
             raise SystemExit("a training run failed: its task log says why (Airflow UI)")
     served = served_models()
-    login = ("$AIRFLOW_ADMIN_PASSWORD" if os.environ.get("AIRFLOW_ADMIN_PASSWORD")
+    login = ("$AIRFLOW_ADMIN_PASSWORD" if SETTINGS.airflow_admin_password
              else login_hint(admin_password(STATE), password_file, first_login))
     mlflow_login = login_hint(mlflow_secret(f"{MLFLOW_ADMIN}_password"), mlflow_password_file, first_mlflow_login)
     lines = "\n".join(f"  {name:<19} POST http://127.0.0.1:{SERVING_PORT}/models/{name}/invocations   version "
@@ -467,7 +470,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--no-train", action="store_true", help="start the stack without the first training run")
-    parser.add_argument("--topology", choices=TOPOLOGIES, default=os.environ.get("MLOPS_TOPOLOGY"),
+    parser.add_argument("--topology", choices=TOPOLOGIES, default=SETTINGS.topology,
                         help="embedded (default) or production; `down` and `status` use the one `up` used")
     args = parser.parse_args()
     {"up": lambda: up(train=not args.no_train, requested_topology=args.topology), "down": down,

@@ -256,7 +256,7 @@ def _monitoring_engine():
 def _reports_root():
     from pipelines.config import StatePaths
 
-    return StatePaths.from_env().root / "reports"
+    return StatePaths.from_env().reports_root
 
 
 def _model_of_dag(dag_id: str) -> str | None:

@@ -6,6 +6,8 @@ import os
 
 import uvicorn
 
+from pipelines.settings import stack_settings
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -17,7 +19,7 @@ def main() -> None:
     parser.add_argument("--alias", default="champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("MLOPS_SERVING_WORKERS", "1")),
+    parser.add_argument("--workers", type=int, default=stack_settings().serving.workers,
                         help="worker processes, each with its own model copies and micro-batcher")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -68,13 +68,13 @@ def _by_request(batches: list[ServedBatch]) -> list[ServedBatch]:
 def default_set_aside() -> Path:
     from pipelines.config import StatePaths
 
-    return StatePaths.from_env().root / "serving" / "prediction_log_set_aside.jsonl"
+    return StatePaths.from_env().serving / "prediction_log_set_aside.jsonl"
 
 
 def default_spill_dir() -> Path:
     from pipelines.config import StatePaths
 
-    return StatePaths.from_env().root / "serving" / "prediction_log_spill"
+    return StatePaths.from_env().serving / "prediction_log_spill"
 
 
 class PredictionLog:

@@ -131,4 +131,4 @@ def file_for(log_url: str, slots: int) -> Path | None:
         database = Path(url.database)
         return database.with_name(f"{database.name}.request-ids-{slots}")
     name = hashlib.sha1(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
-    return StatePaths.from_env().root / "serving" / f"request-ids-{name}-{slots}"
+    return StatePaths.from_env().serving / f"request-ids-{name}-{slots}"
