@@ -201,7 +201,9 @@ def replay(name: str, sources: list[str], start: date | None, end: date | None, 
     source = replay_source(cfg, sources, shift, replace)
     settings = stack_settings()
     url = settings.prediction_service_url()
-    token = settings.serving.predict_token  # empty or unset: no header
+    from pipelines.serving.settings import ServingSettings
+
+    token = ServingSettings().predict_token  # empty or unset: no header
     client = httpx.Client(headers={"Authorization": f"Bearer {token.get_secret_value()}"} if token else {})
     try:
         health = client.get(f"{url}/models/{cfg.model_name}/health", timeout=10)

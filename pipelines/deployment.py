@@ -52,7 +52,9 @@ def deploy(cfg: ModelConfig, promotion: dict, state: StatePaths | None = None) -
 
 def admin_headers() -> dict[str, str]:
     """The prediction service's admin token (``$MLOPS_SERVING_ADMIN_TOKEN``), as /admin/* requires it."""
-    token = stack_settings().serving.admin_token  # empty or unset: no header
+    from pipelines.serving.settings import ServingSettings
+
+    token = ServingSettings().admin_token  # empty or unset: no header
     return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
 
 

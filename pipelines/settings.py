@@ -4,9 +4,8 @@ the stack launcher (``scripts/stack.py``) read, in one typed object. ``docs/oper
 Each field names its variable (the names ``make up``, ``env.sh``, docker-compose and the docs use), so a bad
 value is refused naming the variable an operator set. An empty variable counts as unset. The prediction
 service's own variables (its model, workers, tokens, ...) are ``ServingSettings``
-(``pipelines.serving.settings``): the service builds it, its clients reach it as
-``stack_settings().serving``. Runtime state paths are ``StatePaths`` (``pipelines.config``), rooted at
-``state_home``.
+(``pipelines.serving.settings``): the service builds it, its clients read it there. Runtime state paths are
+``StatePaths`` (``pipelines.config``), rooted at ``state_home``.
 
 Outside these two modules, code reads the environment only through ``stack_settings()``
 (``tests/unit/test_settings.py`` checks it). It is cached on the values of the variables it reads, so a
@@ -22,13 +21,10 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from pipelines.serving.settings import ServingSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,14 +120,6 @@ class StackSettings(BaseSettings):
         """The prediction service: ``$MLOPS_SERVING_URL``, else ``configured`` (a model config's
         ``serving.url``), else the stack's own service at ``http://127.0.0.1:$SERVING_PORT``."""
         return (self.serving_url or configured or f"http://127.0.0.1:{self.serving_port}").rstrip("/")
-
-    @property
-    def serving(self) -> ServingSettings:
-        """The prediction service's settings (its bearer tokens, workers, ...) from the same environment; read on
-        each access (they import more than a DAG file should at parse time)."""
-        from pipelines.serving.settings import ServingSettings
-
-        return ServingSettings()
 
 
 VARIABLES = tuple(field.validation_alias for field in StackSettings.model_fields.values())

@@ -6,7 +6,7 @@ import os
 
 import uvicorn
 
-from pipelines.settings import stack_settings
+from pipelines.serving.settings import ServingSettings
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--alias", default="champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=stack_settings().serving.workers,
+    parser.add_argument("--workers", type=int, default=ServingSettings().workers,
                         help="worker processes, each with its own model copies and micro-batcher")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -177,7 +177,7 @@ def test_the_prediction_service_is_the_variable_then_the_model_config_then_the_s
 def test_the_service_settings_come_from_the_same_environment(monkeypatch):
     monkeypatch.setenv("MLOPS_SERVING_ADMIN_TOKEN", "t0ken")
     monkeypatch.setenv("MLOPS_SERVING_WORKERS", "3")
-    serving = stack_settings().serving
+    serving = ServingSettings()
     assert serving.admin_token.get_secret_value() == "t0ken" and serving.workers == 3
 
 
