@@ -91,7 +91,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
 
 def train(name: str, start: date | None, end: date | None, reason: str | None) -> int:
     """Trigger ``train_<name>`` on the running stack, follow it task by task, and say what it made."""
-    from pipelines.airflow_api import AirflowApi
+    from pipelines.airflow_edge.airflow_api import AirflowApi
 
     api = AirflowApi()
     conf = {"reason": reason or "mlops-loop train"}
@@ -178,11 +178,11 @@ def replay(name: str, sources: list[str], start: date | None, end: date | None, 
     2013 of the flights models. Default days: from the first day of the history not landed yet to its end."""
     import httpx
 
+    from pipelines.airflow_edge.stack_runs import StackRuns
     from pipelines.config import load_model_config
     from pipelines.progress import progress_bar
     from pipelines.replay import (
         ReplayPlan,
-        StackRuns,
         check_shift,
         default_start,
         model_route,
@@ -254,8 +254,8 @@ def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
     stack the event is skipped, and said so."""
     import httpx
 
-    from pipelines import assets
-    from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+    from pipelines.airflow_edge import assets
+    from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password, admin_password_file
 
     days = sorted(date.fromisoformat(path.stem) for path in landed)
     extra = {"start": days[0].isoformat(), "end": date.fromordinal(days[-1].toordinal() + 1).isoformat(),
@@ -337,7 +337,7 @@ def status() -> int:
 
     import httpx
 
-    from pipelines.airflow_api import AirflowApi
+    from pipelines.airflow_edge.airflow_api import AirflowApi
 
     services = {"Airflow API": f"http://127.0.0.1:{os.environ.get('AIRFLOW_PORT', '8080')}/api/v2/monitor/health",
                 "MLflow": f"{_mlflow_url()}/health",

@@ -7,7 +7,8 @@ The history comes from a *source*: anything with ``days()``, ``land(landing_root
 ``examples(start, end)`` returning the model's feature columns, its event-time column and its target.
 ``TableReplay`` is built from the model config alone over files of its feeds (the later history of a table
 ``mlops-loop init`` drafted); the flights have their own (``pipelines.features.flights.NycFlights13Replay``).
-Where the DAGs run is a ``WindowRuns``: the stack's Airflow (``StackRuns``), or in process in the tests.
+Where the DAGs run is a ``WindowRuns`` the caller gives: the stack's Airflow (``pipelines.airflow_edge.stack_runs``,
+from ``mlops-loop replay``), or in process in the tests.
 """
 
 from __future__ import annotations
@@ -272,31 +273,6 @@ def write_replay_report(cfg: ModelConfig, state: StatePaths, plan: ReplayPlan, r
     retrains = retrain_outcomes(cfg, rows, runs)
     paths = write_timeline(cfg, windows, retrains, state.reports(cfg.name) / "replay")
     return {"windows": windows, "retrains": retrains, "paths": paths}
-
-
-class StackRuns:
-    """The model's DAGs on the running stack, through Airflow's REST API."""
-
-    def __init__(self, cfg: ModelConfig, api=None) -> None:
-        from pipelines.airflow_api import AirflowApi
-
-        self.cfg, self.api = cfg, api or AirflowApi()
-
-    def monitor(self, window_start: date, window_end: date) -> str:
-        dag_id = f"monitor_{self.cfg.name}"
-        run_id = self.api.trigger(dag_id, {"window_start": window_start.isoformat(),
-                                           "window_end": window_end.isoformat(), "reason": "replay"})
-        return self.api.wait([(dag_id, run_id)], progress=lambda dag, message: None)[dag_id]["state"]
-
-    def follow_training(self, run_id: str) -> str:
-        dag_id = f"train_{self.cfg.name}"
-        if self.training_state(run_id) is None:
-            return "not started"
-        return self.api.wait([(dag_id, run_id)], progress=lambda dag, message: None)[dag_id]["state"]
-
-    def training_state(self, run_id: str) -> str | None:
-        response = self.api.get(f"/dags/train_{self.cfg.name}/dagRuns/{run_id}")
-        return response.json()["state"] if response.status_code == 200 else None
 
 
 class TableReplay:
