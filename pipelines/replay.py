@@ -6,9 +6,9 @@ monitoring DAG, follow the retrains it starts, and end with the timeline and the
 The history comes from a *source*: anything with ``days()``, ``land(landing_root, start, end)`` and
 ``examples(start, end)`` returning the model's feature columns, its event-time column and its target.
 ``TableReplay`` is built from the model config alone over files of its feeds (the later history of a table
-``mlops-loop init`` drafted); the flights have their own (``pipelines.features.flights.NycFlights13Replay``).
-Where the DAGs run is a ``WindowRuns`` the caller gives: the stack's Airflow (``pipelines.airflow_edge.stack_runs``,
-from ``mlops-loop replay``), or in process in the tests.
+``mlops-loop init`` drafted); the example data sets have their own (``pipelines.sources``). Where the DAGs
+run is a ``WindowRuns`` the caller gives: the stack's Airflow (``pipelines.airflow_edge.stack_runs``, from
+``mlops-loop replay``), or in process in the tests.
 """
 
 from __future__ import annotations
@@ -403,17 +403,15 @@ def check_shift(cfg: ModelConfig, shift: Shift) -> None:
 def replay_source(cfg: ModelConfig, sources: list[str], shift: Shift | None = None,
                   keep_replaced: bool = False) -> ReplaySource:
     """The history a replay lands and serves: files ``FILE`` (a single-feed model) or ``FEED=FILE``, read as
-    ``mlops-loop land`` reads a batch; with none, the built-in 2013 of a model built on the flights feeds."""
-    from pipelines.features import examples_builder
-
+    ``mlops-loop land`` reads a batch; with none, the built-in history of a model built on an example data
+    set's feeds (``pipelines.sources``: the flights' 2013)."""
     if cfg.features.event_time is None:
         raise ValueError(f"{cfg.name} has no event time: its history cannot be replayed day by day")
     if not sources:
-        if cfg.features.builder and cfg.features.builder.startswith("pipelines.features.flights."):
-            from pipelines.features.flights import NycFlights13Replay
+        from pipelines.sources import built_in_history
 
-            return NycFlights13Replay(builder=examples_builder(cfg), shift=shift, target=cfg.features.target,
-                                      classes=list(cfg.features.classes) if cfg.features.classes else None)
+        if (history := built_in_history(cfg, shift)) is not None:
+            return history
         raise ValueError(f"give the history to replay: --source FILE (a .csv or .parquet file of {cfg.name}'s table, "
                          "as `mlops-loop land` takes)")
     feeds = [feed.name for feed in cfg.feeds]
