@@ -3,8 +3,9 @@ replay``): land each day's rows, send its examples to the model's own route of t
 their event time), land the actual outcomes later as the labels feed, judge every window with the model's
 monitoring DAG, follow the retrains it starts, and end with the timeline and the retrains table.
 
-The history comes from a *source*: anything with ``days()``, ``land(landing_root, start, end)`` and
-``examples(start, end)`` returning the model's feature columns, its event-time column and its target.
+The history comes from a *source* (``pipelines.sources.ReplaySource``): anything with ``days()``,
+``land(landing_root, start, end)`` and ``examples(start, end)`` returning the model's feature columns, its
+event-time column and its target.
 ``TableReplay`` is built from the model config alone over files of its feeds (the later history of a table
 ``mlops-loop init`` drafted); the example data sets have their own (``pipelines.sources``). Where the DAGs
 run is a ``WindowRuns`` the caller gives: the stack's Airflow (``pipelines.airflow_edge.stack_runs``, from
@@ -27,17 +28,10 @@ import pandas as pd
 
 from pipelines.config import ModelConfig, StatePaths
 from pipelines.shifts import Shift, apply_shift, shift_tables
+from pipelines.sources import ReplaySource, built_in_history
 from pipelines.storage import write_parquet_atomic
 
 log = logging.getLogger(__name__)
-
-
-class ReplaySource(Protocol):
-    def days(self) -> list[date]: ...
-
-    def land(self, landing_root, start: date, end: date) -> dict[str, int]: ...
-
-    def examples(self, start: date, end: date) -> pd.DataFrame: ...
 
 
 class WindowRuns(Protocol):
@@ -408,8 +402,6 @@ def replay_source(cfg: ModelConfig, sources: list[str], shift: Shift | None = No
     if cfg.features.event_time is None:
         raise ValueError(f"{cfg.name} has no event time: its history cannot be replayed day by day")
     if not sources:
-        from pipelines.sources import built_in_history
-
         if (history := built_in_history(cfg, shift)) is not None:
             return history
         raise ValueError(f"give the history to replay: --source FILE (a .csv or .parquet file of {cfg.name}'s table, "
