@@ -44,9 +44,11 @@ Definitions: an alarm is a window where the policy raises a retrain-counting sig
 or after its labels land; a normal window is one with no injected shift whose realized metric is within
 the baseline's noise (``MetricBaseline.noise`` at the window's rows times ``confidence_z``); a false alarm
 is an alarm on a normal window. A degrading shift is a concept shift, or a covariate shift whose windows
-are measurably worse than the same windows unshifted; its delay is the 1-based number of the shifted
-window by whose judgement the alarm is known (a realized-metric alarm is known one window later, when the
-labels land); detected = delay <= 2.
+are measurably worse than the same windows unshifted (most of them); its onset is its first window that
+is (a concept shift's: its first window); its delay is the 1-based number of the window, counted from the
+onset, by whose judgement the alarm is known (a realized-metric alarm is known one window later, when the
+labels land; an alarm known before the onset counts as 1); detected = delay <= 2. A covariate shift is
+flagged when an alarm is known within 2 windows of its first.
 """
 
 from __future__ import annotations
@@ -243,7 +245,8 @@ def train_champion(table: Table, select: bool) -> None:
 
     from pipelines.monitoring_tasks import calibration_for
     from pipelines.splitting import split_by_time
-    from pipelines.training import model_classes, model_inputs, train_candidate
+    from pipelines.task_types import model_classes
+    from pipelines.training import model_inputs, train_candidate
 
     cfg = table.cfg
     task = cfg.task_type
@@ -485,6 +488,7 @@ class Figures:
     invalid: int = 0
     invalid_ok: int = 0
     errors: list[float] = field(default_factory=list)
+    errors_by_window: dict[str, list[float]] = field(default_factory=dict)  # unshifted: normal, naturally worse
     estimated_metric: str = ""
     false_alarm_signals: dict[str, int] = field(default_factory=dict)
 
@@ -505,11 +509,11 @@ class Figures:
 
 def score(table: Table, policy: str, runs: list[Scenario], verdicts: list[list[Judged]],
           truth: list[list[Judged]], bounds: list[tuple[date, date]], clean_rows: list[int],
-          degrading: list[bool]) -> Figures:
+          degrading: list[int | None]) -> Figures:
     """``truth`` is ours' view of each run (its realized metric per window, the same for every policy)."""
     metric = {"binary": "roc_auc", "multiclass": "macro F1", "regression": "rmse"}[table.cfg.task]
     fig = Figures(estimated_metric=metric)
-    for run, judged, known, bad in zip(runs, verdicts, truth, degrading, strict=True):
+    for run, judged, known, onset in zip(runs, verdicts, truth, degrading, strict=True):
         if run.kind == "clean":
             for i, (j, t) in enumerate(zip(judged, known, strict=True)):
                 if clean_rows[i] < table.cfg.monitoring.min_rows:
@@ -524,6 +528,8 @@ def score(table: Table, policy: str, runs: list[Scenario], verdicts: list[list[J
                         fig.false_alarm_signals[name] = fig.false_alarm_signals.get(name, 0) + 1
                 if clean_rows[i] >= ESTIMATE_MIN_ROWS and j.estimated is not None and t.realized is not None:
                     fig.errors.append(abs(j.estimated - (j.realized if j.realized is not None else t.realized)))
+                    kind = "naturally worse" if measurably_worse(table, t.realized, clean_rows[i]) else "normal"
+                    fig.errors_by_window.setdefault(kind, []).append(fig.errors[-1])
             continue
         first_known = min((j.known_at for j in judged if j.known_at is not None), default=None)
         delay = None if first_known is None else first_known + 1
@@ -538,12 +544,13 @@ def score(table: Table, policy: str, runs: list[Scenario], verdicts: list[list[J
             for j, t, rows in zip(judged, known, run_rows, strict=True):
                 if rows >= ESTIMATE_MIN_ROWS and j.estimated is not None and t.realized is not None:
                     fig.errors.append(abs(j.estimated - (j.realized if j.realized is not None else t.realized)))
-        if bad:
+        if onset is not None:
             fig.degrading += 1
-            if delay is not None and delay <= DETECT_WITHIN:
+            since = None if first_known is None else max(1, first_known - onset + 1)
+            if since is not None and since <= DETECT_WITHIN:
                 fig.detected += 1
-            if delay is not None:
-                fig.delays.append(delay)
+            if since is not None:
+                fig.delays.append(since)
     return fig
 
 
@@ -586,26 +593,29 @@ def evaluate_table(table: Table, quick: bool, select: bool, python: Path | None,
                           for j, r in zip(judged_ours, runs, strict=True)]}
     truth = by_policy["ours"]
 
-    # A shift degrades when its windows are measurably worse than the same windows as they were.
-    degrading = []
+    # A shift degrades when its windows are measurably worse than the same windows as they were; from the
+    # first such window on (its onset) the champion is worse because of it.
+    degrading: list[int | None] = []  # the onset (0-based window of the run), None when not degrading
     for run, known in zip(runs, truth, strict=True):
         if run.kind == "concept":
-            degrading.append(True)
+            degrading.append(0)
         elif run.kind == "covariate":
             rows = [len(window_rows(table, run.frame, *bounds[run.first + k])) for k in range(len(known))]
-            worse = [baseline.worse_by(t.realized) - baseline.worse_by(truth[0][run.first + k].realized)
+            worse = {k: baseline.worse_by(t.realized) - baseline.worse_by(truth[0][run.first + k].realized)
                      > cfg.monitoring.performance.confidence_z * baseline.noise(rows[k])
                      for k, t in enumerate(known) if t.realized is not None
-                     and truth[0][run.first + k].realized is not None]
-            degrading.append(sum(worse) * 2 > len(worse))
+                     and truth[0][run.first + k].realized is not None}
+            degrades = sum(worse.values()) * 2 > len(worse)
+            degrading.append(min(k for k, w in worse.items() if w) if degrades else None)
         else:
-            degrading.append(False)
+            degrading.append(None)
     concept = [(1 - t.realized / truth[0][run.first + k].realized) * (1 if baseline.higher_is_better else -1)
                for run, known in zip(runs, truth, strict=True) if run.kind == "concept"
                for k, t in enumerate(known) if t.realized and truth[0][run.first + k].realized]
+    onsets = [d + 1 for r, d in zip(runs, degrading, strict=True) if r.kind == "covariate" and d is not None]
     print(f"   {len(bounds)} windows; {sum(normal)} normal, {len(bounds) - sum(normal)} with the champion measurably "
           f"worse than its holdout; injected: {sum(r.kind == 'covariate' for r in runs)} covariate "
-          f"({sum(d for r, d in zip(runs, degrading, strict=True) if r.kind == 'covariate')} degrading), "
+          f"({len(onsets)} degrading, from their window {onsets}), "
           f"{sum(r.kind == 'concept' for r in runs)} concept (the metric worse by {np.mean(concept):.0%} on average, "
           f"min {np.min(concept):.0%}), {sum(r.kind == 'quality' for r in runs)} data-quality breaks; "
           f"{time.perf_counter() - started:.0f} s so far", flush=True)
@@ -657,6 +667,10 @@ def print_table(all_figures: dict[str, dict[str, Figures]]) -> None:
         print(f"  {'policy':<13}" + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
         for policy, f in figures.items():
             print(f"  {policy:<13}" + "  ".join(f"{f.row()[c]:>{w}}" for c, w in zip(columns, widths, strict=True)))
+        for policy, f in figures.items():
+            if f.errors_by_window:
+                print(f"  {policy}: estimate MAE on unshifted windows: " + ", ".join(
+                    f"{kind} {np.mean(e):.3f} (n={len(e)})" for kind, e in sorted(f.errors_by_window.items())))
         for policy, f in figures.items():
             if f.false_alarm_signals:
                 print(f"  {policy}: signals on its false alarms: "

@@ -27,7 +27,8 @@ class BatchScores:
 def score_examples(model, examples: pd.DataFrame, task: TaskType, chunk_rows: int = 50_000) -> pd.DataFrame:
     """The task type's batch columns (a score, a predicted class, a value) for every example, scored in
     chunks to bound memory."""
-    from pipelines.training import model_classes, model_inputs
+    from pipelines.task_types import model_classes
+    from pipelines.training import model_inputs
 
     inputs = model_inputs(examples, task.features)
     classes = model_classes(model)

@@ -1,6 +1,6 @@
 """``mlops-loop``: bring your own table, train it, land more of it.
 
-    mlops-loop init DATA --target COLUMN --name NAME [--task binary|multiclass|regression]
+    mlops-loop init DATA --target COLUMN --name NAME [--task TASK]
     mlops-loop train NAME [--start YYYY-MM-DD --end YYYY-MM-DD] [--reason TEXT]
     mlops-loop land NAME DATA [--day YYYY-MM-DD] [--replace]
     mlops-loop replay NAME [--source [FEED=]FILE] [--start DAY --end DAY --every N --label-delay-days D]
@@ -381,6 +381,8 @@ def step(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipelines.task_types import TASK_TYPES
+
     parser = argparse.ArgumentParser(prog="mlops-loop", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -388,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("data", type=Path, help="a .csv or .parquet table, one row per example")
     p.add_argument("--target", required=True, help="the column to predict")
     p.add_argument("--name", required=True, help="the model's name (lower case, digits, _)")
-    p.add_argument("--task", choices=["binary", "multiclass", "regression"], help="default: inferred")
+    p.add_argument("--task", choices=list(TASK_TYPES), help="default: inferred")
     p.add_argument("--force", action="store_true", help="draft again over an existing config and suite")
     p = commands.add_parser("train", help="run train_<name> on the stack and follow it")
     p.add_argument("name")

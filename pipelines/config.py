@@ -1,7 +1,8 @@
 """One typed configuration per model, loaded from YAML in ``include/models``.
 
 Defaults live here; the YAML holds only the knobs people change. This module is imported by DAG
-files at parse time, so it must import nothing heavier than pydantic and PyYAML.
+files at parse time, so it must import nothing heavier than pydantic, PyYAML and the task-type registry
+(``pipelines.task_types``, as light: the names of the task types a config may take come from it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipelines.task_types import TASK_TYPES, TaskType, task_type_named
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,7 +29,6 @@ def include_dir() -> Path:
     return Path(os.environ.get("MLOPS_INCLUDE_DIR") or PROJECT_ROOT / "include").resolve()
 
 ColumnType = Literal["int", "float", "string", "datetime"]
-TaskName = Literal["binary", "multiclass", "regression"]
 
 
 class _Strict(BaseModel):
@@ -138,7 +140,8 @@ class SearchConfig(_Strict):
         "linear: a regularised linear model (logistic regression for classifiers, ridge for regression).")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     selection_metric: str | None = Field(None, description="Picks the best candidate on the validation rows; "
-                                         "default: the task type's (roc_auc, macro_f1, rmse).")
+                                         "default: the task type's (" + ", ".join(
+                                             t.selection_metric for t in TASK_TYPES.values()) + ").")
     random_state: int = 42
     max_parallel: int = Field(
         2, ge=1, description="Candidates trained at once; each gets cpu_count // max_parallel threads."
@@ -172,8 +175,9 @@ class GatePolicy(_Strict):
     """What a candidate must show before it may replace the champion."""
 
     floors: dict[str, float] | None = Field(
-        None, description="Absolute floors on higher-is-better metrics; default: the task type's "
-        "(binary roc_auc 0.6, regression r2 0).")
+        None, description="Absolute floors on higher-is-better metrics; default: the task type's (" + ", ".join(
+            f"{name} {metric} {floor:g}" for name, t in TASK_TYPES.items()
+            for metric, floor in t.default_floors.items()) + ").")
     ceilings: dict[str, float] = Field(
         default_factory=dict, description="Absolute ceilings on lower-is-better metrics."
     )
@@ -273,8 +277,8 @@ class MonitoringConfig(_Strict):
 class ModelConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
-    task: TaskName = Field("binary", description="binary, multiclass or regression: what the model predicts "
-                           "and how it is trained, judged, served and monitored.")
+    task: str = Field("binary", description="One of the task types (" + ", ".join(TASK_TYPES) + "): what the "
+                      "model predicts and how it is trained, judged, served and monitored.")
     registered_model_name: str | None = None
     landing_zone: str | None = Field(None, description="Read the landed feeds of this other model (two models "
                                      "of the same data); default: the model's own landing zone.")
@@ -297,6 +301,12 @@ class ModelConfig(_Strict):
     )
     owner: str = "ml-platform"
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        task_type_named(task)  # a ValueError naming the task types there are
+        return task
 
     @model_validator(mode="after")
     def _slice_floors_use_evaluated_slices(self) -> ModelConfig:
@@ -326,9 +336,30 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _metrics_fit_the_task(self) -> ModelConfig:
-        from pipelines.task_types import task_type_named
-
-        task_type_named(self.task).check_metric_names(self)
+        """Every metric the config names exists for its task type, a bound points the metric's way (a floor
+        for a higher-is-better metric), and monitoring names only what the served predictions measure."""
+        task = task_type_named(self.task)
+        gate, monitoring = self.gate, self.monitoring
+        if self.search.selection_metric is not None:
+            task.check_metric(self.search.selection_metric, "search.selection_metric")
+        for metric in gate.floors or {}:
+            task.check_metric(metric, "gate.floors", higher=True)
+        for metric in gate.ceilings:
+            task.check_metric(metric, "gate.ceilings", higher=False)
+        if gate.margin_metric is not None:
+            task.check_metric(gate.margin_metric, "gate.margin_metric")
+        for bound in gate.slice_floors:
+            if bound.metric is not None:
+                task.check_metric(bound.metric, f"gate.slice_floors[{bound.column}]", higher=bound.floor is not None)
+        for metric in monitoring.performance_floors or {}:
+            task.check_metric(metric, "monitoring.performance_floors", higher=True, realized=True)
+        for metric in monitoring.performance_ceilings or {}:
+            task.check_metric(metric, "monitoring.performance_ceilings", higher=False, realized=True)
+        for metric in monitoring.performance.metrics or []:
+            task.check_metric(metric, "monitoring.performance.metrics", realized=True)
+        if self.features.positive_class is not None and not task.takes_positive_class:
+            takers = " or ".join(n for n, t in TASK_TYPES.items() if t.takes_positive_class)
+            raise ValueError(f"features.positive_class only applies to {takers} models, not {task.name}")
         return self
 
     @model_validator(mode="after")
@@ -339,11 +370,9 @@ class ModelConfig(_Strict):
         return self
 
     @property
-    def task_type(self):
+    def task_type(self) -> TaskType:
         """The object that owns everything this model's task type changes (see pipelines.task_types)."""
-        from pipelines.task_types import task_type_for
-
-        return task_type_for(self)
+        return task_type_named(self.task)(self.features)
 
     @property
     def selection_metric(self) -> str:

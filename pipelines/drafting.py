@@ -4,10 +4,10 @@ Reads the table once and infers, column by column, the type each landed file mus
 column plays (a numeric or categorical feature, the target, the event time, an example id, or nothing a
 model can use, and why): numbers written as text are numbers, dates written as text are never categories,
 a column empty in every row is dropped, a time-like number (a year, a fractional date, a counter, an
-increasing id: monotone in the event time) is neither a feature nor bounded in the suite. It infers the
-task type from the target (scikit-learn's ``type_of_target``, with a regression for numbers with many
-distinct values), and profiles a Great Expectations suite from the data. Pure: the command in
-``pipelines.cli`` reads the file and writes the drafts.
+increasing id: monotone in the event time) is neither a feature nor bounded in the suite. It asks the task
+types which one the target fits (``pipelines.task_types.infer_task_type``), and profiles a Great
+Expectations suite from the data. Pure: the command in ``pipelines.cli`` reads the file and writes the
+drafts.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from pipelines.config import TaskName
-
-# A numeric target with more distinct values than this is a quantity to regress, not a set of classes.
-MAX_CLASSES_FOR_NUMBERS = 20
 # Text columns with at most this many distinct values are categories; more, and they are ids or free text.
 MAX_CATEGORIES = 200
 # Value sets are written into the suite for categories with at most this many values.
@@ -59,7 +55,7 @@ class ColumnRole:
 @dataclass(frozen=True)
 class ModelDraft:
     name: str
-    task: TaskName
+    task: str  # a task type's name
     task_reason: str
     rows: int
     columns: list[ColumnRole]
@@ -169,27 +165,21 @@ def with_event_time(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str
                                                       format="ISO8601")}), event_time
 
 
-def infer_task(target: pd.Series, name: str) -> tuple[TaskName, str]:
-    """binary, multiclass or regression, and why."""
-    from sklearn.utils.multiclass import type_of_target
+def infer_task(target: pd.Series, name: str) -> tuple[str, str]:
+    """The name of the task type the target fits, and why."""
+    from pipelines.task_types import TargetError, infer_task_type
 
     present = target.dropna()
     if present.empty:
         raise DraftError(f"target column {name!r} holds no values")
-    distinct = present.nunique()
-    if distinct < 2:
+    if present.nunique() < 2:
         raise DraftError(f"target column {name!r} holds the single value {present.iloc[0]!r}: there is nothing "
                          "to learn")
-    numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
-    kind = type_of_target(present.to_numpy() if numeric else present.astype(str).to_numpy())
-    if kind == "continuous" or (numeric and distinct > MAX_CLASSES_FOR_NUMBERS):
-        return "regression", f"{name!r} holds numbers with {distinct} distinct values"
-    if kind == "binary":
-        return "binary", f"{name!r} holds two values"
-    if not numeric and distinct > MAX_CATEGORIES:
-        raise DraftError(f"target column {name!r} holds {distinct} distinct text values: too many classes for a "
-                         "classifier and not numbers for a regression")
-    return "multiclass", f"{name!r} holds {distinct} classes"
+    try:
+        task_type, why = infer_task_type(present.rename(name))
+    except TargetError as exc:
+        raise DraftError(str(exc)) from None
+    return task_type.name, f"{name!r} {why}"
 
 
 @dataclass(frozen=True)
@@ -323,7 +313,7 @@ def find_event_time(frame: pd.DataFrame, target: str) -> str | None:
     return (named or candidates)[0]
 
 
-def draft_model(frame: pd.DataFrame, target: str, name: str, task: TaskName | None = None,
+def draft_model(frame: pd.DataFrame, target: str, name: str, task: str | None = None,
                 today: date | None = None) -> ModelDraft:
     """Everything ``mlops-loop init`` writes for ``frame`` (its event time parsed by ``with_event_time``, or
     not yet)."""

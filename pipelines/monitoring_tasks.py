@@ -92,14 +92,16 @@ def snapshot_path(state: StatePaths, tags: dict[str, str]) -> Path:
         return local
     import dvc.api
 
+    from pipelines.storage import write_atomic
+
     target = monitoring_dir_for_hash(state, md5)
     if not target.is_file():
-        with dvc.api.open(tags["data_path"], repo=str(state.dvc_repo), rev=tags.get("data_rev"), mode="rb") as src:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            with open(tmp, "wb") as out:
+        def copy(tmp: Path) -> None:
+            source = dvc.api.open(tags["data_path"], repo=str(state.dvc_repo), rev=tags.get("data_rev"), mode="rb")
+            with source as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out)
-            tmp.replace(target)
+
+        write_atomic(target, copy)
     return target
 
 
@@ -114,8 +116,9 @@ def reference_profile(cfg: ModelConfig, state: StatePaths, version) -> Path:
 
     from pipelines.drift import ColumnProfile, ReferenceProfile, profile_reference, value_counts
     from pipelines.monitoring import PREDICTION, prediction_values
+    from pipelines.task_types import model_classes
     from pipelines.tracking import load_sklearn_model
-    from pipelines.training import model_classes, model_inputs
+    from pipelines.training import model_inputs
 
     path = monitoring_dir(cfg, state) / "reference" / f"v{version.version}_{version.tags.get('data_hash')}.parquet"
     if path.is_file():
@@ -139,7 +142,8 @@ def calibration_for(cfg: ModelConfig, snapshot, holdout, model, threshold: float
     """The version's monitoring calibration (``pipelines.calibration.calibrate``): ``model`` scored on
     its training ``snapshot`` (the reference) and on its ``holdout``, judged at its decision ``threshold``."""
     from pipelines.calibration import calibrate
-    from pipelines.training import model_classes, model_inputs
+    from pipelines.task_types import model_classes
+    from pipelines.training import model_inputs
 
     task = cfg.task_type
     classes = model_classes(model)
@@ -547,6 +551,7 @@ def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
 
     from pipelines import monitoring_store as store
     from pipelines.evidently_html import standalone_html
+    from pipelines.storage import write_text_atomic
     from pipelines.tracking import configure_mlflow
 
     window = pd.read_parquet(measured["sample_path"])
@@ -567,9 +572,7 @@ def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
         reference_data=Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition))
     path = state.reports(cfg.name) / "monitoring" / mctx.window_key / "drift_report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.html")
-    tmp.write_text(standalone_html(snapshot), encoding="utf-8")  # logged values stay data, never markup
-    tmp.replace(path)
+    write_text_atomic(standalone_html(snapshot), path)  # logged values stay data, never markup
     configure_mlflow(state)
     try:
         mlflow.MlflowClient().log_artifact(version.run_id, str(path), artifact_path=f"monitoring/{mctx.window_key}")

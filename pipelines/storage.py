@@ -9,6 +9,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,12 +62,14 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> Path:
+def write_atomic(dest: Path, write: Callable[[Path], object]) -> Path:
+    """``write(path)`` fills a temp file beside ``dest``, which then replaces ``dest`` in one rename; a write
+    that fails removes its temp file and leaves ``dest`` as it was."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
-        frame.to_parquet(tmp, index=False)
+        write(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,13 +77,16 @@ def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> Path:
     return dest
 
 
+def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> Path:
+    return write_atomic(dest, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
 def write_text_atomic(text: str, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, dest)
-    return dest
+    return write_atomic(dest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomic(data: bytes, dest: Path) -> Path:
+    return write_atomic(dest, lambda tmp: tmp.write_bytes(data))
 
 
 def move_into(paths: list[Path], folder: Path) -> list[Path]:

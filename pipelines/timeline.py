@@ -196,14 +196,10 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 
 
 def write_timeline(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain], folder: Path) -> dict[str, Path]:
-    from pipelines.storage import write_text_atomic
+    from pipelines.storage import write_bytes_atomic, write_text_atomic
 
-    folder.mkdir(parents=True, exist_ok=True)
     png = plot(cfg, windows, retrains)
-    png_path = folder / "timeline.png"
-    tmp = png_path.with_suffix(".tmp")
-    tmp.write_bytes(png)
-    tmp.replace(png_path)
+    png_path = write_bytes_atomic(png, folder / "timeline.png")
     html_path = write_text_atomic(render_html(cfg, windows, retrains, png), folder / "timeline.html")
     retrains_path = write_text_atomic(
         "| window end | reason | run | state | gate | new version |\n|---|---|---|---|---|---|\n" + "".join(

@@ -108,7 +108,7 @@ def log_sklearn_model(model, input_example, task, name: str = "model"):
     import skops.io as sio
     from mlflow.models import ModelSignature, infer_signature
 
-    from pipelines.training import model_classes
+    from pipelines.task_types import model_classes
 
     trusted = sio.get_untrusted_types(data=sio.dumps(model))
     outputs = infer_signature(model_output=task.output(model, input_example)).outputs

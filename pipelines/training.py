@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from pipelines.config import FeaturesConfig, SearchConfig
-from pipelines.task_types import TaskType
+from pipelines.task_types import TaskType, model_classes
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,6 @@ def model_inputs(frame: pd.DataFrame, features: FeaturesConfig) -> pd.DataFrame:
     for column in features.numeric:
         inputs[column] = inputs[column].astype("float64")
     return inputs
-
-
-def model_classes(model) -> list[str] | None:
-    """A fitted classifier's classes as text (the order of its probability columns); None for a regressor."""
-    classes = getattr(model, "classes_", None)
-    return None if classes is None else [str(c) for c in classes]
 
 
 def train_candidate(

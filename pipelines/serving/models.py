@@ -124,9 +124,8 @@ def load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str
 def _load_model_uri(name: str, uri: str, version: str, alias: str, tags: dict[str, str]) -> LoadedModel:
     import mlflow
 
-    from pipelines.task_types import task_type_of_model
+    from pipelines.task_types import model_classes, task_type_of_model
     from pipelines.tracking import load_sklearn_model
-    from pipelines.training import model_classes
 
     model = load_sklearn_model(uri)
     info = mlflow.models.get_model_info(uri)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import numpy as np
@@ -29,7 +29,17 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from pipelines.prediction_store import TextCodes
-    from pipelines.serving.models import LoadedModel
+
+
+class ModelColumns(Protocol):
+    """What a request is checked against: a served model version's input columns, numeric and categorical."""
+
+    @property
+    def numeric(self) -> tuple[str, ...]: ...
+    @property
+    def categorical(self) -> tuple[str, ...]: ...
+    @property
+    def columns(self) -> tuple[str, ...]: ...
 
 
 class BadRequest(ValueError):
@@ -214,7 +224,7 @@ def event_times(values: Sequence, column: str) -> list[datetime | None]:
     return times
 
 
-def conform_columns(columns: Columns, model: LoadedModel) -> Columns:
+def conform_columns(columns: Columns, model: ModelColumns) -> Columns:
     """Check the request against the model signature and convert every value, naming the first bad field."""
     missing = [c for c in model.columns if c not in columns.values]
     if missing:
@@ -299,7 +309,7 @@ class ScoringRequest:
     conformed_to: tuple[tuple[str, ...], tuple[str, ...]]  # the model's numeric and categorical columns
     parsed: Columns | None = None  # the general path's parse, when it took the request
 
-    def for_model(self, model: LoadedModel) -> Columns:
+    def for_model(self, model: ModelColumns) -> Columns:
         """The rows conformed to ``model`` (raises ``BadRequest`` when they do not fit it)."""
         if (model.numeric, model.categorical) == self.conformed_to:
             return self.columns
@@ -307,7 +317,7 @@ class ScoringRequest:
         return conform_columns(parsed, model)
 
 
-def read_request(body: bytes, content_type: str, model: LoadedModel, event_time: str | None) -> ScoringRequest:
+def read_request(body: bytes, content_type: str, model: ModelColumns, event_time: str | None) -> ScoringRequest:
     """The request's rows conformed to ``model``, by the fast path when the body fits it (``RecordsDecoder``),
     else by the general one. Raises ``BadRequest`` naming what is wrong."""
     read = dict(body=body, content_type=content_type, event_time=event_time,
@@ -347,7 +357,7 @@ def parse_frame(body: bytes, content_type: str) -> pd.DataFrame:
     return pd.DataFrame(columns.values, columns=columns.names)
 
 
-def conform(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+def conform(frame: pd.DataFrame, model: ModelColumns) -> pd.DataFrame:
     """``conform_columns`` for a DataFrame (for callers outside the serving hot path)."""
     if frame.columns.duplicated().any():
         raise BadRequest(f"duplicate columns {sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})}")

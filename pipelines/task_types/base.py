@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pipelines.errors import DataError
 
@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from pipelines.config import FeaturesConfig, ModelConfig
     from pipelines.drift import ReferenceProfile
-    from pipelines.monitoring_limits import Estimator
+    from pipelines.task_types.estimation import Estimator
+
+# A numeric target with more distinct values than this is a quantity to regress, not a set of classes.
+MAX_CLASSES_FOR_NUMBERS = 20
 
 
 class TargetError(DataError):
@@ -31,6 +33,56 @@ class TargetDraft:
     positive_reason: str = ""
     gate_floors: dict[str, float] = field(default_factory=dict)
     gate_reason: str = ""
+
+
+class TaskFeatures(Protocol):
+    """What a task type reads of a model's features: a model config's ``features``, or what a logged model's
+    signature and metadata tell of them."""
+
+    @property
+    def numeric(self) -> list[str]: ...
+    @property
+    def categorical(self) -> list[str]: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def event_time(self) -> str | None: ...
+    @property
+    def classes(self) -> list[str] | None: ...
+    @property
+    def positive_class(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class TargetShape:
+    """What a target column looks like before a task type is chosen for it: scikit-learn's
+    ``type_of_target`` of its values, whether they are numbers, and how many distinct values it holds."""
+
+    kind: str
+    numeric: bool
+    distinct: int
+
+    @classmethod
+    def of(cls, values: pd.Series) -> TargetShape:
+        """The shape of the values present (at least one)."""
+        import pandas as pd
+        from sklearn.utils.multiclass import type_of_target
+
+        present = values.dropna()
+        numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
+        kind = type_of_target(present.to_numpy() if numeric else present.astype(str).to_numpy())
+        return cls(kind, numeric, int(present.nunique()))
+
+    @property
+    def many_numbers(self) -> bool:
+        """Numbers with more distinct values than a set of classes holds."""
+        return self.numeric and self.distinct > MAX_CLASSES_FOR_NUMBERS
+
+
+def model_classes(model) -> list[str] | None:
+    """A fitted classifier's classes as text (the order of its probability columns); None for a regressor."""
+    classes = getattr(model, "classes_", None)
+    return None if classes is None else [str(c) for c in classes]
 
 
 class TaskType:
@@ -53,50 +105,35 @@ class TaskType:
     # How monitoring treats the logged scores when it measures prediction drift.
     prediction_kind: ClassVar[Literal["numeric", "categorical"]]
     is_classifier: ClassVar[bool]
+    # Whether a model of this task type names one class as the positive one (``features.positive_class``).
+    takes_positive_class: ClassVar[bool] = False
 
-    def __init__(self, features: FeaturesConfig):
+    def __init__(self, features: TaskFeatures):
         self.features = features
 
     # config ------------------------------------------------------------------------------------------------
     @classmethod
-    def check_metric_names(cls, cfg: ModelConfig) -> None:
-        """Every metric a config names exists for this task type and points the right way."""
-        def known(metric: str, where: str) -> None:
-            if metric not in cls.metrics:
-                raise ValueError(f"{where}: {metric!r} is not a {cls.name} metric (use one of "
-                                 f"{sorted(cls.metrics)})")
-
-        def directed(metric: str, where: str, higher: bool) -> None:
-            known(metric, where)
-            if cls.metrics[metric] != higher:
-                wanted, given = ("ceiling", "floor") if higher else ("floor", "ceiling")
-                raise ValueError(f"{where}: {metric!r} is {'lower' if higher else 'higher'} is better, so it "
-                                 f"takes a {wanted}, not a {given}")
-
-        if cfg.search.selection_metric is not None:
-            known(cfg.search.selection_metric, "search.selection_metric")
-        for metric in cfg.gate.floors or {}:
-            directed(metric, "gate.floors", True)
-        for metric in cfg.gate.ceilings:
-            directed(metric, "gate.ceilings", False)
-        if cfg.gate.margin_metric is not None:
-            known(cfg.gate.margin_metric, "gate.margin_metric")
-        for bound in cfg.gate.slice_floors:
-            if bound.metric is not None:
-                directed(bound.metric, f"gate.slice_floors[{bound.column}]", bound.floor is not None)
-        for metric in cfg.monitoring.performance_floors or {}:
-            directed(metric, "monitoring.performance_floors", True)
-        for metric in cfg.monitoring.performance_ceilings or {}:
-            directed(metric, "monitoring.performance_ceilings", False)
-        for metric in [*(cfg.monitoring.performance_floors or {}), *(cfg.monitoring.performance_ceilings or {}),
-                       *(cfg.monitoring.performance.metrics or [])]:
-            if metric not in cls.realized_metrics:
-                raise ValueError(f"monitoring: {metric!r} cannot be measured from the served {cls.name} "
-                                 f"predictions; use one of {sorted(cls.realized_metrics)}")
-        if cls.name != "binary" and cfg.features.positive_class is not None:
-            raise ValueError(f"features.positive_class only applies to binary models, not {cls.name}")
+    def check_metric(cls, metric: str, where: str, higher: bool | None = None, realized: bool = False) -> None:
+        """A metric a config names at ``where`` exists for this task type; for a bound, points the way
+        ``higher`` says (a floor: higher is better); when ``realized``, can be measured from the served
+        predictions once the labels land. Raises ValueError naming ``where``."""
+        if metric not in cls.metrics:
+            raise ValueError(f"{where}: {metric!r} is not a {cls.name} metric (use one of {sorted(cls.metrics)})")
+        if higher is not None and cls.metrics[metric] != higher:
+            wanted, given = ("ceiling", "floor") if higher else ("floor", "ceiling")
+            raise ValueError(f"{where}: {metric!r} is {'lower' if higher else 'higher'} is better, so it "
+                             f"takes a {wanted}, not a {given}")
+        if realized and metric not in cls.realized_metrics:
+            raise ValueError(f"{where}: {metric!r} cannot be measured from the served {cls.name} "
+                             f"predictions; use one of {sorted(cls.realized_metrics)}")
 
     # target ------------------------------------------------------------------------------------------------
+    @classmethod
+    def target_fit(cls, shape: TargetShape) -> tuple[bool, str]:
+        """Whether a target of this shape is one this task type learns, and why (or why not): what
+        ``mlops-loop init`` writes when it infers the task type. The task types' fits do not overlap."""
+        raise NotImplementedError
+
     @classmethod
     def draft_target(cls, values: pd.Series) -> TargetDraft:
         """The target settings a new model of this task type gets from its table (``mlops-loop init``)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetDraft, TargetError
+from pipelines.task_types.base import TargetDraft, TargetError, TargetShape
 from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class BinaryClassification(Classification):
     prediction_kind = "numeric"
     max_classes = 2
     too_many_classes = "set task: multiclass or regression"
+    takes_positive_class = True
 
     def positive_class(self, classes: list[str]) -> str:
         declared = self.features.positive_class
@@ -39,6 +40,12 @@ class BinaryClassification(Classification):
             return truthy[0]
         raise TargetError(f"cannot tell which of the labels {classes} of {self.features.target!r} is the positive "
                           "class: set features.positive_class")
+
+    @classmethod
+    def target_fit(cls, shape: TargetShape) -> tuple[bool, str]:
+        if shape.kind == "binary":
+            return True, "holds two values"
+        return False, f"it holds {shape.distinct} distinct values, not two"
 
     @classmethod
     def draft_target(cls, values: pd.Series) -> TargetDraft:
@@ -123,7 +130,7 @@ class BinaryClassification(Classification):
         whole holdout, and the estimate is refused when even that error is above ``MAX_ESTIMATE_ERROR``."""
         import numpy as np
 
-        from pipelines.monitoring_limits import Estimator
+        from pipelines.task_types.estimation import Estimator
 
         if metric not in self.ESTIMABLE:
             return None, f"not estimated: {metric} has no confidence-based estimate (only {', '.join(self.ESTIMABLE)})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetDraft
+from pipelines.task_types.base import TargetDraft, TargetShape
 from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
@@ -23,6 +23,17 @@ class MulticlassClassification(Classification):
     max_classes = 50
     estimate_unavailable = ("the prediction log keeps the predicted class, not the class probabilities, so "
                             "confidence cannot be read from it")
+
+    @classmethod
+    def target_fit(cls, shape: TargetShape) -> tuple[bool, str]:
+        if shape.many_numbers:
+            return False, f"its {shape.distinct} distinct numbers are a quantity, not classes"
+        if shape.kind != "multiclass":
+            return False, f"scikit-learn reads it as {shape.kind}, not multiclass"
+        if shape.distinct > cls.max_classes:
+            return False, (f"it holds {shape.distinct} distinct values, more than the {cls.max_classes} classes a "
+                           f"{cls.name} classifier takes")
+        return True, f"holds {shape.distinct} classes"
 
     @classmethod
     def draft_target(cls, values: pd.Series) -> TargetDraft:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TaskType
+from pipelines.task_types.base import TargetShape, TaskType
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from pipelines.monitoring_limits import ErrorProfile
+    from pipelines.task_types.estimation import ErrorProfile
 
 
 class Regression(TaskType):
@@ -26,6 +26,14 @@ class Regression(TaskType):
     estimate_unavailable = ("a regression's error cannot be read off its predictions alone: it is estimated "
                             "from the holdout's error per stratum of the key features, which needs the holdout "
                             "and the features' importance")
+
+    @classmethod
+    def target_fit(cls, shape: TargetShape) -> tuple[bool, str]:
+        if shape.kind == "continuous" or shape.many_numbers:
+            return True, f"holds numbers with {shape.distinct} distinct values"
+        if not shape.numeric:
+            return False, "it holds text, not numbers"
+        return False, f"its {shape.distinct} distinct whole numbers are classes, not a quantity"
 
     def target_problem(self, values: pd.Series) -> str | None:
         import pandas as pd
@@ -109,7 +117,7 @@ class Regression(TaskType):
         together (a storm); without an event time the rows are split at random."""
         import numpy as np
 
-        from pipelines.monitoring_limits import Estimator
+        from pipelines.task_types.estimation import Estimator
 
         if metric not in self.ESTIMABLE:
             return None, f"not estimated: {metric} has no estimate before the labels (only {', '.join(self.ESTIMABLE)})"
@@ -144,7 +152,7 @@ class Regression(TaskType):
         """The feature's ``ErrorProfile`` on the whole holdout, or why it is refused."""
         import numpy as np
 
-        from pipelines.monitoring_limits import ErrorProfile
+        from pipelines.task_types.estimation import ErrorProfile
 
         kind = "categorical" if feature in self.features.categorical else "numeric"
         if kind == "numeric":

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.mlflow_server import free_port, running_mlflow_server
+from tests.waiting import wait_until_started
 
 MODEL = "flights_delay"
 
@@ -45,10 +45,7 @@ def serve_on_loopback(monkeypatch_module):
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.1)
+        wait_until_started(server, 10)
         url = f"http://127.0.0.1:{port}"
         monkeypatch_module.setenv("MLOPS_SERVING_URL", url)
         return url

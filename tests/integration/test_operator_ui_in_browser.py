@@ -10,7 +10,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -18,6 +17,8 @@ from urllib.parse import quote
 import httpx
 import pandas as pd
 import pytest
+
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,8 @@ def runs_started_first(stack):
 
     served_rows(stack, 400, "browser-traffic")
     served_rows(stack, 2 * len(HOSTILE), "browser-hostile", carriers=HOSTILE)
-    time.sleep(3)  # the log writer's clock
+    wait_for(lambda: httpx.get(f"{stack['serving']}/health").json()["prediction_log"]["backlog_rows"] == 0,
+             60, "the served rows in the prediction log", poll=0.2)
     today = datetime.now(UTC).date()  # the prediction log's clock
     window = (today, today + timedelta(days=1))
     monitor_run = stack["api"].trigger(f"monitor_{MODEL}", {"window_start": str(window[0]), "reason": "browser test",
@@ -256,14 +258,13 @@ def test_what_did_it_answer_to_request_x(page, stack):
     served_rows(stack, 2, "browser-lineage")
 
     frame = operator_page(page, stack, "/lineage")
-    deadline = time.monotonic() + 90
-    while True:  # the log writer stores the rows within seconds (longer on a loaded box)
+    def found() -> int:  # the log writer stores the rows within seconds (longer on a loaded box)
         frame.locator("input[name=request_id]").fill("browser-lineage")
         frame.get_by_role("button", name="Search").click()
         frame.get_by_role("heading", name="Prediction lineage").wait_for()
-        if frame.get_by_role("heading", name="What was answered").count() or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+        return frame.get_by_role("heading", name="What was answered").count()
+
+    wait_for(found, 90, "the request in the lineage page", poll=2)
     body = frame.locator("body").inner_text()
     assert "What was answered" in body and f"Made by {MODEL} v1" in body
     assert "Training data" in body and f"train_{MODEL} / " in body and "Code" in body
@@ -275,15 +276,16 @@ def test_a_person_approves_a_candidate_that_was_trained_when_its_data_landed(pag
     assert landed.returncode == 0 and f"train_{REVIEWED} starts on it" in landed.stdout, landed.stdout + landed.stderr
 
     dag_id = f"train_{REVIEWED}"
-    deadline = time.monotonic() + 600
-    while True:  # the Asset event starts the run; it trains, passes the gate, and waits for a person
+    runs, states = [], {}
+
+    def awaiting_approval() -> bool:  # the Asset event starts the run; it trains, passes the gate, waits for a person
+        nonlocal runs, states
         runs = api.get(f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit=1").json()["dag_runs"]
         states = api.task_states(dag_id, runs[0]["dag_run_id"]) if runs else {}
-        if states.get("approve") == "awaiting_input" or time.monotonic() > deadline:
-            break
         assert not runs or runs[0]["state"] not in ("success", "failed"), states
-        time.sleep(3)
-    assert states.get("approve") == "awaiting_input", states
+        return states.get("approve") == "awaiting_input"
+
+    wait_for(awaiting_approval, 600, lambda: f"the approval task to wait for a person: {states}", poll=3)
     run_id = runs[0]["dag_run_id"]
     assert runs[0]["run_type"] == "asset_triggered"
 

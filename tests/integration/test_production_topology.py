@@ -4,13 +4,14 @@ on this machine's PostgreSQL and Redis; the ``production_stack`` fixture of conf
 
 import json
 import os
-import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "flights_delay"
@@ -87,11 +88,11 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
     assert len(answer.json()["predictions"]) == 3
     from pipelines.prediction_store import read_log
 
-    deadline, logged = time.monotonic() + 30, 0
-    while time.monotonic() < deadline and logged < 3:
-        logged = (read_log(f"{database}_monitoring").request_id == "production-topology").sum()
-        time.sleep(0.5)
-    assert logged == 3
+    def logged() -> int:
+        return int((read_log(f"{database}_monitoring").request_id == "production-topology").sum())
+
+    wait_for(lambda: logged() >= 3, 30, "the 3 rows in the prediction log", poll=0.5)
+    assert logged() == 3
 
 
 def test_a_killed_task_is_retried_and_a_restarted_scheduler_finishes_the_run(fault_drill):

@@ -53,6 +53,8 @@ def test_task_can_be_overridden_and_a_bad_target_is_named():
         draft_model(frame, "missing", "m")
     with pytest.raises(DraftError, match="single value"):
         draft_model(frame.assign(y=1), "y", "m")
+    with pytest.raises(DraftError, match="'y' fits no task type .*regression: it holds text, not numbers"):
+        draft_model(frame.assign(y=[f"ticket {i}" for i in range(100)]), "y", "m")
 
 
 def test_an_event_time_is_found_and_gives_a_time_split():

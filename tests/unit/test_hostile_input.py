@@ -16,6 +16,8 @@ import uvicorn
 from hypothesis import HealthCheck, settings
 from hypothesis.errors import Unsatisfiable
 
+from tests.waiting import wait_until_started
+
 ROW = {"signal": 0.5, "group": "a"}
 LIMIT = 1024 * 1024
 
@@ -98,10 +100,7 @@ def server(tmp_path_factory, empty_mlflow_db):
         uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=uv.run, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 60
-        while not uv.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_started(uv)
         yield f"http://127.0.0.1:{port}", port, log
         uv.should_exit = True
         thread.join(30)

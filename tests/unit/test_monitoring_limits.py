@@ -277,7 +277,7 @@ def test_the_stratified_rmse_of_a_hand_computed_case():
     # Strata of x: below 1.0 (holdout MSE 4) and from 1.0 (MSE 16). A window of three rows below and one above
     # weighs them 3:1: sqrt((3 * 4 + 1 * 16) / 4) = sqrt(7). Rows in a stratum the holdout cannot speak for
     # (a category it never had) are left out while they are few, and make the window unestimated when many.
-    from pipelines.monitoring_limits import ErrorProfile
+    from pipelines.task_types.estimation import ErrorProfile
     from pipelines.task_types.regression import stratified_rmse
 
     numeric = ErrorProfile("x", "numeric", [1.0], [], [4.0, 16.0], 1.0, 0.05)

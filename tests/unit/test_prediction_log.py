@@ -1,5 +1,4 @@
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -21,6 +20,7 @@ from pipelines.prediction_store import (
     read_segments,
 )
 from pipelines.serving.prediction_log import PredictionLog, now
+from tests.waiting import wait_for
 
 
 def batch(request_id: str, rows: int, model_version: str = "3") -> ServedBatch:
@@ -186,9 +186,7 @@ def test_a_write_committed_whose_answer_was_lost_is_stored_once(log_url, tmp_pat
 
     log._insert = committed_then_cut
     log.submit(batch("cut", 4))
-    deadline = time.monotonic() + 20
-    while log.backlog and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: not log.backlog, 20, "the cut batch written")
     log.submit(batch("after", 2))
     log.close()
     assert cuts == [1] and log.spilled_rows == 0 and not list((tmp_path / "spill").glob("spill-*"))

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from pipelines.prediction_store import ServedBatch, logged_rows, read_log
 from pipelines.serving.prediction_log import PredictionLog, now
 from tests.unit.tcp_proxy import TcpProxy
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,13 +27,6 @@ def batch(request_id: str, rows: int = 10) -> ServedBatch:
     return ServedBatch((request_id,), now(), "m", "1", "champion",
                        {"x": np.arange(rows, dtype=np.float64), "c": np.array(["a"] * rows, dtype=object)},
                        np.full(rows, 0.5))
-
-
-def wait_for(condition, seconds: float = 20.0, log: PredictionLog | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out; the log: {log.state if log else ''}"
-        time.sleep(0.02)
 
 
 @pytest.fixture()
@@ -56,12 +50,13 @@ def test_with_the_store_down_rows_spill_to_disk_and_are_written_when_it_returns(
     wait_for(lambda: log.spilled_rows == 2000)
     assert log.state["store"] == "down" and log.state["queued_rows"] == 0  # memory flat: everything on disk
     assert log.backlog == 2000 and list(spill.glob("spill-*.bin"))
-    time.sleep(1.0)  # down for a while: retried, still spilling, nothing lost
+    retried_at = log._retry_at  # down for a while: retried twice, still spilling, nothing lost
+    wait_for(lambda: log._retry_at > retried_at + 2 * log.retry_seconds, what=lambda: f"retries: {log.state}")
     log.submit(batch("still-down"))
-    wait_for(lambda: log.spilled_rows == 2010, log=log)
+    wait_for(lambda: log.spilled_rows == 2010, what=lambda: f"the log: {log.state}")
 
     proxy.start()  # back
-    wait_for(lambda: log.backlog == 0, log=log)
+    wait_for(lambda: log.backlog == 0, what=lambda: f"the log: {log.state}")
     log.submit(batch("after"))
     log.close()
     assert log.state["store"] == "up" and (log.rows_written, log.rows_set_aside) == (2030, 0)
@@ -97,7 +92,7 @@ def test_a_10_second_outage_under_steady_traffic_loses_nothing_and_keeps_memory_
     during_outage = submitted - before_outage
     proxy.start()
     traffic(0.5)
-    wait_for(lambda: log.backlog == 0, seconds=60, log=log)
+    wait_for(lambda: log.backlog == 0, seconds=60, what=lambda: f"the log: {log.state}")
     log.close()
     assert during_outage > 600 and log.rows_set_aside == 0  # 6,000+ rows: six times what memory may hold
     assert log.rows_written == logged_rows(direct) == 10 * submitted
@@ -151,9 +146,8 @@ def test_a_killed_process_spill_is_written_by_the_next_start_and_a_live_ones_is_
     try:
         assert child.stdout.readline().strip() == "spilled"
         live = PredictionLog(f"sqlite:///{tmp_path / 'a.db'}", flush_seconds=0.01, spill_dir=spill)
-        time.sleep(0.3)
+        live.close()  # its writer has looked for orphaned spills and flushed before it stops
         assert live.spilled_rows == 0 and logged_rows(live.url) == 0  # the live process's spill is its own
-        live.close()
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
         url = f"sqlite:///{tmp_path / 'b.db'}"

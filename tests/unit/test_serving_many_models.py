@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from types import SimpleNamespace
 
 import httpx
@@ -22,6 +21,7 @@ from toy_models import LoggedModel
 from pipelines.config import FeaturesConfig
 from pipelines.deployment import admin_headers
 from pipelines.training import model_inputs
+from tests.waiting import wait_for, wait_until_started
 
 REG_FEATURES = FeaturesConfig(numeric=["size", "age"], categorical=["zone"], target="y")
 CLF_ROW = {"signal": 0.8, "group": "a"}
@@ -207,9 +207,7 @@ def test_swapping_one_models_champion_under_load_leaves_the_other_untouched(mode
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_started(server)
     reg_before = httpx.get(f"{url}/models/reg/health").json()
 
     answers: dict[str, list[tuple[int, str, list]]] = {"clf": [], "reg": []}
@@ -228,10 +226,11 @@ def test_swapping_one_models_champion_under_load_leaves_the_other_untouched(mode
     clients = [threading.Thread(target=load, args=(model,)) for model in ("clf", "reg") for _ in range(3)]
     for client in clients:
         client.start()
-    time.sleep(1.0)
+    wait_for(lambda: all(len(answers[m]) >= 20 for m in answers), what="answers before the swap")
     promote_version(models.client, "clf", models.clf_versions[1])
     swapped = httpx.post(f"{url}/admin/reload", params={"model": "clf"}, timeout=60, headers=admin_headers()).json()
-    time.sleep(1.0)
+    answered_at_swap = {m: len(a) for m, a in answers.items()}
+    wait_for(lambda: all(len(answers[m]) >= answered_at_swap[m] + 20 for m in answers), what="answers after the swap")
     stop.set()
     for client in clients:
         client.join()

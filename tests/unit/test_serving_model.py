@@ -1,7 +1,6 @@
 """The prediction service on a real model logged and registered in a SQLite MLflow store."""
 
 import shutil
-import time
 
 import numpy as np
 import orjson
@@ -13,6 +12,7 @@ from toy_models import ToyRegistry, toy_frame
 
 from pipelines.deployment import admin_headers
 from pipelines.training import model_inputs
+from tests.waiting import wait_for
 
 
 def frame(n: int, seed: int) -> pd.DataFrame:
@@ -159,9 +159,7 @@ def test_a_hostile_request_never_stops_the_prediction_log(toy_champion, tmp_path
             refused = client.post("/invocations", json={"dataframe_records": [{**row, "group": "a"}]},
                                   headers={"X-Request-ID": request_id})
             assert refused.status_code == 400 and "X-Request-ID" in refused.json()["message"]
-        deadline = time.monotonic() + 10
-        while log.backlog and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not log.backlog, 10, "the log's backlog written")
         state = client.get("/health").json()["prediction_log"]
         assert state["writer"] == "running" and (state["rows_written"], state["rows_set_aside"]) == (5, 1)
         assert 'prediction_log_rows_set_aside 1.0' in client.get("/metrics").text
@@ -188,9 +186,7 @@ def test_a_log_entry_that_cannot_be_built_is_counted_as_set_aside(toy_champion, 
         for request_id in ("unbuilt", "next"):
             answer = client.post("/invocations", json={"dataframe_records": rows}, headers={"X-Request-ID": request_id})
             assert answer.status_code == 200
-        deadline = time.monotonic() + 10
-        while log.backlog and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not log.backlog, 10, "the log's backlog written")
         state = client.get("/health").json()["prediction_log"]
         assert (state["rows_written"], state["rows_set_aside"], state["backlog_rows"]) == (3, 3, 0)
     (kept,) = [orjson.loads(line) for line in (tmp_path / "set_aside.jsonl").read_bytes().splitlines()]

@@ -5,10 +5,11 @@ import importlib.util
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,13 +30,6 @@ def stack(tmp_path, monkeypatch):
     yield module
     module.down()
     signal.signal(signal.SIGCHLD, previous)
-
-
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
 
 
 def test_a_killed_leaders_children_are_stopped_by_down(stack):

@@ -3,7 +3,9 @@ import subprocess
 import sys
 import time
 
-from pipelines.storage import _HOST, fresh_temp_dir, write_text_atomic
+import pytest
+
+from pipelines.storage import _HOST, fresh_temp_dir, write_atomic, write_bytes_atomic, write_text_atomic
 
 
 def test_a_killed_writers_temp_is_removed_by_the_next_writer_of_the_same_target(tmp_path):
@@ -34,3 +36,18 @@ def test_a_killed_writers_temp_is_removed_by_the_next_writer_of_the_same_target(
     assert scratch.name.startswith(f".entry.{os.getpid()}@{_HOST}.")
     write_text_atomic("done", tmp_path / "other")  # a file target sweeps its own temps the same way
     assert not other_target.exists() and (tmp_path / "other").read_text() == "done"
+
+
+def test_a_write_that_fails_leaves_the_target_as_it_was_and_no_temp(tmp_path):
+    target = write_bytes_atomic(b"the old report", tmp_path / "report.html")
+
+    def half_then_fail(tmp):
+        tmp.write_bytes(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half_then_fail)
+    assert target.read_bytes() == b"the old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    write_text_atomic("the new report", target)
+    assert target.read_text() == "the new report" and [p.name for p in tmp_path.iterdir()] == ["report.html"]

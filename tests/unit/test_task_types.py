@@ -11,9 +11,10 @@ from pipelines.task_types import (
     MulticlassClassification,
     Regression,
     TargetError,
+    model_classes,
     task_type_of_model,
 )
-from pipelines.training import model_classes, train_candidate
+from pipelines.training import train_candidate
 
 FEATURES = FeaturesConfig(numeric=["x", "z"], categorical=["g"], target="y")
 
@@ -126,6 +127,53 @@ def _config(**changes) -> dict:
 def test_metrics_a_config_names_must_fit_its_task(changes, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig.model_validate(_config(**changes))
+
+
+def test_a_task_the_registry_does_not_hold_is_refused_naming_those_it_does():
+    with pytest.raises(ValueError, match=r"unknown task type 'ranking': use one of \['binary', 'multiclass', "
+                                         r"'regression'\]"):
+        ModelConfig.model_validate(_config(**{**NEUTRAL, "task": "ranking"}))
+
+
+def test_a_task_type_registered_in_the_registry_is_one_a_config_and_the_command_line_take(monkeypatch, capsys):
+    from pipelines.task_types import TASK_TYPES
+
+    class Counts(Regression):
+        name = "counts"
+
+    monkeypatch.setitem(TASK_TYPES, Counts.name, Counts)
+    cfg = ModelConfig.model_validate(_config(**{**NEUTRAL, "task": "counts"}))
+    assert isinstance(cfg.task_type, Counts) and cfg.selection_metric == "rmse"
+    with pytest.raises(ValueError, match="positive_class only applies to binary models, not counts"):
+        ModelConfig.model_validate(_config(**{**NEUTRAL, "task": "counts", "features.positive_class": "1"}))
+    from pipelines.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["init", "table.csv", "--target", "y", "--name", "m", "--task", "ranking"])
+    assert "'regression', 'counts')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("values", "task"), [
+    (["a", "b"] * 50, "binary"),
+    ([0, 1] * 50, "binary"),
+    (["a", "b", "c"] * 50, "multiclass"),
+    (list(range(20)) * 5, "multiclass"),
+    (list(range(21)) * 5, "regression"),
+    ([0.5, 1.5, 2.0] * 50, "regression"),
+    ([f"id{i}" for i in range(60)], None),  # too many classes, and no numbers
+])
+def test_at_most_one_task_type_fits_a_target_and_the_registry_names_it(values, task):
+    from pipelines.task_types import TASK_TYPES, infer_task_type
+    from pipelines.task_types.base import TargetShape
+
+    series = pd.Series(values, name="y")
+    fitting = [t.name for t in TASK_TYPES.values() if t.target_fit(TargetShape.of(series))[0]]
+    assert fitting == ([task] if task else [])
+    if task:
+        assert infer_task_type(series)[0].name == task
+    else:
+        with pytest.raises(TargetError, match="'y' fits no task type .*multiclass: it holds 60 distinct values"):
+            infer_task_type(series)
 
 
 def test_defaults_come_from_the_task_type():

@@ -2,12 +2,12 @@
 
 import socket
 import threading
-import time
 
 import httpx
 import uvicorn
 
 from pipelines.deployment import admin_headers
+from tests.waiting import wait_for, wait_until_started
 
 
 def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
@@ -29,9 +29,7 @@ def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
                                            host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_started(server)
 
     answers: list[tuple[int, str]] = []
     stop = threading.Event()
@@ -46,10 +44,10 @@ def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
         worker.start()
-    time.sleep(1.0)
+    wait_for(lambda: len(answers) >= 40, what="answers before the swap")
     promote_version(client, "swap", versions[1])
     assert httpx.post(f"{url}/admin/reload", timeout=60, headers=admin_headers()).json()["version"] == versions[1]
-    time.sleep(1.0)
+    wait_for(lambda: sum(v == versions[1] for _, v in answers[-40:]) >= 20, what="answers from the new version")
     stop.set()
     for worker in workers:
         worker.join()
@@ -62,6 +60,6 @@ def test_swap_under_load_drops_and_fails_nothing(tmp_path, toy_registry):
     first_new = served_versions.index(versions[1])
     # Once swapped, never back: only requests already in flight (one per client) may still carry the old one.
     assert served_versions[first_new:].count(versions[0]) <= len(workers)
-    time.sleep(0.5)
+    wait_for(lambda: log.rows_written >= len(answers), what=lambda: f"every answer logged: {log.state}")
     log.close()
     assert log.rows_written == len(answers)  # every served row was logged
