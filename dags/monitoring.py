@@ -10,9 +10,9 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, get_current_context, task
 
-from pipelines import assets
-from pipelines.alerts import failure_callback
-from pipelines.broken_config import stand_in_dag
+from pipelines.airflow_edge import assets
+from pipelines.airflow_edge.broken_config import stand_in_dag
+from pipelines.airflow_edge.callbacks import failure_callback
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
 
 DOC = """\

@@ -14,9 +14,9 @@ from datetime import timedelta
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from pipelines import assets
-from pipelines.alerts import failure_callback
-from pipelines.broken_config import stand_in_dag
+from pipelines.airflow_edge import assets
+from pipelines.airflow_edge.broken_config import stand_in_dag
+from pipelines.airflow_edge.callbacks import failure_callback
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
 from pipelines.errors import InputError
 
@@ -244,7 +244,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
         promotion = register(splits, evaluation)
         checked = gate(splits, evaluation) >> infra_validate(splits, evaluation)
         if cfg.serving.approval == "required":
-            from pipelines.approval_operator import CandidateApproval
+            from pipelines.airflow_edge.approval_operator import CandidateApproval
 
             checked = checked >> CandidateApproval(task_id="approve", cfg=cfg)
         checked >> promotion

@@ -1,8 +1,8 @@
 """A person's approval of a candidate (``serving.approval: required``): what the approver is shown, and what
 their answer (or its absence) becomes on the candidate's MLflow run and, when approved, on its model version.
 
-Pure: the Airflow operator that asks (``pipelines.approval_operator``) and the step that records the answer
-(``training_tasks.record_approval``) do the I/O.
+Pure: the Airflow operator that asks (``pipelines.airflow_edge.approval_operator``) and the step that records
+the answer (``training_tasks.record_approval``) do the I/O.
 """
 
 from __future__ import annotations

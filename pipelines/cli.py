@@ -92,7 +92,7 @@ def init(data: Path, target: str, name: str, task: str | None, force: bool, incl
 
 def train(name: str, start: date | None, end: date | None, reason: str | None) -> int:
     """Trigger ``train_<name>`` on the running stack, follow it task by task, and say what it made."""
-    from pipelines.airflow_api import AirflowApi
+    from pipelines.airflow_edge.airflow_api import AirflowApi
 
     api = AirflowApi()
     conf = {"reason": reason or "mlops-loop train"}
@@ -179,11 +179,11 @@ def replay(name: str, sources: list[str], start: date | None, end: date | None, 
     2013 of the flights models. Default days: from the first day of the history not landed yet to its end."""
     import httpx
 
+    from pipelines.airflow_edge.stack_runs import StackRuns
     from pipelines.config import load_model_config
     from pipelines.progress import progress_bar
     from pipelines.replay import (
         ReplayPlan,
-        StackRuns,
         check_shift,
         default_start,
         model_route,
@@ -258,8 +258,8 @@ def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
     stack the event is skipped, and said so."""
     import httpx
 
-    from pipelines import assets
-    from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+    from pipelines.airflow_edge import assets
+    from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password, admin_password_file
 
     days = sorted(date.fromisoformat(path.stem) for path in landed)
     extra = {"start": days[0].isoformat(), "end": date.fromordinal(days[-1].toordinal() + 1).isoformat(),
@@ -339,7 +339,7 @@ def status() -> int:
     """Each service of the stack, the champions, and each training DAG's last run."""
     import httpx
 
-    from pipelines.airflow_api import AirflowApi
+    from pipelines.airflow_edge.airflow_api import AirflowApi
 
     settings = stack_settings()
     services = {"Airflow API": f"http://127.0.0.1:{settings.airflow_port}/api/v2/monitor/health",

@@ -3,11 +3,13 @@ replay``): land each day's rows, send its examples to the model's own route of t
 their event time), land the actual outcomes later as the labels feed, judge every window with the model's
 monitoring DAG, follow the retrains it starts, and end with the timeline and the retrains table.
 
-The history comes from a *source*: anything with ``days()``, ``land(landing_root, start, end)`` and
-``examples(start, end)`` returning the model's feature columns, its event-time column and its target.
+The history comes from a *source* (``pipelines.sources.ReplaySource``): anything with ``days()``,
+``land(landing_root, start, end)`` and ``examples(start, end)`` returning the model's feature columns, its
+event-time column and its target.
 ``TableReplay`` is built from the model config alone over files of its feeds (the later history of a table
-``mlops-loop init`` drafted); the flights have their own (``pipelines.features.flights.NycFlights13Replay``).
-Where the DAGs run is a ``WindowRuns``: the stack's Airflow (``StackRuns``), or in process in the tests.
+``mlops-loop init`` drafted); the example data sets have their own (``pipelines.sources``). Where the DAGs
+run is a ``WindowRuns`` the caller gives: the stack's Airflow (``pipelines.airflow_edge.stack_runs``, from
+``mlops-loop replay``), or in process in the tests.
 """
 
 from __future__ import annotations
@@ -26,17 +28,10 @@ import pandas as pd
 
 from pipelines.config import ModelConfig, StatePaths
 from pipelines.shifts import Shift, apply_shift, shift_tables
+from pipelines.sources import ReplaySource, built_in_history
 from pipelines.storage import write_parquet_atomic
 
 log = logging.getLogger(__name__)
-
-
-class ReplaySource(Protocol):
-    def days(self) -> list[date]: ...
-
-    def land(self, landing_root, start: date, end: date) -> dict[str, int]: ...
-
-    def examples(self, start: date, end: date) -> pd.DataFrame: ...
 
 
 class WindowRuns(Protocol):
@@ -274,31 +269,6 @@ def write_replay_report(cfg: ModelConfig, state: StatePaths, plan: ReplayPlan, r
     return {"windows": windows, "retrains": retrains, "paths": paths}
 
 
-class StackRuns:
-    """The model's DAGs on the running stack, through Airflow's REST API."""
-
-    def __init__(self, cfg: ModelConfig, api=None) -> None:
-        from pipelines.airflow_api import AirflowApi
-
-        self.cfg, self.api = cfg, api or AirflowApi()
-
-    def monitor(self, window_start: date, window_end: date) -> str:
-        dag_id = f"monitor_{self.cfg.name}"
-        run_id = self.api.trigger(dag_id, {"window_start": window_start.isoformat(),
-                                           "window_end": window_end.isoformat(), "reason": "replay"})
-        return self.api.wait([(dag_id, run_id)], progress=lambda dag, message: None)[dag_id]["state"]
-
-    def follow_training(self, run_id: str) -> str:
-        dag_id = f"train_{self.cfg.name}"
-        if self.training_state(run_id) is None:
-            return "not started"
-        return self.api.wait([(dag_id, run_id)], progress=lambda dag, message: None)[dag_id]["state"]
-
-    def training_state(self, run_id: str) -> str | None:
-        response = self.api.get(f"/dags/train_{self.cfg.name}/dagRuns/{run_id}")
-        return response.json()["state"] if response.status_code == 200 else None
-
-
 class TableReplay:
     """A model's history from tables of its feeds, replayed by the model config alone: each feed's rows land
     by their day of time (the event time, or the feed's one datetime column) through the code ``mlops-loop
@@ -427,17 +397,13 @@ def check_shift(cfg: ModelConfig, shift: Shift) -> None:
 def replay_source(cfg: ModelConfig, sources: list[str], shift: Shift | None = None,
                   keep_replaced: bool = False) -> ReplaySource:
     """The history a replay lands and serves: files ``FILE`` (a single-feed model) or ``FEED=FILE``, read as
-    ``mlops-loop land`` reads a batch; with none, the built-in 2013 of a model built on the flights feeds."""
-    from pipelines.features import examples_builder
-
+    ``mlops-loop land`` reads a batch; with none, the built-in history of a model built on an example data
+    set's feeds (``pipelines.sources``: the flights' 2013)."""
     if cfg.features.event_time is None:
         raise ValueError(f"{cfg.name} has no event time: its history cannot be replayed day by day")
     if not sources:
-        if cfg.features.builder and cfg.features.builder.startswith("pipelines.features.flights."):
-            from pipelines.features.flights import NycFlights13Replay
-
-            return NycFlights13Replay(builder=examples_builder(cfg), shift=shift, target=cfg.features.target,
-                                      classes=list(cfg.features.classes) if cfg.features.classes else None)
+        if (history := built_in_history(cfg, shift)) is not None:
+            return history
         raise ValueError(f"give the history to replay: --source FILE (a .csv or .parquet file of {cfg.name}'s table, "
                          "as `mlops-loop land` takes)")
     feeds = [feed.name for feed in cfg.feeds]

@@ -28,7 +28,7 @@ def drill(model: str, env: dict[str, str], say=print) -> dict:
     AIRFLOW__API__BASE_URL, MLFLOW_TRACKING_URI and credentials); returns what it observed."""
     import mlflow
 
-    from pipelines.airflow_api import AirflowApi, admin_password
+    from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password
 
     state = Path(env["MLOPS_HOME"])
     airflow_url = env.get("AIRFLOW__API__BASE_URL") or f"http://127.0.0.1:{env.get('AIRFLOW_PORT', '8080')}"

@@ -7,7 +7,7 @@ import argparse
 from datetime import date
 
 from pipelines.config import StatePaths
-from pipelines.features.flights import land_nycflights13
+from pipelines.sources.flights import land_nycflights13
 
 
 def main() -> None:

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.airflow_api import AirflowApi, admin_password, admin_password_file
+from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password, admin_password_file
+from pipelines.airflow_edge.preload import TASK_MODULES
 from pipelines.config import StatePaths
 from pipelines.mlflow_auth import ADMIN as MLFLOW_ADMIN
 from pipelines.mlflow_auth import PIPELINE, secret_file
-from pipelines.preload import TASK_MODULES
 from pipelines.settings import stack_settings
 from pipelines.storage import process_alive
 
@@ -105,8 +105,9 @@ def production_env() -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg_url("airflow").replace("+psycopg2", "", 1),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
-        # Each task process forked from a worker that has imported the task libraries (pipelines/celery_worker.py).
-        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "pipelines.celery_worker.CELERY_CONFIG",
+        # Each task process forked from a worker that has imported the task libraries
+        # (pipelines/airflow_edge/celery_worker.py).
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "pipelines.airflow_edge.celery_worker.CELERY_CONFIG",
         "MLOPS_PREDICTION_LOG_URL": pg_url("monitoring"),
         "MLOPS_MONITORING_DB_URL": pg_url("monitoring"),
     }

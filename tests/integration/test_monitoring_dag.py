@@ -25,7 +25,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def source(flights_tables):
-    from pipelines.features.flights import NycFlights13Replay
+    from pipelines.sources.flights import NycFlights13Replay
 
     return NycFlights13Replay(flights_tables)
 

@@ -37,7 +37,7 @@ HOSTILE = ["</script><script>alert(1)</script>", "<img src=x onerror=alert(2)>",
 @pytest.fixture(scope="module")
 def stack(production_stack):
     """The stack's addresses and a logged-in REST client."""
-    from pipelines.airflow_api import AirflowApi, admin_password_file
+    from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password_file
 
     env, _ = production_stack
     airflow = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"

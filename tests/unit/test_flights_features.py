@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,27 +69,3 @@ def test_weather_is_the_last_complete_observation_before_the_prediction(january)
         changed = build_examples({"flights": flight, "weather": weather})
         assert (changed["temp"].item() == 999.0) == should_change, lag
 
-
-def test_the_flights_replay_shifts_a_raw_column_in_its_table_and_the_label_in_the_examples(flights_tables):
-    from datetime import date
-
-    from pipelines.features.flights import NycFlights13Replay, build_arrival_delay_examples
-    from pipelines.shifts import parse_shift
-
-    tables = {name: table[table["month"] == 1] for name, table in flights_tables.items()}
-    plain = NycFlights13Replay(tables)
-    warmer = NycFlights13Replay(tables, shift=parse_shift("temp+10@2013-01-05"))
-    day, next_day = date(2013, 1, 6), date(2013, 1, 7)
-    diff = warmer.examples(day, next_day)["temp"] - plain.examples(day, next_day)["temp"]
-    assert np.allclose(diff.dropna(), 10) and diff.notna().sum() > 500
-    assert warmer.tables["weather"]["temp"].sum() > plain.tables["weather"]["temp"].sum()  # what lands
-    flipped = NycFlights13Replay(tables, shift=parse_shift("label:flip1@2013-01-05"), classes=["0", "1"])
-    assert (flipped.examples(day, next_day)["delayed"] == 1 - plain.examples(day, next_day)["delayed"]).all()
-    assert flipped.examples(date(2013, 1, 3), date(2013, 1, 4)).equals(plain.examples(date(2013, 1, 3),
-                                                                                      date(2013, 1, 4)))
-    minutes = NycFlights13Replay(tables, builder=build_arrival_delay_examples, target="arr_delay",
-                                 shift=parse_shift("label+30@2013-01-05"))
-    assert minutes.days()[:2] == [date(2013, 1, 1), date(2013, 1, 2)]
-    shifted = minutes.examples(day, next_day)["arr_delay"]
-    unshifted = NycFlights13Replay(tables, builder=build_arrival_delay_examples).examples(day, next_day)["arr_delay"]
-    assert np.allclose(shifted, unshifted + 30)

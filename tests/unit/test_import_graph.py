@@ -143,7 +143,7 @@ def test_the_graph_is_read_from_the_code():
     # a module-level import, a function-level one, and a from-import of a submodule
     assert "pipelines.config" in graph["pipelines.drafting"]
     assert "pipelines.tracking" in graph["pipelines.serving.models"]
-    assert "pipelines.assets" in graph["dags.training"]
+    assert "pipelines.airflow_edge.assets" in graph["dags.training"]
     assert "pipelines.task_types.base" in graph["pipelines.task_types"]
 
 

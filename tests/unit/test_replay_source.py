@@ -232,7 +232,7 @@ def test_the_command_refuses_a_bad_shift_before_anything_lands(state, history, s
 
 
 class FakeAirflowApi:
-    """The calls StackRuns makes of pipelines.airflow_api.AirflowApi, answered from memory."""
+    """The calls StackRuns makes of pipelines.airflow_edge.airflow_api.AirflowApi, answered from memory."""
 
     def __init__(self):
         self.triggered, self.followed = [], []
@@ -253,7 +253,7 @@ class FakeAirflowApi:
 
 
 def test_the_stack_runs_trigger_the_monitor_with_the_window_and_follow_only_a_run_that_exists(state):
-    from pipelines.replay import StackRuns
+    from pipelines.airflow_edge.stack_runs import StackRuns
 
     api = FakeAirflowApi()
     runs = StackRuns(load_model_config("shop"), api)

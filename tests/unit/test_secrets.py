@@ -78,7 +78,7 @@ def test_the_embedded_stack_makes_its_own_secrets_readable_by_its_owner_only(tmp
 
     env = stack.stack_env()
 
-    from pipelines.airflow_api import admin_password
+    from pipelines.airflow_edge.airflow_api import admin_password
     password = admin_password(tmp_path / "state")
     assert len(password) >= 16 and password not in ("admin", "airflow")
     assert stack.stack_env()["AIRFLOW__API_AUTH__JWT_SECRET"] == env["AIRFLOW__API_AUTH__JWT_SECRET"]  # kept

@@ -1,5 +1,5 @@
 """What a training or monitoring task imports, loaded once by the process its task processes are forked from:
-the LocalExecutor's forkserver (scripts/stack.py) and each Celery worker (pipelines/celery_worker.py). Each task
+the LocalExecutor's forkserver (scripts/stack.py) and each Celery worker (``celery_worker.py`` here). Each task
 then inherits them instead of importing them again (seconds per task on 2 cores)."""
 
 TASK_MODULES = (
