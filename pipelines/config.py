@@ -450,6 +450,13 @@ class ConfigFile:
     error: str | None = None
 
 
+def model_configs_stamp(models_dir: Path | None = None) -> tuple[tuple[str, int], ...]:
+    """The model config files as they are now (names and modification times): equal stamps, same configs.
+    What a long-running process (the service, the operator pages) compares to know when to read them again."""
+    folder = models_dir or include_dir() / "models"
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml")))
+
+
 def read_model_configs(models_dir: Path | None = None) -> list[ConfigFile]:
     """Every model config file, each loaded on its own: a broken file names itself and its field, and the
     other models are unaffected (a DAG file builds the good ones and a failing stand-in for the broken)."""

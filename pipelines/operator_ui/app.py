@@ -191,10 +191,10 @@ def _static(name: str) -> bytes:
 
 def _config_files():
     """Every file of include/models, loaded or not, read again only when one of them changes."""
-    from pipelines.config import include_dir
+    from pipelines.config import include_dir, model_configs_stamp
 
     folder = include_dir() / "models"
-    return _config_files_as_of(folder, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml"))))
+    return _config_files_as_of(folder, model_configs_stamp(folder))
 
 
 @functools.lru_cache(maxsize=4)

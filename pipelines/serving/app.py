@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from pipelines.config import model_configs_stamp
 from pipelines.serving.errors import Refused
 from pipelines.serving.metrics import ServiceMetrics
 from pipelines.serving.models import ModelSlot, ServedModels
@@ -57,7 +58,7 @@ def create_app(model_name: str | None = None, *, model_uri: str | None = None,
     def find_slots(force: bool = False) -> list[ModelSlot]:
         """The slots of every model to serve; unless ``force``d, none when the model config files have not
         changed since the last look (a poll then costs one directory listing, not a parse of every config)."""
-        stamp = configs_stamp()
+        stamp = model_configs_stamp()
         if not force and read_stamp and read_stamp[-1] == stamp:
             return []
         read_stamp[:] = [stamp]
@@ -78,8 +79,3 @@ def create_app(model_name: str | None = None, *, model_uri: str | None = None,
     return app
 
 
-def configs_stamp() -> tuple:
-    """The model config files as they are now: names and modification times."""
-    from pipelines.config import include_dir
-
-    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in (include_dir() / "models").glob("*.yaml")))
