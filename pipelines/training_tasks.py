@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipelines.config import ModelConfig, StatePaths
 from pipelines.run_context import RunContext, git_commit, training_window_start
+from pipelines.step_cache import StepRun, cached_step, config_digest
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +32,10 @@ def _validated(cfg: ModelConfig, state: StatePaths) -> Path:
     return state.curated(cfg.name) / "validated"
 
 
-def _cache(cfg: ModelConfig, state: StatePaths):
+def _steps(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> StepRun:
     from pipelines.step_cache import StepCache
 
-    return StepCache(state.cache(cfg.name))
-
-
-def _config(*sections) -> str:
-    """The digest of the config a step reads: pydantic sections and plain values."""
-    from pipelines.step_cache import value_digest
-
-    return value_digest([s.model_dump(mode="json") if hasattr(s, "model_dump") else s for s in sections])
+    return StepRun(StepCache(state.cache(cfg.name)), ctx.run_id, ctx.force)
 
 
 def _notes(upstream: dict, cached) -> dict:
@@ -53,22 +47,14 @@ def _notes(upstream: dict, cached) -> dict:
 def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     """The interval's landed files of every feed -> one Parquet partition per feed and the examples."""
     from pipelines.features import examples_builder
-    from pipelines.ingest import ingest_model_examples, landed_files
-    from pipelines.step_cache import StepInputs, code_digest, files_digest
-    from pipelines.storage import write_parquet_atomic
-
-    def compute(folder: Path) -> dict:
-        batches, examples = ingest_model_examples(cfg, state, ctx.start, ctx.end, folder)
-        write_parquet_atomic(examples, folder / "examples.parquet")
-        return {"examples": len(examples),
-                "feeds": {n: {"files": b.files, "rows": b.rows, "duplicates_dropped": b.duplicates_dropped}
-                          for n, b in batches.items()}}
+    from pipelines.ingest import landed_files
+    from pipelines.step_cache import code_digest, files_digest
 
     landed = {f"data:{feed.name}": files_digest({path.name: path for path in landed_files(
         state.landing(cfg.landing_name, feed.name), ctx.start, ctx.end)}) for feed in cfg.feeds}
-    inputs = StepInputs("ingest", {**landed, "config": _config(*cfg.feeds, cfg.features.builder),
-                                   "code": code_digest(ingest, examples_builder(cfg).__module__)})
-    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
+    cached = _ingest_examples(_steps(cfg, ctx, state), {
+        **landed, "config": config_digest(*cfg.feeds, cfg.features.builder),
+        "code": code_digest(_ingest_examples, examples_builder(cfg).__module__)}, cfg, ctx, state)
     # The batch moves in whole: a failure on the second feed never leaves a new first feed beside stale files.
     incoming = cached.place(_incoming(cfg, ctx, state))
     summary = {"interval": ctx.interval_key, "incoming": str(incoming), **cached.result, "cache": _notes({}, cached)}
@@ -76,15 +62,48 @@ def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
     return summary
 
 
+@cached_step("ingest")
+def _ingest_examples(folder: Path, cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+    from pipelines.ingest import ingest_model_examples
+    from pipelines.storage import write_parquet_atomic
+
+    batches, examples = ingest_model_examples(cfg, state, ctx.start, ctx.end, folder)
+    write_parquet_atomic(examples, folder / "examples.parquet")
+    return {"examples": len(examples),
+            "feeds": {n: {"files": b.files, "rows": b.rows, "duplicates_dropped": b.duplicates_dropped}
+                      for n, b in batches.items()}}
+
+
 # 2. validate --------------------------------------------------------------------------------------------
 def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dict) -> dict:
     """Validate the interval's examples. Pass: the batch joins the validated store. Fail: it moves to
     quarantine, the report is kept, and DataValidationError names each failed expectation."""
+    from pipelines.step_cache import file_digest
+    from pipelines.validated_store import add_batch, usual_rows_per_day
+
+    incoming = _incoming(cfg, ctx, state)
+    examples_path = incoming / "examples.parquet"
+    if not examples_path.exists():
+        raise FileNotFoundError(f"no ingested batch at {examples_path}: run ingest for {ctx.interval_key} first")
+    usual = usual_rows_per_day(_validated(cfg, state), ctx.start, cfg.validation.volume_lookback_days) \
+        if cfg.features.event_time and cfg.validation.min_volume_ratio else None
+    cached = _validate_examples(_steps(cfg, ctx, state), {
+        "data": file_digest(examples_path), "suite": file_digest(cfg.expectation_suite_path),
+        "usual_volume": str(usual), "checks": config_digest(cfg.validation),
+        "config": config_digest(cfg.task, cfg.features.target, cfg.features.classes, cfg.features.positive_class),
+    }, cfg, ctx, state, usual)
+    report = _publish_report(cached.folder, _validation_report(cfg, ctx, state))
+    validated = add_batch(_validated(cfg, state), incoming, ctx.start, ctx.end, ctx.run_id)
+    return {"examples": str(validated.examples), "report": str(report),
+            "evaluated": cached.result["evaluated"], "cache": _notes(ingested, cached)}
+
+
+@cached_step("validate")
+def _validate_examples(folder: Path, cfg: ModelConfig, ctx: RunContext, state: StatePaths,
+                       usual: float | None) -> dict:
     import pandas as pd
 
-    from pipelines.step_cache import StepInputs, code_digest, file_digest
     from pipelines.storage import replace_dir, write_text_atomic
-    from pipelines.validated_store import add_batch, usual_rows_per_day
     from pipelines.validation import (
         DataValidationError,
         load_suite_spec,
@@ -94,96 +113,86 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dic
     )
 
     incoming = _incoming(cfg, ctx, state)
-    examples_path = incoming / "examples.parquet"
-    if not examples_path.exists():
-        raise FileNotFoundError(f"no ingested batch at {examples_path}: run ingest for {ctx.interval_key} first")
-    report = state.reports(cfg.name) / "validation" / f"{ctx.interval_key}__{ctx.run_key}.html"
+    examples = pd.read_parquet(incoming / "examples.parquet")
+    outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
+    outcome = with_batch_checks(outcome, examples, cfg.task_type, (ctx.end - ctx.start).days, usual,
+                                cfg.validation.min_volume_ratio,
+                                f"over the {cfg.validation.volume_lookback_days} days before {ctx.start}")
+    write_text_atomic(render_report(outcome, f"{cfg.name} batch {ctx.interval_key}"), folder / "report.html")
+    write_text_atomic(json.dumps([asdict(o) for o in outcome.outcomes], default=str, indent=1),
+                      folder / "report.json")
+    if not outcome.success:
+        report = _publish_report(folder, _validation_report(cfg, ctx, state))
+        shutil.copy(report, incoming / "validation_report.html")
+        target = replace_dir(incoming, state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}")
+        log.error("batch %s quarantined at %s", ctx.interval_key, target)
+        raise DataValidationError(outcome, report, f"the batch of {ctx.start}..{ctx.end - timedelta(days=1)} "
+                                                   f"landed under {state.landing_root(cfg.landing_name)}")
+    return {"evaluated": outcome.evaluated}
 
-    def publish(folder: Path) -> None:
-        for name in ("report.html", "report.json"):
-            shutil.copyfile(folder / name, report.with_suffix(Path(name).suffix))
-        log.info("validation report: %s", report)
 
-    def compute(folder: Path) -> dict:
-        examples = pd.read_parquet(examples_path)
-        outcome = validate_frame(examples, load_suite_spec(cfg.expectation_suite_path))
-        outcome = with_batch_checks(outcome, examples, cfg.task_type, (ctx.end - ctx.start).days, usual,
-                                    cfg.validation.min_volume_ratio,
-                                    f"over the {cfg.validation.volume_lookback_days} days before {ctx.start}")
-        write_text_atomic(render_report(outcome, f"{cfg.name} batch {ctx.interval_key}"), folder / "report.html")
-        write_text_atomic(json.dumps([asdict(o) for o in outcome.outcomes], default=str, indent=1),
-                          folder / "report.json")
-        if not outcome.success:
-            report.parent.mkdir(parents=True, exist_ok=True)
-            publish(folder)
-            shutil.copy(report, incoming / "validation_report.html")
-            target = replace_dir(incoming, state.quarantine(cfg.name) / f"{ctx.interval_key}__{ctx.run_key}")
-            log.error("batch %s quarantined at %s", ctx.interval_key, target)
-            raise DataValidationError(outcome, report, f"the batch of {ctx.start}..{ctx.end - timedelta(days=1)} "
-                                                       f"landed under {state.landing_root(cfg.landing_name)}")
-        return {"evaluated": outcome.evaluated}
+def _validation_report(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> Path:
+    return state.reports(cfg.name) / "validation" / f"{ctx.interval_key}__{ctx.run_key}.html"
 
-    usual = usual_rows_per_day(_validated(cfg, state), ctx.start, cfg.validation.volume_lookback_days) \
-        if cfg.features.event_time and cfg.validation.min_volume_ratio else None
-    inputs = StepInputs("validate", {
-        "data": file_digest(examples_path), "suite": file_digest(cfg.expectation_suite_path),
-        "usual_volume": str(usual), "checks": _config(cfg.validation),
-        "config": _config(cfg.task, cfg.features.target, cfg.features.classes, cfg.features.positive_class),
-        "code": code_digest(validate),
-    })
-    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
+
+def _publish_report(folder: Path, report: Path) -> Path:
+    """The validation report of ``folder`` where operators read it (``report``, with its JSON beside it)."""
     report.parent.mkdir(parents=True, exist_ok=True)
-    publish(cached.folder)
-    validated = add_batch(_validated(cfg, state), incoming, ctx.start, ctx.end, ctx.run_id)
-    return {"examples": str(validated.examples), "report": str(report),
-            "evaluated": cached.result["evaluated"], "cache": _notes(ingested, cached)}
+    for name in ("report.html", "report.json"):
+        shutil.copyfile(folder / name, report.with_suffix(Path(name).suffix))
+    log.info("validation report: %s", report)
+    return report
 
 
 # 3. version ---------------------------------------------------------------------------------------------
 def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: dict) -> dict:
     """Assemble the training snapshot (every validated example up to the interval end) and version it."""
-    import pandas as pd
-
-    from pipelines.features import example_id_column
-    from pipelines.step_cache import StepInputs, code_digest, files_digest
-    from pipelines.storage import write_parquet_atomic
+    from pipelines.step_cache import files_digest
     from pipelines.validated_store import window
-    from pipelines.versioning import tag_revision, version_snapshot
+    from pipelines.versioning import tag_revision
 
     window_start = training_window_start(cfg, ctx.end) or date.min
     parts = [batch.examples for batch in window(_validated(cfg, state), window_start, ctx.end)]
     if not parts:
         raise FileNotFoundError(f"no validated batches up to {ctx.end} under {_validated(cfg, state)}")
-    tag = f"{cfg.name}/{ctx.run_key}"
-
-    def compute(folder: Path) -> dict:
-        frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-        id_column = example_id_column(cfg.features, frame)
-        # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
-        # each run): each example once, from the latest validated batch. Without an id, an example is its
-        # content.
-        frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
-        order = [c for c in (cfg.features.event_time, id_column) if c]
-        if order:
-            frame = frame.sort_values(order, kind="stable")
-        local = write_parquet_atomic(frame.reset_index(drop=True), folder / "snapshot.parquet")
-        return asdict(version_snapshot(
-            local, state.dvc_repo, state.dvc_remote, target=f"data/{cfg.name}/training_snapshot.parquet",
-            message=f"{cfg.name}: training snapshot up to {ctx.end} ({ctx.dag_id} {ctx.run_id})", tag=tag))
-
-    inputs = StepInputs("version", {
+    cached = _version_snapshot(_steps(cfg, ctx, state), {
         "data": files_digest({f"{n:05d} {p.parent.name}": p for n, p in enumerate(parts)}),  # in their order
-        "config": _config(cfg.split.training_window_days, cfg.features.event_time, cfg.features.example_id),
-        "code": code_digest(snapshot),
-    })
-    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force,
-                                    usable=lambda version: Path(version["remote_url"]).is_file())
+        "config": config_digest(cfg.split.training_window_days, cfg.features.event_time, cfg.features.example_id),
+    }, cfg, ctx, state, parts)
     if cached.note.status == "hit":
-        tag_revision(state.dvc_repo, cached.result["rev"], tag)
+        tag_revision(state.dvc_repo, cached.result["rev"], _snapshot_tag(cfg, ctx))
     local = cached.place(state.work(cfg.name, ctx.run_key) / "snapshot") / "snapshot.parquet"
     version = cached.result
     log.info("snapshot %s rows, dvc md5 %s, rev %s", version["rows"], version["md5"], version["rev"])
     return {**version, "local_path": str(local), "cache": _notes(validated, cached)}
+
+
+@cached_step("version", usable=lambda version: Path(version["remote_url"]).is_file())
+def _version_snapshot(folder: Path, cfg: ModelConfig, ctx: RunContext, state: StatePaths, parts: list[Path]) -> dict:
+    import pandas as pd
+
+    from pipelines.features import example_id_column
+    from pipelines.storage import write_parquet_atomic
+    from pipelines.versioning import version_snapshot
+
+    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    id_column = example_id_column(cfg.features, frame)
+    # Batches of overlapping intervals hold the same examples (a table without time is ingested whole by
+    # each run): each example once, from the latest validated batch. Without an id, an example is its
+    # content.
+    frame = frame.drop_duplicates(subset=[id_column] if id_column else None, keep="last")
+    order = [c for c in (cfg.features.event_time, id_column) if c]
+    if order:
+        frame = frame.sort_values(order, kind="stable")
+    local = write_parquet_atomic(frame.reset_index(drop=True), folder / "snapshot.parquet")
+    return asdict(version_snapshot(
+        local, state.dvc_repo, state.dvc_remote, target=f"data/{cfg.name}/training_snapshot.parquet",
+        message=f"{cfg.name}: training snapshot up to {ctx.end} ({ctx.dag_id} {ctx.run_id})",
+        tag=_snapshot_tag(cfg, ctx)))
+
+
+def _snapshot_tag(cfg: ModelConfig, ctx: RunContext) -> str:
+    return f"{cfg.name}/{ctx.run_key}"
 
 
 # 4. split -----------------------------------------------------------------------------------------------
@@ -191,33 +200,15 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
     """Split the snapshot (by time, or randomly when the data has no event time), and open the parent MLflow
     run every candidate logs under; it records how each step so far used the cache."""
     import mlflow
-    import pandas as pd
     from mlflow.entities import Param, RunTag
 
-    from pipelines.features import example_id_column
-    from pipelines.splitting import split_by_time, split_randomly
-    from pipelines.step_cache import StepInputs, code_digest, file_digest
-    from pipelines.storage import write_parquet_atomic
     from pipelines.tracking import ensure_experiment
 
-    def compute(folder: Path) -> dict:
-        frame = pd.read_parquet(data["local_path"])
-        if cfg.features.event_time:
-            parts = split_by_time(frame, cfg.features.event_time, cfg.split)
-        else:
-            parts = split_randomly(frame, cfg.split, cfg.task_type.stratify_by(frame[cfg.features.target]),
-                                   example_id_column(cfg.features, frame))
-        digests = {name: file_digest(write_parquet_atomic(getattr(parts, name), folder / f"{name}.parquet"))
-                   for name in PARTS}
-        return {"holdout_start": parts.holdout_start.isoformat() if parts.holdout_start is not None else None,
-                "split_method": parts.method, "describe": parts.describe(), "digests": digests}
-
-    inputs = StepInputs("split", {
+    cached = _split_snapshot(_steps(cfg, ctx, state), {
         "data": data["md5"],
-        "config": _config(cfg.split, cfg.task, cfg.features.target, cfg.features.event_time, cfg.features.example_id),
-        "code": code_digest(split),
-    })
-    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force)
+        "config": config_digest(cfg.split, cfg.task, cfg.features.target, cfg.features.event_time,
+                                cfg.features.example_id),
+    }, cfg, Path(data["local_path"]))
     work = cached.place(state.work(cfg.name, ctx.run_key) / "split")
     notes = _notes(data, cached)
     experiment_id = ensure_experiment(cfg.name, state)
@@ -246,6 +237,27 @@ def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> d
 
 
 PARTS = ("train", "validation", "holdout")
+
+
+@cached_step("split")
+def _split_snapshot(folder: Path, cfg: ModelConfig, snapshot_path: Path) -> dict:
+    import pandas as pd
+
+    from pipelines.features import example_id_column
+    from pipelines.splitting import split_by_time, split_randomly
+    from pipelines.step_cache import file_digest
+    from pipelines.storage import write_parquet_atomic
+
+    frame = pd.read_parquet(snapshot_path)
+    if cfg.features.event_time:
+        parts = split_by_time(frame, cfg.features.event_time, cfg.split)
+    else:
+        parts = split_randomly(frame, cfg.split, cfg.task_type.stratify_by(frame[cfg.features.target]),
+                               example_id_column(cfg.features, frame))
+    digests = {name: file_digest(write_parquet_atomic(getattr(parts, name), folder / f"{name}.parquet"))
+               for name in PARTS}
+    return {"holdout_start": parts.holdout_start.isoformat() if parts.holdout_start is not None else None,
+            "split_method": parts.method, "describe": parts.describe(), "digests": digests}
 
 
 def _cache_tag(note: dict) -> str:
@@ -298,61 +310,69 @@ def train(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, pa
     """Fit one candidate and log it as a child run. A candidate already trained on the same rows with the
     same settings and code is not fitted again: its child run points at the model trained then."""
     import mlflow
-    import pandas as pd
-    from threadpoolctl import threadpool_limits
 
-    from pipelines.metrics import json_safe
-    from pipelines.step_cache import StepInputs, code_digest, value_digest
-    from pipelines.tracking import configure_mlflow, log_sklearn_model
-    from pipelines.training import model_inputs, train_candidate
+    from pipelines.step_cache import value_digest
+    from pipelines.tracking import configure_mlflow
 
     configure_mlflow(state)
-    name = "candidate " + " ".join(f"{k}={v}" for k, v in params.items())
-    settings = {**params, "estimator": cfg.search.estimator, "shuffled_labels": ctx.shuffle_labels}
-
-    def child_run():
-        return mlflow.start_run(experiment_id=splits["experiment_id"], run_name=name,
-                                parent_run_id=splits["parent_run_id"], tags=splits["lineage"])
-
-    def compute(_folder: Path) -> dict:
-        train_frame, validation = pd.read_parquet(splits["train"]), pd.read_parquet(splits["validation"])
-        # Candidates train side by side: without a limit each would start one OpenMP thread per core and
-        # they would fight over the cores (measured: 5x slower on 2 cores with 4 candidates).
-        threads = max(1, (os.cpu_count() or 1) // cfg.search.max_parallel)
-        started = time.perf_counter()
-        with threadpool_limits(limits=threads):
-            trained = train_candidate(train_frame, validation, cfg.task_type, cfg.search, params,
-                                      shuffle_labels=ctx.shuffle_labels)
-        fit_seconds = time.perf_counter() - started
-        with child_run() as run:
-            mlflow.log_params(settings)
-            mlflow.log_metrics({f"val_{k}": v for k, v in json_safe(trained.validation_metrics).items()
-                                if v is not None})
-            mlflow.log_metrics({"fit_seconds": fit_seconds, "threads": threads,
-                                **({"threshold": trained.threshold} if trained.threshold is not None else {})})
-            info = log_sklearn_model(trained.model, model_inputs(validation.head(5), cfg.features),
-                                     cfg.task_type)
-        return {"run_id": run.info.run_id, "model_uri": info.model_uri, "params": params,
-                "validation_metrics": json_safe(trained.validation_metrics), "threshold": trained.threshold}
-
-    inputs = StepInputs("train", {
+    cached = _train_candidate(_steps(cfg, ctx, state), {
         "data": value_digest([splits["digests"]["train"], splits["digests"]["validation"]]),
-        "config": _config(cfg.search.estimator, cfg.search.random_state, cfg.task, cfg.features),
+        "config": config_digest(cfg.search.estimator, cfg.search.random_state, cfg.task, cfg.features),
         "params": value_digest(params),
         "gate_drill": str(ctx.shuffle_labels),
-        "code": code_digest(train),
-    }, identity=("params",))
-    cached = _cache(cfg, state).run(inputs, compute, run_id=ctx.run_id, force=ctx.force,
-                                    usable=lambda result: _model_exists(result["model_uri"]))
+    }, cfg, ctx, splits, params)
     result = dict(cached.result)
     if cached.note.status == "hit":
-        with child_run() as run:
-            mlflow.log_params(settings)
+        with _candidate_run(splits, params) as run:
+            mlflow.log_params(_candidate_settings(cfg, ctx, params))
             mlflow.log_metrics({f"val_{k}": v for k, v in result["validation_metrics"].items() if v is not None})
             mlflow.set_tags({"cached_from_run_id": result["run_id"], "model_uri": result["model_uri"]})
         result["run_id"] = run.info.run_id
     mlflow.MlflowClient().set_tag(result["run_id"], "cache", _cache_tag(cached.note.to_dict()))
     return {**result, "cache": cached.note.to_dict()}
+
+
+@cached_step("train", identity=("params",), usable=lambda result: _model_exists(result["model_uri"]))
+def _train_candidate(_folder: Path, cfg: ModelConfig, ctx: RunContext, splits: dict, params: dict) -> dict:
+    import mlflow
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from pipelines.metrics import json_safe
+    from pipelines.tracking import log_sklearn_model
+    from pipelines.training import model_inputs, train_candidate
+
+    train_frame, validation = pd.read_parquet(splits["train"]), pd.read_parquet(splits["validation"])
+    # Candidates train side by side: without a limit each would start one OpenMP thread per core and
+    # they would fight over the cores (measured: 5x slower on 2 cores with 4 candidates).
+    threads = max(1, (os.cpu_count() or 1) // cfg.search.max_parallel)
+    started = time.perf_counter()
+    with threadpool_limits(limits=threads):
+        trained = train_candidate(train_frame, validation, cfg.task_type, cfg.search, params,
+                                  shuffle_labels=ctx.shuffle_labels)
+    fit_seconds = time.perf_counter() - started
+    with _candidate_run(splits, params) as run:
+        mlflow.log_params(_candidate_settings(cfg, ctx, params))
+        mlflow.log_metrics({f"val_{k}": v for k, v in json_safe(trained.validation_metrics).items()
+                            if v is not None})
+        mlflow.log_metrics({"fit_seconds": fit_seconds, "threads": threads,
+                            **({"threshold": trained.threshold} if trained.threshold is not None else {})})
+        info = log_sklearn_model(trained.model, model_inputs(validation.head(5), cfg.features), cfg.task_type)
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "params": params,
+            "validation_metrics": json_safe(trained.validation_metrics), "threshold": trained.threshold}
+
+
+def _candidate_settings(cfg: ModelConfig, ctx: RunContext, params: dict) -> dict:
+    return {**params, "estimator": cfg.search.estimator, "shuffled_labels": ctx.shuffle_labels}
+
+
+def _candidate_run(splits: dict, params: dict):
+    """A candidate's child run under the run's parent."""
+    import mlflow
+
+    return mlflow.start_run(experiment_id=splits["experiment_id"],
+                            run_name="candidate " + " ".join(f"{k}={v}" for k, v in params.items()),
+                            parent_run_id=splits["parent_run_id"], tags=splits["lineage"])
 
 
 def _model_exists(model_uri: str) -> bool:
@@ -377,8 +397,9 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
 
     from pipelines.evaluation import plot_evaluation
     from pipelines.gate import EvaluationReport
+    from pipelines.monitoring_tasks import calibration_for
     from pipelines.registry import CHAMPION, alias_version
-    from pipelines.step_cache import StepInputs, code_digest
+    from pipelines.step_cache import code_digest
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow(state)
@@ -392,9 +413,12 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     holdout = pd.read_parquet(splits["holdout"])
     folder = state.work(cfg.name, ctx.run_key) / "evaluation"
     notes = {}
+    steps = _steps(cfg, ctx, state)
 
     def holdout_scoring(model_uri: str, threshold: float | None, role: str):
-        cached = _score_on_holdout(cfg, ctx, state, holdout, splits["digests"]["holdout"], model_uri, threshold)
+        cached = _score_on_holdout(steps, {
+            "model": model_uri, "data": splits["digests"]["holdout"], "threshold": str(threshold),
+            "config": config_digest(cfg.task, cfg.features)}, cfg, holdout, model_uri, threshold)
         notes[f"evaluate.{role}"] = cached.note.to_dict()
         place = cached.place(folder / role)
         return (EvaluationReport.from_dict(cached.result["report"]), cached.result["classes"],
@@ -425,16 +449,16 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
             if champion_classes != classes:
                 champion_output, champion_key = None, None  # not drawn on the same axes
 
-    def draw(plots_folder: Path) -> dict:
-        paths = plot_evaluation(task, holdout, output, classes, candidate, plots_folder, champion_output)
-        return {"plots": [p.name for p in paths]}
-
-    plots = _cache(cfg, state).run(StepInputs("plots", {
-        "candidate": candidate_key, "champion": str(champion_key),
-        "code": code_digest(plot_evaluation)}), draw, run_id=ctx.run_id, force=ctx.force)
+    plots = _draw_plots(steps, {"candidate": candidate_key, "champion": str(champion_key),
+                                "code": code_digest(plot_evaluation)},
+                        task, holdout, output, classes, candidate, champion_output)
     notes["evaluate.plots"] = plots.note.to_dict()
     plot_paths = [plots.place(folder / "plots") / name for name in plots.result["plots"]]
-    calibration = _calibrate(cfg, ctx, state, splits, best["model_uri"], best["threshold"])
+    calibration = _calibrate(steps, {
+        "model": best["model_uri"], "threshold": str(best["threshold"]),
+        "data": "+".join(splits["digests"][name] for name in PARTS),
+        "config": config_digest(cfg.task, cfg.features, cfg.monitoring), "code": code_digest(calibration_for),
+    }, cfg, splits, best["model_uri"], best["threshold"])
     notes["evaluate.calibrate"] = calibration.note.to_dict()
     limits_path = calibration.place(folder / "monitoring") / "limits.json"
     client.log_artifact(best["run_id"], str(limits_path), artifact_path="monitoring")
@@ -463,55 +487,48 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     return result
 
 
-def _calibrate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, model_uri: str,
-               threshold: float | None):
+@cached_step("calibrate")
+def _calibrate(folder: Path, cfg: ModelConfig, splits: dict, model_uri: str, threshold: float | None) -> dict:
     """The candidate's monitoring calibration on its own snapshot (``limits.json``), computed once per model
     and data: its monitor judges windows with it once it is champion."""
     import pandas as pd
 
     from pipelines.monitoring_tasks import calibration_for
-    from pipelines.step_cache import StepInputs, code_digest
     from pipelines.storage import write_text_atomic
     from pipelines.tracking import load_sklearn_model
 
-    def compute(folder: Path) -> dict:
-        parts = {name: pd.read_parquet(splits[name]) for name in PARTS}
-        snapshot = pd.concat(parts.values(), ignore_index=True)
-        if cfg.features.event_time:
-            snapshot = snapshot.sort_values(cfg.features.event_time, kind="stable").reset_index(drop=True)
-        calibration = calibration_for(cfg, snapshot, parts["holdout"], load_sklearn_model(model_uri), threshold)
-        write_text_atomic(json.dumps(calibration.as_dict(), allow_nan=False), folder / "limits.json")
-        return {"tags": calibration.tags()}
-
-    return _cache(cfg, state).run(StepInputs("calibrate", {
-        "model": model_uri, "threshold": str(threshold), "data": "+".join(splits["digests"][name] for name in PARTS),
-        "config": _config(cfg.task, cfg.features, cfg.monitoring), "code": code_digest(calibration_for),
-    }), compute, run_id=ctx.run_id, force=ctx.force)
+    parts = {name: pd.read_parquet(splits[name]) for name in PARTS}
+    snapshot = pd.concat(parts.values(), ignore_index=True)
+    if cfg.features.event_time:
+        snapshot = snapshot.sort_values(cfg.features.event_time, kind="stable").reset_index(drop=True)
+    calibration = calibration_for(cfg, snapshot, parts["holdout"], load_sklearn_model(model_uri), threshold)
+    write_text_atomic(json.dumps(calibration.as_dict(), allow_nan=False), folder / "limits.json")
+    return {"tags": calibration.tags()}
 
 
-def _score_on_holdout(cfg: ModelConfig, ctx: RunContext, state: StatePaths, holdout, holdout_digest: str,
-                      model_uri: str, threshold: float | None):
+@cached_step("score")
+def _score_on_holdout(folder: Path, cfg: ModelConfig, holdout, model_uri: str, threshold: float | None) -> dict:
     """One model's output and report on the holdout (``output.npy``), computed once per model and holdout."""
     import numpy as np
 
     from pipelines.evaluation import evaluate_output
-    from pipelines.step_cache import StepInputs, code_digest
     from pipelines.tracking import load_sklearn_model
     from pipelines.training import model_classes, model_inputs
 
-    def compute(folder: Path) -> dict:
-        model = load_sklearn_model(model_uri)
-        classes = model_classes(model)
-        output = cfg.task_type.output(model, model_inputs(holdout, cfg.features))
-        np.save(folder / "output.npy", output)
-        return {"report": asdict(evaluate_output(cfg.task_type, holdout, output, classes, threshold)),
-                "classes": classes}
+    model = load_sklearn_model(model_uri)
+    classes = model_classes(model)
+    output = cfg.task_type.output(model, model_inputs(holdout, cfg.features))
+    np.save(folder / "output.npy", output)
+    return {"report": asdict(evaluate_output(cfg.task_type, holdout, output, classes, threshold)),
+            "classes": classes}
 
-    return _cache(cfg, state).run(StepInputs("score", {
-        "model": model_uri, "data": holdout_digest, "threshold": str(threshold),
-        "config": _config(cfg.task, cfg.features),
-        "code": code_digest(_score_on_holdout),
-    }), compute, run_id=ctx.run_id, force=ctx.force)
+
+@cached_step("plots")
+def _draw_plots(folder: Path, task, holdout, output, classes, candidate, champion_output) -> dict:
+    from pipelines.evaluation import plot_evaluation
+
+    paths = plot_evaluation(task, holdout, output, classes, candidate, folder, champion_output)
+    return {"plots": [p.name for p in paths]}
 
 
 # 7. gate ------------------------------------------------------------------------------------------------
@@ -554,33 +571,15 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
     evaluated predictions. A failure is recorded on the run and stops the promotion; a pass is reused for
     the same model, holdout and serving code."""
     import mlflow
-    import numpy as np
-    import pandas as pd
 
-    from pipelines.infra_validation import InfraValidation, serving_example_of, validate_in_staging
-    from pipelines.step_cache import StepInputs, code_digest
     from pipelines.tracking import configure_mlflow
-    from pipelines.training import model_inputs
     from pipelines.training_outcomes import NOT_PROMOTED, PASSED
 
     configure_mlflow(state)
-
-    def compute(_folder: Path) -> dict:
-        holdout = pd.read_parquet(splits["holdout"])
-        output = np.load(evaluation["holdout_output"])
-        sample = holdout.sample(n=min(sample_rows, len(holdout)), random_state=0)
-        try:
-            example = serving_example_of(evaluation["model_uri"])
-        except Exception as exc:
-            return asdict(InfraValidation(False, f"cannot read the model's artifacts: {exc}"))
-        return asdict(validate_in_staging(cfg.model_name, evaluation["model_uri"], model_inputs(sample, cfg.features),
-                                          output[sample.index.to_numpy()], example))
-
-    cached = _cache(cfg, state).run(StepInputs("infra_validate", {
+    cached = _serve_in_staging(_steps(cfg, ctx, state), {
         "model": evaluation["model_uri"], "data": splits["digests"]["holdout"], "rows": str(sample_rows),
-        "config": _config(cfg.features),
-        "code": code_digest(infra_validate),
-    }), compute, run_id=ctx.run_id, force=ctx.force, usable=lambda outcome: outcome["passed"])
+        "config": config_digest(cfg.features),
+    }, cfg, Path(splits["holdout"]), Path(evaluation["holdout_output"]), evaluation["model_uri"], sample_rows)
     outcome = cached.result
     (log.info if outcome["passed"] else log.error)("infra validation %s: %s",
                                                    "passed" if outcome["passed"] else "FAILED", outcome["reason"])
@@ -593,6 +592,26 @@ def infra_validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits:
         client.set_tag(run_id, "infra_validation_reason", outcome["reason"][:4900])
     client.set_tag(splits["parent_run_id"], "cache.infra_validate", _cache_tag(cached.note.to_dict()))
     return {**outcome, "cache": cached.note.to_dict()}
+
+
+@cached_step("infra_validate", usable=lambda outcome: outcome["passed"])
+def _serve_in_staging(_folder: Path, cfg: ModelConfig, holdout_path: Path, output_path: Path, model_uri: str,
+                      sample_rows: int) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.infra_validation import InfraValidation, serving_example_of, validate_in_staging
+    from pipelines.training import model_inputs
+
+    holdout = pd.read_parquet(holdout_path)
+    output = np.load(output_path)
+    sample = holdout.sample(n=min(sample_rows, len(holdout)), random_state=0)
+    try:
+        example = serving_example_of(model_uri)
+    except Exception as exc:
+        return asdict(InfraValidation(False, f"cannot read the model's artifacts: {exc}"))
+    return asdict(validate_in_staging(cfg.model_name, model_uri, model_inputs(sample, cfg.features),
+                                      output[sample.index.to_numpy()], example))
 
 
 # 7c. a person's approval (serving.approval: required) ---------------------------------------------------
