@@ -1,6 +1,6 @@
 """Continuous training: one ``train_<model>`` DAG per model config in include/models/.
 
-Wiring only. Each task imports its step from ``pipelines.training_tasks`` when it runs, so this file
+Wiring only. Each task imports its step from ``pipelines.training_steps`` when it runs, so this file
 parses with nothing heavier than airflow.sdk, pydantic and PyYAML.
 """
 
@@ -109,12 +109,12 @@ def _record_failure(cfg: ModelConfig, context) -> None:
 
 
 def _close_mlflow_run_on_failure(context) -> None:
-    from pipelines import training_tasks as t
+    from pipelines.training_steps.run_records import mark_run_failed
 
     ti = context["ti"]
     if ti.task_id in ("ingest", "validate", "version", "split"):
         return
-    t.mark_run_failed(ti.xcom_pull(task_ids="split"), f"{ti.task_id} failed: {context.get('exception')}")
+    mark_run_failed(ti.xcom_pull(task_ids="split"), f"{ti.task_id} failed: {context.get('exception')}")
 
 
 def _schedule(cfg: ModelConfig, landed: Asset):
@@ -167,70 +167,70 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
 
         @task(inlets=[landed])
         def ingest() -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.data import ingest
 
             with _bad_input_fails_at_once():
-                return t.ingest(cfg, _ctx(cfg), state())
+                return ingest(cfg, _ctx(cfg), state())
 
         @task(retries=0)
         def validate(ingested: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.data import validate
 
             with _bad_input_fails_at_once():
-                return t.validate(cfg, _ctx(cfg), state(), ingested)
+                return validate(cfg, _ctx(cfg), state(), ingested)
 
         @task(outlets=[Asset(assets.training_snapshot(cfg))])
         def version(validated: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.data import snapshot
 
             with _bad_input_fails_at_once():
-                return t.snapshot(cfg, _ctx(cfg), state(), validated)
+                return snapshot(cfg, _ctx(cfg), state(), validated)
 
         @task
         def split(data: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.data import split
 
             with _bad_input_fails_at_once():
-                return t.split(cfg, _ctx(cfg), state(), data)
+                return split(cfg, _ctx(cfg), state(), data)
 
         @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}",
               max_active_tis_per_dagrun=cfg.search.max_parallel)
         def train(splits: dict, hyperparameters: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.candidates import train
 
             with _bad_input_fails_at_once():
-                return t.train(cfg, _ctx(cfg), state(), splits, hyperparameters)
+                return train(cfg, _ctx(cfg), state(), splits, hyperparameters)
 
         @task
         def evaluate(splits: dict, candidates: list[dict]) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.evaluation import evaluate
 
-            return t.evaluate(cfg, _ctx(cfg), state(), splits, list(candidates))
+            return evaluate(cfg, _ctx(cfg), state(), splits, list(candidates))
 
         @task.short_circuit(ignore_downstream_trigger_rules=True)
         def gate(splits: dict, evaluation: dict) -> bool:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.promotion import gate
 
-            decision = t.gate(cfg, _ctx(cfg), state(), splits, evaluation)
+            decision = gate(cfg, _ctx(cfg), state(), splits, evaluation)
             get_current_context()["ti"].xcom_push(key="decision", value=decision)
             return decision["promote"]
 
         @task.short_circuit(ignore_downstream_trigger_rules=True)
         def infra_validate(splits: dict, evaluation: dict) -> bool:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.promotion import infra_validate
 
-            return t.infra_validate(cfg, _ctx(cfg), state(), splits, evaluation)["passed"]
+            return infra_validate(cfg, _ctx(cfg), state(), splits, evaluation)["passed"]
 
         @task
         def register(splits: dict, evaluation: dict) -> dict:
-            from pipelines import training_tasks as t
+            from pipelines.training_steps.promotion import register
 
             ti = get_current_context()["ti"]
             decision = ti.xcom_pull(task_ids="gate", key="decision")
             approval = ti.xcom_pull(task_ids="approve", key="approval") if cfg.serving.approval == "required" \
                 else None
             with _bad_input_fails_at_once():  # a champion moved since the gate: a retry cannot help
-                return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
+                return register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
 
         # See deployment.deploy: a retry would report the restored aliases as deployed.
         @task(retries=0, outlets=[Asset(assets.served_model(cfg))])

@@ -172,7 +172,7 @@ def test_a_candidate_judged_against_a_champion_that_has_since_moved_is_not_regis
     from types import SimpleNamespace
 
     from pipelines.errors import StaleComparisonError
-    from pipelines.training_tasks import _refuse_if_the_champion_moved
+    from pipelines.training_steps.promotion import _refuse_if_the_champion_moved
 
     cfg, ctx = SimpleNamespace(model_name="toy", name="toy"), SimpleNamespace(run_id="run-9")
     v1 = register(client, "run-1")

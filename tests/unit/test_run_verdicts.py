@@ -55,13 +55,13 @@ def _report(run_id: str, state: str, capsys, **tasks) -> tuple[int, str]:
 
 
 def test_a_refusing_gate_records_its_failed_checks_and_train_says_them(runs, state, flights_config, capsys):
-    from pipelines import training_tasks as t
+    from pipelines.training_steps.promotion import gate
 
     ctx, splits, best = runs
     candidate = {"metrics": {"roc_auc": 0.5012, "pr_auc": 0.41, "brier": 0.2},
                  "slices": [{"column": "origin", "value": "EWR", "rows": 900, "roc_auc": 0.61}]}
-    record = t.gate(flights_config, ctx, state, splits, {"candidate": candidate, "champion": None, "best_run_id": best,
-                                                         "champion_note": "no champion yet"})
+    record = gate(flights_config, ctx, state, splits, {"candidate": candidate, "champion": None, "best_run_id": best,
+                                                       "champion_note": "no champion yet"})
     assert not record["promote"]
 
     code, said = _report(ctx.run_id, "success", capsys, gate="success", infra_validate="skipped", register="skipped")
@@ -70,14 +70,14 @@ def test_a_refusing_gate_records_its_failed_checks_and_train_says_them(runs, sta
 
 
 def test_a_failed_infra_validation_records_its_error_and_train_says_it(runs, state, flights_config, tmp_path, capsys):
-    from pipelines import training_tasks as t
+    from pipelines.training_steps.promotion import infra_validate
 
     ctx, splits, best = runs
     toy_frame(50, 4).to_parquet(tmp_path / "holdout.parquet")
     np.save(tmp_path / "output.npy", np.zeros((50, 2)))
     splits = {**splits, "holdout": str(tmp_path / "holdout.parquet"), "digests": {"holdout": "holdout-v1"}}
     gone = (tmp_path / "deleted-run" / "model").as_uri()  # the candidate's artifacts are gone
-    outcome = t.infra_validate(flights_config, ctx, state, splits, {
+    outcome = infra_validate(flights_config, ctx, state, splits, {
         "model_uri": gone, "best_run_id": best, "holdout_output": str(tmp_path / "output.npy")})
     assert not outcome["passed"]
 
