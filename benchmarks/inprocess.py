@@ -31,10 +31,10 @@ def run_training_steps(cfg, ctx, state) -> tuple[dict[str, float], dict]:
     evaluation = timed("evaluate", evaluate, cfg, ctx, state, splits, candidates)
     decision = timed("gate", gate, cfg, ctx, state, splits, evaluation)
     metric = cfg.selection_metric
-    outcome = {"promote": decision["promote"], "summary": decision["summary"],
-               "holdout": f"{metric} {evaluation['candidate']['metrics'][metric]:.3f}"}
-    if decision["promote"]:
-        outcome["infra"] = timed("infra_validate", infra_validate, cfg, ctx, state, splits, evaluation)
+    outcome = {"promote": decision.promote, "summary": decision.summary,
+               "holdout": f"{metric} {evaluation.candidate.metrics[metric]:.3f}"}
+    if decision.promote:
+        outcome["infra"] = timed("infra_validate", infra_validate, cfg, ctx, state, splits, evaluation).to_dict()
         if outcome["infra"]["passed"]:
             timed("register", register, cfg, ctx, state, splits, evaluation, decision)
             timed("deploy", load_registered, cfg.model_name, "champion")

@@ -170,67 +170,80 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
             from pipelines.training_steps.data import ingest
 
             with _bad_input_fails_at_once():
-                return ingest(cfg, _ctx(cfg), state())
+                return ingest(cfg, _ctx(cfg), state()).to_dict()
 
         @task(retries=0)
         def validate(ingested: dict) -> dict:
             from pipelines.training_steps.data import validate
+            from pipelines.training_steps.results import Ingested
 
             with _bad_input_fails_at_once():
-                return validate(cfg, _ctx(cfg), state(), ingested)
+                return validate(cfg, _ctx(cfg), state(), Ingested.from_dict(ingested)).to_dict()
 
         @task(outlets=[Asset(assets.training_snapshot(cfg))])
         def version(validated: dict) -> dict:
             from pipelines.training_steps.data import snapshot
+            from pipelines.training_steps.results import Validated
 
             with _bad_input_fails_at_once():
-                return snapshot(cfg, _ctx(cfg), state(), validated)
+                return snapshot(cfg, _ctx(cfg), state(), Validated.from_dict(validated)).to_dict()
 
         @task
         def split(data: dict) -> dict:
             from pipelines.training_steps.data import split
+            from pipelines.training_steps.results import Snapshot
 
             with _bad_input_fails_at_once():
-                return split(cfg, _ctx(cfg), state(), data)
+                return split(cfg, _ctx(cfg), state(), Snapshot.from_dict(data)).to_dict()
 
         @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}",
               max_active_tis_per_dagrun=cfg.search.max_parallel)
         def train(splits: dict, hyperparameters: dict) -> dict:
             from pipelines.training_steps.candidates import train
+            from pipelines.training_steps.results import Splits
 
             with _bad_input_fails_at_once():
-                return train(cfg, _ctx(cfg), state(), splits, hyperparameters)
+                return train(cfg, _ctx(cfg), state(), Splits.from_dict(splits), hyperparameters).to_dict()
 
         @task
         def evaluate(splits: dict, candidates: list[dict]) -> dict:
             from pipelines.training_steps.evaluation import evaluate
+            from pipelines.training_steps.results import Candidate, Splits
 
-            return evaluate(cfg, _ctx(cfg), state(), splits, list(candidates))
+            return evaluate(cfg, _ctx(cfg), state(), Splits.from_dict(splits),
+                            [Candidate.from_dict(c) for c in candidates]).to_dict()
 
         @task.short_circuit(ignore_downstream_trigger_rules=True)
         def gate(splits: dict, evaluation: dict) -> bool:
             from pipelines.training_steps.promotion import gate
+            from pipelines.training_steps.results import Evaluation, Splits
 
-            decision = gate(cfg, _ctx(cfg), state(), splits, evaluation)
-            get_current_context()["ti"].xcom_push(key="decision", value=decision)
-            return decision["promote"]
+            decision = gate(cfg, _ctx(cfg), state(), Splits.from_dict(splits), Evaluation.from_dict(evaluation))
+            get_current_context()["ti"].xcom_push(key="decision", value=decision.to_dict())
+            return decision.promote
 
         @task.short_circuit(ignore_downstream_trigger_rules=True)
         def infra_validate(splits: dict, evaluation: dict) -> bool:
             from pipelines.training_steps.promotion import infra_validate
+            from pipelines.training_steps.results import Evaluation, Splits
 
-            return infra_validate(cfg, _ctx(cfg), state(), splits, evaluation)["passed"]
+            return infra_validate(cfg, _ctx(cfg), state(), Splits.from_dict(splits),
+                                  Evaluation.from_dict(evaluation)).passed
 
         @task
         def register(splits: dict, evaluation: dict) -> dict:
+            from dataclasses import asdict
+
             from pipelines.training_steps.promotion import register
+            from pipelines.training_steps.results import Evaluation, GateDecision, Splits
 
             ti = get_current_context()["ti"]
-            decision = ti.xcom_pull(task_ids="gate", key="decision")
+            decision = GateDecision.from_dict(ti.xcom_pull(task_ids="gate", key="decision"))
             approval = ti.xcom_pull(task_ids="approve", key="approval") if cfg.serving.approval == "required" \
                 else None
             with _bad_input_fails_at_once():  # a champion moved since the gate: a retry cannot help
-                return register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
+                return asdict(register(cfg, _ctx(cfg), state(), Splits.from_dict(splits),
+                                       Evaluation.from_dict(evaluation), decision, approval))
 
         # See deployment.deploy: a retry would report the restored aliases as deployed.
         @task(retries=0, outlets=[Asset(assets.served_model(cfg))])

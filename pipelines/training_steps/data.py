@@ -1,8 +1,8 @@
 """The data steps of a training run: ingest the interval's landed files, validate the batch, version the
 training snapshot, split it.
 
-Each step loads its inputs by reference, runs its work through the step cache and returns a small JSON-able
-result for the next step. Nothing here imports Airflow.
+Each step loads its inputs by reference, runs its work through the step cache and returns the record the
+next step takes (``results``). Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import logging
 from dataclasses import asdict
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.config import ModelConfig, StatePaths
 from pipelines.run_context import RunContext, training_window_start
 from pipelines.step_cache import cached_step, config_digest
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from pipelines.training_steps.results import Ingested, Snapshot, Splits, Validated
 
-PARTS = ("train", "validation", "holdout")
+log = logging.getLogger(__name__)
 
 
 def _incoming(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> Path:
@@ -31,11 +33,12 @@ def _validated(cfg: ModelConfig, state: StatePaths) -> Path:
 
 
 # ingest -------------------------------------------------------------------------------------------------
-def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
+def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> Ingested:
     """The interval's landed files of every feed -> one Parquet partition per feed and the examples."""
     from pipelines.features import examples_builder
     from pipelines.ingest import landed_files
     from pipelines.step_cache import code_digest, files_digest
+    from pipelines.training_steps.results import Ingested
     from pipelines.training_steps.run_records import cache_notes, step_run
 
     landed = {f"data:{feed.name}": files_digest({path.name: path for path in landed_files(
@@ -45,10 +48,10 @@ def ingest(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> dict:
         "code": code_digest(_ingest_examples, examples_builder(cfg).__module__)}, cfg, ctx, state)
     # The batch moves in whole: a failure on the second feed never leaves a new first feed beside stale files.
     incoming = cached.place(_incoming(cfg, ctx, state))
-    summary = {"interval": ctx.interval_key, "incoming": str(incoming), **cached.result,
-               "cache": cache_notes({}, cached)}
-    log.info("ingested %s", json.dumps(summary))
-    return summary
+    ingested = Ingested(ctx.interval_key, str(incoming), cached.result["examples"], cached.result["feeds"],
+                        cache_notes({}, cached))
+    log.info("ingested %s", json.dumps(ingested.to_dict()))
+    return ingested
 
 
 @cached_step("ingest")
@@ -64,10 +67,11 @@ def _ingest_examples(folder: Path, cfg: ModelConfig, ctx: RunContext, state: Sta
 
 
 # validate -----------------------------------------------------------------------------------------------
-def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dict) -> dict:
+def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: Ingested) -> Validated:
     """Validate the interval's examples. Pass: the batch joins the validated store. Fail: it moves to
     quarantine, the report is kept, and DataValidationError names each failed expectation."""
     from pipelines.step_cache import file_digest
+    from pipelines.training_steps.results import Validated
     from pipelines.training_steps.run_records import cache_notes, step_run
     from pipelines.validated_store import add_batch, usual_rows_per_day
 
@@ -84,8 +88,8 @@ def validate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, ingested: dic
     }, cfg, ctx, state, usual)
     report = _publish_report(cached.folder, _validation_report(cfg, ctx, state))
     validated = add_batch(_validated(cfg, state), incoming, ctx.start, ctx.end, ctx.run_id)
-    return {"examples": str(validated.examples), "report": str(report),
-            "evaluated": cached.result["evaluated"], "cache": cache_notes(ingested, cached)}
+    return Validated(str(validated.examples), str(report), cached.result["evaluated"],
+                     cache_notes(ingested.cache, cached))
 
 
 @cached_step("validate")
@@ -136,9 +140,10 @@ def _publish_report(folder: Path, report: Path) -> Path:
 
 
 # version ------------------------------------------------------------------------------------------------
-def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: dict) -> dict:
+def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: Validated | None) -> Snapshot:
     """Assemble the training snapshot (every validated example up to the interval end) and version it."""
     from pipelines.step_cache import files_digest
+    from pipelines.training_steps.results import Snapshot
     from pipelines.training_steps.run_records import cache_notes, step_run
     from pipelines.validated_store import window
     from pipelines.versioning import tag_revision
@@ -154,9 +159,10 @@ def snapshot(cfg: ModelConfig, ctx: RunContext, state: StatePaths, validated: di
     if cached.note.status == "hit":
         tag_revision(state.dvc_repo, cached.result["rev"], _snapshot_tag(cfg, ctx))
     local = cached.place(state.work(cfg.name, ctx.run_key) / "snapshot") / "snapshot.parquet"
-    version = cached.result
-    log.info("snapshot %s rows, dvc md5 %s, rev %s", version["rows"], version["md5"], version["rev"])
-    return {**version, "local_path": str(local), "cache": cache_notes(validated, cached)}
+    version = Snapshot(**cached.result, local_path=str(local),
+                       cache=cache_notes(validated.cache if validated else {}, cached))
+    log.info("snapshot %s rows, dvc md5 %s, rev %s", version.rows, version.md5, version.rev)
+    return version
 
 
 @cached_step("version", usable=lambda version: Path(version["remote_url"]).is_file())
@@ -189,26 +195,27 @@ def _snapshot_tag(cfg: ModelConfig, ctx: RunContext) -> str:
 
 
 # split --------------------------------------------------------------------------------------------------
-def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: dict) -> dict:
+def split(cfg: ModelConfig, ctx: RunContext, state: StatePaths, data: Snapshot) -> Splits:
     """Split the snapshot (by time, or randomly when the data has no event time), and open the parent MLflow
     run every candidate logs under; it records how each step so far used the cache."""
+    from pipelines.training_steps.results import SPLIT_PARTS, Splits
     from pipelines.training_steps.run_records import cache_notes, lineage_tags, open_parent_run, step_run
 
     cached = _split_snapshot(step_run(cfg, ctx, state), {
-        "data": data["md5"],
+        "data": data.md5,
         "config": config_digest(cfg.split, cfg.task, cfg.features.target, cfg.features.event_time,
                                 cfg.features.example_id),
-    }, cfg, Path(data["local_path"]))
+    }, cfg, Path(data.local_path))
     work = cached.place(state.work(cfg.name, ctx.run_key) / "split")
-    notes = cache_notes(data, cached)
+    notes = cache_notes(data.cache, cached)
     lineage = lineage_tags(cfg, ctx, data)
     experiment_id, parent_run_id = open_parent_run(cfg, ctx, state, lineage, {
         "interval_start": ctx.start.isoformat(), "interval_end": ctx.end.isoformat(), "task": cfg.task,
         **cached.result["describe"], "estimator": cfg.search.estimator,
     }, notes)
-    return {**{name: str(work / f"{name}.parquet") for name in PARTS}, "parent_run_id": parent_run_id,
-            "experiment_id": experiment_id, "lineage": lineage, "holdout_start": cached.result["holdout_start"],
-            "split_method": cached.result["split_method"], "digests": cached.result["digests"], "cache": notes}
+    return Splits(**{name: str(work / f"{name}.parquet") for name in SPLIT_PARTS}, digests=cached.result["digests"],
+                  holdout_start=cached.result["holdout_start"], split_method=cached.result["split_method"],
+                  parent_run_id=parent_run_id, experiment_id=experiment_id, lineage=lineage, cache=notes)
 
 
 @cached_step("split")
@@ -219,6 +226,7 @@ def _split_snapshot(folder: Path, cfg: ModelConfig, snapshot_path: Path) -> dict
     from pipelines.splitting import split_by_time, split_randomly
     from pipelines.step_cache import file_digest
     from pipelines.storage import write_parquet_atomic
+    from pipelines.training_steps.results import SPLIT_PARTS
 
     frame = pd.read_parquet(snapshot_path)
     if cfg.features.event_time:
@@ -227,6 +235,6 @@ def _split_snapshot(folder: Path, cfg: ModelConfig, snapshot_path: Path) -> dict
         parts = split_randomly(frame, cfg.split, cfg.task_type.stratify_by(frame[cfg.features.target]),
                                example_id_column(cfg.features, frame))
     digests = {name: file_digest(write_parquet_atomic(getattr(parts, name), folder / f"{name}.parquet"))
-               for name in PARTS}
+               for name in SPLIT_PARTS}
     return {"holdout_start": parts.holdout_start.isoformat() if parts.holdout_start is not None else None,
             "split_method": parts.method, "describe": parts.describe(), "digests": digests}

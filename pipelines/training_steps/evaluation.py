@@ -12,18 +12,21 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import ModelConfig, StatePaths
 from pipelines.run_context import RunContext
 from pipelines.step_cache import Cached, StepRun, cached_step, config_digest
 
+if TYPE_CHECKING:
+    from pipelines.gate import EvaluationReport
+    from pipelines.training_steps.results import Candidate, Evaluation, Splits
+
 log = logging.getLogger(__name__)
 
-PARTS = ("train", "validation", "holdout")
 
-
-def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict, candidates: list[dict]) -> dict:
+def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits,
+             candidates: list[Candidate]) -> Evaluation:
     """Pick the best candidate on validation, score it and the champion on the same holdout, draw the plots,
     calibrate the candidate's monitoring, and record it all on the parent MLflow run."""
     import mlflow
@@ -31,6 +34,7 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
 
     from pipelines.tracking import configure_mlflow
     from pipelines.training_steps.candidates import select_best
+    from pipelines.training_steps.results import Evaluation
     from pipelines.training_steps.run_records import step_run
 
     configure_mlflow(state)
@@ -38,35 +42,29 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
     steps = step_run(cfg, ctx, state)
     folder = state.work(cfg.name, ctx.run_key) / "evaluation"
     best = select_best(cfg, candidates)
-    holdout = pd.read_parquet(splits["holdout"])
-    candidate = _score(steps, cfg, splits, holdout, best["model_uri"], best["threshold"], folder / "candidate")
-    report = replace(candidate.report, data_hash=splits["lineage"]["data_hash"],
-                     holdout_start=splits["holdout_start"])
+    holdout = pd.read_parquet(splits.holdout)
+    candidate = _score(steps, cfg, splits, holdout, best.model_uri, best.threshold, folder / "candidate")
+    report = replace(candidate.report, data_hash=splits.lineage["data_hash"], holdout_start=splits.holdout_start)
     champion = _score_champion(client, steps, cfg, splits, holdout, folder / "champion")
     plots, plot_paths = _plot(steps, cfg, holdout, candidate, report, champion, folder / "plots")
     calibration = _calibrate_candidate(steps, cfg, splits, best)
-    client.log_artifact(best["run_id"], str(calibration.place(folder / "monitoring") / "limits.json"),
+    client.log_artifact(best.run_id, str(calibration.place(folder / "monitoring") / "limits.json"),
                         artifact_path="monitoring")
     notes = {"evaluate.candidate": candidate.cached.note.to_dict(),
              **({"evaluate.champion": champion.cached.note.to_dict()} if champion.cached else {}),
              "evaluate.plots": plots.note.to_dict(), "evaluate.calibrate": calibration.note.to_dict()}
     metric = cfg.selection_metric
-    result = {
-        "best_run_id": best["run_id"], "model_uri": best["model_uri"], "params": best["params"],
-        "threshold": best["threshold"], "classes": candidate.classes, "candidate": asdict(report),
-        "champion": asdict(champion.report) if champion.report else None, "champion_note": champion.note,
-        "champion_error": champion.error,
-        "candidates": [{"run_id": c["run_id"], "params": c["params"], metric: c["validation_metrics"][metric]}
-                       for c in candidates],
-        # What the candidate answered for every holdout row: infra validation compares the service with it.
-        "holdout_output": str(folder / "candidate" / "output.npy"),
-        "monitoring_tags": calibration.result["tags"],
-        "cache": notes,
-    }
-    written = _write_evaluation(folder, result, report.slices)
-    _log_evaluation(client, best["run_id"], splits["parent_run_id"], report.metrics, notes,
-                    [*plot_paths, *written])
-    return result
+    evaluation = Evaluation(
+        best_run_id=best.run_id, model_uri=best.model_uri, params=best.params, threshold=best.threshold,
+        classes=candidate.classes, candidate=report, champion=champion.report, champion_note=champion.note,
+        champion_error=champion.error,
+        candidates=[{"run_id": c.run_id, "params": c.params, metric: c.validation_metrics[metric]}
+                    for c in candidates],
+        holdout_output=str(folder / "candidate" / "output.npy"),
+        monitoring_tags=calibration.result["tags"], cache=notes)
+    written = _write_evaluation(folder, evaluation)
+    _log_evaluation(client, best.run_id, splits.parent_run_id, report.metrics, notes, [*plot_paths, *written])
+    return evaluation
 
 
 # scoring on the holdout ---------------------------------------------------------------------------------
@@ -74,20 +72,20 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: dict,
 class _Scored:
     """One model's report, classes and output on the holdout, and the cache outcome that holds them."""
 
-    report: Any  # gate.EvaluationReport
+    report: EvaluationReport
     classes: list | None
     output: Any  # numpy array, one row per holdout row
     cached: Cached
 
 
-def _score(steps: StepRun, cfg: ModelConfig, splits: dict, holdout, model_uri: str, threshold: float | None,
+def _score(steps: StepRun, cfg: ModelConfig, splits: Splits, holdout, model_uri: str, threshold: float | None,
            place: Path) -> _Scored:
     import numpy as np
 
     from pipelines.gate import EvaluationReport
 
     cached = _score_on_holdout(steps, {
-        "model": model_uri, "data": splits["digests"]["holdout"], "threshold": str(threshold),
+        "model": model_uri, "data": splits.digests["holdout"], "threshold": str(threshold),
         "config": config_digest(cfg.task, cfg.features)}, cfg, holdout, model_uri, threshold)
     output = np.load(cached.place(place) / "output.npy")
     return _Scored(EvaluationReport.from_dict(cached.result["report"]), cached.result["classes"], output, cached)
@@ -116,7 +114,7 @@ class _Champion:
     score), what the gate is told about it, and its scoring."""
 
     note: str
-    report: Any = None
+    report: EvaluationReport | None = None
     error: str | None = None
     scored: _Scored | None = None
 
@@ -125,7 +123,7 @@ class _Champion:
         return self.scored.cached if self.scored else None
 
 
-def _score_champion(client, steps: StepRun, cfg: ModelConfig, splits: dict, holdout, place: Path) -> _Champion:
+def _score_champion(client, steps: StepRun, cfg: ModelConfig, splits: Splits, holdout, place: Path) -> _Champion:
     from pipelines.registry import CHAMPION, alias_version
 
     version = alias_version(client, cfg.model_name, CHAMPION)
@@ -146,7 +144,7 @@ def _score_champion(client, steps: StepRun, cfg: ModelConfig, splits: dict, hold
 
 
 # plots and calibration ----------------------------------------------------------------------------------
-def _plot(steps: StepRun, cfg: ModelConfig, holdout, candidate: _Scored, report, champion: _Champion,
+def _plot(steps: StepRun, cfg: ModelConfig, holdout, candidate: _Scored, report: EvaluationReport, champion: _Champion,
           place: Path) -> tuple[Cached, list[Path]]:
     """The candidate's plots (and their paths at ``place``), with the champion drawn beside it when it answers
     on the same classes."""
@@ -171,19 +169,21 @@ def _draw_plots(folder: Path, task, holdout, output, classes, candidate, champio
     return {"plots": [p.name for p in paths]}
 
 
-def _calibrate_candidate(steps: StepRun, cfg: ModelConfig, splits: dict, best: dict) -> Cached:
+def _calibrate_candidate(steps: StepRun, cfg: ModelConfig, splits: Splits, best: Candidate) -> Cached:
     from pipelines.monitoring_tasks import calibration_for
     from pipelines.step_cache import code_digest
+    from pipelines.training_steps.results import SPLIT_PARTS
 
     return _calibrate(steps, {
-        "model": best["model_uri"], "threshold": str(best["threshold"]),
-        "data": "+".join(splits["digests"][name] for name in PARTS),
+        "model": best.model_uri, "threshold": str(best.threshold),
+        "data": "+".join(splits.digests[name] for name in SPLIT_PARTS),
         "config": config_digest(cfg.task, cfg.features, cfg.monitoring), "code": code_digest(calibration_for),
-    }, cfg, splits, best["model_uri"], best["threshold"])
+    }, cfg, {name: splits.path(name) for name in SPLIT_PARTS}, best.model_uri, best.threshold)
 
 
 @cached_step("calibrate")
-def _calibrate(folder: Path, cfg: ModelConfig, splits: dict, model_uri: str, threshold: float | None) -> dict:
+def _calibrate(folder: Path, cfg: ModelConfig, parts: dict[str, Path], model_uri: str,
+               threshold: float | None) -> dict:
     """The candidate's monitoring calibration on its own snapshot (``limits.json``), computed once per model
     and data: its monitor judges windows with it once it is champion."""
     import pandas as pd
@@ -192,24 +192,25 @@ def _calibrate(folder: Path, cfg: ModelConfig, splits: dict, model_uri: str, thr
     from pipelines.storage import write_text_atomic
     from pipelines.tracking import load_sklearn_model
 
-    parts = {name: pd.read_parquet(splits[name]) for name in PARTS}
-    snapshot = pd.concat(parts.values(), ignore_index=True)
+    frames = {name: pd.read_parquet(path) for name, path in parts.items()}
+    snapshot = pd.concat(frames.values(), ignore_index=True)
     if cfg.features.event_time:
         snapshot = snapshot.sort_values(cfg.features.event_time, kind="stable").reset_index(drop=True)
-    calibration = calibration_for(cfg, snapshot, parts["holdout"], load_sklearn_model(model_uri), threshold)
+    calibration = calibration_for(cfg, snapshot, frames["holdout"], load_sklearn_model(model_uri), threshold)
     write_text_atomic(json.dumps(calibration.as_dict(), allow_nan=False), folder / "limits.json")
     return {"tags": calibration.tags()}
 
 
 # the record ---------------------------------------------------------------------------------------------
-def _write_evaluation(folder: Path, result: dict, slices: list[dict]) -> list[Path]:
+def _write_evaluation(folder: Path, evaluation: Evaluation) -> list[Path]:
     """``evaluation.json`` and the candidate's ``slices.csv``, each written whole or not at all."""
     import pandas as pd
 
     from pipelines.storage import write_text_atomic
 
-    return [write_text_atomic(json.dumps(result, indent=1, default=str, allow_nan=False), folder / "evaluation.json"),
-            write_text_atomic(pd.DataFrame(slices).to_csv(index=False), folder / "slices.csv")]
+    record = json.dumps(evaluation.to_dict(), indent=1, default=str, allow_nan=False)
+    return [write_text_atomic(record, folder / "evaluation.json"),
+            write_text_atomic(pd.DataFrame(evaluation.candidate.slices).to_csv(index=False), folder / "slices.csv")]
 
 
 def _log_evaluation(client, best_run_id: str, parent_run_id: str, metrics: dict, notes: dict,

@@ -3,9 +3,14 @@ to its parent MLflow run, the parent run itself with its lineage tags, and the r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipelines.config import ModelConfig, StatePaths
 from pipelines.run_context import RunContext, git_commit
 from pipelines.step_cache import Cached, StepCache, StepRun
+
+if TYPE_CHECKING:
+    from pipelines.training_steps.results import CacheNotes, Snapshot
 
 
 def step_run(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> StepRun:
@@ -13,22 +18,22 @@ def step_run(cfg: ModelConfig, ctx: RunContext, state: StatePaths) -> StepRun:
     return StepRun(StepCache(state.cache(cfg.name)), ctx.run_id, ctx.force)
 
 
-def cache_notes(upstream: dict, cached: Cached) -> dict:
-    """The cache notes of the steps so far, passed along until the parent MLflow run records them."""
-    return {**upstream.get("cache", {}), cached.note.step: cached.note.to_dict()}
+def cache_notes(upstream: CacheNotes, cached: Cached) -> CacheNotes:
+    """The cache notes of the steps so far and this one, passed along until the parent MLflow run records them."""
+    return {**upstream, cached.note.step: cached.note.to_dict()}
 
 
 def cache_tag(note: dict) -> str:
     return f"{note['status']}: {note['detail']}"[:4900]
 
 
-def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str]:
+def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: Snapshot) -> dict[str, str]:
     return {
         "model_config": cfg.name,
-        "data_hash": data["md5"],
-        "data_rev": data["rev"],
-        "data_path": data["path"],
-        "data_rows": str(data["rows"]),
+        "data_hash": data.md5,
+        "data_rev": data.rev,
+        "data_path": data.path,
+        "data_rows": str(data.rows),
         "data_interval": ctx.interval_key,
         "task": cfg.task,
         "split_method": cfg.split_method,
@@ -40,7 +45,7 @@ def lineage_tags(cfg: ModelConfig, ctx: RunContext, data: dict) -> dict[str, str
 
 
 def open_parent_run(cfg: ModelConfig, ctx: RunContext, state: StatePaths, lineage: dict[str, str],
-                    params: dict, notes: dict) -> tuple[str, str]:
+                    params: dict, notes: CacheNotes) -> tuple[str, str]:
     """The parent MLflow run every candidate logs under, with the run's params and how each step so far
     used the cache: (experiment id, run id). It stays RUNNING through training and evaluation; the gate
     ends it. A retried or cleared split finds and reopens its own parent instead of starting a second one."""
@@ -68,7 +73,8 @@ def open_parent_run(cfg: ModelConfig, ctx: RunContext, state: StatePaths, lineag
 
 
 def mark_run_failed(splits: dict | None, reason: str, state: StatePaths | None = None) -> None:
-    """Close the parent MLflow run as FAILED when a task after ``split`` fails for good."""
+    """Close the parent MLflow run as FAILED when a task after ``split`` fails for good (``splits`` as XCom
+    holds the ``Splits``; None when there is none)."""
     if not splits or not splits.get("parent_run_id"):
         return
     import mlflow
@@ -81,8 +87,8 @@ def mark_run_failed(splits: dict | None, reason: str, state: StatePaths | None =
     client.set_terminated(splits["parent_run_id"], status="FAILED")
 
 
-def record_step_verdict(cfg: ModelConfig, state: StatePaths, lineage: dict, step: str, outcome: str, reason: str,
-                        version: str | None = None) -> None:
+def record_step_verdict(cfg: ModelConfig, state: StatePaths, lineage: dict[str, str], step: str, outcome: str,
+                        reason: str, version: str | None = None) -> None:
     """The run's verdict as ``step`` decided it (the run is named by its lineage tags). A task that fails for
     good records its own, from the DAG's failure callback."""
     from pipelines.training_outcomes import RunVerdict, record_verdict

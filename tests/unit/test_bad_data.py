@@ -160,7 +160,7 @@ def test_the_latest_validated_ingestion_of_a_day_wins(validated_week, tmp_path):
 
     def delayed_share_of_day(cfg, state, end, run):
         ctx = RunContext(f"train_{MODEL}", run, RECENT[0], end)
-        data = version_snapshot(cfg, ctx, state, {})
+        data = version_snapshot(cfg, ctx, state, None).to_dict()
         snapshot = pd.read_parquet(data["local_path"])
         day = snapshot[snapshot["time_hour"].dt.tz_convert("America/New_York").dt.date == DAY[0]]
         return day["delayed"].mean()

@@ -197,6 +197,8 @@ def _run(cfg, run_id: str, force: bool = False) -> dict:
     splits = split(cfg, ctx, state, snapshot(cfg, ctx, state, validated))
     candidates = [train(cfg, ctx, state, splits, params) for params in cfg.search.candidates()]
     evaluation = evaluate(cfg, ctx, state, splits, candidates)
+    splits, evaluation = splits.to_dict(), evaluation.to_dict()  # as XCom carries them
+    candidates = [c.to_dict() for c in candidates]
     return {"splits": splits, "candidates": candidates, "evaluation": evaluation,
             "status": {**{step: note["status"] for step, note in evaluation["cache"].items()},
                        **{step: note["status"] for step, note in splits["cache"].items()},
