@@ -6,6 +6,5 @@ TASK_MODULES = (
     "airflow.sdk", "airflow.sdk.execution_time.task_runner", "pandas", "pyarrow.parquet", "sklearn.ensemble",
     "sklearn.metrics", "sklearn.calibration", "mlflow", "mlflow.sklearn", "skops.io", "great_expectations",
     "dvc.repo", "matplotlib.pyplot", "httpx", "evidently", "evidently.presets",
-    "pipelines.training_steps.data", "pipelines.training_steps.candidates", "pipelines.training_steps.evaluation",
-    "pipelines.training_steps.promotion", "pipelines.task_types", "pipelines.monitoring_tasks",
+    "pipelines.training_steps.pipeline", "pipelines.task_types", "pipelines.monitoring_tasks",
 )

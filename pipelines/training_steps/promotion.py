@@ -220,3 +220,11 @@ def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Split
     return promotion
 
 
+
+
+# deploy --------------------------------------------------------------------------------------------------
+def deploy(cfg: ModelConfig, ctx: RunContext, state: StatePaths, promoted: Promotion) -> dict:
+    """Have the prediction service follow the aliases ``register`` moved (``deployment.deploy``)."""
+    from pipelines.deployment import deploy as follow_aliases
+
+    return follow_aliases(cfg, asdict(promoted), state)

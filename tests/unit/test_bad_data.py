@@ -53,10 +53,10 @@ class _state:
 
 def _ingest_and_validate(cfg, state, start, end, run_id="run"):
     from pipelines.run_context import RunContext
-    from pipelines.training_steps.data import ingest, validate
+    from pipelines.training_steps.pipeline import run_in_process
 
     ctx = RunContext(f"train_{MODEL}", f"{run_id} {start}", start, end)
-    return validate(cfg, ctx, state, ingest(cfg, ctx, state))
+    return run_in_process(cfg, ctx, state, until="validate")["validate"]
 
 
 def _rewrite(transform):

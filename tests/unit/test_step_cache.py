@@ -187,18 +187,12 @@ def _run(cfg, run_id: str, force: bool = False) -> dict:
     """The steps from ingest to evaluate, as the DAG calls them; returns each step's cache notes."""
     from pipelines.config import StatePaths
     from pipelines.run_context import RunContext
-    from pipelines.training_steps.candidates import train
-    from pipelines.training_steps.data import ingest, snapshot, split, validate
-    from pipelines.training_steps.evaluation import evaluate
+    from pipelines.training_steps.pipeline import run_in_process
 
     ctx = RunContext(f"train_{cfg.name}", run_id, date(2000, 1, 1), date(2100, 1, 1), force=force)
-    state = StatePaths.from_env()
-    validated = validate(cfg, ctx, state, ingest(cfg, ctx, state))
-    splits = split(cfg, ctx, state, snapshot(cfg, ctx, state, validated))
-    candidates = [train(cfg, ctx, state, splits, params) for params in cfg.search.candidates()]
-    evaluation = evaluate(cfg, ctx, state, splits, candidates)
-    splits, evaluation = splits.to_dict(), evaluation.to_dict()  # as XCom carries them
-    candidates = [c.to_dict() for c in candidates]
+    done = run_in_process(cfg, ctx, StatePaths.from_env(), until="evaluate")
+    splits, evaluation = done["split"].to_dict(), done["evaluate"].to_dict()  # as XCom carries them
+    candidates = [c.to_dict() for c in done["train"]]
     return {"splits": splits, "candidates": candidates, "evaluation": evaluation,
             "status": {**{step: note["status"] for step, note in evaluation["cache"].items()},
                        **{step: note["status"] for step, note in splits["cache"].items()},
