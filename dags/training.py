@@ -163,7 +163,8 @@ def _step_task(cfg: ModelConfig, step: Step, pulled: list[Step], pushed: bool, o
 
     if step.proceeds:
         return task.short_circuit(task_id=step.name, ignore_downstream_trigger_rules=True, **options)(run)
-    return task(task_id=step.name, **options)(run)
+    # Each key of the result is its own XCom too, as the Airflow UI lists them.
+    return task(task_id=step.name, multiple_outputs=True, **options)(run)
 
 
 def _add_steps(cfg: ModelConfig, steps: tuple[Step, ...], options: dict[str, dict]) -> None:
