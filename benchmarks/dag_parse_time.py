@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY_IMPORTS = """\
 import pandas, numpy, sklearn.ensemble, sklearn.metrics, mlflow, mlflow.sklearn, skops.io  # noqa
 import great_expectations, dvc.repo, matplotlib.pyplot  # noqa
-from pipelines import training_tasks, training, validation, evaluation, versioning, tracking  # noqa
+from pipelines import training, validation, evaluation, versioning, tracking  # noqa
+from pipelines.training_steps import pipeline  # noqa
 """
 PROBE = """
 import sys, time, runpy

@@ -11,7 +11,7 @@ Generates three seeded tables with real signal, one per task type, and makes eac
 Everything runs in a scratch folder: a private stack (`scripts/stack.py up --no-train` with MLOPS_HOME,
 MLOPS_INCLUDE_DIR and the ports 18080 / 15000 / 18000 moved there, so a stack on the default ports is
 never touched), brought down at the end. Side by side in one run, for each task type in turn:
-  1. the reference: the step functions of `pipelines.training_tasks` (and the model load a deploy does)
+  1. the reference: the step functions of `pipelines.training_steps` (and the model load a deploy does)
      called one after another in this process, imports, the DVC repository and a local SQLite MLflow store
      warmed first, against a scratch MLOPS_HOME holding the same landed table; each step timed;
   2. the DAG: `train_<name>` triggered through the REST API on the same interval, timed from the run's
@@ -51,7 +51,7 @@ GOAL = 1.3
 # What the stack's task workers preload (scripts/stack.py TASK_PRELOAD) and what the steps import.
 WARM_IMPORTS = ("pandas", "pyarrow.parquet", "sklearn.ensemble", "sklearn.metrics", "sklearn.calibration",
                 "mlflow.sklearn", "skops.io", "great_expectations", "dvc.repo", "matplotlib.pyplot", "httpx",
-                "fastapi.testclient", "pipelines.training_tasks", "pipelines.task_types", "pipelines.ingest",
+                "fastapi.testclient", "pipelines.training_steps.data", "pipelines.task_types", "pipelines.ingest",
                 "pipelines.validation", "pipelines.splitting", "pipelines.training", "pipelines.evaluation",
                 "pipelines.gate", "pipelines.infra_validation", "pipelines.registry", "pipelines.serving.app",
                 "pipelines.serving.models")

@@ -1,14 +1,16 @@
 """Continuous training: one ``train_<model>`` DAG per model config in include/models/.
 
-Wiring only. Each task imports its step from ``pipelines.training_tasks`` when it runs, so this file
-parses with nothing heavier than airflow.sdk, pydantic and PyYAML.
+Wiring only: a task per step of the training pipeline (``pipelines.training_steps.pipeline``), in its order
+and with its inputs; what Airflow adds (assets, retries, mapping, short-circuits, the approval operator) is
+here. The steps import their libraries when they run, so this file parses with nothing heavier than
+airflow.sdk, pydantic and PyYAML.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, get_current_context, task
@@ -19,6 +21,7 @@ from pipelines.airflow_edge.broken_config import stand_in_dag
 from pipelines.airflow_edge.callbacks import failure_callback
 from pipelines.config import ModelConfig, StatePaths, read_model_configs
 from pipelines.errors import InputError
+from pipelines.training_steps.pipeline import Step, training_steps
 
 DOC = """\
 ### Continuous training for `{name}`
@@ -109,12 +112,80 @@ def _record_failure(cfg: ModelConfig, context) -> None:
 
 
 def _close_mlflow_run_on_failure(context) -> None:
-    from pipelines import training_tasks as t
+    from pipelines.training_steps.run_records import mark_run_failed
 
     ti = context["ti"]
     if ti.task_id in ("ingest", "validate", "version", "split"):
         return
-    t.mark_run_failed(ti.xcom_pull(task_ids="split"), f"{ti.task_id} failed: {context.get('exception')}")
+    mark_run_failed(ti.xcom_pull(task_ids="split"), f"{ti.task_id} failed: {context.get('exception')}")
+
+
+def _task_options(cfg: ModelConfig, landed: Asset) -> dict[str, dict]:
+    """What a step's task adds to the DAG's defaults."""
+    return {
+        "ingest": {"inlets": [landed]},
+        "validate": {"retries": 0},
+        "version": {"outlets": [Asset(assets.training_snapshot(cfg))]},
+        "train": {"map_index_template": "{{ task.op_kwargs['hyperparameters'] }}",
+                  "max_active_tis_per_dagrun": cfg.search.max_parallel},
+        # See deployment.deploy: a retry would report the restored aliases as deployed.
+        "deploy": {"retries": 0, "outlets": [Asset(assets.served_model(cfg))]},
+    }
+
+
+# Steps whose bad input (landed data, an interval, a champion that moved since the gate) fails them for good.
+_FAIL_AT_ONCE = {"ingest", "validate", "version", "split", "train", "register"}
+
+
+def _result_key(step: Step) -> str:
+    """The XCom key of a step's result when its task returns something else: a check returns whether the run
+    goes on, the approval operator the option chosen."""
+    return "approval" if step.run is None else "decision"
+
+
+def _step_task(cfg: ModelConfig, step: Step, pulled: list[Step], pushed: bool, options: dict):
+    """The task of a step: the payloads of its inputs in (``inputs``, and ``pulled`` from XCom by key), the
+    payload of its result out. A check's task returns whether the run goes on."""
+
+    def run(inputs: dict, hyperparameters: dict | None = None):
+        from pipelines.training_steps.pipeline import from_payload, run_step
+
+        ti = get_current_context()["ti"]
+        payloads = {**inputs, **{p.name: ti.xcom_pull(task_ids=p.name, key=_result_key(p)) for p in pulled}}
+        candidate = () if hyperparameters is None else (hyperparameters,)
+        with _bad_input_fails_at_once() if step.name in _FAIL_AT_ONCE else nullcontext():
+            payload = run_step(cfg, _ctx(cfg), StatePaths.from_env(), step, payloads, *candidate)
+        if step.proceeds is None:
+            return payload
+        if pushed:
+            ti.xcom_push(key=_result_key(step), value=payload)
+        return step.proceeds(from_payload(step, payload))
+
+    if step.proceeds:
+        return task.short_circuit(task_id=step.name, ignore_downstream_trigger_rules=True, **options)(run)
+    # Each key of the result is its own XCom too, as the Airflow UI lists them.
+    return task(task_id=step.name, multiple_outputs=True, **options)(run)
+
+
+def _add_steps(cfg: ModelConfig, steps: tuple[Step, ...], options: dict[str, dict]) -> None:
+    """A task per step, each taking its inputs' results and waiting for the check before it. A check's result
+    and the approval are pulled from XCom by the steps that take them (no edge of their own)."""
+    by_name = {s.name: s for s in steps}
+    taken = {name for s in steps for name in s.inputs}
+    tasks = {}
+    for step in steps:
+        if step.run is None:
+            from pipelines.airflow_edge.approval_operator import CandidateApproval
+
+            tasks[step.name] = CandidateApproval(task_id=step.name, cfg=cfg)
+        else:
+            pulled = [by_name[n] for n in step.inputs if by_name[n].proceeds or by_name[n].run is None]
+            made = _step_task(cfg, step, pulled, step.name in taken, options.get(step.name, {}))
+            inputs = {n: tasks[n] for n in step.inputs if by_name[n] not in pulled}
+            tasks[step.name] = made.partial(inputs=inputs).expand(hyperparameters=cfg.search.candidates()) \
+                if step.per_candidate else made(inputs=inputs)
+        if step.after:
+            tasks[step.after] >> tasks[step.name]
 
 
 def _schedule(cfg: ModelConfig, landed: Asset):
@@ -163,92 +234,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
                                                            "gate rejects a bad model."),
         },
     ) as dag:
-        state = StatePaths.from_env
-
-        @task(inlets=[landed])
-        def ingest() -> dict:
-            from pipelines import training_tasks as t
-
-            with _bad_input_fails_at_once():
-                return t.ingest(cfg, _ctx(cfg), state())
-
-        @task(retries=0)
-        def validate(ingested: dict) -> dict:
-            from pipelines import training_tasks as t
-
-            with _bad_input_fails_at_once():
-                return t.validate(cfg, _ctx(cfg), state(), ingested)
-
-        @task(outlets=[Asset(assets.training_snapshot(cfg))])
-        def version(validated: dict) -> dict:
-            from pipelines import training_tasks as t
-
-            with _bad_input_fails_at_once():
-                return t.snapshot(cfg, _ctx(cfg), state(), validated)
-
-        @task
-        def split(data: dict) -> dict:
-            from pipelines import training_tasks as t
-
-            with _bad_input_fails_at_once():
-                return t.split(cfg, _ctx(cfg), state(), data)
-
-        @task(map_index_template="{{ task.op_kwargs['hyperparameters'] }}",
-              max_active_tis_per_dagrun=cfg.search.max_parallel)
-        def train(splits: dict, hyperparameters: dict) -> dict:
-            from pipelines import training_tasks as t
-
-            with _bad_input_fails_at_once():
-                return t.train(cfg, _ctx(cfg), state(), splits, hyperparameters)
-
-        @task
-        def evaluate(splits: dict, candidates: list[dict]) -> dict:
-            from pipelines import training_tasks as t
-
-            return t.evaluate(cfg, _ctx(cfg), state(), splits, list(candidates))
-
-        @task.short_circuit(ignore_downstream_trigger_rules=True)
-        def gate(splits: dict, evaluation: dict) -> bool:
-            from pipelines import training_tasks as t
-
-            decision = t.gate(cfg, _ctx(cfg), state(), splits, evaluation)
-            get_current_context()["ti"].xcom_push(key="decision", value=decision)
-            return decision["promote"]
-
-        @task.short_circuit(ignore_downstream_trigger_rules=True)
-        def infra_validate(splits: dict, evaluation: dict) -> bool:
-            from pipelines import training_tasks as t
-
-            return t.infra_validate(cfg, _ctx(cfg), state(), splits, evaluation)["passed"]
-
-        @task
-        def register(splits: dict, evaluation: dict) -> dict:
-            from pipelines import training_tasks as t
-
-            ti = get_current_context()["ti"]
-            decision = ti.xcom_pull(task_ids="gate", key="decision")
-            approval = ti.xcom_pull(task_ids="approve", key="approval") if cfg.serving.approval == "required" \
-                else None
-            with _bad_input_fails_at_once():  # a champion moved since the gate: a retry cannot help
-                return t.register(cfg, _ctx(cfg), state(), splits, evaluation, decision, approval)
-
-        # See deployment.deploy: a retry would report the restored aliases as deployed.
-        @task(retries=0, outlets=[Asset(assets.served_model(cfg))])
-        def deploy(promotion: dict) -> dict:
-            from pipelines.deployment import deploy
-
-            return deploy(cfg, promotion, state())
-
-        splits = split(version(validate(ingest())))
-        evaluation = evaluate(splits, train.partial(splits=splits).expand(hyperparameters=cfg.search.candidates()))
-        promotion = register(splits, evaluation)
-        checked = gate(splits, evaluation) >> infra_validate(splits, evaluation)
-        if cfg.serving.approval == "required":
-            from pipelines.airflow_edge.approval_operator import CandidateApproval
-
-            checked = checked >> CandidateApproval(task_id="approve", cfg=cfg)
-        checked >> promotion
-        deploy(promotion)
+        _add_steps(cfg, training_steps(cfg), _task_options(cfg, landed))
     return dag
 
 

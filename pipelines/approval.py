@@ -2,7 +2,7 @@
 their answer (or its absence) becomes on the candidate's MLflow run and, when approved, on its model version.
 
 Pure: the Airflow operator that asks (``pipelines.airflow_edge.approval_operator``) and the step that records
-the answer (``training_tasks.record_approval``) do the I/O.
+the answer (``training_steps.promotion.record_approval``) do the I/O.
 """
 
 from __future__ import annotations

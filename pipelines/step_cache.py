@@ -6,6 +6,10 @@ digest of those parts is the step's key. The first run of a key stores the step'
 files it wrote in ``$MLOPS_HOME/cache/<model>/<step>/<key>/``; a later run with the same key gets them
 back, hard-linked into place, instead of computing them. ``force`` computes again and replaces the entry.
 Each outcome carries a ``CacheNote`` that says what happened and, on a miss, which parts changed.
+
+A step's work is a function ``work(folder, *args) -> dict`` decorated with ``@cached_step(name)``; its caller
+names the inputs and gets the ``Cached`` outcome: ``work(steps, parts, *args)``, where ``steps`` says which
+model's cache, which run and whether to recompute.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, update_wrapper
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -55,6 +59,11 @@ def files_digest(files: Mapping[str, Path]) -> str:
 def value_digest(value: Any) -> str:
     """A JSON-able value (a config section as ``model_dump(mode="json")``, params)."""
     return hashlib.blake2b(json.dumps(value, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+def config_digest(*sections: Any) -> str:
+    """The config a step reads: pydantic sections (as ``model_dump(mode="json")``) and plain values."""
+    return value_digest([s.model_dump(mode="json") if hasattr(s, "model_dump") else s for s in sections])
 
 
 def code_digest(*code: Callable | ModuleType | str) -> str:
@@ -210,3 +219,38 @@ class StepCache:
         entries.sort(key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)
         for stale in entries[self.keep:]:
             shutil.rmtree(stale, ignore_errors=True)
+
+
+# cached steps ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepRun:
+    """How a run's steps use the cache: the model's cache, the run that stores new entries, and ``force``
+    (recompute every step)."""
+
+    cache: StepCache
+    run_id: str
+    force: bool = False
+
+
+class CachedStep:
+    """A step's work run through the cache. ``step(run, parts, *args)`` returns the ``Cached`` outcome of the
+    inputs ``parts`` (part name -> digest), computing ``work(folder, *args)`` only on a miss. Without a
+    ``code`` part, the code is the work itself and what it reaches."""
+
+    def __init__(self, name: str, work: Callable[..., dict], identity: tuple[str, ...] = (),
+                 usable: Callable[[dict], bool] | None = None):
+        update_wrapper(self, work)  # ``code_digest`` and ``reached_sources`` read the work's definition
+        self.name, self.work, self.identity, self.usable = name, work, identity, usable
+
+    def __call__(self, run: StepRun, parts: Mapping[str, str], *args: Any, **kwargs: Any) -> Cached:
+        code = {} if "code" in parts else {"code": code_digest(self.work)}
+        return run.cache.run(StepInputs(self.name, {**parts, **code}, self.identity),
+                             lambda folder: self.work(folder, *args, **kwargs),
+                             run_id=run.run_id, force=run.force, usable=self.usable)
+
+
+def cached_step(name: str, *, identity: tuple[str, ...] = (),
+                usable: Callable[[dict], bool] | None = None) -> Callable[[Callable[..., dict]], CachedStep]:
+    """Make ``work(folder, *args) -> dict`` the cached step ``name`` (see ``CachedStep``); ``identity`` and
+    ``usable`` as in ``StepInputs`` and ``StepCache.run``."""
+    return lambda work: CachedStep(name, work, identity, usable)

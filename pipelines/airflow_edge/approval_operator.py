@@ -37,22 +37,22 @@ class CandidateApproval(ApprovalOperator):
         self.cfg = cfg
 
     def execute(self, context):
-        from pipelines import training_tasks as t
+        from pipelines.training_steps.promotion import approval_request
 
         ti = context["ti"]
-        self.body = t.approval_request(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"),
+        self.body = approval_request(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"),
                                        ti.xcom_pull(task_ids="gate", key="decision"),
                                        ti.xcom_pull(task_ids="evaluate"))
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]):
-        from pipelines import training_tasks as t
+        from pipelines.training_steps.promotion import record_approval
 
         if "error" not in event:
             self.validate_chosen_options(event["chosen_options"])
             ti = context["ti"]
             # The answer is kept by Airflow (the task's Required Action) whatever happens to MLflow here: a
             # failed write is logged, never a reason to ask the person again.
-            answer = t.record_approval(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"), event)
+            answer = record_approval(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"), event)
             ti.xcom_push(key="approval", value=answer)
         return super().execute_complete(context, event)

@@ -38,13 +38,13 @@ def _said(run_id: str, capsys, **tasks) -> str:
 def test_an_ingest_that_fails_records_its_message(dagbag, state, flights_config, capsys):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines import training_tasks as t
     from pipelines.errors import InputError
     from pipelines.run_context import RunContext
+    from pipelines.training_steps.data import ingest
 
     ctx = RunContext(DAG, "manual__ingest", date(2013, 1, 1), date(2013, 1, 8))
     with pytest.raises(InputError) as refused:  # nothing landed
-        t.ingest(flights_config, ctx, state)
+        ingest(flights_config, ctx, state)
     _fail(dagbag, "ingest", ctx.run_id, AirflowFailException(str(refused.value)))
 
     landing = state.landing(flights_config.landing_name, "flights")

@@ -52,11 +52,11 @@ class _state:
 
 
 def _ingest_and_validate(cfg, state, start, end, run_id="run"):
-    from pipelines import training_tasks as t
     from pipelines.run_context import RunContext
+    from pipelines.training_steps.pipeline import run_in_process
 
     ctx = RunContext(f"train_{MODEL}", f"{run_id} {start}", start, end)
-    return t.validate(cfg, ctx, state, t.ingest(cfg, ctx, state))
+    return run_in_process(cfg, ctx, state, until="validate")["validate"]
 
 
 def _rewrite(transform):
@@ -147,8 +147,8 @@ def test_the_latest_validated_ingestion_of_a_day_wins(validated_week, tmp_path):
     """A one-day run on a bad file, then the same day inside a wider run on the corrected file: the wider run
     supersedes the one-day batch, and the snapshot holds the corrected labels. And a corrected file landed
     again and ingested by a one-day run wins over the wider batch that held the day before."""
-    from pipelines import training_tasks as t
     from pipelines.run_context import RunContext
+    from pipelines.training_steps.data import snapshot as version_snapshot
 
     root = tmp_path / "state"
     shutil.copytree(validated_week, root)
@@ -160,7 +160,7 @@ def test_the_latest_validated_ingestion_of_a_day_wins(validated_week, tmp_path):
 
     def delayed_share_of_day(cfg, state, end, run):
         ctx = RunContext(f"train_{MODEL}", run, RECENT[0], end)
-        data = t.snapshot(cfg, ctx, state, {})
+        data = version_snapshot(cfg, ctx, state, None).to_dict()
         snapshot = pd.read_parquet(data["local_path"])
         day = snapshot[snapshot["time_hour"].dt.tz_convert("America/New_York").dt.date == DAY[0]]
         return day["delayed"].mean()

@@ -172,17 +172,17 @@ def test_a_candidate_judged_against_a_champion_that_has_since_moved_is_not_regis
     from types import SimpleNamespace
 
     from pipelines.errors import StaleComparisonError
-    from pipelines.training_tasks import _refuse_if_the_champion_moved
+    from pipelines.training_steps.promotion import _refuse_if_the_champion_moved
 
     cfg, ctx = SimpleNamespace(model_name="toy", name="toy"), SimpleNamespace(run_id="run-9")
     v1 = register(client, "run-1")
     promote_version(client, "toy", v1)
-    judged_v1 = {"champion": {"model_version": v1}}
+    judged_v1 = v1  # the champion the gate compared the candidate with
     _refuse_if_the_champion_moved(client, cfg, ctx, judged_v1)  # unchanged: fine
     promote_version(client, "toy", register(client, "run-2"))
     with pytest.raises(StaleComparisonError, match="champion is v2 now; the gate compared this candidate with v1"):
         _refuse_if_the_champion_moved(client, cfg, ctx, judged_v1)
     with pytest.raises(StaleComparisonError, match="compared this candidate with no champion"):
-        _refuse_if_the_champion_moved(client, cfg, ctx, {"champion": None})
+        _refuse_if_the_champion_moved(client, cfg, ctx, None)
     promote_version(client, "toy", register(client, "run-9"))  # this run's own version, from an earlier try
     _refuse_if_the_champion_moved(client, cfg, ctx, judged_v1)

@@ -3,6 +3,7 @@ failed records why, and ``mlops-loop train`` says it for the run it followed."""
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import date
 
 import mlflow
@@ -12,6 +13,7 @@ from toy_models import toy_frame
 
 from pipelines.cli import report_runs
 from pipelines.config import StatePaths
+from pipelines.training_steps.results import Evaluation, Splits
 
 MODEL = "flights_delay"
 DAG = f"train_{MODEL}"
@@ -45,8 +47,20 @@ def runs(registry, request):
         with mlflow.start_run(experiment_id=registry.experiment) as run:
             ids.append(run.info.run_id)
     ctx = RunContext(DAG, f"manual__{request.node.name}", date(2013, 1, 1), date(2013, 3, 1))
-    splits = {"parent_run_id": ids[0], "lineage": {"airflow_dag_id": DAG, "airflow_run_id": ctx.run_id}}
+    splits = Splits(train="", validation="", holdout="", digests={}, holdout_start=None, split_method="time",
+                    parent_run_id=ids[0], experiment_id=registry.experiment,
+                    lineage={"airflow_dag_id": DAG, "airflow_run_id": ctx.run_id})
     return ctx, splits, ids[1]
+
+
+def _evaluation(best: str, **fields) -> Evaluation:
+    """What ``evaluate`` hands on, with only what a test names filled in."""
+    from pipelines.gate import EvaluationReport
+
+    return Evaluation(**{"best_run_id": best, "model_uri": "", "params": {}, "threshold": None, "classes": None,
+                         "candidate": EvaluationReport({}), "champion": None, "champion_note": "no champion yet",
+                         "champion_error": None, "candidates": [], "holdout_output": "", "monitoring_tags": {},
+                         **fields})
 
 
 def _report(run_id: str, state: str, capsys, **tasks) -> tuple[int, str]:
@@ -55,13 +69,14 @@ def _report(run_id: str, state: str, capsys, **tasks) -> tuple[int, str]:
 
 
 def test_a_refusing_gate_records_its_failed_checks_and_train_says_them(runs, state, flights_config, capsys):
-    from pipelines import training_tasks as t
+    from pipelines.gate import EvaluationReport
+    from pipelines.training_steps.promotion import gate
 
     ctx, splits, best = runs
     candidate = {"metrics": {"roc_auc": 0.5012, "pr_auc": 0.41, "brier": 0.2},
                  "slices": [{"column": "origin", "value": "EWR", "rows": 900, "roc_auc": 0.61}]}
-    record = t.gate(flights_config, ctx, state, splits, {"candidate": candidate, "champion": None, "best_run_id": best,
-                                                         "champion_note": "no champion yet"})
+    record = gate(flights_config, ctx, state, splits,
+                  _evaluation(best, candidate=EvaluationReport.from_dict(candidate))).to_dict()
     assert not record["promote"]
 
     code, said = _report(ctx.run_id, "success", capsys, gate="success", infra_validate="skipped", register="skipped")
@@ -70,15 +85,15 @@ def test_a_refusing_gate_records_its_failed_checks_and_train_says_them(runs, sta
 
 
 def test_a_failed_infra_validation_records_its_error_and_train_says_it(runs, state, flights_config, tmp_path, capsys):
-    from pipelines import training_tasks as t
+    from pipelines.training_steps.promotion import infra_validate
 
     ctx, splits, best = runs
     toy_frame(50, 4).to_parquet(tmp_path / "holdout.parquet")
     np.save(tmp_path / "output.npy", np.zeros((50, 2)))
-    splits = {**splits, "holdout": str(tmp_path / "holdout.parquet"), "digests": {"holdout": "holdout-v1"}}
+    splits = replace(splits, holdout=str(tmp_path / "holdout.parquet"), digests={"holdout": "holdout-v1"})
     gone = (tmp_path / "deleted-run" / "model").as_uri()  # the candidate's artifacts are gone
-    outcome = t.infra_validate(flights_config, ctx, state, splits, {
-        "model_uri": gone, "best_run_id": best, "holdout_output": str(tmp_path / "output.npy")})
+    outcome = infra_validate(flights_config, ctx, state, splits, _evaluation(
+        best, model_uri=gone, holdout_output=str(tmp_path / "output.npy"))).to_dict()
     assert not outcome["passed"]
 
     code, said = _report(ctx.run_id, "success", capsys, gate="success", infra_validate="success", register="skipped")

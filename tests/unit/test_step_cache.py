@@ -138,13 +138,13 @@ def test_a_step_misses_when_a_module_it_reaches_only_indirectly_changes(tmp_path
 
 def test_each_training_step_digests_the_modules_it_calls():
     """The holdout scoring reaches the gate and the metrics through ``pipelines.evaluation``."""
-    from pipelines import training_tasks
     from pipelines.code_reach import reached_sources
+    from pipelines.training_steps import evaluation, promotion
 
-    scoring = reached_sources(training_tasks._score_on_holdout)
+    scoring = reached_sources(evaluation._score_on_holdout)
     assert {"pipelines.evaluation", "pipelines.gate", "pipelines.metrics", "pipelines.training"} <= set(scoring)
-    assert "pipelines.serving.app" not in scoring and "pipelines.training_tasks" not in scoring
-    assert "pipelines.serving.app" in reached_sources(training_tasks.infra_validate)
+    assert "pipelines.serving.app" not in scoring and "pipelines.training_steps.evaluation" not in scoring
+    assert "pipelines.serving.app" in reached_sources(promotion.infra_validate)
 
 
 # the training steps -----------------------------------------------------------------------------------------
@@ -185,16 +185,14 @@ def _configure(path, edit):
 
 def _run(cfg, run_id: str, force: bool = False) -> dict:
     """The steps from ingest to evaluate, as the DAG calls them; returns each step's cache notes."""
-    from pipelines import training_tasks as t
     from pipelines.config import StatePaths
     from pipelines.run_context import RunContext
+    from pipelines.training_steps.pipeline import run_in_process
 
     ctx = RunContext(f"train_{cfg.name}", run_id, date(2000, 1, 1), date(2100, 1, 1), force=force)
-    state = StatePaths.from_env()
-    validated = t.validate(cfg, ctx, state, t.ingest(cfg, ctx, state))
-    splits = t.split(cfg, ctx, state, t.snapshot(cfg, ctx, state, validated))
-    candidates = [t.train(cfg, ctx, state, splits, params) for params in cfg.search.candidates()]
-    evaluation = t.evaluate(cfg, ctx, state, splits, candidates)
+    done = run_in_process(cfg, ctx, StatePaths.from_env(), until="evaluate")
+    splits, evaluation = done["split"].to_dict(), done["evaluate"].to_dict()  # as XCom carries them
+    candidates = [c.to_dict() for c in done["train"]]
     return {"splits": splits, "candidates": candidates, "evaluation": evaluation,
             "status": {**{step: note["status"] for step, note in evaluation["cache"].items()},
                        **{step: note["status"] for step, note in splits["cache"].items()},
