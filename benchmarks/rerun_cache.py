@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (state, logs)")
     args = parser.parse_args()
 
+    from pipelines.config import training_dag_id
     from pipelines.sources.flights import land_nycflights13
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_rerun_"))
@@ -53,19 +54,19 @@ def main() -> None:
     try:
         land_nycflights13(scratch / "state" / "landing" / MODEL, *INTERVAL)
         with private_stack(env, log) as api:
-            api.wait_for_dag(f"train_{MODEL}")
+            api.wait_for_dag(training_dag_id(MODEL))
             conf = {"data_interval_start": INTERVAL[0].isoformat(), "data_interval_end": INTERVAL[1].isoformat(),
                     "reason": "benchmark: rerun on unchanged data"}
             runs = {}
             for name, force in (("first", False), ("rerun", False), ("forced", True)):
                 wait_until_idle(api)
-                wall, run, instances = dag_run(api, f"train_{MODEL}", {**conf, "force": force})
+                wall, run, instances = dag_run(api, training_dag_id(MODEL), {**conf, "force": force})
                 if run["state"] != "success":
                     raise SystemExit(f"{name} run failed: {run['tasks']} (logs under {scratch})")
                 runs[name] = (wall, step_seconds(api, run, instances), run["tasks"])
 
         steps = list(runs["first"][1])
-        print(f"\ntrain_{MODEL} on {INTERVAL[0]}..{INTERVAL[1]}, step compute in seconds (task bodies):")
+        print(f"\n{training_dag_id(MODEL)} on {INTERVAL[0]}..{INTERVAL[1]}, step compute in seconds (task bodies):")
         print(f"    {'step':<16}" + "".join(f"{name:>10}" for name in runs))
         for step in steps:
             print(f"    {step:<16}" + "".join(f"{seconds.get(step, 0.0):>10.2f}" for _, seconds, _ in runs.values()))

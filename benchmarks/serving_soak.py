@@ -50,9 +50,11 @@ def airflow():
 
 def run_monitoring(every: float, runs: list[tuple[str, str]], stop: threading.Event) -> None:
     """Trigger the model's monitoring DAG now and every ``every`` seconds until ``stop``."""
+    from pipelines.config import monitoring_dag_id
+
     api = airflow()
     while not stop.is_set():
-        dag_id = f"monitor_{bench.MODEL}"
+        dag_id = monitoring_dag_id(bench.MODEL)
         runs.append((dag_id, api.trigger(dag_id, {"reason": "serving soak"})))
         stop.wait(every)
 

@@ -270,6 +270,7 @@ def main() -> None:
             make_table(case, WARMUP_ROWS if case is WARMUP else args.rows).to_csv(files[case.name], index=False)
         print(f"generated 3 tables of {args.rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
 
+        from pipelines.config import training_dag_id
         from pipelines.run_context import RunContext
 
         with private_stack(env, log) as api:
@@ -286,7 +287,7 @@ def main() -> None:
                   + ", ".join(f"{configs[f'{c.name}_1'].task} ({configs[f'{c.name}_1'].split_method} split, "
                               f"{len(configs[f'{c.name}_1'].features.inputs)} features)" for c in CASES), flush=True)
             for _, name in models:
-                api.wait_for_dag(f"train_{name}")
+                api.wait_for_dag(training_dag_id(name))
             logging.getLogger("mlflow").setLevel(logging.WARNING)
 
             # Both sides start warm, as after `make up`: one untimed run of a small model on each warms the
@@ -295,13 +296,14 @@ def main() -> None:
             cfg = configs[WARMUP.name]
             with Reference(ref_state) as reference:
                 reference.warm()
-                reference.run(cfg, RunContext(f"train_{WARMUP.name}", "reference", *interval_of(cfg), reason="warm-up"))
+                reference.run(cfg, RunContext(training_dag_id(WARMUP.name), "reference", *interval_of(cfg),
+                                              reason="warm-up"))
             wait_until_idle(api)
-            wall, run, _ = dag_run(api, f"train_{WARMUP.name}", {
+            wall, run, _ = dag_run(api, training_dag_id(WARMUP.name), {
                 "data_interval_start": interval_of(cfg)[0].isoformat(),
                 "data_interval_end": interval_of(cfg)[1].isoformat(), "reason": "benchmark warm-up"})
-            print(f"warm-up: train_{WARMUP.name} ({WARMUP_ROWS:,} rows) {run['state']} in {wall:.1f} s, not measured",
-                  flush=True)
+            print(f"warm-up: {training_dag_id(WARMUP.name)} ({WARMUP_ROWS:,} rows) {run['state']} in {wall:.1f} s, "
+                  "not measured", flush=True)
 
             results: dict[str, list[dict]] = {c.task: [] for c in CASES}
             for case, name in models[1:]:
@@ -309,14 +311,14 @@ def main() -> None:
                 start, end = interval_of(cfg)
                 wait_until_idle(api)
                 with Reference(ref_state) as reference:
-                    timings, outcome = reference.run(cfg, RunContext(f"train_{name}", "reference", start, end,
+                    timings, outcome = reference.run(cfg, RunContext(training_dag_id(name), "reference", start, end,
                                                                      reason="benchmark"))
                 wait_until_idle(api)
-                wall, run, instances = dag_run(api, f"train_{name}", {
+                wall, run, instances = dag_run(api, training_dag_id(name), {
                     "data_interval_start": start.isoformat(), "data_interval_end": end.isoformat(),
                     "reason": "benchmark: task types wall time"})
                 if run["state"] != "success":
-                    raise SystemExit(f"train_{name} run failed: {run['tasks']} (logs under {stack_state})")
+                    raise SystemExit(f"{training_dag_id(name)} run failed: {run['tasks']} (logs under {stack_state})")
                 results[case.task].append(report_run(api, case, name, cfg, timings, wall, run, instances, outcome))
 
             print(f"\n{args.rows:,} rows, {args.repeat} run(s) per task type"

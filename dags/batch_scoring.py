@@ -11,7 +11,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 
 from pipelines.airflow_edge.broken_config import stand_in_dag
 from pipelines.airflow_edge.callbacks import failure_callback
-from pipelines.config import ModelConfig, StatePaths, read_model_configs
+from pipelines.config import ModelConfig, StatePaths, read_model_configs, scoring_dag_id
 
 DOC = """\
 ### Batch scoring for `{name}`
@@ -24,7 +24,7 @@ columns, score, model version, scoring time). The training batches are not touch
 
 def build_scoring_dag(cfg: ModelConfig) -> DAG:
     with DAG(
-        dag_id=f"score_{cfg.name}",
+        dag_id=scoring_dag_id(cfg.name),
         description=f"Batch scoring with {cfg.model_name}@champion",
         doc_md=DOC.format(name=cfg.name, model=cfg.model_name),
         schedule=None,
@@ -54,5 +54,5 @@ def build_scoring_dag(cfg: ModelConfig) -> DAG:
 
 
 for _entry in read_model_configs():
-    globals()[f"score_{_entry.name}"] = build_scoring_dag(_entry.config) if _entry.config \
-        else stand_in_dag(f"score_{_entry.name}", _entry)
+    globals()[scoring_dag_id(_entry.name)] = build_scoring_dag(_entry.config) if _entry.config \
+        else stand_in_dag(scoring_dag_id(_entry.name), _entry)

@@ -13,7 +13,7 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, get_curren
 from pipelines.airflow_edge import assets
 from pipelines.airflow_edge.broken_config import stand_in_dag
 from pipelines.airflow_edge.callbacks import failure_callback
-from pipelines.config import ModelConfig, StatePaths, read_model_configs
+from pipelines.config import ModelConfig, StatePaths, monitoring_dag_id, read_model_configs, training_dag_id
 
 DOC = """\
 ### Continuous monitoring for `{name}`
@@ -50,7 +50,7 @@ def _mctx(cfg: ModelConfig):
 def build_monitoring_dag(cfg: ModelConfig) -> DAG:
     policy = cfg.monitoring
     with DAG(
-        dag_id=f"monitor_{cfg.name}",
+        dag_id=monitoring_dag_id(cfg.name),
         description=f"Drift, realized performance and retraining of {cfg.model_name}",
         doc_md=DOC.format(name=cfg.name, window=policy.window_days, suite=cfg.expectation_suite,
                           labels=policy.labels_feed, streak=policy.retrain.consecutive_windows,
@@ -111,7 +111,7 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
         decision >> report(measured)
         retrain_needed(decision) >> TriggerDagRunOperator(
             task_id="retrain",
-            trigger_dag_id=f"train_{cfg.name}",
+            trigger_dag_id=training_dag_id(cfg.name),
             trigger_run_id="{{ ti.xcom_pull(task_ids='decide')['trigger_run_id'] }}",
             conf="{{ ti.xcom_pull(task_ids='decide')['conf'] }}",
             skip_when_already_exists=True,  # a retried task never starts a second training run
@@ -121,5 +121,5 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
 
 
 for _entry in read_model_configs():
-    globals()[f"monitor_{_entry.name}"] = build_monitoring_dag(_entry.config) if _entry.config \
-        else stand_in_dag(f"monitor_{_entry.name}", _entry)
+    globals()[monitoring_dag_id(_entry.name)] = build_monitoring_dag(_entry.config) if _entry.config \
+        else stand_in_dag(monitoring_dag_id(_entry.name), _entry)

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from pipelines.airflow_edge import assets
 from pipelines.airflow_edge.broken_config import stand_in_dag
 from pipelines.airflow_edge.callbacks import failure_callback
-from pipelines.config import ModelConfig, StatePaths, read_model_configs
+from pipelines.config import ModelConfig, StatePaths, read_model_configs, training_dag_id
 from pipelines.errors import InputError
 from pipelines.training_steps.pipeline import Step, training_steps
 
@@ -200,7 +200,7 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
     interval = cfg.default_interval
     landed = Asset(assets.landed_data(cfg))
     with DAG(
-        dag_id=f"train_{cfg.name}",
+        dag_id=training_dag_id(cfg.name),
         description=f"Continuous training of {cfg.model_name}",
         doc_md=DOC.format(name=cfg.name, description=cfg.description.strip(), task=cfg.task,
                           suite=cfg.expectation_suite_path.relative_to(cfg.expectation_suite_path.parents[1]),
@@ -239,5 +239,5 @@ def build_training_dag(cfg: ModelConfig) -> DAG:
 
 
 for _entry in read_model_configs():
-    globals()[f"train_{_entry.name}"] = build_training_dag(_entry.config) if _entry.config \
-        else stand_in_dag(f"train_{_entry.name}", _entry)
+    globals()[training_dag_id(_entry.name)] = build_training_dag(_entry.config) if _entry.config \
+        else stand_in_dag(training_dag_id(_entry.name), _entry)

@@ -31,7 +31,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from pipelines.config import StatePaths, include_dir
+from pipelines.config import StatePaths, include_dir, training_dag_id
 from pipelines.settings import stack_settings
 
 
@@ -100,7 +100,7 @@ def train(name: str, start: date | None, end: date | None, reason: str | None) -
         conf["data_interval_start"] = start.isoformat()
     if end:
         conf["data_interval_end"] = end.isoformat()
-    dag_id = f"train_{name}"
+    dag_id = training_dag_id(name)
     run_id = api.trigger(dag_id, conf)
     step(f"triggered {dag_id} run {run_id}; following it (also in the Airflow UI)")
     run = api.wait([(dag_id, run_id)], progress=lambda dag, message: step(f"  {message}"))[dag_id]
@@ -272,7 +272,7 @@ def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
     except (httpx.HTTPError, LookupError) as exc:
         return f"Airflow not told ({exc}): Asset {uri} not updated"
     return f"Airflow told: Asset {uri} updated for [{extra['start']}, {extra['end']})" + (
-        f"; train_{cfg.name} starts on it" if cfg.train_on_landing else "")
+        f"; {training_dag_id(cfg.name)} starts on it" if cfg.train_on_landing else "")
 
 
 def models(name: str | None) -> None:

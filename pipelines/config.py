@@ -450,6 +450,21 @@ class ConfigFile:
     error: str | None = None
 
 
+def training_dag_id(model: str) -> str:
+    """The id of the model's training DAG (``dags/training.py``)."""
+    return f"train_{model}"
+
+
+def monitoring_dag_id(model: str) -> str:
+    """The id of the model's monitoring DAG (``dags/monitoring.py``)."""
+    return f"monitor_{model}"
+
+
+def scoring_dag_id(model: str) -> str:
+    """The id of the model's batch-scoring DAG (``dags/batch_scoring.py``)."""
+    return f"score_{model}"
+
+
 def model_configs_stamp(models_dir: Path | None = None) -> tuple[tuple[str, int], ...]:
     """The model config files as they are now (names and modification times): equal stamps, same configs.
     What a long-running process (the service, the operator pages) compares to know when to read them again."""

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from pipelines.config import ModelConfig, MonitoringConfig
+from pipelines.config import ModelConfig, MonitoringConfig, training_dag_id
 from pipelines.drift import ReferenceProfile, dataset_drift
 from pipelines.metrics import json_safe
 from pipelines.monitoring_limits import Limits
@@ -359,7 +359,7 @@ def decide(cfg: ModelConfig, m: WindowMeasurement, history: list[WindowRecord], 
         return Decision("invalid_data", [Signal("validation", failed_validation), *found], 0,
                         f"the window's landed data failed validation: {failed_validation}. Next: re-land corrected "
                         f"data (mlops-loop land {cfg.name} FEED FILE --replace), accept the change in a new version of "
-                        f"the suite {cfg.expectation_suite}, or retrain anyway (trigger train_{cfg.name})")
+                        f"the suite {cfg.expectation_suite}, or retrain anyway (trigger {training_dag_id(cfg.name)})")
     if m.rows < policy.min_rows:
         return Decision("insufficient", [], 0, f"{m.rows} rows served in the window, fewer than {policy.min_rows}")
     retraining = [s for s in found if s.name in policy.retrain.signals]

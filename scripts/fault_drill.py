@@ -29,6 +29,7 @@ def drill(model: str, env: dict[str, str], say=print) -> dict:
     import mlflow
 
     from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password
+    from pipelines.config import training_dag_id
 
     state = Path(env["MLOPS_HOME"])
     airflow_url = env.get("AIRFLOW__API__BASE_URL") or f"http://127.0.0.1:{env.get('AIRFLOW_PORT', '8080')}"
@@ -36,7 +37,7 @@ def drill(model: str, env: dict[str, str], say=print) -> dict:
     mlflow_url = env.get("MLFLOW_TRACKING_URI") or f"http://127.0.0.1:{env.get('MLFLOW_PORT', '5000')}"
     registry = mlflow.MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     versions = len(registry.search_model_versions(f"name = '{model}'"))
-    dag_id = f"train_{model}"
+    dag_id = training_dag_id(model)
     run_id = api.trigger(dag_id, {"data_interval_start": "2013-01-01", "data_interval_end": "2013-04-01",
                                   "force": True, "reason": "fault drill"})
     say(f"triggered {dag_id} {run_id} (forced)")

@@ -41,7 +41,7 @@ import httpx
 
 from pipelines.airflow_edge.airflow_api import AirflowApi, admin_password, admin_password_file
 from pipelines.airflow_edge.preload import TASK_MODULES
-from pipelines.config import StatePaths
+from pipelines.config import StatePaths, training_dag_id
 from pipelines.mlflow_auth import ADMIN as MLFLOW_ADMIN
 from pipelines.mlflow_auth import PIPELINE, secret_file
 from pipelines.settings import stack_settings
@@ -320,9 +320,9 @@ def train_all(configs: list) -> dict[str, dict]:
     api = airflow_api()
     runs = []
     for cfg in configs:  # each on its default interval (the flights models': the landed Jan-Mar 2013)
-        run_id = api.trigger(f"train_{cfg.name}", {"reason": "make up: the example data"})
-        print(f"  triggered train_{cfg.name} run {run_id}")
-        runs.append((f"train_{cfg.name}", run_id))
+        run_id = api.trigger(training_dag_id(cfg.name), {"reason": "make up: the example data"})
+        print(f"  triggered {training_dag_id(cfg.name)} run {run_id}")
+        runs.append((training_dag_id(cfg.name), run_id))
     print("  following the runs (also in the Airflow UI)...")
     finished = api.wait(runs, progress=lambda dag_id, message: print(f"  {dag_id}: {message}", flush=True))
     for dag_id, run in finished.items():

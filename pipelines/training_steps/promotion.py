@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.config import ModelConfig, StatePaths
+from pipelines.config import ModelConfig, StatePaths, training_dag_id
 from pipelines.run_context import RunContext
 from pipelines.step_cache import cached_step, config_digest
 
@@ -170,8 +170,8 @@ def _refuse_if_the_champion_moved(client, cfg: ModelConfig, ctx: RunContext, jud
         return  # this run's own version, made champion by an earlier try of this task
     raise StaleComparisonError(
         f"{cfg.model_name}'s champion is {f'v{current}' if current else 'gone'} now; the gate compared this "
-        f"candidate with {f'v{judged}' if judged else 'no champion'}: nothing registered. Run train_{cfg.name} "
-        "again to judge a candidate against the current champion")
+        f"candidate with {f'v{judged}' if judged else 'no champion'}: nothing registered. Run "
+        f"{training_dag_id(cfg.name)} again to judge a candidate against the current champion")
 
 
 def register(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, evaluation: Evaluation,
