@@ -1,7 +1,7 @@
 """Is a promotion decided on evidence or on noise? The gate's paired tests and the challenger's sequential
 rule against today's point-estimate rule, on simulations with known truth and on the flights holdout.
 
-    uv run --frozen --no-sync python benchmarks/promotion_stats.py            # a few minutes
+    uv run --frozen --no-sync python benchmarks/promotion_stats.py            # about 6 minutes on 2 cores
     uv run --frozen --no-sync python benchmarks/promotion_stats.py --quick    # about a minute
     uv run --frozen --no-sync python benchmarks/promotion_stats.py --reps 300 --sizes 5000 40000 --skip-flights
 
