@@ -275,4 +275,4 @@ def decide_promotion(
             check, what = f"slice:{name}:{rule.metric}", f"slice {name} {rule.metric}"
             reasons.append(_at_least(check, row.get(rule.metric), rule.floor, what) if rule.floor is not None
                            else _at_most(check, row.get(rule.metric), rule.ceiling, what))
-    return PromotionDecision(promote=all(r.passed for r in reasons), reasons=reasons)
+    return PromotionDecision(promote=all(r.passed for r in reasons), reasons=reasons, attempt=attempt)
