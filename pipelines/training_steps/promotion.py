@@ -41,10 +41,10 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, e
 
     configure_mlflow(state)
     client = mlflow.MlflowClient()
-    holdout = splits.digests["holdout"]
+    holdout = splits.digests.get("holdout")  # None: a holdout of unknown content, its attempts not counted
     pairs = HoldoutPairs.read(evaluation.paired_predictions) \
         if evaluation.champion is not None and evaluation.paired_predictions else None
-    attempt = _earlier_attempts(client, splits, holdout) + 1
+    attempt = _earlier_attempts(client, splits, holdout) + 1 if holdout else None
     decision = decide_promotion(evaluation.candidate, evaluation.champion, cfg.gate_policy, cfg.task_type.metrics,
                                 champion_error=evaluation.champion_error, pairs=pairs, attempt=attempt)
     record = GateDecision(**decision.to_dict(), champion_note=evaluation.champion_note,
@@ -57,8 +57,9 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, e
     for run_id in (splits.parent_run_id, evaluation.best_run_id):
         client.set_tag(run_id, "gate_decision", decision.verdict)
         client.set_tag(run_id, "gate_summary", decision.summary()[:4900])
-    client.set_tag(splits.parent_run_id, HOLDOUT_TAG, holdout)
-    client.set_tag(splits.parent_run_id, "gate_attempt", str(attempt))
+    if holdout:
+        client.set_tag(splits.parent_run_id, HOLDOUT_TAG, holdout)
+        client.set_tag(splits.parent_run_id, "gate_attempt", str(attempt))
     client.log_dict(splits.parent_run_id, record.to_dict(), "gate/decision.json")
     client.set_terminated(splits.parent_run_id, status="FINISHED")
     if not decision.promote:
