@@ -60,11 +60,12 @@ def approval_body(model_name: str, decision: Mapping[str, Any], evaluation: Mapp
     lines = [f"**{model_name}**: {decision.get('summary', '')}", ""]
     if decision.get("champion_note"):
         lines += [f"Compared with: {decision['champion_note']}", ""]
-    lines += ["| Check | Result | Observed | Required |", "|---|---|---|---|"]
+    lines += ["| Check | Result | Observed | Required | Detail |", "|---|---|---|---|---|"]
     for reason in decision.get("reasons", []):
         observed = reason.get("observed")
         lines.append(f"| {reason['check']} | {'pass' if reason['passed'] else 'FAIL'} | "
-                     f"{_number(observed)} | {reason.get('required', '')} |")
+                     f"{_number(observed)} | {reason.get('required', '')} | "
+                     f"{str(reason.get('message', '')).replace('|', '/')} |")
     candidate = (evaluation.get("candidate") or {}).get("metrics", {})
     champion = (evaluation.get("champion") or {}).get("metrics", {})
     lines += ["", "| Holdout metric | Candidate | Champion |", "|---|---|---|"]

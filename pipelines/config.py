@@ -161,8 +161,16 @@ class SliceFloor(_Strict):
         return self
 
 
+# The metrics the gate can compare with the champion row by row: those ``pipelines.paired_tests`` has a test for
+# (kept here, as light as the rest of this module; a unit test holds the two lists equal).
+PAIRED_METRICS = frozenset({"roc_auc", "pr_auc", "f1", "macro_f1", "accuracy", "log_loss", "brier", "rmse", "mae",
+                            "r2"})
+
+
 class GatePolicy(_Strict):
-    """What a candidate must show before it may replace the champion."""
+    """What a candidate must show before it may replace the champion: absolute bounds on the candidate alone,
+    and, when there is a champion, paired tests on the same holdout rows (``pipelines.paired_tests``): the
+    primary metric (``margin_metric``) by ``framing`` and ``min_margin``, each guardrail for non-inferiority."""
 
     floors: dict[str, float] | None = Field(
         None, description="Absolute floors on higher-is-better metrics; default: the task type's (" + ", ".join(
@@ -171,13 +179,55 @@ class GatePolicy(_Strict):
     ceilings: dict[str, float] = Field(
         default_factory=dict, description="Absolute ceilings on lower-is-better metrics."
     )
-    margin_metric: str | None = Field(None, description="Compared with the champion on the same holdout; "
-                                      "default: the selection metric.")
+    margin_metric: str | None = Field(None, description="The primary metric: tested against the champion on the "
+                                      "same holdout rows; default: the selection metric.")
+    framing: Literal["superiority", "non_inferiority"] = Field(
+        "superiority", description="superiority: the candidate must be better than the champion by more than "
+        "min_margin with confidence 1 - alpha (a new estimator or feature set; with min_margin 0, any shown "
+        "improvement). non_inferiority: it must be shown not worse by more than min_margin (a scheduled "
+        "retrain on fresh data).")
     min_margin: float = Field(
-        0.0, description="Candidate must beat the champion on the same holdout by at least this much "
-        "(in the metric's better direction)."
-    )
+        0.0, ge=0, description="The margin of the primary test, on the metric's scale in its better direction "
+        "(the framing gives it its sign): superiority asks for a difference above it, non_inferiority above "
+        "minus it.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="One-sided level of the primary test; the guardrails "
+                         "share it (Bonferroni: alpha / their number each).")
+    power: float = Field(0.8, ge=0.5, lt=1, description="The power the rows-needed figure of each test is sized "
+                         "for.")
+    min_effect: float | None = Field(
+        None, description="The true difference of the primary metric (better direction) the rows-needed figure "
+        "is sized for. Default: superiority, min_margin plus 0.01 on a metric bounded by 0 and 1 (ROC AUC, PR "
+        "AUC, F1, accuracy, R²) or plus 2% of the champion's value on a loss (log loss, Brier, RMSE, MAE); "
+        "non_inferiority, 0 (a candidate as good as the champion). The guardrails are always sized for 0.")
+    guardrails: dict[str, float] = Field(
+        default_factory=dict, description="Other metrics that must each pass a non-inferiority test against the "
+        "champion: metric -> margin (> 0, on the metric's scale: how much worse is tolerated).")
+    max_attempts_per_holdout: int = Field(
+        20, ge=1, description="Gate decisions against a champion allowed on one holdout (same data digest): each "
+        "attempt is one more look at the same rows, so past this many the gate refuses; train on a new "
+        "interval for a fresh holdout.")
     slice_floors: list[SliceFloor] = Field(default_factory=list)
+
+    @field_validator("guardrails")
+    @classmethod
+    def _guardrail_margins(cls, guardrails: dict[str, float]) -> dict[str, float]:
+        bad = {metric: margin for metric, margin in guardrails.items() if not margin > 0}
+        if bad:
+            raise ValueError(f"guardrail margins must be > 0 (a non-inferiority margin of 0 asks for a shown "
+                             f"improvement): {bad}")
+        return guardrails
+
+    @model_validator(mode="after")
+    def _effect_clears_the_margin(self) -> GatePolicy:
+        if self.min_effect is not None:
+            threshold = self.min_margin if self.framing == "superiority" else -self.min_margin
+            if not self.min_effect > threshold:
+                raise ValueError(f"gate.min_effect {self.min_effect:g} must exceed the difference the {self.framing} "
+                                 f"test must clear ({threshold:+g}): no holdout would show a smaller one")
+        if self.margin_metric is not None and self.margin_metric in self.guardrails:
+            raise ValueError(f"{self.margin_metric!r} is the primary metric (gate.margin_metric) and cannot also be "
+                             "a guardrail")
+        return self
 
 
 class ServingConfig(_Strict):
@@ -339,6 +389,18 @@ class ModelConfig(_Strict):
             task.check_metric(metric, "gate.ceilings", higher=False)
         if gate.margin_metric is not None:
             task.check_metric(gate.margin_metric, "gate.margin_metric")
+        if self.margin_metric not in PAIRED_METRICS:
+            raise ValueError(f"gate.margin_metric: {self.margin_metric!r} has no paired test to compare it with the "
+                             f"champion; set gate.margin_metric to one of "
+                             f"{sorted(PAIRED_METRICS & set(task.metrics))}")
+        for metric in gate.guardrails:
+            task.check_metric(metric, "gate.guardrails")
+            if metric not in PAIRED_METRICS:
+                raise ValueError(f"gate.guardrails: {metric!r} has no paired test (use one of "
+                                 f"{sorted(PAIRED_METRICS & set(task.metrics))})")
+            if metric == self.margin_metric:
+                raise ValueError(f"gate.guardrails: {metric!r} is the primary metric (gate.margin_metric) and "
+                                 "cannot also be a guardrail")
         for bound in gate.slice_floors:
             if bound.metric is not None:
                 task.check_metric(bound.metric, f"gate.slice_floors[{bound.column}]", higher=bound.floor is not None)

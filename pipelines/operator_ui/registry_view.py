@@ -108,7 +108,7 @@ class ModelSummary:
 @dataclass(frozen=True)
 class VersionDetail:
     summary: VersionSummary
-    reasons: list[Reason]  # the gate's checks, as it recorded them
+    reasons: list[Reason]  # the gate's checks, as it recorded them (with the paired test of each comparison)
     champion_note: str | None  # what the candidate was compared with
     metrics: dict[str, float]  # the training run's metrics (holdout, slices)
     experiment_id: str | None
@@ -218,8 +218,7 @@ def version_detail(client, name: str, version: str) -> VersionDetail:
             problems.append(f"the training run {run_id} cannot be read: {exc}")
         try:
             record = mlflow.artifacts.load_dict(f"runs:/{run_id}/gate/decision.json")
-            reasons = [Reason(r["check"], bool(r["passed"]), r.get("observed"), str(r.get("required", "")),
-                              r.get("message", "")) for r in record.get("reasons", [])]
+            reasons = [Reason.from_dict(r) for r in record.get("reasons", [])]
             champion_note = record.get("champion_note")
         except Exception as exc:
             problems.append(f"the gate's decision.json cannot be read: {exc}")

@@ -1,5 +1,7 @@
 """The evaluation step of a training run: the best candidate and the champion scored on the same holdout,
-the plots, the candidate's monitoring calibration, and ``evaluation.json`` on the parent MLflow run.
+their per-row predictions side by side (``paired_predictions.parquet`` on the candidate's MLflow run: what
+the gate's paired tests compare), the plots, the candidate's monitoring calibration, and ``evaluation.json``
+on the parent MLflow run.
 
 Scoring a model on a holdout it has scored before, drawing the same plots and calibrating the same model on
 the same data again reuse the earlier outputs.
@@ -50,6 +52,9 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Split
     calibration = _calibrate_candidate(steps, cfg, splits, best)
     client.log_artifact(best.run_id, str(calibration.place(folder / "monitoring") / "limits.json"),
                         artifact_path="monitoring")
+    paired = _write_pairs(cfg, holdout, candidate, best.threshold, champion, folder / "paired_predictions.parquet")
+    if paired is not None:
+        client.log_artifact(best.run_id, str(paired), artifact_path="evaluation")
     notes = {"evaluate.candidate": candidate.cached.note.to_dict(),
              **({"evaluate.champion": champion.cached.note.to_dict()} if champion.cached else {}),
              "evaluate.plots": plots.note.to_dict(), "evaluate.calibrate": calibration.note.to_dict()}
@@ -61,7 +66,8 @@ def evaluate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Split
         candidates=[{"run_id": c.run_id, "params": c.params, metric: c.validation_metrics[metric]}
                     for c in candidates],
         holdout_output=str(folder / "candidate" / "output.npy"),
-        monitoring_tags=calibration.result["tags"], cache=notes)
+        monitoring_tags=calibration.result["tags"], cache=notes,
+        paired_predictions=str(paired) if paired is not None else None)
     written = _write_evaluation(folder, evaluation)
     _log_evaluation(client, best.run_id, splits.parent_run_id, report.metrics, notes, [*plot_paths, *written])
     return evaluation
@@ -106,6 +112,29 @@ def _score_on_holdout(folder: Path, cfg: ModelConfig, holdout, model_uri: str, t
     np.save(folder / "output.npy", output)
     return {"report": asdict(evaluate_output(cfg.task_type, holdout, output, classes, threshold)),
             "classes": classes}
+
+
+def _write_pairs(cfg: ModelConfig, holdout, candidate: _Scored, threshold: float | None, champion: _Champion,
+                 dest: Path) -> Path | None:
+    """Both models' per-row predictions on the holdout (``holdout_pairs.pair_predictions``), written whole or
+    not at all; None without a scored champion (nothing to pair)."""
+    from pipelines.features import example_id_column
+    from pipelines.holdout_pairs import pair_predictions
+    from pipelines.storage import write_parquet_atomic
+
+    if champion.scored is None:
+        dest.unlink(missing_ok=True)  # a file from an earlier try of this run would pair another champion
+        return None
+    theirs = champion.scored
+    try:
+        frame = pair_predictions(cfg.task_type, holdout, example_id_column(cfg.features, holdout), {
+            "candidate": (candidate.output, candidate.classes, threshold),
+            "champion": (theirs.output, theirs.classes, theirs.report.metrics.get("threshold"))})
+    except Exception as exc:  # the gate then refuses to compare: "cannot compare" never reads as "better"
+        log.warning("the candidate's and the champion's predictions cannot be paired: %s", exc)
+        dest.unlink(missing_ok=True)
+        return None
+    return write_parquet_atomic(frame, dest)
 
 
 @dataclass(frozen=True)

@@ -23,20 +23,30 @@ log = logging.getLogger(__name__)
 
 
 # gate ----------------------------------------------------------------------------------------------------
+HOLDOUT_TAG = "holdout_digest"  # on the parent run the gate judged: which holdout it looked at
+
+
 def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, evaluation: Evaluation) -> GateDecision:
-    """Decide whether the candidate may replace the champion (``gate.decide_promotion``), and end the parent
-    MLflow run with the decision."""
+    """Decide whether the candidate may replace the champion (``gate.decide_promotion``: with a champion, paired
+    tests on both models' per-row predictions, the evaluation's ``paired_predictions``), counting this attempt
+    on the holdout, and end the parent MLflow run with the decision."""
     import mlflow
 
     from pipelines.gate import decide_promotion
+    from pipelines.holdout_pairs import HoldoutPairs
     from pipelines.tracking import configure_mlflow
     from pipelines.training_outcomes import NOT_PROMOTED, PASSED
     from pipelines.training_steps.results import GateDecision
     from pipelines.training_steps.run_records import record_step_verdict
 
     configure_mlflow(state)
+    client = mlflow.MlflowClient()
+    holdout = splits.digests.get("holdout")  # None: a holdout of unknown content, its attempts not counted
+    pairs = HoldoutPairs.read(evaluation.paired_predictions) \
+        if evaluation.champion is not None and evaluation.paired_predictions else None
+    attempt = _earlier_attempts(client, splits, holdout) + 1 if holdout else None
     decision = decide_promotion(evaluation.candidate, evaluation.champion, cfg.gate_policy, cfg.task_type.metrics,
-                                champion_error=evaluation.champion_error)
+                                champion_error=evaluation.champion_error, pairs=pairs, attempt=attempt)
     record = GateDecision(**decision.to_dict(), champion_note=evaluation.champion_note,
                           candidate_run_id=evaluation.best_run_id)
     for line in [decision.summary(), *(f"  {'PASS' if r.passed else 'FAIL'} {r.message}" for r in decision.reasons)]:
@@ -44,10 +54,12 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, e
     record_step_verdict(cfg, state, splits.lineage, "gate", *(
         (PASSED, f"gate passed: all {len(decision.reasons)} checks") if decision.promote
         else (NOT_PROMOTED, f"gate refused: {decision.failed_checks()}")))
-    client = mlflow.MlflowClient()
     for run_id in (splits.parent_run_id, evaluation.best_run_id):
         client.set_tag(run_id, "gate_decision", decision.verdict)
         client.set_tag(run_id, "gate_summary", decision.summary()[:4900])
+    if holdout:
+        client.set_tag(splits.parent_run_id, HOLDOUT_TAG, holdout)
+        client.set_tag(splits.parent_run_id, "gate_attempt", str(attempt))
     client.log_dict(splits.parent_run_id, record.to_dict(), "gate/decision.json")
     client.set_terminated(splits.parent_run_id, status="FINISHED")
     if not decision.promote:
@@ -56,6 +68,13 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, e
         alert(cfg, "gate_rejected", f"{ctx.dag_id} {ctx.run_id}: {decision.summary()}"[:2000],
               {"run_id": ctx.run_id, "reason": ctx.reason, "parent_run_id": splits.parent_run_id})
     return record
+
+
+def _earlier_attempts(client, splits: Splits, holdout: str) -> int:
+    """Gate decisions other training runs of the model made on this holdout (their parent runs carry its
+    digest once the gate has judged them); a retry of this run's own gate does not count again."""
+    runs = client.search_runs([splits.experiment_id], f"tags.{HOLDOUT_TAG} = '{holdout}'", max_results=10_000)
+    return sum(1 for run in runs if run.info.run_id != splits.parent_run_id and "gate_decision" in run.data.tags)
 
 
 # infra validation ----------------------------------------------------------------------------------------

@@ -114,6 +114,8 @@ class Evaluation(StepResult):
     holdout_output: str  # what the candidate answered for every holdout row (.npy)
     monitoring_tags: dict[str, str]
     cache: CacheNotes = field(default_factory=dict)
+    # both models' per-row predictions on the holdout (.parquet, ``holdout_pairs``); None without a champion
+    paired_predictions: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
@@ -134,6 +136,7 @@ class GateDecision(StepResult):
     reasons: list[dict[str, Any]]
     champion_note: str
     candidate_run_id: str
+    attempt: int | None = None  # the gate's attempt number on this holdout
 
 
 @dataclass(frozen=True)

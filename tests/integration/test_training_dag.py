@@ -154,7 +154,7 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
     cfg = load_model_config(MODEL)
     cfg = cfg.model_copy(update={  # this test is about rollout: one candidate, and any that meets the floors
         "serving": cfg.serving.model_copy(update={"rollout": "canary", "canary_share": 0.5}),
-        "gate": GatePolicy(**{**cfg.gate.model_dump(), "min_margin": -1.0}),
+        "gate": GatePolicy(**{**cfg.gate.model_dump(), "framing": "non_inferiority", "min_margin": 1.0}),
         "search": cfg.search.model_copy(update={"grid": {k: v[:1] for k, v in cfg.search.grid.items()}}),
     })
     client = _client()

@@ -21,6 +21,7 @@ def test_the_approver_sees_every_gate_check_and_the_metrics_against_the_champion
     assert "approved: all 2 checks passed" in body and "champion v3 on the same holdout" in body
     assert "| floor:roc_auc | pass | 0.7123 | >= 0.6 |" in body
     assert "| margin:roc_auc | pass | n/a | >= +0 |" in body
+    assert "| >= +0 | no champion |" in body  # each check's detail: a paired test's difference, interval, p-value
     assert "| roc_auc | 0.7123 | 0.7000 |" in body and "| log_loss | 0.5000 | n/a |" in body
     assert "http://mlflow/#/experiments/1/runs/abc" in body
 

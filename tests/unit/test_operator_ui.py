@@ -23,6 +23,22 @@ def logged_in(authorization: str | None = Header(None)) -> None:
         raise HTTPException(401, "Not authenticated")
 
 
+def _paired_reason() -> dict:
+    """The gate's comparison with the champion as ``gate.Reason.to_dict`` records it: a DeLong test on 2,000
+    paired rows, with a hostile string where a metric's name goes."""
+    import numpy as np
+
+    from pipelines.gate import Reason
+    from pipelines.paired_tests import delong_test
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random(2000) < 0.3).astype(int)
+    champion = truth + rng.normal(0, 1, 2000)
+    result = delong_test(truth, champion + rng.normal(0, 0.5, 2000) + 0.1 * truth, champion, effect=0.01)
+    return Reason(f"margin:{HOSTILE}", result.passed, result.difference, "better than champion v1",
+                  f"roc_auc: {result.difference:+.4f}", result, "holdout too small to decide").to_dict()
+
+
 @pytest.fixture(scope="module")
 def pages_registry(tmp_path_factory, empty_mlflow_db):
     """A model with two versions made the way the training DAG makes them: a training run holding the gate's
@@ -41,7 +57,8 @@ def pages_registry(tmp_path_factory, empty_mlflow_db):
                                      {"check": "floor", "passed": True, "observed": 0.7 + n / 10,
                                       "required": ">= 0.6", "message": "holdout roc_auc meets floor 0.6000"},
                                      {"check": "slice_floor", "passed": True, "observed": 0.66, "required": ">= 0.5",
-                                      "message": "weakest slice origin=EWR 0.6600 meets floor 0.5000"}]},
+                                      "message": "weakest slice origin=EWR 0.6600 meets floor 0.5000"},
+                                     *([_paired_reason()] if n else [])]},
                                 "gate/decision.json")
             versions.append(registry.register("toy", logged, {
                 "airflow_dag_id": "train_toy", "airflow_run_id": f"manual__2026-12-0{n + 1}",
@@ -91,6 +108,23 @@ def test_a_version_page_shows_every_gate_reason_and_where_it_came_from(pages):
     assert "1" * 32 in html and "abc1234" in html and "4000 rows" in html
     assert "slice_origin_EWR_roc_auc" in html and "holdout_roc_auc" in html
     assert "manual__2026-12-02" in html
+
+
+def test_a_version_page_shows_each_comparison_with_the_champion(pages):
+    """Per paired check: the difference, its interval, the p-value, the decision and the rows needed; escaped."""
+    from pipelines.gate import Reason
+
+    client, _ = pages
+    html = get(client, "/models/toy/versions/2").text
+    comparison = Reason.from_dict(_paired_reason()).comparison
+    table = html[html.index("Compared with the champion on the same holdout rows"):]
+    lower, upper = comparison.interval
+    assert f"{comparison.difference:+.4f}" in table and f"[{lower:+.4f}, {upper:+.4f}] (90%)" in table
+    assert f"<td>{comparison.p_value:.3g}</td>" in table and "holdout too small to decide" in table
+    assert f"{comparison.rows_needed:,} for +0.01 at 80% power" in table and "<td>2,000</td>" in table
+    assert "delong, superiority, margin 0, alpha 0.05" in table
+    assert HOSTILE not in html and "&lt;/script&gt;&lt;script&gt;alert(1)" in table
+    assert "Compared with the champion" not in get(client, "/models/toy/versions/1").text
 
 
 def test_a_version_without_a_training_run_says_so(pages, tmp_path):

@@ -152,3 +152,39 @@ def test_a_long_reason_is_cut_to_one_line_and_an_unreadable_record_is_named(stat
     assert last_verdict(state, MODEL) == long  # the one before it
     with pytest.raises(ValueError, match="outcome is one of"):
         RunVerdict(DAG, "run 6", "gate", "maybe", "")
+
+
+def test_gate_attempts_on_one_holdout_are_counted_across_training_runs_and_capped(registry, runs, state,
+                                                                                   flights_config, tmp_path):
+    """Each training run's gate on the same holdout (its digest) is one more attempt; a retry of a run's own gate
+    is not; past ``max_attempts_per_holdout`` the gate refuses even a clearly better candidate."""
+    from pipelines.gate import EvaluationReport
+    from pipelines.training_steps.promotion import gate
+    from tests.unit.test_gate import simulated_pairs
+
+    ctx, splits, best = runs
+    pairs = tmp_path / "paired_predictions.parquet"
+    simulated_pairs(20_000, 0.85).frame.to_parquet(pairs)
+    cfg = flights_config.model_copy(update={"gate": flights_config.gate.model_copy(
+        update={"max_attempts_per_holdout": 2})})
+    evaluation = _evaluation(
+        best, paired_predictions=str(pairs),
+        candidate=EvaluationReport({"roc_auc": 0.85, "pr_auc": 0.5, "brier": 0.1},
+                                   [{"column": "origin", "value": "EWR", "rows": 900, "roc_auc": 0.8}]),
+        champion=EvaluationReport({"roc_auc": 0.80, "pr_auc": 0.45, "brier": 0.1}, model_version="1"),
+        champion_note="champion v1 scored on the same holdout")
+    splits = replace(splits, digests={"holdout": "holdout-attempts"})
+    decisions = [gate(cfg, ctx, state, splits, evaluation), gate(cfg, ctx, state, splits, evaluation)]  # a retry
+    for _ in range(2):  # two later training runs on the same holdout
+        with mlflow.start_run(experiment_id=registry.experiment) as run:
+            pass
+        decisions.append(gate(cfg, ctx, state, replace(splits, parent_run_id=run.info.run_id), evaluation))
+    assert [d.attempt for d in decisions] == [1, 1, 2, 3]
+    assert [d.promote for d in decisions] == [True, True, True, False]
+    assert [r["check"] for r in decisions[-1].reasons if not r["passed"]] == ["holdout_reuse"]
+    assert "attempt 3 on this holdout, past the cap of 2" in decisions[-1].summary
+    paired = next(r for r in decisions[0].reasons if r["check"] == "margin:roc_auc")
+    assert paired["comparison"]["test"] == "delong" and paired["decision"] == "better with 95% confidence"
+    tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
+    assert (tags["holdout_digest"], tags["gate_attempt"], tags["gate_decision"]) == \
+        ("holdout-attempts", "3", "rejected")

@@ -270,3 +270,42 @@ def test_unchanged_inputs_reuse_every_step_and_changed_data_config_or_code_recom
     assert set(forced["status"].values()) == {"forced"}, forced["status"]
     manifest = json.loads(next((StatePaths.from_env().cache("churn") / "ingest").glob("*/manifest.json")).read_text())
     assert manifest["step"] == "ingest" and manifest["files"]
+
+
+def test_the_evaluation_keeps_both_models_predictions_per_row_and_the_gate_tests_them(churn):
+    """With a champion, evaluate writes both models' per-row holdout predictions (keyed by the example id) on the
+    candidate's run; the gate's paired test on them holds a candidate no better than the champion."""
+    import mlflow
+
+    from pipelines.config import StatePaths
+    from pipelines.registry import promote_version, register_version
+    from pipelines.run_context import RunContext
+    from pipelines.training_steps.promotion import gate
+    from pipelines.training_steps.results import Evaluation, Splits
+
+    cfg = _configure(churn, lambda text: text + GRID.format("[3]"))
+    first = _run(cfg, "first")
+    assert first["evaluation"]["paired_predictions"] is None  # no champion: nothing to pair
+    client = mlflow.MlflowClient()
+    version = register_version(client, cfg.model_name, first["evaluation"]["model_uri"],
+                               {"threshold": str(first["evaluation"]["threshold"]), "airflow_run_id": "first"})
+    promote_version(client, cfg.model_name, version)
+
+    second = _run(cfg, "second")  # the same data and model: the candidate is the champion again
+    evaluation = second["evaluation"]
+    pairs = pd.read_parquet(evaluation["paired_predictions"])
+    holdout = pd.read_parquet(second["splits"]["holdout"])
+    key = cfg.features.example_id or "example_id"
+    assert pairs[key].tolist() == holdout[key].tolist()
+    assert (pairs["candidate_score"] == pairs["champion_score"]).all()
+    assert set(pairs["truth_positive"]) == {0, 1} and len(pairs) == len(holdout)
+    logged = client.list_artifacts(evaluation["best_run_id"], "evaluation")
+    assert "evaluation/paired_predictions.parquet" in [f.path for f in logged]
+
+    ctx = RunContext(f"train_{cfg.name}", "second", date(2000, 1, 1), date(2100, 1, 1))
+    decision = gate(cfg, ctx, StatePaths.from_env(), Splits.from_dict(second["splits"]),
+                    Evaluation.from_dict(evaluation))
+    assert not decision.promote
+    [primary] = [r for r in decision.reasons if r["check"] == f"margin:{cfg.margin_metric}"]
+    assert primary["comparison"]["difference"] == 0 and not primary["passed"]
+    assert primary["comparison"]["rows"] == len(holdout) and decision.attempt == 1
