@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pipelines.errors import DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import numpy as np
     import pandas as pd
 
@@ -77,6 +79,15 @@ class TargetShape:
     def many_numbers(self) -> bool:
         """Numbers with more distinct values than a set of classes holds."""
         return self.numeric and self.distinct > MAX_CLASSES_FOR_NUMBERS
+
+
+class PairedInputs(NamedTuple):
+    """What ``paired_tests.compare_metric`` takes for one metric, read back from the paired predictions: the
+    truth, each model's per-row values (in the order asked) and the cut of binary scores (None: no cut)."""
+
+    truth: np.ndarray
+    values: tuple[np.ndarray, ...]
+    threshold: float | None = None
 
 
 def model_classes(model) -> list[str] | None:
@@ -255,6 +266,20 @@ class TaskType:
                 rows.append({"column": column, "value": value,
                              **measure(truth[mask], values[mask], classes, threshold)})
         return rows
+
+    # paired predictions (the gate's comparison with the champion) ------------------------------------------
+    def paired_columns(self, truth: np.ndarray, outputs: Mapping[str, tuple[np.ndarray, list[str] | None, float | None]]
+                       ) -> dict[str, np.ndarray]:
+        """The columns of the paired predictions (``pipelines.holdout_pairs``) besides the row key and ``truth``
+        (as ``labels`` gives it): per model of ``outputs`` (model -> its output on the holdout, classes and
+        threshold), what its metrics are computed from, named ``<model>_...``; and any other reading of the
+        truth the paired tests need."""
+        raise NotImplementedError
+
+    def paired_inputs(self, frame: pd.DataFrame, metric: str, models: Sequence[str]) -> PairedInputs:
+        """The truth and each of ``models``' values for ``metric``'s paired test, read back from a frame of
+        ``paired_columns``. Raises ValueError when the models' values cannot be compared row by row."""
+        raise NotImplementedError
 
     # plots -------------------------------------------------------------------------------------------------
     def plot_evaluation(self, truth: np.ndarray, output: np.ndarray, classes: list[str] | None,

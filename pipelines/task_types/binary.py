@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetDraft, TargetError, TargetShape
+from pipelines.task_types.base import PairedInputs, TargetDraft, TargetError, TargetShape
 from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
@@ -93,6 +93,25 @@ class BinaryClassification(Classification):
         return float(thresholds[int(np.argmax(f1))])
 
     # metrics -----------------------------------------------------------------------------------------------
+    def paired_columns(self, truth, outputs) -> dict[str, np.ndarray]:
+        """``truth_positive`` (0/1, the positive class of the first model's classes) and, per model,
+        ``<model>_score`` (the positive class's probability) and ``<model>_predicted`` (0/1 at the model's own
+        threshold, 0.5 without one)."""
+        columns: dict[str, np.ndarray] = {}
+        for model, (output, classes, threshold) in outputs.items():
+            score = self.scores(output, classes)
+            if "truth_positive" not in columns:
+                columns["truth_positive"] = (truth == self.positive_class(list(classes))).astype(int)
+            columns[f"{model}_score"] = score
+            columns[f"{model}_predicted"] = (score >= (0.5 if threshold is None else threshold)).astype(int)
+        return columns
+
+    def paired_inputs(self, frame, metric, models) -> PairedInputs:
+        """The scores; for f1 and accuracy each model's 0/1 answers at its own threshold (cut again at 0.5)."""
+        column = "predicted" if metric in ("f1", "accuracy") else "score"
+        return PairedInputs(frame["truth_positive"].to_numpy(dtype=int),
+                            tuple(frame[f"{model}_{column}"].to_numpy(dtype=float) for model in models), 0.5)
+
     def evaluate(self, truth, output, classes, threshold) -> dict[str, float]:
         return self.realized(truth, self.scores(output, classes), classes, threshold)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetDraft, TargetShape
+from pipelines.task_types.base import PairedInputs, TargetDraft, TargetShape
 from pipelines.task_types.classification import Classification
 
 if TYPE_CHECKING:
@@ -60,6 +60,39 @@ class MulticlassClassification(Classification):
 
         best = np.argmax(output, axis=1)
         return {"predicted_class": np.asarray(classes, dtype=object)[best], "score": output.max(axis=1)}
+
+    def paired_columns(self, truth, outputs) -> dict[str, np.ndarray]:
+        """Per model, ``<model>_predicted`` (the class it answers) and ``<model>_p:<class>`` (its probability of
+        each class)."""
+        import numpy as np
+
+        columns: dict[str, np.ndarray] = {}
+        for model, (output, classes, _) in outputs.items():
+            columns[f"{model}_predicted"] = np.asarray(classes, dtype=object)[np.argmax(output, axis=1)]
+            for i, name in enumerate(classes):
+                columns[f"{model}_p:{name}"] = output[:, i]
+        return columns
+
+    def paired_inputs(self, frame, metric, models) -> PairedInputs:
+        """The predicted classes; for log loss the probability matrices over the classes both models answer
+        (in the same order), on the rows whose class they know."""
+        import numpy as np
+
+        truth = frame["truth"].astype(str).to_numpy()
+        if metric != "log_loss":
+            return PairedInputs(truth, tuple(frame[f"{model}_predicted"].astype(str).to_numpy() for model in models))
+        classes = {model: [c.split(":", 1)[1] for c in frame.columns if c.startswith(f"{model}_p:")]
+                   for model in models}
+        first, *others = models
+        for model in others:
+            if classes[model] != classes[first]:
+                raise ValueError(f"the {first} answers classes {classes[first]}, the {model} "
+                                 f"{classes[model]}: their log loss cannot be compared row by row")
+        position = {name: i for i, name in enumerate(classes[first])}
+        index = np.asarray([position.get(t, -1) for t in truth])
+        known = index >= 0  # a class neither model knows has no probability to score (as the evaluation does)
+        return PairedInputs(index[known], tuple(
+            frame[[f"{model}_p:{c}" for c in classes[model]]].to_numpy(dtype=float)[known] for model in models))
 
     def _indices(self, truth: np.ndarray, classes: list[str]) -> np.ndarray:
         import numpy as np

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.task_types.base import TargetShape, TaskType
+from pipelines.task_types.base import PairedInputs, TargetShape, TaskType
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,6 +72,14 @@ class Regression(TaskType):
 
     def batch_columns(self, output: np.ndarray, classes: list[str] | None) -> dict[str, np.ndarray]:
         return {"prediction": self.scores(output, classes)}
+
+    def paired_columns(self, truth, outputs) -> dict[str, np.ndarray]:
+        """Per model, ``<model>_prediction``: the value it answers."""
+        return {f"{model}_prediction": self.scores(output, classes) for model, (output, classes, _) in outputs.items()}
+
+    def paired_inputs(self, frame, metric, models) -> PairedInputs:
+        return PairedInputs(frame["truth"].to_numpy(dtype=float),
+                            tuple(frame[f"{model}_prediction"].to_numpy(dtype=float) for model in models))
 
     def evaluate(self, truth, output, classes, threshold) -> dict[str, float]:
         return self.realized(truth, self.scores(output, classes), classes, threshold)

@@ -42,7 +42,7 @@ def gate(cfg: ModelConfig, ctx: RunContext, state: StatePaths, splits: Splits, e
     configure_mlflow(state)
     client = mlflow.MlflowClient()
     holdout = splits.digests.get("holdout")  # None: a holdout of unknown content, its attempts not counted
-    pairs = HoldoutPairs.read(evaluation.paired_predictions) \
+    pairs = HoldoutPairs.read(evaluation.paired_predictions, cfg.task_type) \
         if evaluation.champion is not None and evaluation.paired_predictions else None
     attempt = _earlier_attempts(client, splits, holdout) + 1 if holdout else None
     decision = decide_promotion(evaluation.candidate, evaluation.champion, cfg.gate_policy, cfg.task_type.metrics,

@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipelines.config import GatePolicy, SliceFloor
+from pipelines.config import FeaturesConfig, GatePolicy, SliceFloor
 from pipelines.gate import EvaluationReport, Reason, decide_promotion
 from pipelines.holdout_pairs import HoldoutPairs
 from pipelines.task_types import BinaryClassification
 
 DIRECTIONS = BinaryClassification.metrics
+BINARY = BinaryClassification(FeaturesConfig(numeric=["x"], target="y"))
 
 POLICY = GatePolicy(floors={"roc_auc": 0.6}, ceilings={"brier": 0.25}, margin_metric="roc_auc", min_margin=0.01,
                     slice_floors=[SliceFloor(column="origin", metric="roc_auc", floor=0.55, min_rows=100)])
@@ -34,7 +35,7 @@ def simulated_pairs(rows: int, auc_candidate: float, auc_champion: float = 0.80,
         if model == "candidate":
             score = score ** candidate_calibration
         frame[f"{model}_score"], frame[f"{model}_predicted"] = score, (score >= 0.5).astype(int)
-    return HoldoutPairs(pd.DataFrame(frame))
+    return HoldoutPairs(pd.DataFrame(frame), BINARY)
 
 
 def report(auc=0.7, brier=0.2, slices=None, version=None):
@@ -344,7 +345,7 @@ def test_paired_predictions_are_keyed_and_compare_every_metric_of_the_task(task)
 
     frame = pair_predictions(kind(features), holdout, "flight", outputs)
     assert frame["flight"].tolist() == holdout["flight"].tolist() and len(frame) == rows
-    pairs = HoldoutPairs(frame)
+    pairs = HoldoutPairs(frame, kind(features))
     for metric in kind.metrics:
         if metric == "balanced_accuracy":
             continue

@@ -153,6 +153,69 @@ def test_a_task_type_registered_in_the_registry_is_one_a_config_and_the_command_
     assert "'regression', 'counts')" in capsys.readouterr().err
 
 
+def test_a_task_type_owns_the_columns_the_gate_pairs_and_reads_back():
+    """The paired predictions hold what the task type writes (``paired_columns``) and the paired tests get what
+    it reads back (``paired_inputs``): a made-up task type keeping its values under its own names needs no
+    change to ``pipelines.holdout_pairs``."""
+    from pipelines.holdout_pairs import HoldoutPairs, pair_predictions
+    from pipelines.task_types.base import PairedInputs
+
+    class Counts(Regression):
+        name = "counts"
+
+        def paired_columns(self, truth, outputs):
+            return {f"{model}_count": np.rint(output) for model, (output, _, _) in outputs.items()}
+
+        def paired_inputs(self, frame, metric, models):
+            return PairedInputs(frame["truth"].to_numpy(float), tuple(frame[f"{m}_count"].to_numpy(float)
+                                                                          for m in models))
+
+    rng = np.random.default_rng(0)
+    truth = rng.poisson(20, 500).astype(float)
+    holdout = pd.DataFrame({"x": 0.0, "y": truth})
+    outputs = {"candidate": (truth + rng.normal(0, 1, 500), None, None),
+               "champion": (truth + rng.normal(0, 3, 500), None, None)}
+    kind = Counts(FeaturesConfig(numeric=["x"], target="y"))
+    frame = pair_predictions(kind, holdout, None, outputs)
+    assert list(frame.columns) == ["holdout_row", "truth", "candidate_count", "champion_count"]
+    result = HoldoutPairs(frame, kind).compare("mae", framing="superiority", margin=0.0, alpha=0.05, effect=None,
+                                               power=0.8)
+    assert result.passed and result.rows == 500 and result.candidate < result.champion
+
+
+@pytest.mark.parametrize(("task", "columns"), [
+    (BinaryClassification, ["truth_positive", "candidate_score", "candidate_predicted", "champion_score",
+                            "champion_predicted"]),
+    (MulticlassClassification, ["candidate_predicted", "candidate_p:no", "candidate_p:yes", "champion_predicted",
+                                "champion_p:no", "champion_p:yes"]),
+    (Regression, ["candidate_prediction", "champion_prediction"]),
+])
+def test_each_task_type_pairs_what_its_metrics_are_computed_from(task, columns):
+    kind = task(FeaturesConfig(numeric=["x"], target="y", **({"positive_class": "yes"}
+                                                                if task is BinaryClassification else {})))
+    truth = kind.labels(pd.Series(["no", "yes", "yes"] if kind.is_classifier else [1.0, 2.0, 3.0]))
+    output = np.array([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]]) if kind.is_classifier else np.array([1.5, 2.0, 2.5])
+    classes = ["no", "yes"] if kind.is_classifier else None
+    paired = kind.paired_columns(truth, {"candidate": (output, classes, 0.7), "champion": (output, classes, None)})
+    assert list(paired) == columns
+    frame = pd.DataFrame({"truth": truth, **paired})
+    inputs = kind.paired_inputs(frame, kind.selection_metric, ("candidate", "champion"))
+    assert len(inputs.values) == 2 and all(len(v) == 3 for v in inputs.values)
+    if task is BinaryClassification:
+        assert paired["truth_positive"].tolist() == [0, 1, 1]
+        assert paired["candidate_predicted"].tolist() == [0, 0, 1]  # at its own threshold 0.7
+        assert paired["champion_predicted"].tolist() == [0, 1, 1]  # at 0.5 without one
+        assert inputs.threshold == 0.5 and inputs.values[0].tolist() == [0.3, 0.6, 0.8]
+
+
+def test_multiclass_log_loss_needs_the_same_classes_from_both_models():
+    kind = MulticlassClassification(FEATURES)
+    frame = pd.DataFrame({"truth": ["a", "b"], "candidate_p:a": [0.6, 0.4], "candidate_p:b": [0.4, 0.6],
+                          "champion_p:a": [0.5, 0.5], "champion_p:c": [0.5, 0.5]})
+    with pytest.raises(ValueError, match="log loss cannot be compared row by row"):
+        kind.paired_inputs(frame, "log_loss", ("candidate", "champion"))
+
+
 @pytest.mark.parametrize(("values", "task"), [
     (["a", "b"] * 50, "binary"),
     ([0, 1] * 50, "binary"),
