@@ -153,11 +153,19 @@ class SliceFloor(_Strict):
     ceiling: float | None = None
     value: str | None = Field(None, description="One slice value; None applies the bound to every value.")
     min_rows: int = Field(200, ge=1, description="Slices smaller than this are reported but not gated.")
+    margin: float | None = Field(
+        None, gt=0, description="With a champion, each gated slice (at least min_rows rows) must also pass a paired "
+        "non-inferiority test of the metric against the champion on the slice's holdout rows: not worse by more "
+        "than this (on the metric's scale), at the guardrails' level (the gate's alpha split between every "
+        "guardrail and slice test, Bonferroni). Unset: the slice is only held to its floor or ceiling.")
 
     @model_validator(mode="after")
     def _one_bound(self) -> SliceFloor:
         if (self.floor is None) == (self.ceiling is None):
             raise ValueError(f"slice bound on {self.column!r} needs exactly one of floor or ceiling")
+        if self.margin is not None and self.metric is not None and self.metric not in PAIRED_METRICS:
+            raise ValueError(f"slice bound on {self.column!r}: {self.metric!r} has no paired test to compare the "
+                             f"slice with the champion (margin); use one of {sorted(PAIRED_METRICS)}")
         return self
 
 
@@ -191,7 +199,8 @@ class GatePolicy(_Strict):
         "(the framing gives it its sign): superiority asks for a difference above it, non_inferiority above "
         "minus it.")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="One-sided level of the primary test; the guardrails "
-                         "share it (Bonferroni: alpha / their number each).")
+                         "and the slices compared with the champion (slice_floors with a margin) share it "
+                         "(Bonferroni: alpha / their number each).")
     power: float = Field(0.8, ge=0.5, lt=1, description="The power the rows-needed figure of each test is sized "
                          "for.")
     min_effect: float | None = Field(
@@ -206,7 +215,9 @@ class GatePolicy(_Strict):
         20, ge=1, description="Gate decisions against a champion allowed on one holdout (same data digest): each "
         "attempt is one more look at the same rows, so past this many the gate refuses; train on a new "
         "interval for a fresh holdout.")
-    slice_floors: list[SliceFloor] = Field(default_factory=list)
+    slice_floors: list[SliceFloor] = Field(
+        default_factory=list, description="Bounds on a metric per slice of the holdout; with a margin, each gated "
+        "slice is also a guardrail: a paired non-inferiority test against the champion on the slice's rows.")
 
     @field_validator("guardrails")
     @classmethod

@@ -144,9 +144,11 @@ def _claim(framing: str, margin: float, versus: str = "") -> str:
     return f"better{than}" + (f" by more than {margin:.4g}" if margin else "")
 
 
-def _tested(check: str, result: PairedComparison, required: str) -> Reason:
+def _tested(check: str, result: PairedComparison, required: str, what: str | None = None,
+            rows_of: str = "holdout") -> Reason:
     """A paired test's outcome as a reason: difference, interval, p-value, decision and the rows the declared
-    effect needs, on one line."""
+    effect needs, on one line (``what``: what was compared, default the metric; ``rows_of``: whose rows were
+    too few, the holdout's or a slice's)."""
     claim, confidence = _claim(result.framing, result.margin), _confidence(result.alpha)
     lower, upper = result.interval
     needed, size = result.rows_needed, ""
@@ -159,53 +161,122 @@ def _tested(check: str, result: PairedComparison, required: str) -> Reason:
     decision = verdict
     if not result.passed and needed is not None:
         if result.rows < needed:
-            decision = "holdout too small to decide"
-            size = f"; holdout too small to decide: {result.rows:,} rows, ~{needed:,} would show {result.effect:+.4g}"
+            decision = f"{rows_of} too small to decide"
+            size = f"; {decision}: {result.rows:,} rows, ~{needed:,} would show {result.effect:+.4g}"
         else:
             size = f"; {result.rows:,} rows were enough to show {result.effect:+.4g} (~{needed:,} needed)"
-    message = (f"{result.metric}: {result.difference:+.4f} [{lower:+.4f}, {upper:+.4f}], "
+    message = (f"{what or result.metric}: {result.difference:+.4f} [{lower:+.4f}, {upper:+.4f}], "
                f"p={result.p_value:.2g}: {verdict}{size}")
     return Reason(check, result.passed, result.difference, required, message, result, decision)
 
 
+@dataclass(frozen=True)
+class _SliceTest:
+    """One gated slice compared with the champion: ``key`` (``column=value:metric``) names it in the alpha split."""
+
+    column: str
+    value: str
+    metric: str
+    margin: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}={self.value}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.metric}"
+
+
+SLICE_CHECK = "slice_guardrail"
+
+
+def _slice_tests(candidate: EvaluationReport, policy: GatePolicy) -> list[_SliceTest | Reason]:
+    """The slices to compare with the champion (``slice_floors`` with a margin, on the slices of the candidate's
+    report with at least ``min_rows`` rows), in order; a slice too small to test is a passing reason that says
+    so, as its floor is not gated either. A slice missing from the holdout fails its floor already."""
+    entries: list[_SliceTest | Reason] = []
+    seen: set[str] = set()
+    for rule in policy.slice_floors:
+        if rule.margin is None:
+            continue
+        metric = rule.metric or policy.margin_metric
+        for row in candidate.slice_rows(rule.column):
+            if rule.value is not None and row["value"] != rule.value:
+                continue
+            test = _SliceTest(rule.column, str(row["value"]), metric, rule.margin)
+            if test.key in seen:
+                continue
+            seen.add(test.key)
+            if row["rows"] < rule.min_rows:
+                entries.append(Reason(
+                    f"{SLICE_CHECK}:{test.key}", True, None, f"at least {rule.min_rows} rows to compare",
+                    f"slice {test.name} has {int(row['rows'])} rows < {rule.min_rows}: too small to compare its "
+                    f"{metric} with the champion, not tested", decision="slice too small: not tested"))
+            else:
+                entries.append(test)
+    return entries
+
+
 def _paired_reasons(candidate: EvaluationReport, champion: EvaluationReport, policy: GatePolicy,
                     higher_is_better: Mapping[str, bool], pairs: HoldoutPairs | None) -> list[Reason]:
-    """The primary metric's test (``framing`` by ``min_margin``) and each guardrail's non-inferiority test, at
-    the levels ``split_alpha`` gives them."""
+    """The primary metric's test (``framing`` by ``min_margin``), each guardrail's non-inferiority test, and each
+    gated slice's (``SliceFloor.margin``) on the slice's rows, at the levels ``split_alpha`` gives them: the
+    guardrails and the slices share the guardrails' alpha."""
     from pipelines.paired_tests import split_alpha
 
     metric = policy.margin_metric
     guardrails = sorted(policy.guardrails)
-    split = split_alpha(metric, guardrails, policy.alpha)
+    slices = _slice_tests(candidate, policy)
+    tested = [entry for entry in slices if isinstance(entry, _SliceTest)]
+    shared = guardrails + [test.key for test in tested]
+    split = split_alpha(metric, shared, policy.alpha)
+    kinds = f" ({len(guardrails)} on metrics, {len(tested)} on slices)" if guardrails and tested else ""
     levels = f"{metric} at alpha {split.primary_alpha:.3g}" + (
-        f"; {len(guardrails)} guardrails at {split.guardrails[guardrails[0]]:.3g} each (Bonferroni)"
-        if len(guardrails) > 1 else f"; guardrail {guardrails[0]} at {split.guardrails[guardrails[0]]:.3g}"
-        if guardrails else "")
-    checks = [(f"margin:{metric}", metric, policy.framing, policy.min_margin,
-               primary_effect(policy, champion.metrics.get(metric)))]
-    checks += [(f"guardrail:{name}", name, "non_inferiority", policy.guardrails[name], 0.0) for name in guardrails]
+        f"; {len(shared)} guardrails{kinds} at {split.guardrails[shared[0]]:.3g} each (Bonferroni)"
+        if len(shared) > 1 else f"; guardrail {shared[0]} at {split.guardrails[shared[0]]:.3g}" if shared else "")
+    versus = f"champion v{champion.model_version}"
+    # check, alpha key, metric, what is compared, framing, margin, effect, the slice (None: the whole holdout)
+    checks: list = [(f"margin:{metric}", metric, metric, metric, policy.framing, policy.min_margin,
+                     primary_effect(policy, champion.metrics.get(metric)), None)]
+    checks += [(f"guardrail:{name}", name, name, name, "non_inferiority", policy.guardrails[name], 0.0, None)
+               for name in guardrails]
+    checks += [entry if isinstance(entry, Reason) else
+               (f"{SLICE_CHECK}:{entry.key}", entry.key, entry.metric, f"slice {entry.name} {entry.metric}",
+                "non_inferiority", entry.margin, 0.0, entry) for entry in slices]
     reasons = []
-    for check, name, framing, margin, effect in checks:
-        alpha = split.alpha_of(name)
-        required = (f"{_claim(framing, margin, f'champion v{champion.model_version}')} with "
-                    f"{_confidence(alpha)} confidence ({levels})")
+    for check in checks:
+        if isinstance(check, Reason):  # a slice too small to test
+            reasons.append(check)
+            continue
+        check, key, name, what, framing, margin, effect, where = check
+        alpha = split.alpha_of(key)
+        against = f"{versus} on slice {where.name}" if where else versus
+        required = f"{_claim(framing, margin, against)} with {_confidence(alpha)} confidence ({levels})"
         if pairs is None:
-            ours, theirs = candidate.metrics.get(name), champion.metrics.get(name)
+            ours, theirs = ((candidate.metrics.get(name), champion.metrics.get(name)) if where is None else
+                            (_slice_value(candidate, where), _slice_value(champion, where)))
             direction = "higher" if higher_is_better.get(name, True) else "lower"
             reasons.append(Reason(check, False, None, required,
-                                  f"{name} {_fmt(ours)} vs champion v{champion.model_version} {_fmt(theirs)} "
+                                  f"{what} {_fmt(ours)} vs {versus} {_fmt(theirs)} "
                                   f"({direction} is better): no per-row predictions of both models on the holdout, "
                                   "so the difference cannot be tested", decision="not tested"))
             continue
         try:
-            result = pairs.compare(name, framing=framing, margin=margin, alpha=alpha, effect=effect,
-                                   power=policy.power)
+            rows = pairs if where is None else pairs.where(where.column, where.value)
+            result = rows.compare(name, framing=framing, margin=margin, alpha=alpha, effect=effect,
+                                  power=policy.power)
         except ValueError as exc:
-            reasons.append(Reason(check, False, None, required, f"{name}: cannot be tested on the paired rows: {exc}",
+            reasons.append(Reason(check, False, None, required, f"{what}: cannot be tested on the paired rows: {exc}",
                                   decision="not tested"))
             continue
-        reasons.append(_tested(check, result, required))
+        reasons.append(_tested(check, result, required, what if where else None,
+                               "holdout" if where is None else "slice"))
     return reasons
+
+
+def _slice_value(report: EvaluationReport, test: _SliceTest) -> float | None:
+    return next((row.get(test.metric) for row in report.slice_rows(test.column) if row["value"] == test.value), None)
 
 
 def decide_promotion(
@@ -218,8 +289,9 @@ def decide_promotion(
     ``policy`` has its defaults filled in (``ModelConfig.gate_policy``); ``higher_is_better`` is the task
     type's metric directions. With a champion, ``pairs`` (both models' per-row predictions on the holdout)
     decide: the primary metric (``margin_metric``) must pass its paired test by ``framing`` and ``min_margin``,
-    each guardrail a non-inferiority test by its margin; the primary is tested at ``alpha``, the guardrails at
-    ``alpha`` split between them (``paired_tests.split_alpha``). Without ``pairs`` the comparison fails: a
+    each guardrail a non-inferiority test by its margin, and so must each gated slice with a margin
+    (``SliceFloor.margin``) on the slice's rows; the primary is tested at ``alpha``, the guardrails and slices
+    at ``alpha`` split between them (``paired_tests.split_alpha``). Without ``pairs`` the comparison fails: a
     difference of point estimates is not evidence. ``attempt`` is this decision's number on the same holdout;
     past ``max_attempts_per_holdout`` the gate refuses. Every check is evaluated (no short-circuit) so the
     operator sees all reasons at once. A champion that exists but could not be scored (``champion_error``)

@@ -129,7 +129,8 @@ def _write_pairs(cfg: ModelConfig, holdout, candidate: _Scored, threshold: float
     try:
         frame = pair_predictions(cfg.task_type, holdout, example_id_column(cfg.features, holdout), {
             "candidate": (candidate.output, candidate.classes, threshold),
-            "champion": (theirs.output, theirs.classes, theirs.report.metrics.get("threshold"))})
+            "champion": (theirs.output, theirs.classes, theirs.report.metrics.get("threshold"))},
+            sorted({rule.column for rule in cfg.gate.slice_floors if rule.margin is not None}))
     except Exception as exc:  # the gate then refuses to compare: "cannot compare" never reads as "better"
         log.warning("the candidate's and the champion's predictions cannot be paired: %s", exc)
         dest.unlink(missing_ok=True)

@@ -276,6 +276,94 @@ def test_the_decision_and_its_comparisons_round_trip_as_strict_json():
                              "message": "old record"}).comparison is None
 
 
+# each gated slice against the champion ------------------------------------------------------------------
+def slice_pairs(slices: dict[str, tuple[int, float]], auc_champion: float = 0.80) -> HoldoutPairs:
+    """Pairs of several slices of ``origin`` (value -> rows, the candidate's ROC AUC on them), each simulated
+    as ``simulated_pairs`` does, in one holdout."""
+    frames = [simulated_pairs(rows, auc, auc_champion, seed=i).frame.assign(**{"slice:origin": value})
+              for i, (value, (rows, auc)) in enumerate(slices.items())]
+    frame = pd.concat(frames, ignore_index=True)
+    return HoldoutPairs(frame.assign(holdout_row=np.arange(len(frame))), BINARY)
+
+
+def sliced(slices: dict[str, tuple[int, float]]) -> EvaluationReport:
+    return EvaluationReport(metrics={"roc_auc": 0.80, "brier": 0.08}, slices=[
+        {"column": "origin", "value": value, "rows": rows, "roc_auc": auc} for value, (rows, auc) in slices.items()])
+
+
+SLICED = GatePolicy(floors={}, margin_metric="roc_auc", framing="non_inferiority", min_margin=0.01,
+                    slice_floors=[SliceFloor(column="origin", metric="roc_auc", floor=0.55, min_rows=100, margin=0.02)])
+
+
+def test_a_candidate_worse_on_one_slice_is_blocked_by_that_slice_alone():
+    """Better overall and on EWR, clearly worse on LGA: the slice's paired test against the champion blocks it,
+    though LGA's ROC AUC clears the slice floor."""
+    slices = {"EWR": (30_000, 0.84), "LGA": (10_000, 0.72)}
+    decision = decide_promotion(sliced(slices), CHAMPION, SLICED, DIRECTIONS, pairs=slice_pairs(slices))
+    assert not decision.promote
+    [lga] = decision.failed
+    assert lga.check == "slice_guardrail:origin=LGA:roc_auc" and lga.comparison.rows == 10_000
+    assert lga.comparison.framing == "non_inferiority" and lga.comparison.alpha == 0.025
+    assert lga.message.startswith("slice origin=LGA roc_auc: -0.")
+    assert lga.decision.startswith("may be worse by more than 0.02")
+    assert "not worse than champion v3 on slice origin=LGA by more than 0.02" in lga.required
+    assert "2 guardrails at 0.025 each (Bonferroni)" in lga.required
+    assert "origin=LGA" in decision.summary()
+    assert next(r for r in decision.reasons if r.check == "slice:origin=LGA:roc_auc").passed  # its floor alone
+
+
+def test_an_equal_candidate_passes_every_slice_within_the_margin():
+    slices = {"EWR": (20_000, 0.80), "LGA": (20_000, 0.80)}
+    policy = SLICED.model_copy(update={"guardrails": {"brier": 0.01}})
+    decision = decide_promotion(sliced(slices), CHAMPION, policy, DIRECTIONS, pairs=slice_pairs(slices))
+    assert decision.promote, decision.summary()
+    tested = {r.check: r for r in decision.reasons if r.comparison is not None}
+    assert set(tested) == {"margin:roc_auc", "guardrail:brier", "slice_guardrail:origin=EWR:roc_auc",
+                           "slice_guardrail:origin=LGA:roc_auc"}
+    ewr = tested["slice_guardrail:origin=EWR:roc_auc"]
+    assert ewr.decision == "not worse by more than 0.02 with 98.33% confidence"
+    assert "3 guardrails (1 on metrics, 2 on slices) at 0.0167 each (Bonferroni)" in ewr.required
+    assert tested["margin:roc_auc"].comparison.alpha == 0.05  # the primary keeps its alpha
+    record = json.loads(json.dumps(decision.to_dict(), allow_nan=False))
+    assert [Reason.from_dict(r) for r in record["reasons"]] == decision.reasons
+    # without a margin a slice is held to its floor alone, as before
+    plain = SLICED.model_copy(update={"slice_floors": [SliceFloor(column="origin", metric="roc_auc", floor=0.55)]})
+    unsliced = decide_promotion(sliced(slices), CHAMPION, plain, DIRECTIONS, pairs=slice_pairs(slices))
+    assert unsliced.promote and not any(r.check.startswith("slice_guardrail") for r in unsliced.reasons)
+
+
+def test_a_slice_too_small_to_test_says_so():
+    slices = {"EWR": (30_000, 0.80), "SMALL": (300, 0.80), "TINY": (50, 0.80)}
+    decision = decide_promotion(sliced(slices), CHAMPION, SLICED, DIRECTIONS, pairs=slice_pairs(slices))
+    checks = {r.check: r for r in decision.reasons}
+    tiny = checks["slice_guardrail:origin=TINY:roc_auc"]  # below min_rows: not tested, as its floor is not gated
+    assert tiny.passed and tiny.comparison is None and tiny.decision == "slice too small: not tested"
+    assert "slice origin=TINY has 50 rows < 100: too small to compare its roc_auc with the champion" in tiny.message
+    small = checks["slice_guardrail:origin=SMALL:roc_auc"]  # tested, but 300 rows cannot show it within 0.02
+    assert not small.passed and small.decision == "slice too small to decide"
+    needed = small.comparison.rows_needed
+    assert needed > 300 and f"slice too small to decide: 300 rows, ~{needed:,} would show +0" in small.message
+    assert "2 guardrails at 0.025 each" in small.required  # the tiny slice takes no share of alpha
+    assert [r.check for r in decision.failed] == ["slice_guardrail:origin=SMALL:roc_auc"]
+
+
+def test_a_slice_the_paired_predictions_do_not_hold_fails_closed():
+    slices = {"EWR": (5_000, 0.80)}
+    pairs = HoldoutPairs(simulated_pairs(5_000, 0.80).frame, BINARY)  # written without the slice column
+    decision = decide_promotion(sliced(slices), CHAMPION, SLICED, DIRECTIONS, pairs=pairs)
+    [ewr] = [r for r in decision.failed if r.check.startswith("slice_guardrail")]
+    assert ewr.decision == "not tested" and "no slice column 'origin'" in ewr.message
+    no_pairs = decide_promotion(sliced(slices), CHAMPION, SLICED, DIRECTIONS)
+    assert "slice_guardrail:origin=EWR:roc_auc" in [r.check for r in no_pairs.failed]
+
+
+def test_a_slice_margin_needs_a_metric_with_a_paired_test():
+    with pytest.raises(ValueError, match="greater than 0"):
+        SliceFloor(column="origin", floor=0.5, margin=0)
+    with pytest.raises(ValueError, match="'balanced_accuracy' has no paired test"):
+        SliceFloor(column="origin", metric="balanced_accuracy", floor=0.5, margin=0.02)
+
+
 # the gate's configuration --------------------------------------------------------------------------------
 def test_the_config_lists_exactly_the_metrics_with_a_paired_test():
     from pipelines.config import PAIRED_METRICS
@@ -360,3 +448,6 @@ def test_paired_predictions_are_keyed_and_compare_every_metric_of_the_task(task)
         assert (frame["candidate_predicted"] == (frame["candidate_score"] >= 0.4)).all()
     unkeyed = pair_predictions(kind(features), holdout, None, outputs)
     assert unkeyed["holdout_row"].tolist() == list(range(rows))
+    sliced = pair_predictions(kind(features), holdout.assign(gate=np.arange(rows) % 2), "flight", outputs, ["gate"])
+    assert list(sliced.columns) == [*frame.columns, "slice:gate"]
+    assert len(HoldoutPairs(sliced, kind(features)).where("gate", "1").frame) == rows // 2
