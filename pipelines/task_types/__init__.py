@@ -4,9 +4,9 @@ regression do differently.
 A task type owns the estimators, what the target must look like, the metrics and their direction, the
 decision threshold (binary), what the served model answers (class probabilities or a value) and the one
 number per row the prediction log keeps, the per-row predictions the gate pairs with the champion's, the
-plots that fit the task and the metrics monitoring can compute once the labels land. Every other module asks the model's task type (``cfg.task_type``) or this
-registry (the task names a config and the command line take, the task type a target column fits) and
-never branches on the task.
+plots that fit the task and the metrics monitoring can compute once the labels land. Every other module
+asks the model's task type (``cfg.task_type``) or this registry (the task names a config and the command
+line take, the task type a target column fits) and never branches on the task.
 
 Importable at DAG parse time: numpy, pandas and scikit-learn are imported inside the methods. Task types
 know nothing of the model config: they are given its features (``TaskFeatures``) and asked about the
