@@ -139,8 +139,9 @@ def test_a_canary_is_judged_on_the_rows_each_model_answered(tmp_path):
     canary = np.array([zlib.crc32(i.encode()) % 10_000 < share * 10_000 for i in ids])
     signal = rng.uniform(size=rows)
     truth = np.where(rng.uniform(size=rows) < signal, "yes", "no")
-    log.write(DAY, "1", "champion", [i for i, c in zip(ids, canary, strict=True) if not c], np.full((~canary).sum(), 0.5))
-    log.write(DAY, "2", "canary", [i for i, c in zip(ids, canary, strict=True) if c], signal[canary])
+    served = np.asarray(ids)
+    log.write(DAY, "1", "champion", list(served[~canary]), np.full((~canary).sum(), 0.5))
+    log.write(DAY, "2", "canary", list(served[canary]), signal[canary])
     labelled = rows * 3 // 4
     land_labels(cfg, state, DAY, ids[:labelled], truth[:labelled])
     champion = SimpleNamespace(version="1", tags={"classes": json.dumps(["no", "yes"])})
