@@ -310,8 +310,8 @@ def models(name: str | None) -> None:
         cfg = configs.get(model.configured.config) if model.configured else None
         if challenger and cfg:
             status = challenger_status(cfg, state)
-            step(f"  challenger v{challenger} against the champion: "
-                 f"{describe_status(status if status and status.get('challenger_version') == str(challenger) else None)}")
+            current = status if status and status.get("challenger_version") == str(challenger) else None
+            step(f"  challenger v{challenger} against the champion: {describe_status(current)}")
         for v in model.versions[: None if name else 5]:
             labels = f" [{', '.join(v.aliases)}]" if v.aliases else ""
             step(f"  v{v.version}{labels}  {v.created:%Y-%m-%d %H:%M}  {v.gate_summary or 'no gate decision'}"
