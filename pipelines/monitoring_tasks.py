@@ -410,9 +410,12 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
         from pipelines.monitoring import signals as rule_signals
 
         decision = Decision(row["decision"], [*kept, *rule_signals(m, limits)], 0, row["reason"] or "")
-        updates.append(window_row(cfg, m, decision, record_of(m, cfg, row["decision"], limits), limits,
-                                  run_id=row["airflow_run_id"], validation=details.get("validation") or {},
-                                  triggered_run_id=row["triggered_run_id"], report_path=row["report_path"]))
+        update = window_row(cfg, m, decision, record_of(m, cfg, row["decision"], limits), limits,
+                            run_id=row["airflow_run_id"], validation=details.get("validation") or {},
+                            triggered_run_id=row["triggered_run_id"], report_path=row["report_path"])
+        if "challenger" in details:  # recorded by compare_challenger after the window was decided
+            update["details"]["challenger"] = details["challenger"]
+        updates.append(update)
     with engine.begin() as connection:
         for update in updates:
             store.save_window(connection, update)

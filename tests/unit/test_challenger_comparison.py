@@ -205,3 +205,23 @@ def test_a_state_rebuilt_from_cohort_summaries_equals_one_fed_row_by_cohort():
     assert rebuilt.sum_squares == pytest.approx(fed.sum_squares)
     with pytest.raises(ValueError, match="corrupt"):
         rebuilt.add_summary(3, 0.0, -1.0)
+
+
+def test_the_comparison_is_recorded_in_the_windows_details(tmp_path, monkeypatch):
+    from pipelines import monitoring_store as store
+    from pipelines.monitoring_tasks import record_challenger
+
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
+    cfg, mctx = regression_cfg(), window()
+    engine = store.engine()
+    with engine.begin() as connection:
+        store.save_window(connection, {
+            "model_name": cfg.name, "window_start": mctx.start, "window_end": mctx.end, "rows": 10,
+            "labelled_rows": 0, "pending_labels": 10, "breached": False, "cleared": True, "decision": "ok",
+            "reason": "", "details": {"drift_scores": {"x": 0.1}}})
+    record_challenger(cfg, mctx, {"challenger": None})  # no challenger: nothing written
+    record_challenger(cfg, mctx, {"challenger": {"rows": 12, "decision": "continue"}})
+    with engine.connect() as connection:
+        details = json.loads(store.load_windows(connection, cfg.name)[0]["details"])
+    engine.dispose()
+    assert details == {"drift_scores": {"x": 0.1}, "challenger": {"rows": 12, "decision": "continue"}}
