@@ -38,6 +38,11 @@ interval, a manual run the `window_start` / `window_end` you give):
   `reports/{name}/monitoring/` and logged to the champion's MLflow run.
 - **retrain**: when the policy says so, starts `train_{name}` on the model's history up to the window's end,
   with the reason in its conf.
+- **compare_challenger**: when a shadow or canary challenger is staged, the window's labelled rows of both
+  models, added to an anytime-valid confidence sequence of the challenger's improvement in {challenger_metric}
+  (`serving.challenger`); the result (rows, interval, decision, rows still needed) goes to the window's
+  details and the model page. With `serving.challenger.act: propose` (now `{act}`), a decision starts
+  `promote_{name}` with it.
 """
 
 
@@ -53,7 +58,8 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
         dag_id=monitoring_dag_id(cfg.name),
         description=f"Drift, realized performance and retraining of {cfg.model_name}",
         doc_md=DOC.format(name=cfg.name, window=policy.window_days, suite=cfg.expectation_suite,
-                          labels=policy.labels_feed, streak=policy.retrain.consecutive_windows,
+                          labels=policy.labels_feed, challenger_metric=cfg.challenger_metric,
+                          act=cfg.serving.challenger.act, streak=policy.retrain.consecutive_windows,
                           cooldown=policy.retrain.cooldown_days, clear=policy.retrain.clear_ratio),
         schedule=CronDataIntervalTimetable(policy.schedule, timezone="UTC") if policy.schedule else None,
         start_date=cfg.start_datetime,
@@ -106,6 +112,19 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
         def retrain_needed(decision: dict) -> bool:
             return bool(decision["retrain"])
 
+        @task
+        def compare_challenger() -> dict:
+            from pipelines import monitoring_tasks as m
+
+            mctx = _mctx(cfg)
+            compared = m.compare_challenger(cfg, mctx, state())
+            m.record_challenger(cfg, mctx, compared)
+            return compared
+
+        @task.short_circuit
+        def challenger_decided(compared: dict) -> bool:
+            return bool(compared.get("propose"))
+
         measured = measure()
         decision = decide(measured, validate_window())
         decision >> report(measured)
@@ -115,6 +134,16 @@ def build_monitoring_dag(cfg: ModelConfig) -> DAG:
             trigger_run_id="{{ ti.xcom_pull(task_ids='decide')['trigger_run_id'] }}",
             conf="{{ ti.xcom_pull(task_ids='decide')['conf'] }}",
             skip_when_already_exists=True,  # a retried task never starts a second training run
+            retries=1,
+        )
+        compared = compare_challenger()
+        decision >> compared
+        challenger_decided(compared) >> TriggerDagRunOperator(
+            task_id="propose_release",
+            trigger_dag_id=f"promote_{cfg.name}",
+            trigger_run_id="{{ ti.xcom_pull(task_ids='compare_challenger')['propose_run_id'] }}",
+            conf="{{ ti.xcom_pull(task_ids='compare_challenger')['propose_conf'] }}",
+            skip_when_already_exists=True,
             retries=1,
         )
     return dag

@@ -278,13 +278,17 @@ def announce_landing(cfg, landed: list[Path], state: StatePaths) -> str:
 def models(name: str | None) -> None:
     """Every configured or registered model (or one): its last training run's verdict, its aliases and its
     versions with the gate's verdict."""
+    from pipelines.challenger_comparison import describe_status
     from pipelines.config import read_model_configs
+    from pipelines.monitoring_tasks import challenger_status
     from pipelines.operator_ui import registry_view
     from pipelines.registry import is_missing
     from pipelines.tracking import mlflow_client
     from pipelines.training_outcomes import one_line
 
-    configured = registry_view.configured_models(read_model_configs(), StatePaths.from_env())
+    files, state = read_model_configs(), StatePaths.from_env()
+    configured = registry_view.configured_models(files, state)
+    configs = {entry.config.name: entry.config for entry in files if entry.config}
     try:
         summaries = registry_view.models(mlflow_client(), name, configured)
     except Exception as exc:
@@ -302,6 +306,12 @@ def models(name: str | None) -> None:
             step(f"  its config does not load: {one_line(model.configured.error)}")
         if model.last_run:
             step(f"  last training run {model.last_run.run_id}: {model.last_run.line}")
+        challenger = model.aliases.get("challenger")
+        cfg = configs.get(model.configured.config) if model.configured else None
+        if challenger and cfg:
+            status = challenger_status(cfg, state)
+            current = status if status and status.get("challenger_version") == str(challenger) else None
+            step(f"  challenger v{challenger} against the champion: {describe_status(current)}")
         for v in model.versions[: None if name else 5]:
             labels = f" [{', '.join(v.aliases)}]" if v.aliases else ""
             step(f"  v{v.version}{labels}  {v.created:%Y-%m-%d %H:%M}  {v.gate_summary or 'no gate decision'}"

@@ -241,6 +241,37 @@ class GatePolicy(_Strict):
         return self
 
 
+# the gate's metrics that are a mean of per-row losses (pipelines.sequential_tests.LOSS_OF_METRIC; a unit test
+# holds the two equal), so a challenger can be judged on them row by row
+ROW_LOSS_METRICS = frozenset({"rmse", "r2", "mae", "log_loss", "brier"})
+
+
+class ChallengerPolicy(_Strict):
+    """How the monitoring DAG judges a shadow or canary challenger against the champion on labelled live rows:
+    an anytime-valid confidence sequence of the mean per-row loss difference (``pipelines.sequential_tests``),
+    read after every window."""
+
+    metric: str | None = Field(
+        None, description="The per-row loss compared (rmse, r2, mae, log_loss or brier); default: the gate's "
+        "primary metric when it is a mean of per-row losses, else log_loss for a classifier and rmse for a "
+        "regression.")
+    framing: Literal["superiority", "non_inferiority"] | None = Field(
+        None, description="superiority: promote when the challenger is better by more than margin; "
+        "non_inferiority: when it is shown not worse by more than margin. Default: the gate's framing.")
+    margin: float = Field(0.0, ge=0, description="The margin, on the loss's own scale (MSE for rmse and r2).")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Level of the confidence sequence: the chance that a "
+                         "decision is ever wrong, however often it is looked at.")
+    effect: float | None = Field(
+        None, description="The true improvement (champion loss minus challenger loss, on the loss's scale) the "
+        "rows-still-needed figure is sized for; unset: no such figure.")
+    min_rows: int = Field(1000, ge=2, description="Labelled rows before any decision (the variance is "
+                          "estimated from the rows).")
+    act: Literal["none", "propose"] = Field(
+        "none", description="none: report the comparison only. propose: when it reaches a decision, start "
+        "promote_<model> with it (promote or retire) and the summary as reason; with serving.approval "
+        "required it waits for a person there.")
+
+
 class ServingConfig(_Strict):
     url: str | None = Field(None, description="The prediction service this model deploys to; overridden by "
                             "$MLOPS_SERVING_URL; unset: the stack's (StackSettings.prediction_service_url).")
@@ -255,6 +286,9 @@ class ServingConfig(_Strict):
         "to approve it in the Airflow UI (Required Actions) before it is registered and deployed; a reject, or no "
         "answer within approval_timeout_hours, ends the run with the reason on its MLflow run.")
     approval_timeout_hours: float = Field(72, gt=0, description="How long a candidate waits for its approval.")
+    challenger: ChallengerPolicy = Field(
+        default_factory=ChallengerPolicy, description="How a shadow or canary challenger is judged on live rows "
+        "by the monitoring DAG.")
 
 
 class DriftPolicy(_Strict):
@@ -404,6 +438,12 @@ class ModelConfig(_Strict):
             raise ValueError(f"gate.margin_metric: {self.margin_metric!r} has no paired test to compare it with the "
                              f"champion; set gate.margin_metric to one of "
                              f"{sorted(PAIRED_METRICS & set(task.metrics))}")
+        challenger = self.serving.challenger.metric
+        if challenger is not None:
+            task.check_metric(challenger, "serving.challenger.metric", realized=True)
+            if challenger not in ROW_LOSS_METRICS:
+                raise ValueError(f"serving.challenger.metric: {challenger!r} is not a mean of per-row losses; use one "
+                                 f"of {sorted(ROW_LOSS_METRICS & set(task.metrics))}")
         for metric in gate.guardrails:
             task.check_metric(metric, "gate.guardrails")
             if metric not in PAIRED_METRICS:
@@ -437,6 +477,15 @@ class ModelConfig(_Strict):
     def task_type(self) -> TaskType:
         """The object that owns everything this model's task type changes (see pipelines.task_types)."""
         return task_type_named(self.task)(self.features)
+
+    @property
+    def challenger_metric(self) -> str:
+        """The per-row loss a shadow or canary challenger is judged on (``serving.challenger.metric``)."""
+        if self.serving.challenger.metric is not None:
+            return self.serving.challenger.metric
+        if self.margin_metric in ROW_LOSS_METRICS:
+            return self.margin_metric
+        return "log_loss" if self.task_type.is_classifier else "rmse"
 
     @property
     def selection_metric(self) -> str:

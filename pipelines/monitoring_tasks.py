@@ -410,9 +410,12 @@ def refresh_late_labels(cfg: ModelConfig, mctx: MonitorContext, state: StatePath
         from pipelines.monitoring import signals as rule_signals
 
         decision = Decision(row["decision"], [*kept, *rule_signals(m, limits)], 0, row["reason"] or "")
-        updates.append(window_row(cfg, m, decision, record_of(m, cfg, row["decision"], limits), limits,
-                                  run_id=row["airflow_run_id"], validation=details.get("validation") or {},
-                                  triggered_run_id=row["triggered_run_id"], report_path=row["report_path"]))
+        update = window_row(cfg, m, decision, record_of(m, cfg, row["decision"], limits), limits,
+                            run_id=row["airflow_run_id"], validation=details.get("validation") or {},
+                            triggered_run_id=row["triggered_run_id"], report_path=row["report_path"])
+        if "challenger" in details:  # recorded by compare_challenger after the window was decided
+            update["details"]["challenger"] = details["challenger"]
+        updates.append(update)
     with engine.begin() as connection:
         for update in updates:
             store.save_window(connection, update)
@@ -587,3 +590,140 @@ def report(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, measured: 
     engine.dispose()
     shutil.rmtree(Path(measured["sample_path"]).parent, ignore_errors=True)
     return {"report": str(path)}
+
+
+# 5. challenger --------------------------------------------------------------------------------------------
+CHALLENGER_STATUS = "status.json"
+
+
+def challenger_dir(cfg: ModelConfig, state: StatePaths) -> Path:
+    return monitoring_dir(cfg, state) / "challenger"
+
+
+def challenger_versions(cfg: ModelConfig, state: StatePaths):
+    """The champion's and the challenger's model versions (None for the challenger when there is none)."""
+    import mlflow
+
+    from pipelines.registry import CHALLENGER
+    from pipelines.tracking import configure_mlflow
+
+    champion = champion_version(cfg, state)
+    configure_mlflow(state)
+    try:
+        challenger = mlflow.MlflowClient().get_model_version_by_alias(cfg.model_name, CHALLENGER)
+    except mlflow.exceptions.MlflowException:
+        challenger = None
+    return champion, challenger
+
+
+def read_route(cfg: ModelConfig, start: date, end: date, route: str, version: str, url: str | None = None):
+    """Request id, row index and prediction of the rows ``version`` answered (or scored) on ``route`` for
+    [start, end) of event time."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from pipelines.prediction_store import read_segments, reader
+
+    columns = ["request_id", "row_index", "prediction"]
+    tables = [t.select(columns) for t in read_segments(reader(url), cfg.model_name, day_start(start), day_start(end),
+                                                       route=route)
+              if t.num_rows and str(t["model_version"][0]) == str(version)]
+    if not tables:
+        return pd.DataFrame({"request_id": pd.Series(dtype=str), "row_index": pd.Series(dtype="int64"),
+                             "prediction": pd.Series(dtype=float)})
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame["request_id"] = frame["request_id"].astype(str)
+    return frame
+
+
+def compare_challenger(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths, *, versions=None,
+                       url: str | None = None) -> dict:
+    """The window's cohort of the shadow or canary challenger against the champion, and where the comparison
+    stands (``pipelines.challenger_comparison``): rows, mean improvement, anytime-valid interval, decision
+    and rows still needed. A no-op (``{"challenger": None}``) without a ``challenger`` alias.
+
+    The window's cohort is stored under (window, champion version, challenger version), replacing an earlier
+    one of the same window; the cohorts of the ``label_lookback_days`` before it that were still waiting for
+    labels are recomputed too. ``versions``: (champion, challenger) model versions (objects with
+    ``version`` and ``tags``), else read from the registry.
+    """
+    from pipelines.challenger_comparison import ChallengerCohorts, canary_cohort, comparison_status, shadow_cohort
+    from pipelines.storage import write_text_atomic
+
+    champion, challenger = versions if versions is not None else challenger_versions(cfg, state)
+    folder = challenger_dir(cfg, state)
+    if challenger is None:
+        return {"challenger": None}
+    tags = dict(challenger.tags or {})
+    feed = tags.get("rollout", "shadow")
+    policy = cfg.serving.challenger
+    metric = cfg.challenger_metric
+    framing = policy.framing or cfg.gate.framing
+    base = {"champion_version": str(champion.version), "challenger_version": str(challenger.version),
+            "feed": feed, "metric": metric, "act": policy.act}
+    try:
+        if feed not in ("shadow", "canary"):
+            raise ValueError(f"the challenger's rollout tag is {feed!r}, not shadow or canary")
+        share = float(tags.get("canary_share") or cfg.serving.canary_share)
+        classes = champion_scoring(dict(champion.tags or {}))["classes"]
+        cohorts = ChallengerCohorts.load(folder, str(champion.version), str(challenger.version), feed, metric)
+        since = (mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)).isoformat()
+        windows = {key: (date.fromisoformat(c.window_start), date.fromisoformat(c.window_end))
+                   for key, c in cohorts.cohorts.items() if c.pending > 0 and c.window_end > since}
+        windows[mctx.window_key] = (mctx.start, mctx.end)
+        for key, (start, end) in sorted(windows.items()):
+            served = read_route(cfg, start, end, "champion", champion.version, url)
+            scored = read_route(cfg, start, end, feed, challenger.version, url)
+            labels = read_labels(cfg, state, start - timedelta(days=1),
+                                 end + timedelta(days=cfg.monitoring.label_lookback_days + 1))
+            differences, pending = (shadow_cohort(cfg, metric, served, scored, labels, classes) if feed == "shadow"
+                                    else canary_cohort(cfg, metric, served, scored, labels, classes, share))
+            cohorts.put(key, start.isoformat(), end.isoformat(), differences, pending)
+        cohorts.save(folder)
+        status = {**base, **comparison_status(cohorts, policy, framing)}
+    except ValueError as exc:  # a model whose log cannot be judged row by row: reported, not a failure
+        log.warning("challenger v%s of %s not compared: %s", challenger.version, cfg.model_name, exc)
+        status = {**base, "error": str(exc)}
+    status["window"] = mctx.window_key
+    write_text_atomic(json.dumps(status, sort_keys=True), folder / CHALLENGER_STATUS)
+    log.info("challenger %s", status.get("summary") or status.get("error"))
+    return {"challenger": status, **propose_conf(cfg, mctx, status)}
+
+
+def propose_conf(cfg: ModelConfig, mctx: MonitorContext, status: dict) -> dict:
+    """With ``serving.challenger.act: propose`` and a decision reached: the ``promote_<model>`` run to start
+    (its run id is fixed per window and decision, so a retried task starts it once)."""
+    decision = status.get("decision")
+    if cfg.serving.challenger.act != "propose" or decision not in ("promote", "retire"):
+        return {"propose": False}
+    reason = f"{mctx.dag_id} {mctx.window_key}: {status['summary']}"[:480]
+    return {"propose": True,
+            "propose_run_id": f"{decision}__{mctx.dag_id}__v{status['challenger_version']}__{mctx.window_key}",
+            "propose_conf": {"action": decision, "reason": reason, "version": status["challenger_version"]}}
+
+
+def record_challenger(cfg: ModelConfig, mctx: MonitorContext, compared: dict) -> None:
+    """The comparison in the window's ``details`` (``challenger``) in the monitoring store."""
+    from pipelines import monitoring_store as store
+
+    if not compared.get("challenger"):
+        return
+    engine = store.engine()
+    query = (store.WINDOWS.c.model_name == cfg.name) & (store.WINDOWS.c.window_start == mctx.start) \
+        & (store.WINDOWS.c.window_end == mctx.end)
+    with engine.begin() as connection:
+        row = connection.execute(store.WINDOWS.select().where(query)).mappings().first()
+        if row is not None:
+            details = json.loads(row["details"] or "{}")
+            details["challenger"] = compared["challenger"]
+            connection.execute(store.WINDOWS.update().where(query).values(details=json.dumps(details, default=str)))
+    engine.dispose()
+
+
+def challenger_status(cfg: ModelConfig, state: StatePaths) -> dict | None:
+    """The last comparison written by the monitoring DAG (None before any)."""
+    path = challenger_dir(cfg, state) / CHALLENGER_STATUS
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -216,42 +216,34 @@ class SequentialState:
     # ---- feeding ---------------------------------------------------------------------------------------
     def update_shadow(self, champion_losses, challenger_losses) -> SequentialState:
         """Add a cohort of paired rows: both models' per-row losses on the same matured rows."""
-        champion = _losses(champion_losses, "champion_losses")
-        challenger = _losses(challenger_losses, "challenger_losses")
-        if champion.shape != challenger.shape:
-            raise ValueError(f"shadow rows are paired: {champion.size} champion losses against "
-                             f"{challenger.size} challenger losses")
+        difference = shadow_differences(champion_losses, challenger_losses)
         self._require("shadow")
-        return self._merge(champion - challenger)
+        return self._merge(difference)
 
     def update_canary(self, losses, served_by_challenger, challenger_share) -> SequentialState:
         """Add a cohort of canary rows: the served model's loss per row, whether the challenger served it,
         and the probability it had of doing so (the canary share; one number, or one per row)."""
-        loss = _losses(losses, "losses")
-        served = np.asarray(served_by_challenger)
-        if served.shape != loss.shape:
-            raise ValueError(f"served_by_challenger must be one flag per row ({loss.size}), got {served.shape}")
-        if served.dtype != bool:
-            if not np.isin(served, [0, 1]).all():
-                raise ValueError("served_by_challenger must be bool or 0/1")
-            served = served.astype(bool)
-        share = np.broadcast_to(np.asarray(challenger_share, dtype=float), loss.shape)
-        if not ((share > 0) & (share < 1)).all():
-            raise ValueError("challenger_share must be strictly between 0 and 1 (both models must be able to "
-                             "serve a row for the weighted difference to be unbiased)")
+        difference = canary_differences(losses, served_by_challenger, challenger_share)
         self._require("canary")
-        return self._merge(np.where(served, -loss / share, loss / (1 - share)))
+        return self._merge(difference)
 
     def _require(self, feed: str) -> None:
         if self.feed != feed:
             raise ValueError(f"this state is fed by {self.feed}, not {feed}")
 
     def _merge(self, difference: np.ndarray) -> SequentialState:
-        count = difference.size
+        return self.add_summary(*cohort_summary(difference))
+
+    def add_summary(self, rows: int, mean: float, sum_squares: float) -> SequentialState:
+        """Add a cohort given by its summary (:func:`cohort_summary` of its per-row differences): how a state
+        is rebuilt from cohorts stored apart, so a cohort recomputed (late labels, a re-run window) replaces
+        its old summary instead of being counted twice."""
+        count = int(rows)
+        if count < 0 or sum_squares < 0 or not math.isfinite(mean):
+            raise ValueError(f"a cohort of {rows} rows, mean {mean} and sum of squares {sum_squares} is corrupt")
         if count == 0:
             return self
-        mean = float(difference.mean())
-        squares = float(((difference - mean) ** 2).sum())
+        mean, squares = float(mean), float(sum_squares)
         total = self.rows + count
         delta = mean - self.mean
         self.sum_squares += squares + delta ** 2 * self.rows * count / total
@@ -333,6 +325,41 @@ class SequentialState:
     @classmethod
     def from_json(cls, text: str) -> SequentialState:
         return cls.from_dict(json.loads(text))
+
+
+def cohort_summary(difference) -> tuple[int, float, float]:
+    """Rows, mean and sum of squared deviations of a cohort's per-row differences."""
+    values = _losses(difference, "difference")
+    if values.size == 0:
+        return 0, 0.0, 0.0
+    mean = float(values.mean())
+    return int(values.size), mean, float(((values - mean) ** 2).sum())
+
+
+def shadow_differences(champion_losses, challenger_losses) -> np.ndarray:
+    """Per-row ``champion loss - challenger loss`` of paired (shadow) rows."""
+    champion, challenger = _losses(champion_losses, "champion_losses"), _losses(challenger_losses, "challenger_losses")
+    if champion.shape != challenger.shape:
+        raise ValueError(f"shadow rows are paired: {champion.size} champion losses against "
+                         f"{challenger.size} challenger losses")
+    return champion - challenger
+
+
+def canary_differences(losses, served_by_challenger, challenger_share) -> np.ndarray:
+    """Per-row inverse-propensity-weighted differences of canary rows (see the module docstring)."""
+    loss = _losses(losses, "losses")
+    served = np.asarray(served_by_challenger)
+    if served.shape != loss.shape:
+        raise ValueError(f"served_by_challenger must be one flag per row ({loss.size}), got {served.shape}")
+    if served.dtype != bool:
+        if not np.isin(served, [0, 1]).all():
+            raise ValueError("served_by_challenger must be bool or 0/1")
+        served = served.astype(bool)
+    share = np.broadcast_to(np.asarray(challenger_share, dtype=float), loss.shape)
+    if not ((share > 0) & (share < 1)).all():
+        raise ValueError("challenger_share must be strictly between 0 and 1 (both models must be able to "
+                         "serve a row for the weighted difference to be unbiased)")
+    return np.where(served, -loss / share, loss / (1 - share))
 
 
 def _losses(values, name: str) -> np.ndarray:

@@ -95,8 +95,9 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         model = (await read(listed, name))[0]
         cfg = await asyncio.to_thread(_find_config, name)
         dags = [(label, f"{prefix}_{cfg.name}") for label, prefix in MODEL_DAGS] if cfg else []
+        challenger = await asyncio.to_thread(_challenger_status, cfg, model.aliases.get("challenger"))
         return pages.render("model.html", model=model, alias_order=registry_view.ALIAS_ORDER, dags=dags,
-                            config_name=cfg.name if cfg else None,
+                            config_name=cfg.name if cfg else None, challenger=challenger,
                             approval_required=bool(cfg and cfg.serving.approval == "required"), **links)
 
     @app.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
@@ -251,6 +252,18 @@ def _monitoring_engine():
     from pipelines import monitoring_store
 
     return _engine_for(monitoring_store.default_url())
+
+
+def _challenger_status(cfg, version: str | None) -> dict | None:
+    """The monitoring DAG's last comparison of the challenger ``version`` with the champion (None without a
+    challenger, or when the last comparison was of another version)."""
+    if cfg is None or version is None:
+        return None
+    from pipelines.config import StatePaths
+    from pipelines.monitoring_tasks import challenger_status
+
+    status = challenger_status(cfg, StatePaths.from_env())
+    return status if status and status.get("challenger_version") == str(version) else None
 
 
 def _reports_root():

@@ -525,3 +525,47 @@ def test_a_models_state_at_a_glance_comes_from_its_newest_window():
     assert state_of(newest("hold", "dataset_drift", "estimated_performance"), True)[0] == "degraded"
     assert state_of(newest("invalid_data", "validation"), True)[0] == "invalid data"
     assert state_of(newest("retrain", "performance"), True)[0] == "retraining"
+
+
+def test_the_model_page_and_the_command_line_show_where_the_challenger_stands(pages, tmp_path, monkeypatch,
+                                                                             capsys):
+    import json
+    from types import SimpleNamespace
+
+    from pipelines import config as config_module
+    from pipelines.cli import main
+    from pipelines.config import StatePaths
+    from pipelines.operator_ui import app as operator_app
+
+    client, versions = pages
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    cfg = SimpleNamespace(name="toy_cfg", model_name="toy", description="", serving=SimpleNamespace(approval="none"))
+    monkeypatch.setattr(operator_app, "_configs", lambda: [cfg])
+    monkeypatch.setattr(config_module, "read_model_configs",
+                        lambda *a, **k: [SimpleNamespace(name="toy_cfg", config=cfg, error=None)])
+    mlflow.MlflowClient().set_registered_model_alias("toy", "challenger", versions[0])
+    assert "No comparison yet" in get(client, "/models/toy").text
+
+    folder = StatePaths.from_env().monitoring("toy_cfg") / "challenger"
+    folder.mkdir(parents=True)
+    status = {"champion_version": versions[1], "challenger_version": versions[0], "feed": "shadow",
+              "metric": "log_loss", "rows": 1234, "pending": 56, "mean": 0.0123, "interval": [-0.004, 0.0286],
+              "threshold": 0.0, "alpha": 0.05, "min_rows": 1000, "decision": "continue", "rows_needed": 4321,
+              "window": f"2026-03-01_{HOSTILE}", "summary": "s"}
+    (folder / "status.json").write_text(json.dumps(status))
+    page = get(client, "/models/toy").text
+    assert "Challenger v1 against the champion" in page and "1234" in page and "56 waiting for labels" in page
+    assert "[-0.004, +0.0286]" in page and "about 4321" in page and "none yet" in page
+    assert HOSTILE not in page and "&lt;/script&gt;" in page
+    main(["models"])
+    listed = capsys.readouterr().out
+    assert "challenger v1 against the champion: log_loss (shadow): 1234 labelled rows" in listed
+    assert "about 4321 more labelled rows needed" in listed
+
+    (folder / "status.json").write_text(json.dumps({**status, "decision": "promote", "interval": [0.001, 0.02]}))
+    page = get(client, "/models/toy").text
+    assert "<strong>promote</strong>" in page and "Rows still needed" not in page
+    main(["models"])
+    assert "decision: promote" in capsys.readouterr().out
+    (folder / "status.json").write_text(json.dumps({**status, "challenger_version": "99"}))
+    assert "No comparison yet" in get(client, "/models/toy").text  # a comparison of another challenger

@@ -1,0 +1,190 @@
+"""A shadow or canary challenger against the champion on labelled live rows, window by window.
+
+Pure steps (frames in, numbers out) and the comparison's state: per monitoring window, one *cohort* summary
+(rows, mean and sum of squared deviations of the per-row loss differences, ``pipelines.sequential_tests``),
+keyed by the window and stored per (champion version, challenger version, feed, metric). Re-judging a window
+(a re-run, or its late labels) replaces its cohort, so no row is counted twice; the confidence sequence is
+rebuilt by adding the cohorts up (:meth:`ChallengerCohorts.state`). A new champion or challenger version
+starts a new comparison (a new file).
+
+Rows are joined to their outcome on (request id, row index); only rows whose label has landed count.
+
+- **shadow**: the challenger scored every request beside the champion; its rows are paired with the
+  champion's on (request id, row index), so ``d = champion loss - challenger loss`` per row.
+- **canary**: each request was answered by one model (the challenger for ``canary_share`` of the request
+  ids); the rows are the champion's and the canary's together, with the served flag, and the
+  inverse-propensity-weighted difference is used. The assignment is per *request*, so the rows of a
+  multi-row request are not independent draws: the interval treats them as independent rows, an
+  approximation that narrows it somewhat when requests carry many rows (single-row requests, the usual
+  case, are exact).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.sequential_tests import (
+    SequentialState,
+    canary_differences,
+    cohort_summary,
+    row_losses,
+    shadow_differences,
+)
+
+KEY = ["request_id", "row_index"]
+COHORTS_VERSION = 1
+
+
+def truth_for_loss(cfg, labels: pd.Series, classes: list[str] | None) -> np.ndarray:
+    """The outcome as the per-row losses take it: 1/0 for the positive class of a binary model (whose logged
+    prediction is the probability of that class), the number for a regression."""
+    task = cfg.task_type
+    truth = task.labels(labels)
+    if not task.is_classifier:
+        return np.asarray(truth, dtype=float)
+    if task.name != "binary":
+        raise ValueError(f"a {task.name} model logs its predicted class, not probabilities: no per-row loss "
+                         "can be computed from its prediction log")
+    if not classes:
+        raise ValueError("the champion's classes are unknown (no 'classes' version tag): cannot tell the "
+                         "positive class")
+    return (np.asarray(truth) == task.positive_class(list(classes))).astype(int)
+
+
+def shadow_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataFrame, labels: pd.DataFrame,
+                  classes: list[str] | None) -> tuple[np.ndarray, int]:
+    """Per-row differences of the shadow rows whose label has landed, and how many paired rows still wait
+    for theirs. ``champion`` and ``challenger``: request_id, row_index, prediction."""
+    from pipelines.monitoring import join_labels
+
+    target = cfg.features.target
+    paired = champion[[*KEY, "prediction"]].drop_duplicates(KEY, keep="last").merge(
+        challenger[[*KEY, "prediction"]].drop_duplicates(KEY, keep="last"), on=KEY, suffixes=("", "_challenger"))
+    labelled, pending = join_labels(paired, labels, target)
+    if labelled.empty:
+        return np.empty(0), pending
+    truth = truth_for_loss(cfg, labelled[target], classes)
+    return shadow_differences(row_losses(metric, truth, labelled["prediction"].to_numpy(float)),
+                              row_losses(metric, truth, labelled["prediction_challenger"].to_numpy(float))), pending
+
+
+def canary_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataFrame, labels: pd.DataFrame,
+                  classes: list[str] | None, share: float) -> tuple[np.ndarray, int]:
+    """Per-row weighted differences of the canary rows (the champion's and the challenger's, each answered
+    by one of them) whose label has landed, and how many still wait for theirs."""
+    from pipelines.monitoring import join_labels
+
+    target = cfg.features.target
+    rows = pd.concat([champion[[*KEY, "prediction"]].assign(served=False),
+                      challenger[[*KEY, "prediction"]].assign(served=True)], ignore_index=True)
+    labelled, pending = join_labels(rows.drop_duplicates(KEY, keep="last"), labels, target)
+    if labelled.empty:
+        return np.empty(0), pending
+    truth = truth_for_loss(cfg, labelled[target], classes)
+    losses = row_losses(metric, truth, labelled["prediction"].to_numpy(float))
+    return canary_differences(losses, labelled["served"].to_numpy(bool), share), pending
+
+
+@dataclass
+class Cohort:
+    window_start: str
+    window_end: str
+    rows: int
+    mean: float
+    sum_squares: float
+    pending: int = 0
+
+
+@dataclass
+class ChallengerCohorts:
+    """The cohorts of one comparison: champion version against challenger version on one feed and metric."""
+
+    champion_version: str
+    challenger_version: str
+    feed: str
+    metric: str
+    cohorts: dict[str, Cohort] = field(default_factory=dict)  # window key -> cohort
+
+    @staticmethod
+    def path(folder: Path, champion_version: str, challenger_version: str, feed: str, metric: str) -> Path:
+        return folder / f"v{champion_version}_v{challenger_version}_{feed}_{metric}.json"
+
+    @classmethod
+    def load(cls, folder: Path, champion_version: str, challenger_version: str, feed: str,
+             metric: str) -> ChallengerCohorts:
+        path = cls.path(folder, champion_version, challenger_version, feed, metric)
+        if not path.is_file():
+            return cls(str(champion_version), str(challenger_version), feed, metric)
+        data = json.loads(path.read_text())
+        if data.get("version") != COHORTS_VERSION:
+            raise ValueError(f"challenger cohorts {path} have version {data.get('version')}, not {COHORTS_VERSION}")
+        return cls(data["champion_version"], data["challenger_version"], data["feed"], data["metric"],
+                   {k: Cohort(**v) for k, v in data["cohorts"].items()})
+
+    def save(self, folder: Path) -> Path:
+        from pipelines.storage import write_text_atomic
+
+        data = {"version": COHORTS_VERSION, **asdict(self)}
+        path = self.path(folder, self.champion_version, self.challenger_version, self.feed, self.metric)
+        return write_text_atomic(json.dumps(data, sort_keys=True, indent=1), path)
+
+    def put(self, window_key: str, start: str, end: str, differences: np.ndarray, pending: int) -> Cohort:
+        """Set (replace) the cohort of one window."""
+        rows, mean, squares = cohort_summary(differences)
+        cohort = Cohort(start, end, rows, mean, squares, int(pending))
+        self.cohorts[window_key] = cohort
+        return cohort
+
+    def state(self, policy, framing: str) -> SequentialState:
+        state = SequentialState(self.feed, self.metric, alpha=policy.alpha, framing=framing, margin=policy.margin,
+                                min_rows=policy.min_rows)
+        for key in sorted(self.cohorts):
+            cohort = self.cohorts[key]
+            state.add_summary(cohort.rows, cohort.mean, cohort.sum_squares)
+        return state
+
+    @property
+    def pending(self) -> int:
+        return sum(c.pending for c in self.cohorts.values())
+
+
+def comparison_status(cohorts: ChallengerCohorts, policy, framing: str) -> dict[str, Any]:
+    """The comparison as a small JSON-able dict: what the monitoring store, the operator page and the CLI show."""
+    result = cohorts.state(policy, framing).result(effect=policy.effect)
+    lower, upper = result.interval
+    return {"champion_version": cohorts.champion_version, "challenger_version": cohorts.challenger_version,
+            "feed": cohorts.feed, "metric": cohorts.metric, "rows": result.rows, "pending": cohorts.pending,
+            "windows": len(cohorts.cohorts),
+            "mean": _finite(result.mean_difference), "interval": [_finite(lower), _finite(upper)],
+            "threshold": result.threshold, "alpha": result.alpha, "min_rows": result.min_rows,
+            "decision": result.decision, "rows_needed": result.rows_needed, "summary": result.summary()}
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def describe_status(status: dict[str, Any] | None) -> str:
+    """One line for a person: labelled rows, the interval, the decision when reached, the rows still needed."""
+    if not status:
+        return "no comparison yet"
+    if status.get("error"):
+        return f"not compared: {status['error']}"
+    lower, upper = status.get("interval") or [None, None]
+    interval = "no interval yet" if lower is None or upper is None else \
+        f"improvement {status.get('mean') or 0:+.4g}, {1 - status['alpha']:.0%} interval [{lower:+.4g}, {upper:+.4g}]"
+    text = f"{status['metric']} ({status['feed']}): {status['rows']} labelled rows, {interval}"
+    if status["decision"] != "continue":
+        text += f"; decision: {status['decision']}"
+    elif status.get("rows_needed") is not None:
+        text += f"; about {status['rows_needed']} more labelled rows needed"
+    else:
+        text += "; no decision yet"
+    return text

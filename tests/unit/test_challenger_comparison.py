@@ -1,0 +1,227 @@
+"""The monitoring DAG's comparison of a shadow or canary challenger with the champion, on a synthetic
+prediction log and landed labels."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipelines.challenger_comparison import describe_status
+from pipelines.config import ModelConfig, StatePaths
+from pipelines.monitoring_tasks import MonitorContext, challenger_status, compare_challenger
+from pipelines.prediction_store import ServedBatch, create_tables, encode_segment, insert_segments
+
+DAY = date(2026, 3, 2)
+CHAMPION = SimpleNamespace(version="1", tags={})
+
+
+def regression_cfg(**serving) -> ModelConfig:
+    return ModelConfig(name="toy", task="regression", feeds=[{"name": "rows", "columns": {"x": "float", "y": "float"}}],
+                       features={"numeric": ["x"], "target": "y"}, serving=serving)
+
+
+def binary_cfg() -> ModelConfig:
+    return ModelConfig(name="toy", feeds=[{"name": "rows", "columns": {"x": "float", "y": "string"}}],
+                       features={"numeric": ["x"], "target": "y", "positive_class": "yes"})
+
+
+def challenger(version="2", rollout="shadow", share=0.3):
+    return SimpleNamespace(version=version, tags={"rollout": rollout, "canary_share": str(share)})
+
+
+def window(day: date = DAY) -> MonitorContext:
+    return MonitorContext("monitor_toy", f"run_{day}", day, day + timedelta(days=1))
+
+
+class Log:
+    def __init__(self, tmp_path, cfg):
+        self.url = f"sqlite:///{tmp_path / 'log.db'}"
+        self.engine = sa.create_engine(self.url)
+        create_tables(self.engine)
+        self.cfg = cfg
+
+    def write(self, day: date, version: str, route: str, ids: list[str], predictions) -> None:
+        when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+        predictions = np.asarray(predictions, dtype=float)
+        batch = ServedBatch(tuple(ids), when, self.cfg.model_name, version, route,
+                            {"x": np.zeros(len(ids))}, predictions, event_times=[when] * len(ids),
+                            request_rows=(1,) * len(ids))
+        with self.engine.begin() as connection:
+            insert_segments(connection, [encode_segment([batch])])
+
+
+def land_labels(cfg: ModelConfig, state: StatePaths, day: date, ids, values) -> None:
+    folder = state.landing(cfg.name, cfg.monitoring.labels_feed)
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"request_id": list(ids), "row_index": 0, cfg.features.target: list(values)}).to_parquet(
+        folder / f"{day.isoformat()}.parquet", index=False)
+
+
+def shadow_day(log: Log, cfg, state, day: date, rows: int, seed: int, label: bool = True, version: str = "2"):
+    rng = np.random.default_rng(seed)
+    ids = [f"{day}-{i}" for i in range(rows)]
+    truth = rng.normal(size=rows)
+    log.write(day, "1", "champion", ids, truth + rng.normal(scale=1.0, size=rows))
+    log.write(day, version, "shadow", ids, truth + rng.normal(scale=0.5, size=rows))
+    if label:
+        land_labels(cfg, state, day, ids, truth)
+    return ids, truth
+
+
+def test_without_a_challenger_nothing_is_compared(tmp_path):
+    cfg, state = regression_cfg(), StatePaths(root=tmp_path)
+    assert compare_challenger(cfg, window(), state, versions=(CHAMPION, None), url="sqlite://") == {"challenger": None}
+    assert challenger_status(cfg, state) is None
+
+
+def test_a_better_shadow_challenger_is_promoted_and_a_rerun_window_counts_once(tmp_path):
+    cfg, state = regression_cfg(), StatePaths(root=tmp_path)
+    log = Log(tmp_path, cfg)
+    shadow_day(log, cfg, state, DAY, 1500, seed=1)
+    first = compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger()), url=log.url)["challenger"]
+    assert cfg.challenger_metric == "rmse" and first["metric"] == "rmse" and first["feed"] == "shadow"
+    assert first["rows"] == 1500 and first["pending"] == 0
+    assert first["decision"] == "promote" and first["interval"][0] > 0 and first["mean"] > 0
+    again = compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger()), url=log.url)["challenger"]
+    assert again["rows"] == 1500 and again["interval"] == first["interval"]  # the window's cohort is replaced
+    shadow_day(log, cfg, state, DAY + timedelta(days=1), 500, seed=2)
+    second = compare_challenger(cfg, window(DAY + timedelta(days=1)), state, versions=(CHAMPION, challenger()),
+                                url=log.url)["challenger"]
+    assert second["rows"] == 2000 and second["windows"] == 2
+    assert challenger_status(cfg, state)["rows"] == 2000
+    assert "2000 labelled rows" in describe_status(second) and "decision: promote" in describe_status(second)
+
+
+def test_a_new_challenger_version_starts_a_new_comparison(tmp_path):
+    cfg, state = regression_cfg(), StatePaths(root=tmp_path)
+    log = Log(tmp_path, cfg)
+    shadow_day(log, cfg, state, DAY, 300, seed=1)
+    assert compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger()), url=log.url)[
+        "challenger"]["rows"] == 300
+    shadow_day(log, cfg, state, DAY + timedelta(days=1), 200, seed=2, version="3")
+    later = window(DAY + timedelta(days=1))
+    status = compare_challenger(cfg, later, state, versions=(CHAMPION, challenger("3")), url=log.url)["challenger"]
+    assert status["challenger_version"] == "3" and status["rows"] == 200 and status["windows"] == 1
+    assert status["decision"] == "continue"  # under min_rows
+    # a new champion too: the rows of champion v1 do not count for champion v4
+    status = compare_challenger(cfg, later, state, versions=(SimpleNamespace(version="4", tags={}), challenger("3")),
+                                url=log.url)["challenger"]
+    assert status["rows"] == 0 and status["interval"] == [None, None]
+    assert "no interval yet" in describe_status(status)
+
+
+def test_late_labels_update_the_earlier_windows_cohort(tmp_path):
+    cfg, state = regression_cfg(), StatePaths(root=tmp_path)
+    log = Log(tmp_path, cfg)
+    ids, truth = shadow_day(log, cfg, state, DAY, 400, seed=1, label=False)
+    first = compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger()), url=log.url)["challenger"]
+    assert first["rows"] == 0 and first["pending"] == 400
+    land_labels(cfg, state, DAY, ids, truth)
+    shadow_day(log, cfg, state, DAY + timedelta(days=1), 100, seed=2)
+    second = compare_challenger(cfg, window(DAY + timedelta(days=1)), state, versions=(CHAMPION, challenger()),
+                                url=log.url)["challenger"]
+    assert second["rows"] == 500 and second["pending"] == 0
+
+
+def test_a_canary_is_judged_on_the_rows_each_model_answered(tmp_path):
+    cfg, state = binary_cfg(), StatePaths(root=tmp_path)
+    log = Log(tmp_path, cfg)
+    rng = np.random.default_rng(3)
+    rows, share = 4000, 0.3
+    ids = [f"r{i}" for i in range(rows)]
+    canary = np.array([zlib.crc32(i.encode()) % 10_000 < share * 10_000 for i in ids])
+    signal = rng.uniform(size=rows)
+    truth = np.where(rng.uniform(size=rows) < signal, "yes", "no")
+    served = np.asarray(ids)
+    log.write(DAY, "1", "champion", list(served[~canary]), np.full((~canary).sum(), 0.5))
+    log.write(DAY, "2", "canary", list(served[canary]), signal[canary])
+    labelled = rows * 3 // 4
+    land_labels(cfg, state, DAY, ids[:labelled], truth[:labelled])
+    champion = SimpleNamespace(version="1", tags={"classes": json.dumps(["no", "yes"])})
+    status = compare_challenger(cfg, window(), state, versions=(champion, challenger(rollout="canary", share=share)),
+                                url=log.url)["challenger"]
+    assert cfg.challenger_metric == "log_loss" and status["feed"] == "canary"
+    assert status["rows"] == labelled and status["pending"] == rows - labelled
+    assert status["mean"] > 0  # the canary's scores carry the signal, the champion's coin does not
+
+
+def test_propose_starts_the_release_with_the_decision(tmp_path):
+    cfg, state = regression_cfg(challenger={"act": "propose"}), StatePaths(root=tmp_path)
+    log = Log(tmp_path, cfg)
+    shadow_day(log, cfg, state, DAY, 1500, seed=1)
+    out = compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger()), url=log.url)
+    assert out["propose"] is True
+    assert out["propose_conf"]["action"] == "promote" and out["propose_conf"]["version"] == "2"
+    assert "promote" in out["propose_run_id"] and len(out["propose_conf"]["reason"]) <= 480
+    assert compare_challenger(regression_cfg(), window(), state, versions=(CHAMPION, challenger()),
+                              url=log.url)["propose"] is False  # act: none only reports
+
+
+def test_a_model_without_per_row_losses_is_reported_not_failed(tmp_path):
+    cfg = ModelConfig(name="toy", task="multiclass", feeds=[{"name": "rows", "columns": {"x": "float", "y": "string"}}],
+                      features={"numeric": ["x"], "target": "y"}, gate={"margin_metric": "log_loss"})
+    state = StatePaths(root=tmp_path)
+    log = Log(tmp_path, cfg)
+    log.write(DAY, "1", "champion", ["a", "b"], [0, 1])
+    log.write(DAY, "2", "shadow", ["a", "b"], [0, 1])
+    land_labels(cfg, state, DAY, ["a", "b"], ["p", "q"])
+    champion = SimpleNamespace(version="1", tags={"classes": json.dumps(["p", "q", "r"])})
+    status = compare_challenger(cfg, window(), state, versions=(champion, challenger()), url=log.url)["challenger"]
+    assert "predicted class" in status["error"]
+    assert describe_status(status).startswith("not compared")
+
+
+def test_the_challenger_metric_must_be_a_mean_of_row_losses():
+    with pytest.raises(ValueError, match="not a mean of per-row losses"):
+        ModelConfig(name="toy", feeds=[{"name": "rows", "columns": {"x": "float", "y": "int"}}],
+                    features={"numeric": ["x"], "target": "y"}, serving={"challenger": {"metric": "roc_auc"}})
+    assert binary_cfg().model_copy(update={}).challenger_metric == "log_loss"
+
+
+def test_row_loss_metrics_match_the_sequential_tests():
+    from pipelines.config import ROW_LOSS_METRICS
+    from pipelines.sequential_tests import LOSS_OF_METRIC
+
+    assert set(LOSS_OF_METRIC) == ROW_LOSS_METRICS
+
+
+def test_a_state_rebuilt_from_cohort_summaries_equals_one_fed_row_by_cohort():
+    from pipelines.sequential_tests import SequentialState, cohort_summary
+
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(0.1, 1, size=n) for n in (5, 300, 1)]
+    fed, rebuilt = SequentialState("shadow", "rmse"), SequentialState("shadow", "rmse")
+    for part in parts:
+        fed.update_shadow(part, np.zeros_like(part))
+        rebuilt.add_summary(*cohort_summary(part))
+    assert rebuilt.rows == fed.rows and rebuilt.mean == pytest.approx(fed.mean)
+    assert rebuilt.sum_squares == pytest.approx(fed.sum_squares)
+    with pytest.raises(ValueError, match="corrupt"):
+        rebuilt.add_summary(3, 0.0, -1.0)
+
+
+def test_the_comparison_is_recorded_in_the_windows_details(tmp_path, monkeypatch):
+    from pipelines import monitoring_store as store
+    from pipelines.monitoring_tasks import record_challenger
+
+    monkeypatch.setenv("MLOPS_MONITORING_DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
+    cfg, mctx = regression_cfg(), window()
+    engine = store.engine()
+    with engine.begin() as connection:
+        store.save_window(connection, {
+            "model_name": cfg.name, "window_start": mctx.start, "window_end": mctx.end, "rows": 10,
+            "labelled_rows": 0, "pending_labels": 10, "breached": False, "cleared": True, "decision": "ok",
+            "reason": "", "details": {"drift_scores": {"x": 0.1}}})
+    record_challenger(cfg, mctx, {"challenger": None})  # no challenger: nothing written
+    record_challenger(cfg, mctx, {"challenger": {"rows": 12, "decision": "continue"}})
+    with engine.connect() as connection:
+        details = json.loads(store.load_windows(connection, cfg.name)[0]["details"])
+    engine.dispose()
+    assert details == {"drift_scores": {"x": 0.1}, "challenger": {"rows": 12, "decision": "continue"}}
