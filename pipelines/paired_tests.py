@@ -245,7 +245,7 @@ def loss_test(metric: str, truth, candidate, champion, *, framing: Framing = "su
     if metric not in LOSS_METRICS:
         raise ValueError(f"{metric!r} is not a mean-of-loss metric (use one of {list(LOSS_METRICS)})")
     framing, effect = _check_framing(framing, margin, alpha, effect)
-    loss_candidate, loss_champion = (_row_losses(metric, truth, predictions, name)
+    loss_candidate, loss_champion = (per_row_losses(metric, truth, predictions, name)
                                      for predictions, name in ((candidate, "candidate"), (champion, "champion")))
     rows = loss_candidate.size
     if rows < 2:
@@ -476,7 +476,7 @@ def _labels(values, rows: int, name: str) -> np.ndarray:
     return array
 
 
-def _row_losses(metric: str, truth, predictions, name: str) -> np.ndarray:
+def per_row_losses(metric: str, truth, predictions, name: str) -> np.ndarray:
     """The per-row loss whose mean is ``metric`` (squared error for rmse and r2)."""
     output = np.asarray(predictions, dtype=float)
     if metric == "log_loss" and output.ndim == 2:  # multiclass: probabilities, rows x classes

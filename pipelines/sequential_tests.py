@@ -76,7 +76,7 @@ from typing import Literal
 import numpy as np
 from scipy import optimize, stats
 
-from pipelines.paired_tests import _row_losses
+from pipelines.paired_tests import per_row_losses
 
 Feed = Literal["shadow", "canary"]
 Decision = Literal["promote", "retire", "continue"]
@@ -98,7 +98,7 @@ def row_losses(metric: str, truth, predictions) -> np.ndarray:
     if metric not in LOSS_OF_METRIC:
         raise ValueError(f"{metric!r} is not a mean of per-row losses; supported: {sorted(LOSS_OF_METRIC)} "
                          "(roc_auc is a statistic of pairs of rows, see the module docstring)")
-    return _row_losses(metric, truth, predictions, "predictions")
+    return per_row_losses(metric, truth, predictions, "predictions")
 
 
 @lru_cache(maxsize=64)

@@ -29,6 +29,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def comma_separated(cls, value: Any) -> Any:
+    """A variable holding a comma-separated list ("a, b,,c") as a tuple of its non-empty items."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, validate_by_name=True,
                                       validate_by_alias=True, extra="forbid", frozen=True)
@@ -105,12 +112,7 @@ class StackSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="MLOPS_REDIS_URL",
                            description="The production topology's Celery broker.")
 
-    @field_validator("alert_emails", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(email.strip() for email in value.split(",") if email.strip())
-        return value
+    _comma_separated = field_validator("alert_emails", mode="before")(comma_separated)
 
     def airflow_url(self) -> str:
         """The stack's Airflow API server: ``$AIRFLOW__API__BASE_URL``, else ``http://127.0.0.1:$AIRFLOW_PORT``."""

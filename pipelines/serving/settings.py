@@ -7,12 +7,13 @@ reads the environment or a model config.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipelines.registry import CHAMPION
+from pipelines.settings import comma_separated
 
 
 class ServingSettings(BaseSettings):
@@ -80,12 +81,7 @@ class ServingSettings(BaseSettings):
                              f"log segment spans a flush of {self.log_flush_seconds:g} s)")
         return self
 
-    @field_validator("models", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(name.strip() for name in value.split(",") if name.strip())
-        return value
+    _comma_separated = field_validator("models", mode="before")(comma_separated)
 
 
 def models_to_serve(settings: ServingSettings, read_configs: bool = True) -> dict[str, str | None]:
