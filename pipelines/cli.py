@@ -352,7 +352,7 @@ def status() -> int:
     from pipelines.airflow_edge.airflow_api import AirflowApi
 
     settings = stack_settings()
-    services = {"Airflow API": f"http://127.0.0.1:{settings.airflow_port}/api/v2/monitor/health",
+    services = {"Airflow API": f"{settings.airflow_url()}/api/v2/monitor/health",
                 "MLflow": f"{_mlflow_url()}/health",
                 "Prediction service": f"{settings.prediction_service_url()}/health"}
     down = 0
@@ -384,7 +384,7 @@ def _mlflow_url() -> str:
     from pipelines.tracking import tracking_uri
 
     uri = tracking_uri()
-    return uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return uri.rstrip("/") if uri.startswith("http") else stack_settings().mlflow_server_url()
 
 
 def step(message: str) -> None:

@@ -63,7 +63,7 @@ class StackSettings(BaseSettings):
     mlflow_ui_url: str | None = Field(
         None, validation_alias="MLOPS_MLFLOW_UI_URL",
         description="The MLflow UI as an operator's browser reaches it; unset: an http tracking URI, else "
-                    "http://127.0.0.1:5000.")
+                    "http://127.0.0.1:$MLFLOW_PORT.")
     mlflow_admin_password: SecretStr | None = Field(None, validation_alias="MLFLOW_AUTH_ADMIN_PASSWORD",
                                                     description="python -m pipelines.mlflow_auth: the admin's.")
     mlflow_pipeline_password: SecretStr | None = Field(
@@ -117,6 +117,10 @@ class StackSettings(BaseSettings):
     def airflow_url(self) -> str:
         """The stack's Airflow API server: ``$AIRFLOW__API__BASE_URL``, else ``http://127.0.0.1:$AIRFLOW_PORT``."""
         return (self.airflow_api_url or f"http://127.0.0.1:{self.airflow_port}").rstrip("/")
+
+    def mlflow_server_url(self) -> str:
+        """The stack's own MLflow server: ``http://127.0.0.1:$MLFLOW_PORT``."""
+        return f"http://127.0.0.1:{self.mlflow_port}"
 
     def prediction_service_url(self, configured: str | None = None) -> str:
         """The prediction service: ``$MLOPS_SERVING_URL``, else ``configured`` (a model config's

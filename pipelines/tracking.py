@@ -21,7 +21,7 @@ def tracking_uri(state: StatePaths | None = None) -> str:
         return settings.tracking_uri
     state = state or StatePaths.from_env()
     if _stack_login(state):
-        return f"http://127.0.0.1:{settings.mlflow_port}"
+        return settings.mlflow_server_url()
     state.mlflow.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{state.mlflow / 'mlflow.db'}"
 
@@ -58,10 +58,11 @@ def mlflow_client(state: StatePaths | None = None):
 
 
 def mlflow_ui_url() -> str:
-    """The MLflow UI as the operator's browser reaches it: $MLOPS_MLFLOW_UI_URL, else an http tracking URI."""
+    """The MLflow UI as the operator's browser reaches it: $MLOPS_MLFLOW_UI_URL, else an http tracking URI, else
+    the stack's own server."""
     settings = stack_settings()
     url = settings.mlflow_ui_url or settings.tracking_uri or ""
-    return url.rstrip("/") if url.startswith("http") else "http://127.0.0.1:5000"
+    return url.rstrip("/") if url.startswith("http") else settings.mlflow_server_url()
 
 
 def mlflow_run_url(experiment_id: str | None, run_id: str) -> str:

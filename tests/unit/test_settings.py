@@ -194,3 +194,30 @@ def test_the_operations_guide_lists_every_variable():
     listed = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", table, re.MULTILINE))
     fields = {**StackSettings.model_fields, **ServingSettings.model_fields}
     assert listed == {field.validation_alias for field in fields.values()}
+
+
+def test_the_mlflow_link_and_the_status_command_follow_the_stacks_ports_and_urls(clean_environment, monkeypatch,
+                                                                                  tmp_path):
+    import httpx
+
+    from pipelines import cli
+    from pipelines.tracking import mlflow_ui_url
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))  # no stack login there: a SQLite tracking store
+    monkeypatch.setenv("MLFLOW_PORT", "15000")
+    assert mlflow_ui_url() == "http://127.0.0.1:15000"
+    monkeypatch.setenv("MLOPS_MLFLOW_UI_URL", "https://mlflow.example/")
+    assert mlflow_ui_url() == "https://mlflow.example"
+
+    asked = []
+
+    def unreachable(url, **_):
+        asked.append(url)
+        raise httpx.ConnectError("refused")
+
+    monkeypatch.setattr(httpx, "get", unreachable)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.internal:9090/")
+    monkeypatch.setenv("SERVING_PORT", "18000")
+    assert cli.status() == 1  # every service down
+    assert asked == ["http://airflow.internal:9090/api/v2/monitor/health", "http://127.0.0.1:15000/health",
+                     "http://127.0.0.1:18000/health"]
