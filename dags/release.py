@@ -28,8 +28,9 @@ reason on both versions, and waits until the prediction service serves the resto
 
 
 def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params: dict, move_task_id: str,
-                 move: Callable[[dict], dict]) -> DAG:
-    """An operator's release form: ``move`` the aliases from the form's params, then deploy what they say."""
+                 move: Callable[[dict], dict], ask_first: bool = False) -> DAG:
+    """An operator's release form: ``move`` the aliases from the form's params, then deploy what they say.
+    ``ask_first``: a run the monitoring DAG proposed waits for a person's approval before anything moves."""
     with DAG(
         dag_id=f"{kind}_{cfg.name}",
         description=description,
@@ -46,7 +47,12 @@ def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params
 
         @task(task_id=move_task_id, retries=0)  # an operator's decision, not a transient failure
         def move_aliases() -> dict:
-            return move(get_current_context()["params"])
+            context = get_current_context()
+            params = dict(context["params"])
+            approval = context["ti"].xcom_pull(task_ids="approve_release", key="approval") if ask_first else None
+            if approval:
+                params["reason"] = f"{params['reason']} (release {approval})"
+            return move(params)
 
         # See deployment.deploy: a retry would report the restored aliases as deployed.
         @task(retries=0, outlets=[Asset(assets.served_model(cfg))])
@@ -55,7 +61,12 @@ def _release_dag(cfg: ModelConfig, kind: str, description: str, doc: str, params
 
             return deploy(cfg, promotion, StatePaths.from_env())
 
-        deploy(move_aliases())
+        moved = move_aliases()
+        deploy(moved)
+        if ask_first:
+            from pipelines.airflow_edge.approval_operator import ReleaseApproval
+
+            ReleaseApproval(task_id="approve_release", cfg=cfg) >> moved
     return dag
 
 
@@ -87,7 +98,14 @@ Compare them there, then decide here:
 - **retire**: the challenger stops being scored, `champion` is untouched.
 
 Your reason is stored on the version; the run ends when every service worker serves the new state.
+
+With `serving.challenger.act: propose`, the monitoring DAG starts this DAG itself when its anytime-valid
+comparison of the challenger with the champion reaches a decision (`proposed_by` names that run).{approval}
 """
+
+_PROMOTE_APPROVAL_DOC = """ With `serving.approval: required` such a
+proposed run waits in `approve_release` for a person's answer (Required Actions); Reject, or no answer within
+{hours:g} h, moves nothing. A run you start here is your own decision and does not ask."""
 
 
 def build_promote_dag(cfg: ModelConfig) -> DAG:
@@ -97,8 +115,10 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
         return release.release_challenger(cfg, StatePaths.from_env(), params["action"], params["reason"],
                                           params.get("version"))
 
+    ask_first = cfg.serving.approval == "required"
+    approval = _PROMOTE_APPROVAL_DOC.format(hours=cfg.serving.approval_timeout_hours) if ask_first else ""
     return _release_dag(cfg, "promote", f"Promote or retire the challenger of {cfg.model_name}",
-                        PROMOTE_DOC.format(name=cfg.name, model=cfg.model_name), {
+                        PROMOTE_DOC.format(name=cfg.name, model=cfg.model_name, approval=approval), {
                             "action": Param("promote", type="string", enum=["promote", "retire"], title="Decision",
                                             description="promote: challenger becomes champion. retire: drop the "
                                                         "challenger."),
@@ -108,7 +128,10 @@ def build_promote_dag(cfg: ModelConfig) -> DAG:
                             "version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
                                              description="The challenger version decided on; empty = whichever "
                                                          "is challenger. Another challenger is refused."),
-                        }, "move_aliases", move)
+                            "proposed_by": Param(None, type=["null", "string"], title="Proposed by",
+                                                 description="The monitoring run whose comparison proposed this "
+                                                             "release; empty when you decide here."),
+                        }, "move_aliases", move, ask_first=ask_first)
 
 
 for _entry in read_model_configs():

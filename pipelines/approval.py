@@ -1,5 +1,6 @@
-"""A person's approval of a candidate (``serving.approval: required``): what the approver is shown, and what
-their answer (or its absence) becomes on the candidate's MLflow run and, when approved, on its model version.
+"""A person's approval (``serving.approval: required``) of a candidate, or of a release the monitoring DAG
+proposes for a challenger: what the approver is shown, and what their answer (or its absence) becomes on the
+candidate's MLflow run and, when approved, on its model version or in the release's reason.
 
 Pure: the Airflow operator that asks (``pipelines.airflow_edge.approval_operator``) and the step that records
 the answer (``training_steps.promotion.record_approval``) do the I/O.
@@ -77,6 +78,24 @@ def approval_body(model_name: str, decision: Mapping[str, Any], evaluation: Mapp
     lines += ["", "**Approve** registers and deploys it; **Reject** ends the run. Say why in *Reason*: it is "
               "stored with the decision."]
     return "\n".join(lines)
+
+
+def release_subject(model_name: str, proposal: Mapping[str, Any]) -> str:
+    """The question a proposed release asks: ``Promote challenger v3 of flights_delay?``."""
+    return f"{str(proposal['action']).capitalize()} challenger v{proposal.get('version') or '?'} of {model_name}?"
+
+
+def release_body(model_name: str, proposal: Mapping[str, Any]) -> str:
+    """The Markdown the approver of a proposed release reads: who proposed what, and why."""
+    action = proposal["action"]
+    effect = ("the challenger becomes champion and the champion becomes previous" if action == "promote"
+              else "the challenger stops being scored; the champion is untouched")
+    return "\n".join([
+        f"**{model_name}**: `{proposal.get('proposed_by')}` proposes to **{action}** challenger "
+        f"v{proposal.get('version') or '?'} ({effect}).", "",
+        f"Its comparison with the champion on labelled live rows: {proposal.get('reason', '')}", "",
+        f"**Approve** {action}s it; **Reject** moves nothing. Say why in *Reason*: it is stored on the version "
+        "with the decision."])
 
 
 def _number(value: float | None) -> str:

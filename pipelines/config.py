@@ -269,7 +269,7 @@ class ChallengerPolicy(_Strict):
     act: Literal["none", "propose"] = Field(
         "none", description="none: report the comparison only. propose: when it reaches a decision, start "
         "promote_<model> with it (promote or retire) and the summary as reason; with serving.approval "
-        "required it waits for a person there.")
+        "required that run waits in approve_release for a person's answer.")
 
 
 class ServingConfig(_Strict):

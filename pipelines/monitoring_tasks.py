@@ -699,7 +699,8 @@ def propose_conf(cfg: ModelConfig, mctx: MonitorContext, status: dict) -> dict:
     reason = f"{mctx.dag_id} {mctx.window_key}: {status['summary']}"[:480]
     return {"propose": True,
             "propose_run_id": f"{decision}__{mctx.dag_id}__v{status['challenger_version']}__{mctx.window_key}",
-            "propose_conf": {"action": decision, "reason": reason, "version": status["challenger_version"]}}
+            "propose_conf": {"action": decision, "reason": reason, "version": status["challenger_version"],
+                             "proposed_by": f"{mctx.dag_id} {mctx.window_key}"}}
 
 
 def record_challenger(cfg: ModelConfig, mctx: MonitorContext, compared: dict) -> None:

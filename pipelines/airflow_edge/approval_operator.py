@@ -1,11 +1,14 @@
-"""The approval step of a training DAG (``serving.approval: required``): the standard provider's
-``ApprovalOperator`` asking, in the Airflow UI's Required Actions, whether a candidate that passed the gate and
-infra validation may be registered and deployed.
+"""Approval steps (``serving.approval: required``): the standard provider's ``ApprovalOperator`` asking, in the
+Airflow UI's Required Actions.
 
-It shows the gate's decision and the candidate's metrics against the champion's, takes a reason with the
-answer, and records the answer on the candidate's MLflow run before the operator acts on it (Approve lets
-``register`` and ``deploy`` run; Reject, or no answer within ``serving.approval_timeout_hours``, skips them).
-While it waits, later runs of the DAG wait too (one run at a time).
+- :class:`CandidateApproval` (training DAG): may a candidate that passed the gate and infra validation be
+  registered and deployed? It shows the gate's decision and the candidate's metrics against the champion's,
+  takes a reason with the answer, and records the answer on the candidate's MLflow run before the operator
+  acts on it (Approve lets ``register`` and ``deploy`` run; Reject, or no answer within
+  ``serving.approval_timeout_hours``, skips them). While it waits, later runs of the DAG wait too.
+- :class:`ReleaseApproval` (``promote_<model>``): may the release the monitoring DAG proposed for a
+  challenger (``serving.challenger.act: propose``) go ahead? A run a person started from the form is their
+  own decision and passes at once.
 """
 
 from __future__ import annotations
@@ -17,20 +20,23 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 
-from pipelines.approval import REASON, REJECT
+from pipelines.approval import REASON, REJECT, ApprovalOutcome, release_body, release_subject
 from pipelines.config import ModelConfig, StatePaths
+
+
+def _reason_question() -> dict[str, Param]:
+    # The operator's ``params`` arrive holding the DAG's params, which are not questions for the approver: the
+    # form asks only for a reason.
+    return {REASON: Param("", type="string", title="Reason", source="task",
+                          description="Why you approve or reject it; stored with the decision.")}
 
 
 class CandidateApproval(ApprovalOperator):
     def __init__(self, *, cfg: ModelConfig, params: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        # ``params`` arrives holding the DAG's params, which are not questions for the approver: the form
-        # asks only for a reason.
-        params = {REASON: Param("", type="string", title="Reason", source="task",
-                                description="Why you approve or reject it; stored with the decision.")}
         super().__init__(
             subject=f"Register and deploy the new {cfg.model_name} candidate?",
             defaults=[REJECT],
-            params=params,
+            params=_reason_question(),
             response_timeout=timedelta(hours=cfg.serving.approval_timeout_hours),
             **kwargs,
         )
@@ -55,4 +61,35 @@ class CandidateApproval(ApprovalOperator):
             # failed write is logged, never a reason to ask the person again.
             answer = record_approval(self.cfg, StatePaths.from_env(), ti.xcom_pull(task_ids="split"), event)
             ti.xcom_push(key="approval", value=answer)
+        return super().execute_complete(context, event)
+
+
+class ReleaseApproval(ApprovalOperator):
+    """Asks a person before a release the monitoring DAG proposed (the run's ``proposed_by`` param is set);
+    passes at once when a person started the run. Reject, or no answer in time, skips the release."""
+
+    def __init__(self, *, cfg: ModelConfig, params: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            subject=f"Release the challenger of {cfg.model_name}?",
+            defaults=[REJECT],
+            params=_reason_question(),
+            response_timeout=timedelta(hours=cfg.serving.approval_timeout_hours),
+            **kwargs,
+        )
+        self.cfg = cfg
+
+    def execute(self, context):
+        proposal = dict(context["params"])
+        if not proposal.get("proposed_by"):
+            self.log.info("started by a person from the form: their decision, no approval asked")
+            return None
+        self.subject = release_subject(self.cfg.model_name, proposal)
+        self.body = release_body(self.cfg.model_name, proposal)
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict[str, Any]):
+        if "error" not in event:
+            self.validate_chosen_options(event["chosen_options"])
+            answer = ApprovalOutcome.from_response(event, self.cfg.serving.approval_timeout_hours)
+            context["ti"].xcom_push(key="approval", value=answer.summary())
         return super().execute_complete(context, event)

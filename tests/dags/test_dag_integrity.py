@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import UTC, datetime
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,50 @@ def test_with_approval_required_the_training_dag_waits_for_a_person_before_regis
     assert approve.defaults == ["Reject"] and approve.response_timeout.total_seconds() == 5 * 3600
     assert list(approve.serialized_params) == ["approval_reason"] and "Approval required" in dag.doc_md
     assert "approve" not in build(flights_config).task_ids
+
+
+def test_with_approval_required_a_proposed_release_waits_for_a_person_and_a_form_run_does_not(flights_config,
+                                                                                            monkeypatch):
+    """promote_<model> with serving.approval: required: approve_release before move_aliases asks a person only
+    when the monitoring DAG proposed the run (proposed_by set), with the proposal as the question."""
+    import runpy
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+    from airflow.sdk.exceptions import TaskAwaitingInput
+
+    build = runpy.run_path(str(DAGS / "release.py"))["build_promote_dag"]
+    serving = flights_config.serving.model_copy(update={"approval": "required", "approval_timeout_hours": 5})
+    dag = build(flights_config.model_copy(update={"serving": serving}))
+    approve = dag.get_task("approve_release")
+    assert isinstance(approve, ApprovalOperator) and approve.downstream_task_ids == {"move_aliases"}
+    assert approve.defaults == ["Reject"] and approve.response_timeout.total_seconds() == 5 * 3600
+    assert "approve_release" in dag.doc_md and "proposed_by" in dag.params
+    assert "approve_release" not in build(flights_config).task_ids
+
+    asked = []
+
+    def ask(operator, context):  # what HITLOperator.execute does: write the question, then wait for its answer
+        asked.append((operator.subject, operator.body))
+        raise TaskAwaitingInput(method_name="execute_complete")
+
+    monkeypatch.setattr(HITLOperator, "execute", ask)
+    form = {"action": "retire", "reason": "canary looked worse", "version": "3", "proposed_by": None}
+    assert approve.execute({"params": form}) is None and asked == []  # a person's own decision
+    proposed = {**form, "reason": "monitor_flights_delay 2013-05-01: retire", "proposed_by": "monitor_flights_delay"
+                " 2013-05-01_2013-05-08"}
+    with pytest.raises(TaskAwaitingInput):
+        approve.execute({"params": proposed})
+    [(subject, body)] = asked
+    assert subject == "Retire challenger v3 of flights_delay?"
+    assert "`monitor_flights_delay 2013-05-01_2013-05-08` proposes to **retire** challenger v3" in body
+    assert "monitor_flights_delay 2013-05-01: retire" in body
+
+    pushed = {}
+    ti = type("TaskInstance", (), {"xcom_push": lambda self, key, value: pushed.update({key: value})})()
+    approve.execute_complete({"params": proposed, "ti": ti}, {
+        "chosen_options": ["Approve"], "params_input": {"approval_reason": "the interval is clear"},
+        "responded_at": datetime(2013, 5, 8, 9, tzinfo=UTC), "responded_by_user": {"id": "1", "name": "ana"}})
+    assert pushed == {"approval": "approved by ana: the interval is clear"}  # move_aliases adds it to the reason
 
 
 def test_the_assets_chain_landing_training_serving_and_monitoring(dagbag, flights_config):

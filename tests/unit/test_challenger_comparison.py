@@ -160,6 +160,7 @@ def test_propose_starts_the_release_with_the_decision(tmp_path):
     assert out["propose"] is True
     assert out["propose_conf"]["action"] == "promote" and out["propose_conf"]["version"] == "2"
     assert "promote" in out["propose_run_id"] and len(out["propose_conf"]["reason"]) <= 480
+    assert out["propose_conf"]["proposed_by"] == f"{window().dag_id} {window().window_key}"
     assert compare_challenger(regression_cfg(), window(), state, versions=(CHAMPION, challenger()),
                               url=log.url)["propose"] is False  # act: none only reports
 
