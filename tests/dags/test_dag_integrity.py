@@ -2,10 +2,10 @@
 
 import json
 import os
-from datetime import UTC, datetime
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
