@@ -97,16 +97,19 @@ def _of_metric(windows: pd.DataFrame, column: str, metric: str) -> pd.Series:
 
 
 def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> bytes:
-    """Four panels over window end date: drift share, key features' drift, realized metrics against their
-    floors and ceilings, champion."""
+    """Panels over window end date: drift share, key features' drift (when the config names key features),
+    realized metrics against their floors and ceilings, champion."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     policy = cfg.monitoring
-    figure, (drift_ax, key_ax, perf_ax, version_ax) = plt.subplots(
-        4, 1, figsize=(12, 10), sharex=True, gridspec_kw={"height_ratios": [2.2, 2, 2, 1]})
+    key_features = policy.drift.key_features
+    heights = [2.2, 2, 2, 1] if key_features else [2.2, 2, 1]
+    figure, axes = plt.subplots(len(heights), 1, figsize=(12, 2.4 * len(heights) + 0.4), sharex=True,
+                                gridspec_kw={"height_ratios": heights})
+    drift_ax, perf_ax, version_ax = axes[0], axes[-2], axes[-1]
     when = windows["window_end"]
     drift_ax.plot(when, windows["drift_share"], color="tab:red", marker="o", ms=3, label="drifted share of columns")
     limit = drift_share_limit(windows, policy.drift.drift_share)
@@ -115,13 +118,16 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
     drift_ax.set_ylabel("drift share")
     drift_ax.set_ylim(0, 1)
     drift_ax.legend(loc="center left", fontsize=8)
-    for (column, limit), color in zip(policy.drift.key_features.items(),
-                                      ["tab:orange", "tab:purple", "tab:brown", "tab:olive"], strict=False):
-        scores = pd.to_numeric(windows["details"].map(lambda d, c=column: (d.get("drift_scores") or {}).get(c)))
-        key_ax.plot(when, scores / limit, color=color, marker="o", ms=3, label=f"{column} drift / its limit {limit:g}")
-    key_ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="key feature limit")
-    key_ax.set_ylabel("key feature drift\n(1 = limit)")
-    key_ax.legend(loc="center left", fontsize=8)
+    if key_features:
+        key_ax = axes[1]
+        for (column, limit), color in zip(key_features.items(), ["tab:orange", "tab:purple", "tab:brown", "tab:olive"],
+                                          strict=False):
+            scores = pd.to_numeric(windows["details"].map(lambda d, c=column: (d.get("drift_scores") or {}).get(c)))
+            key_ax.plot(when, scores / limit, color=color, marker="o", ms=3,
+                        label=f"{column} drift / its limit {limit:g}")
+        key_ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="key feature limit")
+        key_ax.set_ylabel("key feature drift\n(1 = limit)")
+        key_ax.legend(loc="center left", fontsize=8)
     bounds = [(m, "floor", v) for m, v in cfg.realized_floors.items()] + \
         [(m, "ceiling", v) for m, v in cfg.realized_ceilings.items()]
     for (metric, kind, bound), color in zip(bounds, ["tab:blue", "tab:cyan", "tab:gray", "tab:pink"], strict=False):
@@ -148,7 +154,7 @@ def plot(cfg: ModelConfig, windows: pd.DataFrame, retrains: list[Retrain]) -> by
     for retrain in retrains:
         x = pd.Timestamp(retrain.window_end)
         color = "tab:green" if retrain.gate_decision == "approved" else "tab:grey"
-        for ax in (drift_ax, key_ax, perf_ax, version_ax):
+        for ax in axes:
             ax.axvline(x, color=color, lw=1.2, alpha=0.7)
         outcome = f"v{retrain.version}" if retrain.version else (retrain.gate_decision or retrain.run_state)
         label = f"retrain → {outcome}"

@@ -27,3 +27,24 @@ def test_timeline_files_name_every_retrain(tmp_path, flights_config):
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # a logged reason is text
     table = paths["retrains"].read_text()
     assert "| 2013-06-22 | temp drift 3.0 >= 1.5 | retrain__x | success | approved | 2 |" in table
+
+
+def test_without_key_features_the_timeline_draws_no_empty_key_feature_panel(tmp_path, flights_config):
+    import struct
+
+    from pipelines.timeline import plot
+
+    rows = [{"window_start": date(2013, 6, 1) + timedelta(days=7 * w), "window_end": date(2013, 6, 8) +
+             timedelta(days=7 * w), "model_version": "1", "rows": 100, "drift_share": 0.1, "metric": "roc_auc",
+             "realized": 0.7, "baseline": 0.72, "details": json.dumps({"drift_scores": {"temp": 0.5}})}
+            for w in range(3)]
+    drift = flights_config.monitoring.drift
+    assert drift.key_features  # the flights config names key features: four panels
+    bare = flights_config.model_copy(update={"monitoring": flights_config.monitoring.model_copy(
+        update={"drift": drift.model_copy(update={"key_features": {}})})})
+
+    def height(png: bytes) -> int:
+        return struct.unpack(">I", png[20:24])[0]  # the PNG header's height
+
+    with_keys, without = plot(flights_config, windows_frame(rows), []), plot(bare, windows_frame(rows), [])
+    assert height(without) / height(with_keys) < 0.85  # three panels, not four with one empty
