@@ -132,10 +132,13 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         timeline = monitoring_view.windows_of(stored, bounds)
         retrains = [w.triggered_run_id for w in timeline if w.triggered_run_id]
         outcomes = await read(training_outcomes, name, cfg.name, retrains) if retrains else {}
-        chart = await asyncio.to_thread(_monitoring_chart, name, stored, monitoring_view.retrains(timeline, outcomes),
+        verdicts = await asyncio.to_thread(_verdicts, cfg.name, retrains)
+        said = monitoring_view.retrain_status(retrains, outcomes, verdicts)
+        chart = await asyncio.to_thread(_monitoring_chart, name, stored, monitoring_view.retrains(timeline, outcomes,
+                                                                                                 said),
                                         bounds.drift_share)
         return pages.render("monitoring.html", model=name, config=cfg.name, windows=timeline, bounds=bounds,
-                            outcomes=outcomes, realized=sorted({metric for w in timeline for metric in w.realized}),
+                            said=said, realized=sorted({metric for w in timeline for metric in w.realized}),
                             key_features=sorted(bounds.key_features), chart=chart, **links)
 
     @app.get("/models/{name}/monitoring/{window_id}/report")
@@ -264,6 +267,15 @@ def _challenger_status(cfg, version: str | None) -> dict | None:
 
     status = challenger_status(cfg, StatePaths.from_env())
     return status if status and status.get("challenger_version") == str(version) else None
+
+
+def _verdicts(config_name: str, run_ids: list[str]) -> dict:
+    """The recorded verdicts of these training runs (``training_outcomes.run_verdict``), by run id."""
+    from pipelines.config import StatePaths
+    from pipelines.training_outcomes import run_verdict
+
+    state = StatePaths.from_env()
+    return {run_id: verdict for run_id in run_ids if (verdict := run_verdict(state, config_name, run_id))}
 
 
 def _reports_root():

@@ -106,7 +106,7 @@ def monitoring_chart(model: str, windows: pd.DataFrame, retrains: list[Retrain],
              if pd.Timestamp(r.window_end).date() in x_of]
     for retrain, x in drawn:
         outcome = f"registered v{retrain.version}" if retrain.version else (
-            f"gate {retrain.gate_decision}" if retrain.gate_decision else "no version registered")
+            f"gate {retrain.gate_decision}" if retrain.gate_decision else retrain.run_state or "no version registered")
         said = f"retrain after the window ending {retrain.window_end} ({retrain.reason}): {outcome}"
         label = f"v{retrain.version}" if retrain.version else "✗"
         parts.append(f'<g class="retrain {"registered" if retrain.version else "not-registered"}" '

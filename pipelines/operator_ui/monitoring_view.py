@@ -101,16 +101,30 @@ def _window(row: dict[str, Any], bounds: Bounds) -> Window:
                   drift_share_limit=details.get("drift_share_limit"))
 
 
-def retrains(timeline: list[Window], outcomes: dict) -> list[Retrain]:
-    """Each retrain a window started, oldest first, with what it made (``training_outcomes``) when known (the
-    page does not ask Airflow for the run's state)."""
+def retrains(timeline: list[Window], outcomes: dict, said: dict[str, str]) -> list[Retrain]:
+    """Each retrain a window started, oldest first, with what it made (``training_outcomes``) when known and
+    what the run says of itself (``retrain_status``) as its state."""
     from pipelines.timeline import Retrain
 
     started = []
     for w in reversed(timeline):
         if w.triggered_run_id:
-            started.append(Retrain.started(w.end, w.reason, w.triggered_run_id, "", outcomes.get(w.triggered_run_id)))
+            started.append(Retrain.started(w.end, w.reason, w.triggered_run_id, said.get(w.triggered_run_id, ""),
+                                           outcomes.get(w.triggered_run_id)))
     return started
+
+
+NO_VERDICT = "no verdict yet: queued or running"
+
+
+def retrain_status(run_ids: list[str], outcomes: dict, verdicts: dict) -> dict[str, str]:
+    """One line per retrain run: its verdict (which step decided and why, ``training_outcomes.RunVerdict``),
+    else what MLflow recorded of it, else that it has not decided yet (queued or running)."""
+    said = {}
+    for run_id in run_ids:
+        verdict, outcome = verdicts.get(run_id), outcomes.get(run_id)
+        said[run_id] = verdict.line if verdict else outcome.summary() if outcome else NO_VERDICT
+    return said
 
 
 DRIFT_SIGNALS = {"dataset_drift", "key_feature_drift", "prediction_drift"}

@@ -569,3 +569,30 @@ def test_the_model_page_and_the_command_line_show_where_the_challenger_stands(pa
     assert "decision: promote" in capsys.readouterr().out
     (folder / "status.json").write_text(json.dumps({**status, "challenger_version": "99"}))
     assert "No comparison yet" in get(client, "/models/toy").text  # a comparison of another challenger
+
+
+def test_a_retrain_says_what_its_run_said_of_itself_or_that_it_has_not_decided_yet():
+    """The monitoring page's line per retrain: the run's verdict (a failure at ingest has no MLflow run), else
+    what MLflow recorded, else that it is queued or running: never 'no version registered' for a run still
+    going."""
+    from datetime import date
+
+    from pipelines.operator_ui.monitoring_chart import monitoring_chart
+    from pipelines.operator_ui.monitoring_view import NO_VERDICT, retrain_status, retrains
+    from pipelines.timeline import windows_frame
+    from pipelines.training_outcomes import FAILED, RunVerdict, TrainingOutcome
+
+    failed = RunVerdict("train_toy", "retrain__1", "ingest", FAILED, "nothing landed between 2013-06-01 and 06-08")
+    said = retrain_status(["retrain__1", "retrain__2", "retrain__3"],
+                          {"retrain__2": TrainingOutcome(version="4")}, {"retrain__1": failed})
+    assert said == {"retrain__1": "FAILED at ingest: nothing landed between 2013-06-01 and 06-08",
+                    "retrain__2": "registered v4", "retrain__3": NO_VERDICT}
+
+    window = type("Window", (), {"end": date(2013, 6, 8), "reason": "drift", "triggered_run_id": "retrain__3"})
+    [running] = retrains([window], {}, said)
+    assert running.run_state == NO_VERDICT and running.version is None
+    rows = [{"window_start": date(2013, 6, 1), "window_end": date(2013, 6, 8), "model_version": "1", "rows": 10,
+             "drift_share": 0.6, "metric": "roc_auc", "realized": 0.7, "baseline": 0.72, "decision": "retrain",
+             "details": {}}]
+    chart = monitoring_chart("toy", windows_frame(rows), [running], 0.5)
+    assert f"(drift): {NO_VERDICT}" in chart and "no version registered" not in chart
