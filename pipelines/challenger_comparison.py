@@ -11,12 +11,14 @@ Rows are joined to their outcome on (request id, row index); only rows whose lab
 
 - **shadow**: the challenger scored every request beside the champion; its rows are paired with the
   champion's on (request id, row index), so ``d = champion loss - challenger loss`` per row.
-- **canary**: each request was answered by one model (the challenger for ``canary_share`` of the request
-  ids); the rows are the champion's and the canary's together, with the served flag, and the
-  inverse-propensity-weighted difference is used. The assignment is per *request*, so the rows of a
-  multi-row request are not independent draws: the interval treats them as independent rows, an
-  approximation that narrows it somewhat when requests carry many rows (single-row requests, the usual
-  case, are exact).
+- **canary**: each request was answered by one model; the rows are the champion's and the canary's together,
+  with the served flag, and the inverse-propensity-weighted difference is used, with the share of the
+  window's requests the canary actually answered as its propensity (see :func:`served_share`).
+
+The unit of the confidence sequence is the *request*: the canary's assignment and the shadow's context are
+drawn per request, so a request's rows are not independent draws. Each request's labelled rows are averaged
+into one difference (``sequential_tests.unit_means``) before the cohort is summarised, and the cohort's
+"rows" count requests; a request of one row (the usual case) is its own unit.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pipelines.sequential_tests import (
     cohort_summary,
     row_losses,
     shadow_differences,
+    unit_means,
 )
 
 KEY = ["request_id", "row_index"]
@@ -71,25 +74,45 @@ def shadow_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataF
     if labelled.empty:
         return np.empty(0), pending
     truth = truth_for_loss(cfg, labelled[target], classes)
-    return shadow_differences(row_losses(metric, truth, labelled["prediction"].to_numpy(float)),
-                              row_losses(metric, truth, labelled["prediction_challenger"].to_numpy(float))), pending
+    differences = shadow_differences(row_losses(metric, truth, labelled["prediction"].to_numpy(float)),
+                                     row_losses(metric, truth, labelled["prediction_challenger"].to_numpy(float)))
+    return unit_means(differences, labelled["request_id"].to_numpy()), pending
+
+
+def served_share(champion: pd.DataFrame, challenger: pd.DataFrame) -> float:
+    """The share of the window's logged requests that the canary answered: distinct request ids on its route
+    over distinct request ids on either route, every logged request counted, labelled or not.
+
+    This, not the configured ``canary_share``, is the propensity the weights use: the service's share can be
+    overridden (``MLOPS_SERVING_CANARY_SHARE``) or changed within a window, and the log holds what was
+    served. The assignment is a sticky hash of the request id, so the share of the window's requests it sent
+    to the canary estimates its assignment probability within the sampling error of a share over that many
+    requests (about 0.006 at 0.3 over 6,000 requests). The share the service reports (``/health``) is not
+    used: it is the setting at the instant it is asked, not what answered this window."""
+    answered = set(challenger["request_id"].astype(str))
+    every = answered | set(champion["request_id"].astype(str))
+    return len(answered) / len(every) if every else math.nan
 
 
 def canary_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataFrame, labels: pd.DataFrame,
-                  classes: list[str] | None, share: float) -> tuple[np.ndarray, int]:
-    """Per-row weighted differences of the canary rows (the champion's and the challenger's, each answered
-    by one of them) whose label has landed, and how many still wait for theirs."""
+                  classes: list[str] | None) -> tuple[np.ndarray, int]:
+    """Per-request weighted differences of the canary rows (the champion's and the challenger's, each answered
+    by one of them) whose label has landed, weighted by :func:`served_share`, and how many rows still wait
+    for their label. A window in which one model answered every request holds no comparison: no
+    differences."""
     from pipelines.monitoring import join_labels
 
     target = cfg.features.target
     rows = pd.concat([champion[[*KEY, "prediction"]].assign(served=False),
                       challenger[[*KEY, "prediction"]].assign(served=True)], ignore_index=True)
     labelled, pending = join_labels(rows.drop_duplicates(KEY, keep="last"), labels, target)
-    if labelled.empty:
+    share = served_share(champion, challenger)
+    if labelled.empty or not 0 < share < 1:
         return np.empty(0), pending
     truth = truth_for_loss(cfg, labelled[target], classes)
     losses = row_losses(metric, truth, labelled["prediction"].to_numpy(float))
-    return canary_differences(losses, labelled["served"].to_numpy(bool), share), pending
+    differences = canary_differences(losses, labelled["served"].to_numpy(bool), share)
+    return unit_means(differences, labelled["request_id"].to_numpy()), pending
 
 
 @dataclass

@@ -664,7 +664,6 @@ def compare_challenger(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths
     try:
         if feed not in ("shadow", "canary"):
             raise ValueError(f"the challenger's rollout tag is {feed!r}, not shadow or canary")
-        share = float(tags.get("canary_share") or cfg.serving.canary_share)
         classes = champion_scoring(dict(champion.tags or {}))["classes"]
         cohorts = ChallengerCohorts.load(folder, str(champion.version), str(challenger.version), feed, metric)
         since = (mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)).isoformat()
@@ -677,7 +676,7 @@ def compare_challenger(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths
             labels = read_labels(cfg, state, start - timedelta(days=1),
                                  end + timedelta(days=cfg.monitoring.label_lookback_days + 1))
             differences, pending = (shadow_cohort(cfg, metric, served, scored, labels, classes) if feed == "shadow"
-                                    else canary_cohort(cfg, metric, served, scored, labels, classes, share))
+                                    else canary_cohort(cfg, metric, served, scored, labels, classes))
             cohorts.put(key, start.isoformat(), end.isoformat(), differences, pending)
         cohorts.save(folder)
         status = {**base, **comparison_status(cohorts, policy, framing)}

@@ -10,6 +10,12 @@ the decision stopped on whenever it is reached.
 The quantity: per labelled row, ``d = champion loss - challenger loss`` (positive where the challenger does
 better), and its mean ``mu``, the improvement.
 
+The unit: the sequence needs independent increments, and rows that share one draw are not independent. A
+service assigns a canary per *request* and a request's rows share its context, so a request of several rows
+is one unit: :func:`unit_means` averages its rows' differences into one value before they are fed, and
+"rows" below counts such units. A request of one row (the usual case) is its own unit. With requests of
+different sizes, ``mu`` is then the mean over requests of each request's mean improvement.
+
 The boundary: the mixture sequential probability ratio test with a Gaussian mixture (Johari, Pekelis &
 Walsh 2017, "Always valid inference"), whose confidence sequence is the normal-mixture boundary of Howard,
 Ramdas, McAuliffe & Sekhon 2021 ("Time-uniform, nonparametric, nonasymptotic confidence sequences",
@@ -36,7 +42,9 @@ Two feeds, both updated with cohorts (arrays of per-row losses, as labels mature
   known probability ``p`` (the canary share), so only the served model's loss is seen. The
   inverse-propensity-weighted difference ``d_i = loss_i * (1 - c_i) / (1 - p) - loss_i * c_i / p``
   (``c_i`` = 1 when the challenger served row ``i``) has mean ``mu`` too, at the price of a larger variance
-  (no pairing, and the weights); ``p`` may differ per row when the share changed between windows.
+  (no pairing, and the weights); ``p`` may differ per row when the share changed between windows. Every row
+  of a request has the request's ``c`` and ``p``, so the mean of a request's weighted differences is the
+  weighted difference of its mean loss: :func:`unit_means` keeps the weighting unbiased.
 
 The decision, at ``threshold`` ``t`` (``margin`` for ``superiority``: better by more than the margin;
 ``-margin`` for ``non_inferiority``: not worse by more than the margin), after ``min_rows`` rows:
@@ -334,6 +342,21 @@ def cohort_summary(difference) -> tuple[int, float, float]:
         return 0, 0.0, 0.0
     mean = float(values.mean())
     return int(values.size), mean, float(((values - mean) ** 2).sum())
+
+
+def unit_means(differences, units) -> np.ndarray:
+    """The mean of the per-row ``differences`` of each unit (``units[i]`` labels row ``i``'s unit, e.g. its
+    request id), in the order the units first appear: one value per unit, so rows that share an assignment
+    or a context count once. A unit of one row keeps its row's value."""
+    values = _losses(differences, "differences")
+    labels = np.asarray(units)
+    if labels.shape != values.shape:
+        raise ValueError(f"units must be one label per row ({values.size}), got shape {labels.shape}")
+    if values.size == 0:
+        return values
+    _, first, index = np.unique(labels, return_index=True, return_inverse=True)
+    means = np.bincount(index, weights=values) / np.bincount(index)
+    return means[np.argsort(first, kind="stable")]
 
 
 def shadow_differences(champion_losses, challenger_losses) -> np.ndarray:

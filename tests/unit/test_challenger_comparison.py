@@ -226,3 +226,65 @@ def test_the_comparison_is_recorded_in_the_windows_details(tmp_path, monkeypatch
         details = json.loads(store.load_windows(connection, cfg.name)[0]["details"])
     engine.dispose()
     assert details == {"drift_scores": {"x": 0.1}, "challenger": {"rows": 12, "decision": "continue"}}
+
+
+def test_a_canary_is_weighted_by_the_share_it_was_served_not_the_configured_one(tmp_path):
+    # The service's share can be overridden (MLOPS_SERVING_CANARY_SHARE): here the canary answered 30% of the
+    # requests while its tag and the config say 10%. Both models are equally good, so the improvement is 0;
+    # weighting by 10% would put it near -2.2 times the mean loss.
+    cfg, state = regression_cfg(), StatePaths(root=tmp_path)
+    assert cfg.serving.canary_share == 0.1
+    log = Log(tmp_path, cfg)
+    rng = np.random.default_rng(11)
+    rows = 6000
+    ids = np.array([f"r{i}" for i in range(rows)])
+    canary = np.array([zlib.crc32(i.encode()) % 10_000 < 3_000 for i in ids])
+    truth = rng.normal(size=rows)
+    answer = truth + rng.normal(size=rows)  # the same error distribution whichever model answered
+    log.write(DAY, "1", "champion", list(ids[~canary]), answer[~canary])
+    log.write(DAY, "2", "canary", list(ids[canary]), answer[canary])
+    labelled = rows * 2 // 3  # the share counts every logged request, labelled or not
+    land_labels(cfg, state, DAY, ids[:labelled], truth[:labelled])
+    status = compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger(rollout="canary", share=0.1)),
+                                url=log.url)["challenger"]
+    assert status["feed"] == "canary" and status["rows"] == labelled
+    lower, upper = status["interval"]
+    assert lower < 0 < upper and abs(status["mean"]) < 0.15  # mean squared error is about 1
+
+
+def shadow_requests(requests: int, rows_per_request: int, rng, row_noise: float = 0.01):
+    """Shadow frames of ``requests`` requests of ``rows_per_request`` rows each: each request's rows share
+    their errors (the context is the request's) up to ``row_noise``."""
+    request = np.repeat(np.arange(requests), rows_per_request)
+    row_index = np.tile(np.arange(rows_per_request), requests)
+    size = requests * rows_per_request
+    champion_error = rng.normal(size=requests)[request] + rng.normal(scale=row_noise, size=size)
+    challenger_error = rng.normal(scale=0.9, size=requests)[request] + rng.normal(scale=row_noise, size=size)
+    ids = [f"q{r}" for r in request]
+    frame = pd.DataFrame({"request_id": ids, "row_index": row_index})
+    return (frame.assign(prediction=champion_error), frame.assign(prediction=challenger_error),
+            frame.assign(y=0.0))
+
+
+def test_a_multi_row_request_counts_once_in_the_confidence_sequence():
+    from pipelines.challenger_comparison import shadow_cohort
+    from pipelines.sequential_tests import SequentialState, cohort_summary
+
+    cfg, rng = regression_cfg(), np.random.default_rng(5)
+    grouped, pending = shadow_cohort(cfg, "rmse", *shadow_requests(200, 50, rng), classes=None)
+    independent, _ = shadow_cohort(cfg, "rmse", *shadow_requests(10_000, 1, rng), classes=None)
+    assert pending == 0 and grouped.size == 200 and independent.size == 10_000
+
+    def width(differences):
+        lower, upper = SequentialState("shadow", "rmse").add_summary(*cohort_summary(differences)).interval()
+        return upper - lower
+
+    assert width(grouped) > 5 * width(independent)  # 200 requests carry about 200 rows' evidence, not 10,000
+
+
+def test_single_row_requests_are_their_own_units():
+    from pipelines.challenger_comparison import shadow_cohort
+
+    champion, challenger_rows, labels = shadow_requests(300, 1, np.random.default_rng(6))
+    differences, _ = shadow_cohort(regression_cfg(), "rmse", champion, challenger_rows, labels, classes=None)
+    np.testing.assert_allclose(differences, champion["prediction"] ** 2 - challenger_rows["prediction"] ** 2)

@@ -234,3 +234,16 @@ def test_row_losses_are_the_metrics_own():
     assert st.row_losses("mae", np.array([1.0, 2.0]), np.array([1.5, 1.0])) == pytest.approx([0.5, 1.0])
     with pytest.raises(ValueError, match="pairs of rows"):
         st.row_losses("roc_auc", truth, scores)
+
+
+def test_unit_means_average_each_requests_rows_in_first_seen_order():
+    differences = np.array([1.0, 2.0, 10.0, 3.0, 5.0])
+    np.testing.assert_allclose(st.unit_means(differences, ["b", "b", "a", "b", "c"]), [2.0, 10.0, 5.0])
+    np.testing.assert_allclose(st.unit_means(differences, [4, 3, 2, 1, 0]), differences)  # one row each
+    # a canary request's rows share its assignment: the mean of their weighted differences is the weighted
+    # difference of the request's mean loss
+    losses, share = np.array([0.2, 0.4, 0.9]), 0.25
+    weighted = st.canary_differences(losses, [True, True, False], share)
+    np.testing.assert_allclose(st.unit_means(weighted, ["r1", "r1", "r2"]), [-0.3 / share, 0.9 / (1 - share)])
+    with pytest.raises(ValueError, match="one label per row"):
+        st.unit_means(differences, ["a"])
