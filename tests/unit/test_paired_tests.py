@@ -58,6 +58,34 @@ def test_delong_matches_a_hand_computed_case():
     assert not result.passed and result.test == "delong" and result.rows == 4
 
 
+# Hanley & McNeil (1982), "The meaning and use of the area under a receiver operating characteristic (ROC)
+# curve", Radiology 143: 29-36, Table I: one reader's ratings (1 definitely normal .. 5 definitely abnormal)
+# of 109 CT images, as counts per rating; Stata ships the same table as hanley.dta.
+HANLEY_MCNEIL_NORMAL = [33, 6, 6, 11, 2]  # 58 normal cases
+HANLEY_MCNEIL_ABNORMAL = [3, 2, 2, 11, 33]  # 51 abnormal cases
+
+
+def test_delong_reproduces_the_published_standard_error_of_the_hanley_mcneil_ratings():
+    # Stata's [R] roctab manual, "roctab disease rating" on hanley.dta, whose standard error is DeLong,
+    # DeLong & Clarke-Pearson's (1988) unless bamber or hanley is asked for: Obs 109, ROC area 0.8932,
+    # Std. err. 0.0307, asymptotic normal 95% interval 0.83295 to 0.95339. (Hanley & McNeil's own
+    # exponential approximation gives 0.032 for the same area 0.893.)
+    ratings = np.arange(1, 6)
+    truth = np.r_[np.zeros(58, dtype=int), np.ones(51, dtype=int)]
+    scores = np.r_[np.repeat(ratings, HANLEY_MCNEIL_NORMAL), np.repeat(ratings, HANLEY_MCNEIL_ABNORMAL)]
+    aucs, covariance = pt.delong_covariance(truth, scores[None, :])
+    auc, se = float(aucs[0]), math.sqrt(covariance[0, 0])
+    assert auc == pytest.approx(0.8932, abs=5e-5)
+    assert se == pytest.approx(0.0307, abs=5e-5)
+    z = stats.norm.ppf(0.975)
+    assert [auc - z * se, auc + z * se] == pytest.approx([0.83295, 0.95339], abs=5e-6)
+    # Through the paired test: against a constant score (AUC 1/2, no variance, no covariance) the
+    # difference's standard error is the rating's own.
+    result = pt.delong_test(truth, scores, np.zeros(truth.size))
+    assert result.difference == pytest.approx(0.8932 - 0.5, abs=5e-5)
+    assert result.standard_error == pytest.approx(0.0307, abs=5e-5)
+
+
 @pytest.mark.parametrize("rows, decimals", [(60, 1), (300, 2), (1000, 8)])
 def test_fast_delong_equals_the_structural_components_on_random_data_with_ties(rows, decimals):
     rng = np.random.default_rng(rows)
