@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipelines.metric_tests import LOSS_OF_METRIC, TEST_OF_METRIC
 from pipelines.settings import PROJECT_ROOT as PROJECT_ROOT  # the project root, for its importers
 from pipelines.settings import stack_settings
 from pipelines.task_types import TASK_TYPES, TaskType, task_type_named
@@ -169,10 +170,9 @@ class SliceFloor(_Strict):
         return self
 
 
-# The metrics the gate can compare with the champion row by row: those ``pipelines.paired_tests`` has a test for
-# (kept here, as light as the rest of this module; a unit test holds the two lists equal).
-PAIRED_METRICS = frozenset({"roc_auc", "pr_auc", "f1", "macro_f1", "accuracy", "log_loss", "brier", "rmse", "mae",
-                            "r2"})
+# The metrics the gate can compare with the champion row by row, and those a live challenger can be judged on
+PAIRED_METRICS = frozenset(TEST_OF_METRIC)
+ROW_LOSS_METRICS = frozenset(LOSS_OF_METRIC)
 
 
 class GatePolicy(_Strict):
@@ -239,11 +239,6 @@ class GatePolicy(_Strict):
             raise ValueError(f"{self.margin_metric!r} is the primary metric (gate.margin_metric) and cannot also be "
                              "a guardrail")
         return self
-
-
-# the gate's metrics that are a mean of per-row losses (pipelines.sequential_tests.LOSS_OF_METRIC; a unit test
-# holds the two equal), so a challenger can be judged on them row by row
-ROW_LOSS_METRICS = frozenset({"rmse", "r2", "mae", "log_loss", "brier"})
 
 
 class ChallengerPolicy(_Strict):

@@ -58,20 +58,11 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from pipelines.metric_tests import TEST_OF_METRIC
+
 Framing = Literal["superiority", "non_inferiority"]
 FRAMINGS: tuple[str, ...] = ("superiority", "non_inferiority")
 
-# metric -> higher is better (the task types' directions for the metrics these tests cover)
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True, "pr_auc": True, "f1": True, "macro_f1": True, "accuracy": True, "r2": True,
-    "log_loss": False, "brier": False, "rmse": False, "mae": False,
-}
-# metric -> the paired test that fits it
-TEST_OF_METRIC: dict[str, str] = {
-    "roc_auc": "delong", "log_loss": "paired_z", "brier": "paired_z", "rmse": "paired_z", "r2": "paired_z",
-    "mae": "paired_z", "pr_auc": "paired_bootstrap", "f1": "paired_bootstrap", "macro_f1": "paired_bootstrap",
-    "accuracy": "paired_z",  # McNemar when the margin is 0
-}
 LOSS_METRICS = ("log_loss", "brier", "rmse", "r2", "mae")
 BOOTSTRAP_METRICS = ("pr_auc", "f1", "macro_f1")
 PROBABILITY_CLIP = 1e-7  # as the task types clip before log loss

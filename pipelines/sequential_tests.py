@@ -84,17 +84,13 @@ from typing import Literal
 import numpy as np
 from scipy import optimize, stats
 
+from pipelines.metric_tests import LOSS_OF_METRIC
 from pipelines.paired_tests import per_row_losses
 
 Feed = Literal["shadow", "canary"]
 Decision = Literal["promote", "retire", "continue"]
 Framing = Literal["superiority", "non_inferiority"]
 
-# metric -> the per-row loss whose mean it is a monotone function of
-LOSS_OF_METRIC: dict[str, str] = {
-    "rmse": "squared_error", "r2": "squared_error", "mae": "absolute_error", "log_loss": "log_loss",
-    "brier": "brier",
-}
 DEFAULT_MIN_ROWS = 1_000
 DEFAULT_TUNED_ROWS = 10_000
 STATE_VERSION = 1

@@ -186,13 +186,6 @@ def test_the_challenger_metric_must_be_a_mean_of_row_losses():
     assert binary_cfg().model_copy(update={}).challenger_metric == "log_loss"
 
 
-def test_row_loss_metrics_match_the_sequential_tests():
-    from pipelines.config import ROW_LOSS_METRICS
-    from pipelines.sequential_tests import LOSS_OF_METRIC
-
-    assert set(LOSS_OF_METRIC) == ROW_LOSS_METRICS
-
-
 def test_a_state_rebuilt_from_cohort_summaries_equals_one_fed_row_by_cohort():
     from pipelines.sequential_tests import SequentialState, cohort_summary
 

@@ -365,13 +365,6 @@ def test_a_slice_margin_needs_a_metric_with_a_paired_test():
 
 
 # the gate's configuration --------------------------------------------------------------------------------
-def test_the_config_lists_exactly_the_metrics_with_a_paired_test():
-    from pipelines.config import PAIRED_METRICS
-    from pipelines.paired_tests import TEST_OF_METRIC
-
-    assert set(TEST_OF_METRIC) == PAIRED_METRICS
-
-
 @pytest.mark.parametrize(("gate", "error"), [
     ({"min_margin": -0.01}, "greater than or equal to 0"),
     ({"framing": "equivalence"}, "superiority"),
