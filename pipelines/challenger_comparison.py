@@ -45,22 +45,6 @@ KEY = ["request_id", "row_index"]
 COHORTS_VERSION = 1
 
 
-def truth_for_loss(cfg, labels: pd.Series, classes: list[str] | None) -> np.ndarray:
-    """The outcome as the per-row losses take it: 1/0 for the positive class of a binary model (whose logged
-    prediction is the probability of that class), the number for a regression."""
-    task = cfg.task_type
-    truth = task.labels(labels)
-    if not task.is_classifier:
-        return np.asarray(truth, dtype=float)
-    if task.name != "binary":
-        raise ValueError(f"a {task.name} model logs its predicted class, not probabilities: no per-row loss "
-                         "can be computed from its prediction log")
-    if not classes:
-        raise ValueError("the champion's classes are unknown (no 'classes' version tag): cannot tell the "
-                         "positive class")
-    return (np.asarray(truth) == task.positive_class(list(classes))).astype(int)
-
-
 def shadow_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataFrame, labels: pd.DataFrame,
                   classes: list[str] | None) -> tuple[np.ndarray, int]:
     """Per-row differences of the shadow rows whose label has landed, and how many paired rows still wait
@@ -73,7 +57,7 @@ def shadow_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataF
     labelled, pending = join_labels(paired, labels, target)
     if labelled.empty:
         return np.empty(0), pending
-    truth = truth_for_loss(cfg, labelled[target], classes)
+    truth = cfg.task_type.loss_truth(labelled[target], classes)
     differences = shadow_differences(row_losses(metric, truth, labelled["prediction"].to_numpy(float)),
                                      row_losses(metric, truth, labelled["prediction_challenger"].to_numpy(float)))
     return unit_means(differences, labelled["request_id"].to_numpy()), pending
@@ -109,7 +93,7 @@ def canary_cohort(cfg, metric: str, champion: pd.DataFrame, challenger: pd.DataF
     share = served_share(champion, challenger)
     if labelled.empty or not 0 < share < 1:
         return np.empty(0), pending
-    truth = truth_for_loss(cfg, labelled[target], classes)
+    truth = cfg.task_type.loss_truth(labelled[target], classes)
     losses = row_losses(metric, truth, labelled["prediction"].to_numpy(float))
     differences = canary_differences(losses, labelled["served"].to_numpy(bool), share)
     return unit_means(differences, labelled["request_id"].to_numpy()), pending

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipelines.metric_tests import LOSS_OF_METRIC, TEST_OF_METRIC
+from pipelines.metric_tests import TEST_OF_METRIC
 from pipelines.settings import PROJECT_ROOT as PROJECT_ROOT  # the project root, for its importers
 from pipelines.settings import stack_settings
 from pipelines.task_types import TASK_TYPES, TaskType, task_type_named
@@ -170,9 +170,8 @@ class SliceFloor(_Strict):
         return self
 
 
-# The metrics the gate can compare with the champion row by row, and those a live challenger can be judged on
+# The metrics the gate can compare with the champion row by row
 PAIRED_METRICS = frozenset(TEST_OF_METRIC)
-ROW_LOSS_METRICS = frozenset(LOSS_OF_METRIC)
 
 
 class GatePolicy(_Strict):
@@ -247,9 +246,9 @@ class ChallengerPolicy(_Strict):
     read after every window."""
 
     metric: str | None = Field(
-        None, description="The per-row loss compared (rmse, r2, mae, log_loss or brier); default: the gate's "
-        "primary metric when it is a mean of per-row losses, else log_loss for a classifier and rmse for a "
-        "regression.")
+        None, description="The metric whose per-row loss is compared, one of the task type's challenger metrics ("
+        + "; ".join(f"{t.name}: {', '.join(t.challenger_metrics)}" for t in TASK_TYPES.values()) + "); default: "
+        "the gate's primary metric when it is one of them, else the first.")
     framing: Literal["superiority", "non_inferiority"] | None = Field(
         None, description="superiority: promote when the challenger is better by more than margin; "
         "non_inferiority: when it is shown not worse by more than margin. Default: the gate's framing.")
@@ -436,9 +435,9 @@ class ModelConfig(_Strict):
         challenger = self.serving.challenger.metric
         if challenger is not None:
             task.check_metric(challenger, "serving.challenger.metric", realized=True)
-            if challenger not in ROW_LOSS_METRICS:
-                raise ValueError(f"serving.challenger.metric: {challenger!r} is not a mean of per-row losses; use one "
-                                 f"of {sorted(ROW_LOSS_METRICS & set(task.metrics))}")
+            if challenger not in task.challenger_metrics:
+                raise ValueError(f"serving.challenger.metric: {challenger!r} is not a mean of per-row losses of what "
+                                 f"a {task.name} model logs; use one of {list(task.challenger_metrics)}")
         for metric in gate.guardrails:
             task.check_metric(metric, "gate.guardrails")
             if metric not in PAIRED_METRICS:
@@ -478,9 +477,8 @@ class ModelConfig(_Strict):
         """The per-row loss a shadow or canary challenger is judged on (``serving.challenger.metric``)."""
         if self.serving.challenger.metric is not None:
             return self.serving.challenger.metric
-        if self.margin_metric in ROW_LOSS_METRICS:
-            return self.margin_metric
-        return "log_loss" if self.task_type.is_classifier else "rmse"
+        challenger_metrics = self.task_type.challenger_metrics
+        return self.margin_metric if self.margin_metric in challenger_metrics else challenger_metrics[0]
 
     @property
     def selection_metric(self) -> str:

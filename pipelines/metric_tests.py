@@ -12,8 +12,9 @@ TEST_OF_METRIC: dict[str, str] = {
     "accuracy": "paired_z",  # McNemar when the margin is 0
 }
 
-# metric -> the per-row loss whose mean it is a monotone function of (what a live challenger is judged on)
+# metric -> the per-row loss whose mean it is a monotone function of (what a live challenger is judged on;
+# each task type says which of them its logged scores allow: ``TaskType.challenger_metrics``)
 LOSS_OF_METRIC: dict[str, str] = {
     "rmse": "squared_error", "r2": "squared_error", "mae": "absolute_error", "log_loss": "log_loss",
-    "brier": "brier",
+    "brier": "brier", "accuracy": "error",  # error: 1 where the predicted class is not the outcome
 }

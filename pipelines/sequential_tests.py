@@ -66,8 +66,9 @@ the time, so a conservative figure), with the variance observed so far.
 
 Metrics (:data:`LOSS_OF_METRIC`): those that are a mean (or a monotone function of the mean) of a per-row
 loss: ``rmse`` and ``r2`` (squared error; R² = 1 - MSE / var(y) with the same var(y) for both models, RMSE =
-sqrt(MSE)), ``mae`` (absolute error), ``log_loss`` and ``brier``. ``margin`` and ``effect`` are on the loss's
-own scale (MSE for rmse and r2). Not ``roc_auc`` (nor PR AUC, F1, accuracy's non-linear relatives): AUC is a
+sqrt(MSE)), ``mae`` (absolute error), ``log_loss``, ``brier`` and ``accuracy`` (the error: 1 where the
+predicted class is not the outcome). ``margin`` and ``effect`` are on the loss's own scale (MSE for rmse and
+r2; a share of rows for accuracy). Not ``roc_auc`` (nor PR AUC, F1, macro F1): AUC is a
 statistic of *pairs* of rows (a positive against a negative), not a mean of a per-row loss, so a row's
 contribution depends on every other row and the sequence of per-row differences is not a sum of independent
 increments the mixture martingale needs; a shadow comparison of a ranking model uses its log loss or Brier.
@@ -98,10 +99,13 @@ STATE_VERSION = 1
 
 def row_losses(metric: str, truth, predictions) -> np.ndarray:
     """Per-row loss of ``predictions`` against ``truth`` whose mean gives ``metric`` (squared error for rmse
-    and r2, absolute error for mae, log loss and Brier as the task types compute them)."""
+    and r2, absolute error for mae, log loss and Brier as the task types compute them, and for accuracy the
+    error: 1 where the predicted class index is not the outcome's)."""
     if metric not in LOSS_OF_METRIC:
         raise ValueError(f"{metric!r} is not a mean of per-row losses; supported: {sorted(LOSS_OF_METRIC)} "
                          "(roc_auc is a statistic of pairs of rows, see the module docstring)")
+    if LOSS_OF_METRIC[metric] == "error":  # the predicted class (index) against the outcome's
+        return (np.asarray(truth) != np.rint(np.asarray(predictions, dtype=float))).astype(float)
     return per_row_losses(metric, truth, predictions, "predictions")
 
 

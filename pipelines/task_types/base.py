@@ -118,6 +118,9 @@ class TaskType:
     is_classifier: ClassVar[bool]
     # Whether a model of this task type names one class as the positive one (``features.positive_class``).
     takes_positive_class: ClassVar[bool] = False
+    # The metrics a shadow or canary challenger can be judged on from the logged scores, each the mean of a
+    # per-row loss (``pipelines.metric_tests.LOSS_OF_METRIC``); the first is the default.
+    challenger_metrics: ClassVar[tuple[str, ...]]
 
     def __init__(self, features: TaskFeatures):
         self.features = features
@@ -163,6 +166,10 @@ class TaskType:
 
     def labels(self, values: pd.Series) -> np.ndarray:
         """The target as the estimator learns it (class labels as text, or floats)."""
+        raise NotImplementedError
+
+    def loss_truth(self, values: pd.Series, classes: list[str] | None) -> np.ndarray:
+        """The outcome as the per-row losses of the logged scores take it (``challenger_metrics``)."""
         raise NotImplementedError
 
     def stratify_by(self, values: pd.Series) -> np.ndarray | None:

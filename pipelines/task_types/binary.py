@@ -27,6 +27,7 @@ class BinaryClassification(Classification):
     max_classes = 2
     too_many_classes = "set task: multiclass or regression"
     takes_positive_class = True
+    challenger_metrics = ("log_loss", "brier")  # the log keeps the positive class's probability
 
     def positive_class(self, classes: list[str]) -> str:
         declared = self.features.positive_class
@@ -76,6 +77,15 @@ class BinaryClassification(Classification):
     # output ------------------------------------------------------------------------------------------------
     def scores(self, output: np.ndarray, classes: list[str] | None) -> np.ndarray:
         return output[:, list(classes).index(self.positive_class(list(classes)))]
+
+    def loss_truth(self, values: pd.Series, classes: list[str] | None) -> np.ndarray:
+        """1 where the outcome is the positive class, else 0."""
+        import numpy as np
+
+        if not classes:
+            raise ValueError("the champion's classes are unknown (no 'classes' version tag): cannot tell the "
+                             "positive class")
+        return (np.asarray(self.labels(values)) == self.positive_class(list(classes))).astype(int)
 
     def answer(self, output: np.ndarray, classes: list[str] | None) -> dict[str, Any]:
         return {"classes": list(classes), "positive_class": self.positive_class(list(classes)),

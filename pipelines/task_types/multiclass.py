@@ -19,6 +19,7 @@ class MulticlassClassification(Classification):
     selection_metric = "macro_f1"
     default_floors: dict[str, float] = {}
     realized_metrics = frozenset({"macro_f1", "accuracy", "balanced_accuracy"})
+    challenger_metrics = ("accuracy",)  # the log keeps the predicted class, not the probabilities
     prediction_kind = "categorical"
     max_classes = 50
     estimate_unavailable = ("the prediction log keeps the predicted class, not the class probabilities, so "
@@ -93,6 +94,14 @@ class MulticlassClassification(Classification):
         known = index >= 0  # a class neither model knows has no probability to score (as the evaluation does)
         return PairedInputs(index[known], tuple(
             frame[[f"{model}_p:{c}" for c in classes[model]]].to_numpy(dtype=float)[known] for model in models))
+
+    def loss_truth(self, values: pd.Series, classes: list[str] | None) -> np.ndarray:
+        """The outcome's class index (-1 for a class the model never saw: always an error), as the log keeps
+        the predicted class's."""
+        if not classes:
+            raise ValueError("the champion's classes are unknown (no 'classes' version tag): cannot index the "
+                             "outcomes")
+        return self._indices(self.labels(values), list(classes))
 
     def _indices(self, truth: np.ndarray, classes: list[str]) -> np.ndarray:
         import numpy as np

@@ -20,6 +20,7 @@ class Regression(TaskType):
     selection_metric = "rmse"
     default_floors = {"r2": 0.0}  # at least as good as predicting the mean
     realized_metrics = frozenset(metrics)
+    challenger_metrics = ("rmse", "r2", "mae")
     predict_method = "predict"
     prediction_kind = "numeric"
     is_classifier = False
@@ -55,6 +56,11 @@ class Regression(TaskType):
         import pandas as pd
 
         return pd.to_numeric(values, errors="raise").to_numpy(dtype="float64")
+
+    def loss_truth(self, values: pd.Series, classes: list[str] | None) -> np.ndarray:
+        import numpy as np
+
+        return np.asarray(self.labels(values), dtype=float)
 
     def estimator(self, kind: str, params: dict[str, Any], categorical_mask: list[bool], random_state: int):
         from sklearn.ensemble import HistGradientBoostingRegressor

@@ -165,17 +165,44 @@ def test_propose_starts_the_release_with_the_decision(tmp_path):
                               url=log.url)["propose"] is False  # act: none only reports
 
 
-def test_a_model_without_per_row_losses_is_reported_not_failed(tmp_path):
-    cfg = ModelConfig(name="toy", task="multiclass", feeds=[{"name": "rows", "columns": {"x": "float", "y": "string"}}],
-                      features={"numeric": ["x"], "target": "y"}, gate={"margin_metric": "log_loss"})
-    state = StatePaths(root=tmp_path)
+def multiclass_cfg(**gate) -> ModelConfig:
+    return ModelConfig(name="toy", task="multiclass", features={"numeric": ["x"], "target": "y"}, gate=gate,
+                       feeds=[{"name": "rows", "columns": {"x": "float", "y": "string"}}])
+
+
+def test_a_multiclass_challenger_is_judged_on_accuracy_from_the_logged_classes(tmp_path):
+    """The log keeps a multiclass model's predicted class (its index): the per-row loss is the error, and the
+    improvement is the challenger's accuracy minus the champion's."""
+    cfg, state = multiclass_cfg(margin_metric="log_loss"), StatePaths(root=tmp_path)
+    assert cfg.challenger_metric == "accuracy"  # log loss needs probabilities the log does not keep
+    classes = ["p", "q", "r"]
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 3, size=2000)
+    champion = np.where(rng.random(2000) < 0.6, truth, (truth + 1) % 3)  # right 60% of the time
+    better = np.where(rng.random(2000) < 0.8, truth, (truth + 2) % 3)  # right 80% of the time
+    ids = [f"r{i}" for i in range(2000)]
+    log = Log(tmp_path, cfg)
+    log.write(DAY, "1", "champion", ids, champion)
+    log.write(DAY, "2", "shadow", ids, better)
+    land_labels(cfg, state, DAY, ids, [classes[t] for t in truth])
+    tagged = SimpleNamespace(version="1", tags={"classes": json.dumps(classes)})
+    status = compare_challenger(cfg, window(), state, versions=(tagged, challenger()), url=log.url)["challenger"]
+    assert status["metric"] == "accuracy" and status["rows"] == 2000
+    observed = (better == truth).mean() - (champion == truth).mean()
+    assert status["mean"] == pytest.approx(observed) and status["decision"] == "promote"
+    lower, upper = status["interval"]
+    assert 0 < lower < observed < upper
+
+
+def test_a_challenger_that_cannot_be_judged_is_reported_not_failed(tmp_path):
+    cfg, state = multiclass_cfg(), StatePaths(root=tmp_path)
     log = Log(tmp_path, cfg)
     log.write(DAY, "1", "champion", ["a", "b"], [0, 1])
     log.write(DAY, "2", "shadow", ["a", "b"], [0, 1])
     land_labels(cfg, state, DAY, ["a", "b"], ["p", "q"])
-    champion = SimpleNamespace(version="1", tags={"classes": json.dumps(["p", "q", "r"])})
-    status = compare_challenger(cfg, window(), state, versions=(champion, challenger()), url=log.url)["challenger"]
-    assert "predicted class" in status["error"]
+    untagged = SimpleNamespace(version="1", tags={})  # a version registered without its classes
+    status = compare_challenger(cfg, window(), state, versions=(untagged, challenger()), url=log.url)["challenger"]
+    assert "classes are unknown" in status["error"]
     assert describe_status(status).startswith("not compared")
 
 
@@ -183,6 +210,9 @@ def test_the_challenger_metric_must_be_a_mean_of_row_losses():
     with pytest.raises(ValueError, match="not a mean of per-row losses"):
         ModelConfig(name="toy", feeds=[{"name": "rows", "columns": {"x": "float", "y": "int"}}],
                     features={"numeric": ["x"], "target": "y"}, serving={"challenger": {"metric": "roc_auc"}})
+    with pytest.raises(ValueError, match="what a binary model logs"):  # its log keeps probabilities, not classes
+        ModelConfig(name="toy", feeds=[{"name": "rows", "columns": {"x": "float", "y": "int"}}],
+                    features={"numeric": ["x"], "target": "y"}, serving={"challenger": {"metric": "accuracy"}})
     assert binary_cfg().model_copy(update={}).challenger_metric == "log_loss"
 
 

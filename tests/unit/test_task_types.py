@@ -279,3 +279,29 @@ def test_batch_scoring_writes_the_task_types_columns(task, columns):
         np.testing.assert_allclose(scored["score"], trained.model.predict_proba(inputs).max(axis=1))
     else:
         np.testing.assert_allclose(scored["prediction"], trained.model.predict(inputs))
+
+
+def test_a_challenger_is_judged_on_a_per_row_loss_of_what_each_task_type_logs():
+    """Each task type's challenger metrics are means of a per-row loss and measurable from the logged scores;
+    its loss_truth turns the outcomes into what those losses take, and the losses of the logged scores give
+    the metric the task type itself computes."""
+    from pipelines.metric_tests import LOSS_OF_METRIC
+    from pipelines.sequential_tests import row_losses
+    from pipelines.task_types import TASK_TYPES
+
+    for task_type in TASK_TYPES.values():
+        assert task_type.challenger_metrics, task_type.name
+        assert set(task_type.challenger_metrics) <= set(LOSS_OF_METRIC) & task_type.realized_metrics, task_type.name
+    rng = np.random.default_rng(3)
+    outcomes = pd.Series(rng.choice(["p", "q", "r"], size=300))
+    multiclass = TASK_TYPES["multiclass"](FeaturesConfig(numeric=["x"], target="y"))
+    classes = ["p", "q", "r"]
+    output = rng.dirichlet([1, 1, 1], size=300)
+    scores = multiclass.scores(output, classes)
+    accuracy = multiclass.realized(outcomes.to_numpy(), scores, classes, None)["accuracy"]
+    errors = row_losses("accuracy", multiclass.loss_truth(outcomes, classes), scores)
+    assert 1 - errors.mean() == pytest.approx(accuracy)
+    binary = TASK_TYPES["binary"](FeaturesConfig(numeric=["x"], target="y", positive_class="q"))
+    assert list(binary.loss_truth(pd.Series(["q", "p", "q"]), ["p", "q"])) == [1, 0, 1]
+    with pytest.raises(ValueError, match="classes are unknown"):
+        binary.loss_truth(pd.Series(["q"]), None)
