@@ -24,23 +24,27 @@ from pipelines.approval import REASON, REJECT, ApprovalOutcome, release_body, re
 from pipelines.config import ModelConfig, StatePaths
 
 
-def _reason_question() -> dict[str, Param]:
-    # The operator's ``params`` arrive holding the DAG's params, which are not questions for the approver: the
-    # form asks only for a reason.
-    return {REASON: Param("", type="string", title="Reason", source="task",
-                          description="Why you approve or reject it; stored with the decision.")}
+class _PersonsApproval(ApprovalOperator):
+    """Approve or Reject with a reason, Reject when no one answers within ``serving.approval_timeout_hours``."""
 
-
-class CandidateApproval(ApprovalOperator):
-    def __init__(self, *, cfg: ModelConfig, params: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, cfg: ModelConfig, subject: str, params: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        # ``params`` arrives holding the DAG's params, which are not questions for the approver: the form asks
+        # only for a reason.
         super().__init__(
-            subject=f"Register and deploy the new {cfg.model_name} candidate?",
+            subject=subject,
             defaults=[REJECT],
-            params=_reason_question(),
+            params={REASON: Param("", type="string", title="Reason", source="task",
+                                  description="Why you approve or reject it; stored with the decision.")},
             response_timeout=timedelta(hours=cfg.serving.approval_timeout_hours),
             **kwargs,
         )
         self.cfg = cfg
+
+
+class CandidateApproval(_PersonsApproval):
+    def __init__(self, *, cfg: ModelConfig, **kwargs: Any) -> None:
+        super().__init__(cfg=cfg, subject=f"Register and deploy the new {cfg.model_name} candidate?", **kwargs)
 
     def execute(self, context):
         from pipelines.training_steps.promotion import approval_request
@@ -64,19 +68,12 @@ class CandidateApproval(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
-class ReleaseApproval(ApprovalOperator):
+class ReleaseApproval(_PersonsApproval):
     """Asks a person before a release the monitoring DAG proposed (the run's ``proposed_by`` param is set);
     passes at once when a person started the run. Reject, or no answer in time, skips the release."""
 
-    def __init__(self, *, cfg: ModelConfig, params: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(
-            subject=f"Release the challenger of {cfg.model_name}?",
-            defaults=[REJECT],
-            params=_reason_question(),
-            response_timeout=timedelta(hours=cfg.serving.approval_timeout_hours),
-            **kwargs,
-        )
-        self.cfg = cfg
+    def __init__(self, *, cfg: ModelConfig, **kwargs: Any) -> None:
+        super().__init__(cfg=cfg, subject=f"Release the challenger of {cfg.model_name}?", **kwargs)
 
     def execute(self, context):
         proposal = dict(context["params"])
