@@ -100,7 +100,7 @@ class PairedComparison:
     @property
     def threshold(self) -> float:
         """The difference the test must clear: ``margin`` (superiority) or ``-margin`` (non-inferiority)."""
-        return _threshold(self.framing, self.margin)
+        return decision_threshold(self.framing, self.margin)
 
     @property
     def interval_level(self) -> float:
@@ -244,7 +244,7 @@ def loss_test(metric: str, truth, candidate, champion, *, framing: Framing = "su
     # per row, champion's loss minus candidate's: positive where the candidate does better
     gain = loss_champion - loss_candidate
     mean_gain, se = float(gain.mean()), float(gain.std(ddof=1) / math.sqrt(rows))
-    threshold = _threshold(framing, margin)
+    threshold = decision_threshold(framing, margin)
     notes: tuple[str, ...] = ()
     mse_candidate, mse_champion = float(loss_candidate.mean()), float(loss_champion.mean())
 
@@ -363,7 +363,7 @@ def bootstrap_test(metric: str, truth, candidate, champion, *, framing: Framing 
     gain = gain[np.isfinite(gain)]
     if gain.size < resamples // 2:
         raise ValueError(f"{metric}: most resamples had no defined value (too few rows of some class)")
-    cut = _threshold(framing, margin)
+    cut = decision_threshold(framing, margin)
     lower, upper = np.quantile(gain, [alpha, 1 - alpha])
     p_value = float((1 + np.sum(gain <= cut)) / (1 + gain.size))
     se = float(gain.std(ddof=1))
@@ -396,8 +396,10 @@ def compare_metric(metric: str, truth, candidate, champion, *, framing: Framing 
 
 
 # ---- the parts the tests share ---------------------------------------------------------------------------
-def _threshold(framing: str, margin: float) -> float:
-    return margin if framing == "superiority" else -margin
+def decision_threshold(framing: str, margin: float) -> float:
+    """The difference a test must clear: ``margin`` for superiority, ``-margin`` for non-inferiority; a zero
+    margin gives 0.0 either way (never -0.0, which prints as "-0" on the pages and in the reasons)."""
+    return float(margin) if framing == "superiority" else 0.0 - margin
 
 
 def _check_level(value: float, name: str) -> None:
@@ -423,7 +425,7 @@ def _normal_result(metric: str, test: str, framing: Framing, margin: float, alph
                    notes: tuple[str, ...] = ()) -> PairedComparison:
     """A one-sided z decision on ``gain`` (on the test's scale, standard error ``se``), reported on the
     metric's scale through the monotone ``to_metric`` (``to_test`` is its inverse, for threshold and effect)."""
-    cut = to_test(_threshold(framing, margin))
+    cut = to_test(decision_threshold(framing, margin))
     if se > 0:
         p_value = float(stats.norm.sf((gain - cut) / se))
     else:  # both models identical row by row, or constant differences: the observed gain is exact

@@ -86,7 +86,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from pipelines.metric_tests import LOSS_OF_METRIC
-from pipelines.paired_tests import per_row_losses
+from pipelines.paired_tests import decision_threshold, per_row_losses
 
 Feed = Literal["shadow", "canary"]
 Decision = Literal["promote", "retire", "continue"]
@@ -215,7 +215,7 @@ class SequentialState:
 
     @property
     def threshold(self) -> float:
-        return self.margin if self.framing == "superiority" else -self.margin
+        return decision_threshold(self.framing, self.margin)
 
     @property
     def variance(self) -> float:

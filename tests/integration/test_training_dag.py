@@ -1,12 +1,15 @@
 """The whole training DAG with dag.test() on real 2013 flights, against a real MLflow store and a real
 prediction service on loopback."""
 
+import json
+import re
 import shutil
-from datetime import date
+from datetime import date, timedelta
 
 import httpx
 import pytest
 
+from pipelines.config import ChallengerPolicy
 from pipelines.deployment import admin_headers
 
 pytestmark = pytest.mark.integration
@@ -140,14 +143,16 @@ def test_rollback_dag_restores_previous_and_the_service_follows(dagbag, airflow_
 
 
 def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
-    dagbag, airflow_db, landed, flights_tables, prediction_service
+    dagbag, airflow_db, landed, flights_tables, prediction_service, dag_file, capsys
 ):
     """serving.rollout: canary -> the gated candidate becomes challenger and takes its share of the traffic;
-    champion moves only when an operator promotes it with promote_<model>."""
-    import importlib.util
-    import os
-
+    champion moves only when the promote_<model> DAG decides. On the way, the statistics behind each decision:
+    the gate's paired comparison with the champion on the challenger's version page; the monitoring DAG's
+    anytime-valid comparison of the canary's labelled rows on the model page and in ``mlops-loop models``; and,
+    with ``serving.challenger.act: propose``, the monitoring run starting promote_<model> with its decision,
+    which that run then carries out."""
     from pipelines.config import GatePolicy, load_model_config
+    from pipelines.registry import stage_challenger
     from pipelines.sources.flights import land_nycflights13
 
     land_nycflights13(landed, date(2013, 3, 1), date(2013, 3, 15), tables=flights_tables)
@@ -160,11 +165,8 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
     client = _client()
     champion = client.get_model_version_by_alias(MODEL, "champion").version
 
-    spec = importlib.util.spec_from_file_location(
-        "training_dag_file", os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], "training.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run = module.build_training_dag(cfg).test(run_conf={**GOOD, "data_interval_end": "2013-03-15", "reason": "canary"})
+    run = dag_file("training").build_training_dag(cfg).test(
+        run_conf={**GOOD, "data_interval_end": "2013-03-15", "reason": "canary"})
     assert run.state == "success", _states(run)
     challenger = client.get_model_version_by_alias(MODEL, "challenger")
     assert client.get_model_version_by_alias(MODEL, "champion").version == champion
@@ -179,7 +181,40 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
         "X-Model-Version"] for _ in range(40)}
     assert served == {champion, str(challenger.version)}
 
+    pages = _operator_pages()
+    _assert_version_page_shows_the_gate_comparison(pages, challenger)
+
+    # Two days of canary traffic after the training interval, their outcomes landed; then the monitoring DAG
+    # judges them under a policy that cannot decide yet (min_rows above the rows served).
+    window = (date(2013, 3, 15), date(2013, 3, 17))
+    _serve_canary_days(cfg, flights_tables, prediction_service, window)
+    judging = ChallengerPolicy(metric="log_loss", effect=0.01, min_rows=100_000, act="none")
+    status = _monitor_challenger(dag_file, cfg, judging, window)
+    assert status["decision"] == "continue" and status["rows_needed"] > 0
+    _assert_model_page_and_cli_show_the_comparison(pages, capsys, challenger.version, status)
+
+    # act: propose, and a policy that decides on few rows: better by a margin no per-row log loss difference
+    # comes near -> retire, proposed to promote_<model> and carried out by it.
+    proposing = ChallengerPolicy(metric="log_loss", framing="superiority", margin=2.0, min_rows=100, act="propose")
+    status = _monitor_challenger(dag_file, cfg, proposing, window)
+    assert status["decision"] == "retire" and status["interval"][1] < 2.0, status
+    [(run_id, conf)] = _dag_runs(f"promote_{MODEL}")
+    assert run_id == f"retire__monitor_{MODEL}__v{challenger.version}__2013-03-15_2013-03-17"
+    assert conf["action"] == "retire" and conf["version"] == str(challenger.version)
+    assert conf["reason"] == f"monitor_{MODEL} 2013-03-15_2013-03-17: {status['summary']}"
+    assert conf["proposed_by"] == f"monitor_{MODEL} 2013-03-15_2013-03-17"
     promote = dagbag.dags[f"promote_{MODEL}"]
+    run = promote.test(run_conf=conf)
+    assert run.state == "success", _states(run)
+    assert "challenger" not in client.get_registered_model(MODEL).aliases
+    assert client.get_model_version(MODEL, challenger.version).tags["retired_reason"] == conf["reason"]
+    health = httpx.get(f"{prediction_service}/health").json()
+    assert (health["version"], health["challenger_version"]) == (champion, None)
+
+    # Staged again by hand (as the training DAG stages it), the canary is promoted by an operator.
+    stage_challenger(client, MODEL, str(challenger.version), "canary", 0.5)
+    reloaded = httpx.post(f"{prediction_service}/admin/reload", headers=admin_headers()).json()
+    assert reloaded["challenger_version"] == str(challenger.version)
     run = promote.test(run_conf={"action": "promote", "reason": "canary held up"})
     assert run.state == "success", _states(run)
     assert client.get_model_version_by_alias(MODEL, "champion").version == challenger.version
@@ -188,6 +223,144 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
     assert (health["version"], health["challenger_version"]) == (str(challenger.version), None)
     refused = promote.test(run_conf={"action": "retire", "reason": "nothing staged"})
     assert refused.state == "failed"
+
+
+OPERATOR_TOKEN = "integration-operator"
+
+
+def _operator_pages():
+    """The operator pages the plugin mounts, with a stand-in for Airflow's login (the plugin passes the real one)."""
+    from fastapi import Header, HTTPException
+    from fastapi.params import Depends
+    from fastapi.testclient import TestClient
+
+    from pipelines.operator_ui.app import create_app
+
+    def logged_in(authorization: str | None = Header(None)) -> None:
+        if authorization != f"Bearer {OPERATOR_TOKEN}":
+            raise HTTPException(401, "Not authenticated")
+
+    return TestClient(create_app([Depends(logged_in)]), headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+
+
+def _cells(table: str) -> list[list[str]]:
+    """The text of each data row's cells of an HTML table."""
+    import html
+
+    rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", r,
+                                                                                        flags=re.S)]
+            for r in rows if "<td" in r]
+
+
+def _assert_version_page_shows_the_gate_comparison(pages, version) -> None:
+    """The version page's table of paired comparisons holds, check by check, what the training run's gate
+    recorded in gate/decision.json: difference, interval, p-value, decision, rows and rows needed."""
+    import mlflow
+
+    from pipelines.gate import Reason
+
+    decision = mlflow.artifacts.load_dict(f"runs:/{version.tags['mlflow_parent_run_id']}/gate/decision.json")
+    tested = [Reason.from_dict(r) for r in decision["reasons"] if r.get("comparison")]
+    assert tested and tested[0].check == "margin:roc_auc", decision["reasons"]
+    page = pages.get(f"/models/{MODEL}/versions/{version.version}")
+    assert page.status_code == 200, page.text
+    heading = "Compared with the champion on the same holdout rows"
+    table = page.text[page.text.index(heading):]
+    rows = _cells(table[:table.index("</table>")])
+    assert len(rows) == len(tested)
+    for cells, reason in zip(rows, tested, strict=True):
+        c = reason.comparison
+        needed = "n/a" if c.rows_needed is None else \
+            f"{c.rows_needed:,} for {c.effect:+.4g} at {c.power * 100:.0f}% power"
+        assert cells[0] == reason.check and cells[1].startswith(f"{c.test}, ")
+        assert cells[4:] == [f"{c.difference:+.4f}",
+                             f"[{c.interval[0]:+.4f}, {c.interval[1]:+.4f}] ({c.interval_level * 100:.0f}%)",
+                             f"{c.p_value:.3g}", reason.decision, f"{c.rows:,}", needed], cells
+    assert tested[0].comparison.rows > 1000 and tested[0].passed  # the champion scored on the 14-day holdout
+
+
+def _serve_canary_days(cfg, flights_tables, url: str, days: tuple[date, date]) -> None:
+    """Land [start, end), send its flights to the service with request ids and event times (50 rows a request,
+    so both models answer some), land their outcomes, and wait until the service's log holds every row."""
+    from pipelines.config import StatePaths
+    from pipelines.replay import land_outcomes, send_examples, wait_until_logged
+    from pipelines.sources.flights import NycFlights13Replay
+
+    state, source = StatePaths.from_env(), NycFlights13Replay(flights_tables)
+    source.land(state.landing_root(cfg.landing_name), *days)
+    served = 0
+    with httpx.Client() as http:
+        for day in (days[0] + timedelta(days=n) for n in range((days[1] - days[0]).days)):
+            outcomes = send_examples(http, url, cfg, source.examples(day, day + timedelta(days=1)),
+                                     request_prefix=f"canary-{day}", rows_per_request=50)
+            land_outcomes(cfg, state, day, outcomes)
+            served += len(outcomes)
+    # local days end at 05:00 UTC the next day: the log's event times run into the day after the window
+    wait_until_logged(cfg, days[0], days[1] + timedelta(days=1), served)
+
+
+def _monitor_challenger(dag_file, cfg, policy, window: tuple[date, date]) -> dict:
+    """A monitoring DAG run of ``window`` with the challenger judged by ``policy``; the comparison it wrote,
+    checked against the window's rows in the prediction log."""
+    from pipelines import monitoring_store as store
+    from pipelines.config import StatePaths
+    from pipelines.monitoring_tasks import challenger_status, read_route
+
+    cfg = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"challenger": policy})})
+    start, end = window
+    run = dag_file("monitoring").build_monitoring_dag(cfg).test(run_conf={
+        "window_start": start.isoformat(), "window_end": end.isoformat(), "reason": "canary judged"})
+    states = _states(run)
+    assert run.state == "success" and states["compare_challenger"] == "success", states
+    assert states["propose_release"] == ("success" if policy.act == "propose" else "skipped"), states
+    status = challenger_status(cfg, StatePaths.from_env())
+    champion, challenger = status["champion_version"], status["challenger_version"]
+    routes = {route: len(read_route(cfg, start, end, route, version))
+              for route, version in (("champion", champion), ("canary", challenger))}
+    assert min(routes.values()) > 100, routes  # both models answered a share of the window's requests
+    assert (status["feed"], status["metric"], status["window"]) == ("canary", "log_loss", f"{start}_{end}")
+    assert status["rows"] == sum(routes.values()) and status["pending"] == 0  # every row labelled, none twice
+    with store.engine().connect() as connection:
+        [window_row] = [row for row in store.load_windows(connection, MODEL)
+                        if (row["window_start"], row["window_end"]) == window]
+    assert json.loads(window_row["details"])["challenger"] == status  # and the window's row in the monitoring store
+    return status
+
+
+def _assert_model_page_and_cli_show_the_comparison(pages, capsys, version: str, status: dict) -> None:
+    """The model page and ``mlops-loop models`` show the labelled rows, the interval and the rows still needed."""
+    from pipelines.cli import main
+
+    lower, upper = status["interval"]
+    page = pages.get(f"/models/{MODEL}")
+    assert page.status_code == 200, page.text
+    text = page.text[page.text.index(f"Challenger v{version} against the champion"):]
+    [facts] = [dict(zip(re.findall(r"<dt>(.*?)</dt>", block), re.findall(r"<dd>(.*?)</dd>", block), strict=True))
+               for block in re.findall(r'<dl class="challenger">(.*?)</dl>', text, flags=re.S)[:1]]
+    assert facts["Labelled rows"] == str(status["rows"])
+    assert f"interval [{lower:+.4g}, {upper:+.4g}] (threshold +0)" in facts["Improvement"]  # not worse, no margin
+    assert facts["Decision"].startswith("none yet") and f"no decision before {status['min_rows']} rows" in facts[
+        "Decision"]
+    assert facts["Rows still needed"] == f"about {status['rows_needed']}"
+    capsys.readouterr()
+    main(["models"])
+    listed = capsys.readouterr().out
+    line = next(line for line in listed.splitlines() if f"challenger v{version} against the champion" in line)
+    assert f"log_loss (canary): {status['rows']} labelled rows" in line
+    assert f"interval [{lower:+.4g}, {upper:+.4g}]" in line
+    assert line.endswith(f"about {status['rows_needed']} more labelled rows needed"), line
+
+
+def _dag_runs(dag_id: str) -> list[tuple[str, dict]]:
+    """The runs of ``dag_id`` in Airflow's metadata DB that another DAG started (TriggerDagRunOperator)."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+
+    with create_session() as session:
+        return [(r.run_id, r.conf) for r in session.query(DagRun).filter(
+            DagRun.dag_id == dag_id, DagRun.run_type == DagRunType.OPERATOR_TRIGGERED)]
 
 
 def test_batch_failing_validation_is_quarantined_and_registers_nothing(

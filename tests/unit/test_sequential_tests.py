@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from pipelines import sequential_tests as st
+from pipelines.paired_tests import decision_threshold
 
 ALPHA = 0.05
 LOOK = 1_000  # rows between looks
@@ -161,6 +162,18 @@ def test_a_margin_moves_the_threshold_both_ways():
     not_worse.update_shadow(champion, challenger)
     assert not_worse.threshold == -0.05 and not_worse.decision() == "promote"
 
+
+
+def test_a_zero_margin_threshold_reads_plus_zero_in_both_framings():
+    """Non-inferiority by no margin is the threshold 0, not -0: the summary (the model page, the reason a
+    proposed release stores on the version) says "threshold +0"."""
+    rng = np.random.default_rng(6)
+    for framing in ("superiority", "non_inferiority"):
+        state = st.SequentialState("shadow", "rmse", framing=framing, margin=0.0, min_rows=10)
+        state.update_shadow(*squared_errors(100, rng))
+        assert math.copysign(1.0, state.threshold) == 1.0, framing
+        assert "threshold +0)" in state.result().summary(), state.result().summary()
+        assert math.copysign(1.0, decision_threshold(framing, 0.0)) == 1.0  # the gate's paired tests' rule too
 
 # ---- rows still needed ---------------------------------------------------------------------------------
 def test_rows_needed_shrink_as_the_declared_effect_grows_and_are_none_when_unknowable():
