@@ -281,7 +281,7 @@ def _assert_version_page_shows_the_gate_comparison(pages, version) -> None:
 
 
 def _serve_canary_days(cfg, flights_tables, url: str, days: tuple[date, date]) -> None:
-    """Land [start, end), send its flights to the service with request ids and event times (50 rows a request,
+    """Land [start, end), send its flights to the service with request ids and event times (5 rows a request,
     so both models answer some), land their outcomes, and wait until the service's log holds every row."""
     from pipelines.config import StatePaths
     from pipelines.replay import land_outcomes, send_examples, wait_until_logged
@@ -293,7 +293,7 @@ def _serve_canary_days(cfg, flights_tables, url: str, days: tuple[date, date]) -
     with httpx.Client() as http:
         for day in (days[0] + timedelta(days=n) for n in range((days[1] - days[0]).days)):
             outcomes = send_examples(http, url, cfg, source.examples(day, day + timedelta(days=1)),
-                                     request_prefix=f"canary-{day}", rows_per_request=50)
+                                     request_prefix=f"canary-{day}", rows_per_request=5)
             land_outcomes(cfg, state, day, outcomes)
             served += len(outcomes)
     # local days end at 05:00 UTC the next day: the log's event times run into the day after the window
@@ -316,11 +316,13 @@ def _monitor_challenger(dag_file, cfg, policy, window: tuple[date, date]) -> dic
     assert states["propose_release"] == ("success" if policy.act == "propose" else "skipped"), states
     status = challenger_status(cfg, StatePaths.from_env())
     champion, challenger = status["champion_version"], status["challenger_version"]
-    routes = {route: len(read_route(cfg, start, end, route, version))
+    logged = {route: read_route(cfg, start, end, route, version)
               for route, version in (("champion", champion), ("canary", challenger))}
-    assert min(routes.values()) > 100, routes  # both models answered a share of the window's requests
+    assert min(len(rows) for rows in logged.values()) > 100  # both models answered a share of the window's rows
     assert (status["feed"], status["metric"], status["window"]) == ("canary", "log_loss", f"{start}_{end}")
-    assert status["rows"] == sum(routes.values()) and status["pending"] == 0  # every row labelled, none twice
+    # the unit is the request (its rows averaged into one): every request labelled, none counted twice
+    requests = {str(r) for rows in logged.values() for r in rows["request_id"]}
+    assert status["rows"] == len(requests) and status["pending"] == 0
     with store.engine().connect() as connection:
         [window_row] = [row for row in store.load_windows(connection, MODEL)
                         if (row["window_start"], row["window_end"]) == window]
