@@ -136,7 +136,15 @@ def looks_like_numbers(series: pd.Series) -> bool:
         numbers_from_text(present)
     except (ValueError, TypeError):
         return False
-    return not present.astype(str).str.strip().str.match(r"[+-]?0\d").any()
+    return not has_leading_zero(present)
+
+
+LEADING_ZERO = r"[+-]?0\d"  # "01234", "-007": a code (a zip code, an account), where a number has no leading zero
+
+
+def has_leading_zero(text: pd.Series) -> bool:
+    """Whether any of these values, as text, is written with a leading zero."""
+    return bool(text.dropna().astype(str).str.strip().str.match(LEADING_ZERO).any())
 
 
 def with_numbers(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -70,10 +70,11 @@ def landed_files(landing_dir: Path, start: date, end: date) -> list[Path]:
     return sorted(picked)
 
 
-def read_csv_strictly(path: Path) -> pd.DataFrame:
+def read_csv_strictly(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """A comma-separated file (optionally compressed: .csv.gz, .csv.bz2) whose every row has the header's
     fields, in UTF-8, with unique column names; else LandingFileError says what is wrong and where (a line cut
-    short, e.g. a file read while being written, is refused rather than read with missing values)."""
+    short, e.g. a file read while being written, is refused rather than read with missing values).
+    ``text_columns`` are read as text as written ("02134" stays "02134", never the number 2134)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -83,8 +84,11 @@ def read_csv_strictly(path: Path) -> pd.DataFrame:
                                "comma-separated", path)
     try:
         # An empty field of a text column is a missing value, as pandas (and so `mlops-loop init`) reads it.
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            strings_can_be_null=True, column_types={column: pa.string() for column in text_columns}))
     except pa.ArrowInvalid as exc:
+        if text_columns and "invalid UTF8" in str(exc):  # read untyped, to name every column that is not UTF-8
+            return read_csv_strictly(path)
         message = str(exc).removeprefix("CSV parse error: ")
         if message.startswith("Empty CSV file"):
             raise LandingFileError("file is empty", path) from exc
@@ -120,7 +124,8 @@ def read_landed_file(path: Path, feed: FeedConfig, only_feed_columns: bool = Fal
     naming the file. Columns the feed does not list are dropped (a provider's file may carry more), or, with
     ``only_feed_columns``, refused."""
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_strictly(path)
+        text = [column for column, kind in feed.columns.items() if kind == "string"]
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_strictly(path, text)
     except LandingFileError:
         raise
     except Exception as exc:  # pyarrow raises many types; the user needs the file name

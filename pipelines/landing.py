@@ -64,10 +64,27 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix.startswith(".csv"):
-            return pd.read_csv(path, low_memory=False)
+            return _read_csv_keeping_codes(path)
     except Exception as exc:
         raise LandingFileError(f"cannot read it as {suffix[1:]} ({exc})", path) from exc
     raise LandingFileError("expected a .csv (optionally compressed) or .parquet file", path)
+
+
+def _read_csv_keeping_codes(path: Path) -> pd.DataFrame:
+    """A CSV file as pandas reads it, except that a column pandas would read as numbers is kept as text when
+    one of its values is written with a leading zero ("02134": a zip code), which a number would lose."""
+    from pipelines.drafting import has_leading_zero
+
+    frame = pd.read_csv(path, low_memory=False)
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    if not numeric:
+        return frame
+    raw = pd.read_csv(path, usecols=numeric, dtype=str, keep_default_na=True, low_memory=False)
+    codes = [c for c in numeric if has_leading_zero(raw[c])]
+    for column in codes:
+        frame[column] = raw[column].astype(object)
+    return frame
 
 
 def read_batch(path: Path, feed: FeedConfig) -> pd.DataFrame:

@@ -311,3 +311,23 @@ def load_model_config_from_text(text: str):
     from pipelines.config import ModelConfig
 
     return ModelConfig.model_validate(yaml.safe_load(text))
+
+
+def test_codes_written_with_a_leading_zero_in_a_csv_file_are_drafted_as_text_and_land_as_written(tmp_path,
+                                                                                                 monkeypatch):
+    """pandas reads "02134" in a CSV as 2134; init keeps such a column as text, so the code is a category and
+    the landed rows hold it as written."""
+    rng = np.random.default_rng(5)
+    zips = rng.choice(["02134", "10001", "02139", "94105"], size=400)
+    frame = pd.DataFrame({"zip": zips, "amount": rng.normal(50, 10, 400).round(2),
+                          "returned": np.where(rng.random(400) < 0.3, "yes", "no")})
+    frame.to_csv(tmp_path / "orders.csv", index=False)
+    from pipelines.landing import read_table
+
+    assert read_table(tmp_path / "orders.csv")["zip"].tolist()[:3] == list(zips[:3])
+    draft = draft_model(read_table(tmp_path / "orders.csv"), "returned", "orders")
+    assert draft.by_role("categorical") == ["zip"] and draft.by_role("numeric") == ["amount"]
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    init(tmp_path / "orders.csv", "returned", "orders", None, False, include=tmp_path / "include")
+    landed = pd.concat(pd.read_parquet(p) for p in sorted((tmp_path / "state" / "landing").rglob("*.parquet")))
+    assert sorted(set(landed["zip"])) == ["02134", "02139", "10001", "94105"]

@@ -131,3 +131,12 @@ def test_numbers_written_as_text_are_read_by_the_declared_type(tmp_path):
     land(tmp_path / "bad", "2013-01-01", [{"area": "1", "price": "12,5"}])
     with pytest.raises(LandingFileError, match=r"2013-01-01.csv: column 'price' is not float .*\"12,5\""):
         ingest_feed(feed, tmp_path / "bad", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "bad.parquet")
+
+
+def test_a_text_column_keeps_codes_written_with_a_leading_zero(tmp_path):
+    """A zip code "02134" in a CSV is text as written, never the number 2134, whatever the reader would infer."""
+    feed = FeedConfig(name="orders", columns={"zip": "string", "amount": "float"})
+    land(tmp_path / "in", "2013-01-01", [{"zip": "02134", "amount": 3.5}, {"zip": "10001", "amount": 4.0},
+                                         {"zip": None, "amount": 1.0}])
+    frame = ingest_feed(feed, tmp_path / "in", date(2013, 1, 1), date(2013, 1, 2), tmp_path / "out.parquet").frame
+    assert frame["zip"].tolist()[:2] == ["02134", "10001"] and frame["zip"].isna().tolist()[2]
