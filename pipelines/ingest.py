@@ -70,8 +70,27 @@ def landed_files(landing_dir: Path, start: date, end: date) -> list[Path]:
     return sorted(picked)
 
 
+def open_csv(path: Path):
+    """A binary stream of a CSV file's text, uncompressed: .csv.gz, .csv.bz2, .csv.xz, or a .csv.zip holding
+    one file (pandas reads the same four, so `mlops-loop init` and `land` take the same files)."""
+    import lzma
+    import zipfile
+
+    import pyarrow as pa
+
+    if path.name.endswith(".xz"):
+        return lzma.open(path)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if len(members) != 1:
+                raise LandingFileError(f"a .zip must hold one file, this one holds {len(members)}", path)
+            return archive.open(members[0])  # stays readable after the archive closes (it shares the file)
+    return pa.input_stream(str(path), compression="detect")
+
+
 def read_csv_strictly(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """A comma-separated file (optionally compressed: .csv.gz, .csv.bz2) whose every row has the header's
+    """A comma-separated file (optionally compressed: see :func:`open_csv`) whose every row has the header's
     fields, in UTF-8, with unique column names; else LandingFileError says what is wrong and where (a line cut
     short, e.g. a file read while being written, is refused rather than read with missing values).
     ``text_columns`` are read as text as written ("02134" stays "02134", never the number 2134)."""
@@ -84,8 +103,9 @@ def read_csv_strictly(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFr
                                "comma-separated", path)
     try:
         # An empty field of a text column is a missing value, as pandas (and so `mlops-loop init`) reads it.
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            strings_can_be_null=True, column_types={column: pa.string() for column in text_columns}))
+        with open_csv(path) as stream:
+            table = pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=True, column_types={column: pa.string() for column in text_columns}))
     except pa.ArrowInvalid as exc:
         if text_columns and "invalid UTF8" in str(exc):  # read untyped, to name every column that is not UTF-8
             return read_csv_strictly(path)
@@ -106,9 +126,7 @@ def read_csv_strictly(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFr
 def other_separator(path: Path) -> str | None:
     """The separator of a header line that holds no comma but splits into fields on ``;``, a tab or ``|``
     (a spreadsheet's export in another locale), else None."""
-    import pyarrow as pa
-
-    with pa.input_stream(str(path), compression="detect") as stream:
+    with open_csv(path) as stream:
         line = stream.read(1 << 16).split(b"\n", 1)[0].rstrip(b"\r")
     try:
         header = line.decode("utf-8")

@@ -25,7 +25,7 @@ from pipelines.progress import progress_bar
 from pipelines.storage import write_parquet_atomic
 
 # What the strict CSV reader (pyarrow) decompresses, besides Parquet.
-_BATCH_SUFFIXES = (".parquet", ".csv", ".csv.gz", ".csv.bz2")
+_BATCH_SUFFIXES = (".parquet", ".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")
 
 
 class DayLandedError(LandingFileError):

@@ -87,6 +87,33 @@ def test_a_good_batch_lands_one_typed_file_per_day_and_says_so(tmp_path, state, 
     assert f"landed 3 file(s) under {folder}" in said and "Airflow not told (no stack login here)" in said
 
 
+@pytest.mark.parametrize("suffix", ["csv.gz", "csv.bz2", "csv.xz", "csv.zip"])
+def test_a_compressed_batch_lands_as_init_reads_it(tmp_path, state, suffix):
+    """land takes the compressed CSV files init takes (pandas reads all four); a zip holds one file."""
+    from pipelines.landing import read_table
+
+    table = pd.read_csv(batch(tmp_path, rows(1, 1.5)))
+    path = tmp_path / f"batch.{suffix}"
+    table.to_csv(path, index=False, compression={"method": "zip", "archive_name": "batch.csv"}
+                 if suffix.endswith("zip") else "infer")
+    assert read_table(path)["id"].tolist() == [1, 2, 3]
+    land("events", path, None)
+    folder = state.landing("events", "events")
+    assert sorted(p.name for p in folder.iterdir()) == [f"{day}.parquet" for day in DAYS]
+
+
+def test_a_zip_of_several_files_is_refused_naming_it(tmp_path, state):
+    import zipfile
+
+    path = tmp_path / "batch.csv.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.csv", "\n".join([HEADER, *rows(1, 1.5)]))
+        archive.writestr("b.csv", "\n".join([HEADER, *rows(9, 1.5)]))
+    with pytest.raises(LandingFileError, match="a .zip must hold one file, this one holds 2") as refused:
+        land("events", path, None)
+    assert refused.value.file == path and not state.root.exists()
+
+
 def test_a_missing_event_time_on_the_third_day_lands_no_day(tmp_path, state):
     path = batch(tmp_path, [*rows(1, 1.5)[:2], "3,1.5,a,,1"])
     with pytest.raises(LandingFileError) as refused:
