@@ -335,6 +335,9 @@ def start_mlflow(env: dict[str, str]) -> None:
     from pipelines.mlflow_auth import USERS, ensure_users, write_auth_config
 
     write_auth_config(STATE / "mlflow" / "basic_auth.ini", mlflow_auth_database(), mlflow_secret("admin_password"))
+    users_db = STATE / "mlflow" / "basic_auth.db"
+    if users_db.exists():  # made by an older stack with the default umask: readable by every local user
+        os.chmod(users_db, 0o600)
     start("mlflow", components()["mlflow"], component_env("mlflow", env), umask=0o077)  # its users' database: 0600
     wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", "MLflow")
     adopted = ensure_users(f"http://127.0.0.1:{MLFLOW_PORT}", mlflow_secret("admin_password"),

@@ -139,7 +139,8 @@ def test_the_pipeline_moves_aliases_and_writes_artifacts(stack, registered):
 def test_what_no_user_owns_is_the_pipelines_to_manage_at_the_next_start(stack):
     """As everything a store held before it ran behind the login: an experiment and a model with no user's
     permission (here the admin's, revoked) can be neither logged to nor moved by the pipeline until the next
-    `up` (``start_mlflow`` again, on the running server) gives them to it."""
+    `up` (``start_mlflow`` again, on the running server) gives them to it. That start also makes a users'
+    database an older stack left readable by others private again."""
     api = f"{stack.env['MLFLOW_TRACKING_URI']}/api"
     admin = ("admin", stack.mlflow_secret("admin_password"))
     serving, pipeline = login(stack.component_env("serving", stack.env)), login(stack.env)
@@ -156,7 +157,10 @@ def test_what_no_user_owns_is_the_pipelines_to_manage_at_the_next_start(stack):
                           timeout=30)
 
     assert create_run(pipeline).status_code == 403
+    users_db = stack.STATE / "mlflow" / "basic_auth.db"
+    users_db.chmod(0o644)  # as an older stack left it
     stack.start_mlflow(stack.env)
+    assert stat.S_IMODE(users_db.stat().st_mode) == 0o600
     assert create_run(serving).status_code == 403
     run = create_run(pipeline)
     assert run.status_code == 200, run.text
