@@ -94,8 +94,8 @@ def release_body(model_name: str, proposal: Mapping[str, Any]) -> str:
         f"**{model_name}**: `{proposal.get('proposed_by')}` proposes to **{action}** challenger "
         f"v{proposal.get('version') or '?'} ({effect}).", "",
         f"Its comparison with the champion on labelled live rows: {proposal.get('reason', '')}", "",
-        f"**Approve** {action}s it; **Reject** moves nothing. Say why in *Reason*: it is stored on the version "
-        "with the decision."])
+        f"**Approve** {action}s it, and your reason is stored on the version with the proposal's; **Reject** "
+        "moves nothing and stores nothing on the version (Airflow keeps your answer with this run)."])
 
 
 def _number(value: float | None) -> str:

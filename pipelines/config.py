@@ -257,9 +257,9 @@ class ChallengerPolicy(_Strict):
                          "decision is ever wrong, however often it is looked at.")
     effect: float | None = Field(
         None, description="The true improvement (champion loss minus challenger loss, on the loss's scale) the "
-        "rows-still-needed figure is sized for; unset: no such figure.")
-    min_rows: int = Field(1000, ge=2, description="Labelled rows before any decision (the variance is "
-                          "estimated from the rows).")
+        "requests-still-needed figure is sized for; unset: no such figure.")
+    min_rows: int = Field(1000, ge=2, description="Labelled requests (a request's rows count once) before any "
+                          "decision (the variance is estimated from them).")
     act: Literal["none", "propose"] = Field(
         "none", description="none: report the comparison only. propose: when it reaches a decision, start "
         "promote_<model> with it (promote or retire) and the summary as reason; with serving.approval "

@@ -5,11 +5,11 @@ Plain tables with no imports, so the model config validates a gate or challenger
 parse without loading numpy or scipy.
 """
 
-# metric -> the paired test that fits it on the holdout
+# metric -> the paired test that fits it on the holdout (``paired_tests.compare_metric`` dispatches on it)
 TEST_OF_METRIC: dict[str, str] = {
     "roc_auc": "delong", "log_loss": "paired_z", "brier": "paired_z", "rmse": "paired_z", "r2": "paired_z",
     "mae": "paired_z", "pr_auc": "paired_bootstrap", "f1": "paired_bootstrap", "macro_f1": "paired_bootstrap",
-    "accuracy": "paired_z",  # McNemar when the margin is 0
+    "accuracy": "mcnemar",  # McNemar at margin 0, else a paired z on per-row correctness
 }
 
 # metric -> the per-row loss whose mean it is a monotone function of (what a live challenger is judged on;

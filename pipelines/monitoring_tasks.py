@@ -617,19 +617,20 @@ def challenger_versions(cfg: ModelConfig, state: StatePaths):
 
 
 def read_route(cfg: ModelConfig, start: date, end: date, route: str, version: str, url: str | None = None):
-    """Request id, row index and prediction of the rows ``version`` answered (or scored) on ``route`` for
-    [start, end) of event time."""
+    """Request id, row index, time served and prediction of the rows ``version`` answered (or scored) on
+    ``route`` for [start, end) of event time."""
     import pandas as pd
     import pyarrow as pa
 
     from pipelines.prediction_store import read_segments, reader
 
-    columns = ["request_id", "row_index", "prediction"]
+    columns = ["request_id", "row_index", "served_at", "prediction"]
     tables = [t.select(columns) for t in read_segments(reader(url), cfg.model_name, day_start(start), day_start(end),
                                                        route=route)
               if t.num_rows and str(t["model_version"][0]) == str(version)]
     if not tables:
         return pd.DataFrame({"request_id": pd.Series(dtype=str), "row_index": pd.Series(dtype="int64"),
+                             "served_at": pd.Series(dtype="datetime64[us, UTC]"),
                              "prediction": pd.Series(dtype=float)})
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     frame["request_id"] = frame["request_id"].astype(str)
@@ -664,7 +665,8 @@ def compare_challenger(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths
     try:
         if feed not in ("shadow", "canary"):
             raise ValueError(f"the challenger's rollout tag is {feed!r}, not shadow or canary")
-        classes = champion_scoring(dict(champion.tags or {}))["classes"]
+        classes = (champion_scoring(dict(champion.tags or {}))["classes"],
+                   champion_scoring(tags)["classes"])  # each model's own: a retrain may add or lose a class
         cohorts = ChallengerCohorts.load(folder, str(champion.version), str(challenger.version), feed, metric)
         since = (mctx.start - timedelta(days=cfg.monitoring.label_lookback_days)).isoformat()
         windows = {key: (date.fromisoformat(c.window_start), date.fromisoformat(c.window_end))
@@ -690,14 +692,15 @@ def compare_challenger(cfg: ModelConfig, mctx: MonitorContext, state: StatePaths
 
 
 def propose_conf(cfg: ModelConfig, mctx: MonitorContext, status: dict) -> dict:
-    """With ``serving.challenger.act: propose`` and a decision reached: the ``promote_<model>`` run to start
-    (its run id is fixed per window and decision, so a retried task starts it once)."""
+    """With ``serving.challenger.act: propose`` and a decision reached: the ``promote_<model>`` run to start.
+    Its run id is fixed per challenger version and decision, so the decision is proposed once: a retried
+    task, or the windows after it that reach it again, start no second run (nor one a person rejected)."""
     decision = status.get("decision")
     if cfg.serving.challenger.act != "propose" or decision not in ("promote", "retire"):
         return {"propose": False}
     reason = f"{mctx.dag_id} {mctx.window_key}: {status['summary']}"[:480]
     return {"propose": True,
-            "propose_run_id": f"{decision}__{mctx.dag_id}__v{status['challenger_version']}__{mctx.window_key}",
+            "propose_run_id": f"{decision}__{mctx.dag_id}__v{status['challenger_version']}",
             "propose_conf": {"action": decision, "reason": reason, "version": status["challenger_version"],
                              "proposed_by": f"{mctx.dag_id} {mctx.window_key}"}}
 

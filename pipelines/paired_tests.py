@@ -63,8 +63,8 @@ from pipelines.metric_tests import TEST_OF_METRIC
 Framing = Literal["superiority", "non_inferiority"]
 FRAMINGS: tuple[str, ...] = ("superiority", "non_inferiority")
 
-LOSS_METRICS = ("log_loss", "brier", "rmse", "r2", "mae")
-BOOTSTRAP_METRICS = ("pr_auc", "f1", "macro_f1")
+LOSS_METRICS = tuple(metric for metric, test in TEST_OF_METRIC.items() if test == "paired_z")
+BOOTSTRAP_METRICS = tuple(metric for metric, test in TEST_OF_METRIC.items() if test == "paired_bootstrap")
 PROBABILITY_CLIP = 1e-7  # as the task types clip before log loss
 
 
@@ -383,13 +383,14 @@ def compare_metric(metric: str, truth, candidate, champion, *, framing: Framing 
     probability matrices (multiclass log_loss), predicted labels (macro_f1, multiclass accuracy) or
     predicted numbers (rmse, mae, r2)."""
     common = {"framing": framing, "margin": margin, "alpha": alpha, "effect": effect, "power": power}
-    if metric == "roc_auc":
+    test = TEST_OF_METRIC.get(metric)
+    if test == "delong":
         return delong_test(truth, candidate, champion, **common)
-    if metric in LOSS_METRICS:
+    if test == "paired_z":
         return loss_test(metric, truth, candidate, champion, **common)
-    if metric == "accuracy":
+    if test == "mcnemar":
         return accuracy_test(truth, candidate, champion, threshold=threshold, **common)
-    if metric in BOOTSTRAP_METRICS:
+    if test == "paired_bootstrap":
         return bootstrap_test(metric, truth, candidate, champion, threshold=threshold, resamples=resamples,
                               seed=seed, **common)
     raise ValueError(f"no paired test for {metric!r} (tests exist for {sorted(TEST_OF_METRIC)})")

@@ -161,11 +161,11 @@ class SequentialResult:
 
     def summary(self) -> str:
         lower, upper = self.interval
-        text = (f"{self.metric} ({self.feed}): {self.rows} labelled rows, challenger improvement "
+        text = (f"{self.metric} ({self.feed}): {self.rows} labelled requests, challenger improvement "
                 f"{self.mean_difference:+.4g} (anytime {1 - self.alpha:.0%} interval {lower:+.4g} to "
                 f"{upper:+.4g}, threshold {self.threshold:+.4g}): {self.decision}")
         if self.decision == "continue" and self.rows < self.min_rows:
-            text += f" (no decision before {self.min_rows} rows)"
+            text += f" (no decision before {self.min_rows} requests)"
         if self.decision == "continue" and self.rows_needed is not None:
             text += f"; a true improvement of {self.effect:+.4g} needs about {self.rows_needed} more rows"
         return text

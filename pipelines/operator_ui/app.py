@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,8 @@ from pipelines.operator_ui import browser_policy, lineage_view, monitoring_view,
 from pipelines.registry import MAX_VERSION, is_model_name, is_version_number
 from pipelines.tracking import mlflow_ui_url
 from pipelines.training_outcomes import training_outcomes
+
+log = logging.getLogger(__name__)
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
@@ -275,7 +278,16 @@ def _verdicts(config_name: str, run_ids: list[str]) -> dict:
     from pipelines.training_outcomes import run_verdict
 
     state = StatePaths.from_env()
-    return {run_id: verdict for run_id in run_ids if (verdict := run_verdict(state, config_name, run_id))}
+    verdicts = {}
+    for run_id in run_ids:
+        try:
+            verdict = run_verdict(state, config_name, run_id)
+        except ValueError as exc:  # a verdict file that cannot be read: the page says so, it does not fail
+            log.warning("%s", exc)
+            continue
+        if verdict:
+            verdicts[run_id] = verdict
+    return verdicts
 
 
 def _reports_root():

@@ -20,6 +20,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from pipelines import timeline
+from pipelines.operator_ui.monitoring_view import NO_VERDICT
 from pipelines.timeline import Retrain
 
 WIDTH, HEIGHT = 960, 360
@@ -108,8 +109,10 @@ def monitoring_chart(model: str, windows: pd.DataFrame, retrains: list[Retrain],
         outcome = f"registered v{retrain.version}" if retrain.version else (
             f"gate {retrain.gate_decision}" if retrain.gate_decision else retrain.run_state or "no version registered")
         said = f"retrain after the window ending {retrain.window_end} ({retrain.reason}): {outcome}"
-        label = f"v{retrain.version}" if retrain.version else "✗"
-        parts.append(f'<g class="retrain {"registered" if retrain.version else "not-registered"}" '
+        going = not retrain.version and retrain.run_state == NO_VERDICT
+        label = f"v{retrain.version}" if retrain.version else "…" if going else "✗"
+        state = "registered" if retrain.version else "running" if going else "not-registered"
+        parts.append(f'<g class="retrain {state}" '
                      f'data-end="{escape(str(retrain.window_end))}"><title>{escape(said)}</title>'
                      f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PERFORMANCE[0]}" y2="{DRIFT[1]}" stroke="#8c959f"/>'
                      f'<text x="{x + 3:.1f}" y="{PERFORMANCE[0] + 11}">↻ {escape(label)}</text></g>')

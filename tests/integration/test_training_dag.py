@@ -199,7 +199,7 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
     status = _monitor_challenger(dag_file, cfg, proposing, window)
     assert status["decision"] == "retire" and status["interval"][1] < 2.0, status
     [(run_id, conf)] = _dag_runs(f"promote_{MODEL}")
-    assert run_id == f"retire__monitor_{MODEL}__v{challenger.version}__2013-03-15_2013-03-17"
+    assert run_id == f"retire__monitor_{MODEL}__v{challenger.version}"  # proposed once per version and decision
     assert conf["action"] == "retire" and conf["version"] == str(challenger.version)
     assert conf["reason"] == f"monitor_{MODEL} 2013-03-15_2013-03-17: {status['summary']}"
     assert conf["proposed_by"] == f"monitor_{MODEL} 2013-03-15_2013-03-17"
@@ -340,18 +340,18 @@ def _assert_model_page_and_cli_show_the_comparison(pages, capsys, version: str, 
     text = page.text[page.text.index(f"Challenger v{version} against the champion"):]
     [facts] = [dict(zip(re.findall(r"<dt>(.*?)</dt>", block), re.findall(r"<dd>(.*?)</dd>", block), strict=True))
                for block in re.findall(r'<dl class="challenger">(.*?)</dl>', text, flags=re.S)[:1]]
-    assert facts["Labelled rows"] == str(status["rows"])
+    assert facts["Labelled requests"] == str(status["rows"])
     assert f"interval [{lower:+.4g}, {upper:+.4g}] (threshold +0)" in facts["Improvement"]  # not worse, no margin
-    assert facts["Decision"].startswith("none yet") and f"no decision before {status['min_rows']} rows" in facts[
+    assert facts["Decision"].startswith("none yet") and f"no decision before {status['min_rows']} requests" in facts[
         "Decision"]
-    assert facts["Rows still needed"] == f"about {status['rows_needed']}"
+    assert facts["Requests still needed"] == f"about {status['rows_needed']} labelled"
     capsys.readouterr()
     main(["models"])
     listed = capsys.readouterr().out
     line = next(line for line in listed.splitlines() if f"challenger v{version} against the champion" in line)
-    assert f"log_loss (canary): {status['rows']} labelled rows" in line
+    assert f"log_loss (canary): {status['rows']} labelled requests" in line
     assert f"interval [{lower:+.4g}, {upper:+.4g}]" in line
-    assert line.endswith(f"about {status['rows_needed']} more labelled rows needed"), line
+    assert line.endswith(f"about {status['rows_needed']} more labelled requests needed"), line
 
 
 def _dag_runs(dag_id: str) -> list[tuple[str, dict]]:

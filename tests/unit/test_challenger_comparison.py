@@ -47,8 +47,8 @@ class Log:
         create_tables(self.engine)
         self.cfg = cfg
 
-    def write(self, day: date, version: str, route: str, ids: list[str], predictions) -> None:
-        when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+    def write(self, day: date, version: str, route: str, ids: list[str], predictions, hour: int = 1) -> None:
+        when = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=hour)
         predictions = np.asarray(predictions, dtype=float)
         batch = ServedBatch(tuple(ids), when, self.cfg.model_name, version, route,
                             {"x": np.zeros(len(ids))}, predictions, event_times=[when] * len(ids),
@@ -96,7 +96,7 @@ def test_a_better_shadow_challenger_is_promoted_and_a_rerun_window_counts_once(t
                                 url=log.url)["challenger"]
     assert second["rows"] == 2000 and second["windows"] == 2
     assert challenger_status(cfg, state)["rows"] == 2000
-    assert "2000 labelled rows" in describe_status(second) and "decision: promote" in describe_status(second)
+    assert "2000 labelled requests" in describe_status(second) and "decision: promote" in describe_status(second)
 
 
 def test_a_new_challenger_version_starts_a_new_comparison(tmp_path):
@@ -161,6 +161,8 @@ def test_propose_starts_the_release_with_the_decision(tmp_path):
     assert out["propose_conf"]["action"] == "promote" and out["propose_conf"]["version"] == "2"
     assert "promote" in out["propose_run_id"] and len(out["propose_conf"]["reason"]) <= 480
     assert out["propose_conf"]["proposed_by"] == f"{window().dag_id} {window().window_key}"
+    # one proposal per challenger version and decision: a later window that reaches it again starts no second run
+    assert out["propose_run_id"] == "promote__monitor_toy__v2"
     assert compare_challenger(regression_cfg(), window(), state, versions=(CHAMPION, challenger()),
                               url=log.url)["propose"] is False  # act: none only reports
 
@@ -192,6 +194,49 @@ def test_a_multiclass_challenger_is_judged_on_accuracy_from_the_logged_classes(t
     assert status["mean"] == pytest.approx(observed) and status["decision"] == "promote"
     lower, upper = status["interval"]
     assert 0 < lower < observed < upper
+
+
+def test_each_model_is_read_against_its_own_classes(tmp_path):
+    """A retrain that saw a class the champion never did logs indices into a longer list: each model's
+    predicted class is read against its own classes, so a perfect challenger is not judged worse."""
+    cfg, state = multiclass_cfg(), StatePaths(root=tmp_path)
+    outcomes = ["a", "c", "c", "b"] * 300
+    champion_classes, challenger_classes = ["a", "c"], ["a", "b", "c"]
+    champion = [champion_classes.index(o) if o in champion_classes else 1 for o in outcomes]  # right but on b
+    perfect = [challenger_classes.index(o) for o in outcomes]
+    ids = [f"r{i}" for i in range(len(outcomes))]
+    log = Log(tmp_path, cfg)
+    log.write(DAY, "1", "champion", ids, champion)
+    log.write(DAY, "2", "shadow", ids, perfect)
+    land_labels(cfg, state, DAY, ids, outcomes)
+    versions = (SimpleNamespace(version="1", tags={"classes": json.dumps(champion_classes)}),
+                SimpleNamespace(version="2", tags={"rollout": "shadow", "classes": json.dumps(challenger_classes)}))
+    status = compare_challenger(cfg, window(), state, versions=versions, url=log.url)["challenger"]
+    assert status["mean"] == pytest.approx(0.25) and status["decision"] == "promote"  # 100% against 75%
+
+
+def test_a_canary_staged_partway_through_a_window_is_judged_only_where_it_was_answering(tmp_path):
+    """The champion alone answered the window's first hours (harder traffic: larger errors); then the canary
+    took 30% of the requests. Equal models: only the rows served while the canary was live are compared, so the
+    early rows neither bias the weights nor the losses."""
+    cfg, state = regression_cfg(), StatePaths(root=tmp_path)
+    rng = np.random.default_rng(11)
+    log = Log(tmp_path, cfg)
+    early = [f"early-{i}" for i in range(4000)]
+    truth_early = rng.normal(size=4000)
+    log.write(DAY, "1", "champion", early, truth_early + rng.normal(scale=2.0, size=4000), hour=1)
+    late = np.array([f"late-{i}" for i in range(6000)])
+    truth_late = rng.normal(size=6000)
+    canary = rng.random(6000) < 0.3
+    predictions = truth_late + rng.normal(scale=1.0, size=6000)  # the same error for both models
+    log.write(DAY, "1", "champion", list(late[~canary]), predictions[~canary], hour=12)
+    log.write(DAY, "2", "canary", list(late[canary]), predictions[canary], hour=12)
+    land_labels(cfg, state, DAY, [*early, *late], [*truth_early, *truth_late])
+    status = compare_challenger(cfg, window(), state, versions=(CHAMPION, challenger(rollout="canary")),
+                                url=log.url)["challenger"]
+    assert status["rows"] == 6000  # the early rows are left out
+    lower, upper = status["interval"]
+    assert lower < 0 < upper and status["decision"] == "continue"
 
 
 def test_a_challenger_that_cannot_be_judged_is_reported_not_failed(tmp_path):

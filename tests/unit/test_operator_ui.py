@@ -554,17 +554,17 @@ def test_the_model_page_and_the_command_line_show_where_the_challenger_stands(pa
               "window": f"2026-03-01_{HOSTILE}", "summary": "s"}
     (folder / "status.json").write_text(json.dumps(status))
     page = get(client, "/models/toy").text
-    assert "Challenger v1 against the champion" in page and "1234" in page and "56 waiting for labels" in page
+    assert "Challenger v1 against the champion" in page and "1234" in page and "56 rows waiting for labels" in page
     assert "[-0.004, +0.0286]" in page and "about 4321" in page and "none yet" in page
     assert HOSTILE not in page and "&lt;/script&gt;" in page
     main(["models"])
     listed = capsys.readouterr().out
-    assert "challenger v1 against the champion: log_loss (shadow): 1234 labelled rows" in listed
-    assert "about 4321 more labelled rows needed" in listed
+    assert "challenger v1 against the champion: log_loss (shadow): 1234 labelled requests" in listed
+    assert "about 4321 more labelled requests needed" in listed
 
     (folder / "status.json").write_text(json.dumps({**status, "decision": "promote", "interval": [0.001, 0.02]}))
     page = get(client, "/models/toy").text
-    assert "<strong>promote</strong>" in page and "Rows still needed" not in page
+    assert "<strong>promote</strong>" in page and "Requests still needed" not in page
     main(["models"])
     assert "decision: promote" in capsys.readouterr().out
     (folder / "status.json").write_text(json.dumps({**status, "challenger_version": "99"}))
@@ -596,3 +596,17 @@ def test_a_retrain_says_what_its_run_said_of_itself_or_that_it_has_not_decided_y
              "details": {}}]
     chart = monitoring_chart("toy", windows_frame(rows), [running], 0.5)
     assert f"(drift): {NO_VERDICT}" in chart and "no version registered" not in chart
+    assert '<g class="retrain running"' in chart and "↻ …</text>" in chart and "✗" not in chart
+
+
+def test_a_verdict_file_that_cannot_be_read_leaves_the_retrain_undecided_not_the_page_broken(tmp_path, monkeypatch):
+    from pipelines.config import StatePaths
+    from pipelines.operator_ui.app import _verdicts
+    from pipelines.training_outcomes import FAILED, RunVerdict, record_verdict, verdict_path
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
+    state = StatePaths.from_env()
+    record_verdict(state, "toy_cfg", RunVerdict("train_toy_cfg", "retrain__1", "ingest", FAILED, "nothing landed"))
+    broken = verdict_path(state, "toy_cfg", "retrain__2")
+    broken.write_text("{not json")
+    assert list(_verdicts("toy_cfg", ["retrain__1", "retrain__2", "retrain__3"])) == ["retrain__1"]

@@ -149,7 +149,7 @@ def test_no_decision_before_the_minimum_rows_however_large_the_difference():
     state.update_shadow(np.full(500, 2.0) + np.linspace(0, 0.1, 500), np.full(500, 0.1))
     assert state.interval()[0] > 1
     assert state.decision() == "continue"
-    assert "no decision before 1000 rows" in state.result().summary()
+    assert "no decision before 1000 requests" in state.result().summary()
 
 
 def test_a_margin_moves_the_threshold_both_ways():
