@@ -304,6 +304,7 @@ def _monitor_challenger(dag_file, cfg, policy, window: tuple[date, date]) -> dic
     """A monitoring DAG run of ``window`` with the challenger judged by ``policy``; the comparison it wrote,
     checked against the window's rows in the prediction log."""
     from pipelines import monitoring_store as store
+    from pipelines.challenger_comparison import canary_span
     from pipelines.config import StatePaths
     from pipelines.monitoring_tasks import challenger_status, read_route
 
@@ -320,8 +321,10 @@ def _monitor_challenger(dag_file, cfg, policy, window: tuple[date, date]) -> dic
               for route, version in (("champion", champion), ("canary", challenger))}
     assert min(len(rows) for rows in logged.values()) > 100  # both models answered a share of the window's rows
     assert (status["feed"], status["metric"], status["window"]) == ("canary", "log_loss", f"{start}_{end}")
-    # the unit is the request (its rows averaged into one): every request labelled, none counted twice
-    requests = {str(r) for rows in logged.values() for r in rows["request_id"]}
+    # the unit is the request (its rows averaged into one): every request served while the canary was answering
+    # labelled, none counted twice
+    within = [canary_span(logged["champion"], logged["canary"]), logged["canary"]]
+    requests = {str(r) for rows in within for r in rows["request_id"]}
     assert status["rows"] == len(requests) and status["pending"] == 0
     with store.engine().connect() as connection:
         [window_row] = [row for row in store.load_windows(connection, MODEL)
