@@ -193,9 +193,9 @@ def test_canary_rollout_stages_a_challenger_until_the_promote_dag_decides(
     assert status["decision"] == "continue" and status["rows_needed"] > 0
     _assert_model_page_and_cli_show_the_comparison(pages, capsys, challenger.version, status)
 
-    # act: propose, and a policy that decides on few rows: better by a margin no per-row log loss difference
+    # act: propose, and a policy that decides on few requests: better by a margin no log loss difference
     # comes near -> retire, proposed to promote_<model> and carried out by it.
-    proposing = ChallengerPolicy(metric="log_loss", framing="superiority", margin=2.0, min_rows=100, act="propose")
+    proposing = ChallengerPolicy(metric="log_loss", framing="superiority", margin=2.0, min_rows=50, act="propose")
     status = _monitor_challenger(dag_file, cfg, proposing, window)
     assert status["decision"] == "retire" and status["interval"][1] < 2.0, status
     [(run_id, conf)] = _dag_runs(f"promote_{MODEL}")
@@ -281,7 +281,7 @@ def _assert_version_page_shows_the_gate_comparison(pages, version) -> None:
 
 
 def _serve_canary_days(cfg, flights_tables, url: str, days: tuple[date, date]) -> None:
-    """Land [start, end), send its flights to the service with request ids and event times (5 rows a request,
+    """Land [start, end), send its flights to the service with request ids and event times (25 rows a request,
     so both models answer some), land their outcomes, and wait until the service's log holds every row."""
     from pipelines.config import StatePaths
     from pipelines.replay import land_outcomes, send_examples, wait_until_logged
@@ -293,7 +293,7 @@ def _serve_canary_days(cfg, flights_tables, url: str, days: tuple[date, date]) -
     with httpx.Client() as http:
         for day in (days[0] + timedelta(days=n) for n in range((days[1] - days[0]).days)):
             outcomes = send_examples(http, url, cfg, source.examples(day, day + timedelta(days=1)),
-                                     request_prefix=f"canary-{day}", rows_per_request=5)
+                                     request_prefix=f"canary-{day}", rows_per_request=25)
             land_outcomes(cfg, state, day, outcomes)
             served += len(outcomes)
     # local days end at 05:00 UTC the next day: the log's event times run into the day after the window
