@@ -471,8 +471,11 @@ def _labels(values, rows: int, name: str) -> np.ndarray:
 
 
 def per_row_losses(metric: str, truth, predictions, name: str) -> np.ndarray:
-    """The per-row loss whose mean is ``metric`` (squared error for rmse and r2)."""
+    """The per-row loss whose mean is ``metric`` (squared error for rmse and r2; for accuracy the error: 1
+    where the predicted class index is not the outcome's, so the mean is 1 - accuracy)."""
     output = np.asarray(predictions, dtype=float)
+    if metric == "accuracy":
+        return (np.asarray(truth) != np.rint(output)).astype(float)
     if metric == "log_loss" and output.ndim == 2:  # multiclass: probabilities, rows x classes
         index = np.asarray(truth)
         if index.shape != (output.shape[0],) or not np.issubdtype(index.dtype, np.integer):

@@ -104,8 +104,6 @@ def row_losses(metric: str, truth, predictions) -> np.ndarray:
     if metric not in LOSS_OF_METRIC:
         raise ValueError(f"{metric!r} is not a mean of per-row losses; supported: {sorted(LOSS_OF_METRIC)} "
                          "(roc_auc is a statistic of pairs of rows, see the module docstring)")
-    if LOSS_OF_METRIC[metric] == "error":  # the predicted class (index) against the outcome's
-        return (np.asarray(truth) != np.rint(np.asarray(predictions, dtype=float))).astype(float)
     return per_row_losses(metric, truth, predictions, "predictions")
 
 

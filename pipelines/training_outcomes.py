@@ -100,6 +100,21 @@ def run_verdict(state: StatePaths, model: str, run_id: str) -> RunVerdict | None
     return read_verdict(path) if path.is_file() else None
 
 
+def run_verdicts(state: StatePaths, model: str, run_ids) -> dict[str, RunVerdict]:
+    """The recorded verdicts of these runs, by run id: a run without one is left out, and so is one whose
+    file cannot be read (logged)."""
+    verdicts = {}
+    for run_id in run_ids:
+        try:
+            verdict = run_verdict(state, model, run_id)
+        except ValueError as exc:
+            log.warning("%s", exc)
+            continue
+        if verdict:
+            verdicts[run_id] = verdict
+    return verdicts
+
+
 def last_verdict(state: StatePaths, model: str) -> RunVerdict | None:
     """The verdict recorded last among the model's runs (None when none is). One that cannot be read is
     logged and skipped for the one before it."""

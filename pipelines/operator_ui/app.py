@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,12 +26,11 @@ from fastapi import Path as PathParam
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from pipelines.config import StatePaths
 from pipelines.operator_ui import browser_policy, lineage_view, monitoring_view, pages, registry_view
 from pipelines.registry import MAX_VERSION, is_model_name, is_version_number
 from pipelines.tracking import mlflow_ui_url
-from pipelines.training_outcomes import training_outcomes
-
-log = logging.getLogger(__name__)
+from pipelines.training_outcomes import run_verdicts, training_outcomes
 
 # The DAGs of one model config, as the operator pages link to them (label, DAG id prefix).
 MODEL_DAGS = (("Retrain", "train"), ("Promote or retire", "promote"), ("Roll back", "rollback"),
@@ -135,7 +133,7 @@ def create_app(dependencies: Sequence[Depends] = (), url_prefix: str = "/mlops")
         timeline = monitoring_view.windows_of(stored, bounds)
         retrains = [w.triggered_run_id for w in timeline if w.triggered_run_id]
         outcomes = await read(training_outcomes, name, cfg.name, retrains) if retrains else {}
-        verdicts = await asyncio.to_thread(_verdicts, cfg.name, retrains)
+        verdicts = await asyncio.to_thread(run_verdicts, StatePaths.from_env(), cfg.name, retrains)
         said = monitoring_view.retrain_status(retrains, outcomes, verdicts)
         chart = await asyncio.to_thread(_monitoring_chart, name, stored, monitoring_view.retrains(timeline, outcomes,
                                                                                                  said),
@@ -270,24 +268,6 @@ def _challenger_status(cfg, version: str | None) -> dict | None:
 
     status = challenger_status(cfg, StatePaths.from_env())
     return status if status and status.get("challenger_version") == str(version) else None
-
-
-def _verdicts(config_name: str, run_ids: list[str]) -> dict:
-    """The recorded verdicts of these training runs (``training_outcomes.run_verdict``), by run id."""
-    from pipelines.config import StatePaths
-    from pipelines.training_outcomes import run_verdict
-
-    state = StatePaths.from_env()
-    verdicts = {}
-    for run_id in run_ids:
-        try:
-            verdict = run_verdict(state, config_name, run_id)
-        except ValueError as exc:  # a verdict file that cannot be read: the page says so, it does not fail
-            log.warning("%s", exc)
-            continue
-        if verdict:
-            verdicts[run_id] = verdict
-    return verdicts
 
 
 def _reports_root():

@@ -601,12 +601,11 @@ def test_a_retrain_says_what_its_run_said_of_itself_or_that_it_has_not_decided_y
 
 def test_a_verdict_file_that_cannot_be_read_leaves_the_retrain_undecided_not_the_page_broken(tmp_path, monkeypatch):
     from pipelines.config import StatePaths
-    from pipelines.operator_ui.app import _verdicts
-    from pipelines.training_outcomes import FAILED, RunVerdict, record_verdict, verdict_path
+    from pipelines.training_outcomes import FAILED, RunVerdict, record_verdict, run_verdicts, verdict_path
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "state"))
     state = StatePaths.from_env()
     record_verdict(state, "toy_cfg", RunVerdict("train_toy_cfg", "retrain__1", "ingest", FAILED, "nothing landed"))
     broken = verdict_path(state, "toy_cfg", "retrain__2")
     broken.write_text("{not json")
-    assert list(_verdicts("toy_cfg", ["retrain__1", "retrain__2", "retrain__3"])) == ["retrain__1"]
+    assert list(run_verdicts(state, "toy_cfg", ["retrain__1", "retrain__2", "retrain__3"])) == ["retrain__1"]
