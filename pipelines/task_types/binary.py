@@ -82,10 +82,7 @@ class BinaryClassification(Classification):
         """1 where the outcome is the positive class, else 0."""
         import numpy as np
 
-        if not classes:
-            raise ValueError("the champion's classes are unknown (no 'classes' version tag): cannot tell the "
-                             "positive class")
-        return (np.asarray(self.labels(values)) == self.positive_class(list(classes))).astype(int)
+        return (np.asarray(self.labels(values)) == self.positive_class(self.known_classes(classes))).astype(int)
 
     def answer(self, output: np.ndarray, classes: list[str] | None) -> dict[str, Any]:
         return {"classes": list(classes), "positive_class": self.positive_class(list(classes)),

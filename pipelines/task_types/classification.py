@@ -27,6 +27,14 @@ class Classification(TaskType):
                               f"{cls.max_classes} a {cls.name} classifier takes")
         return TargetDraft(classes=classes)
 
+    @staticmethod
+    def known_classes(classes: list[str] | None) -> list[str]:
+        """A version's classes (its ``classes`` tag), which reading its logged scores needs; ValueError without."""
+        if not classes:
+            raise ValueError("the model version's classes are unknown (no 'classes' version tag): its logged "
+                             "scores cannot be read against the outcomes")
+        return list(classes)
+
     def target_problem(self, values: pd.Series) -> str | None:
         from pipelines.task_types.labels import describe_values, label_texts
 

@@ -98,10 +98,7 @@ class MulticlassClassification(Classification):
     def loss_truth(self, values: pd.Series, classes: list[str] | None) -> np.ndarray:
         """The outcome's class index (-1 for a class the model never saw: always an error), as the log keeps
         the predicted class's."""
-        if not classes:
-            raise ValueError("the champion's classes are unknown (no 'classes' version tag): cannot index the "
-                             "outcomes")
-        return self._indices(self.labels(values), list(classes))
+        return self._indices(self.labels(values), self.known_classes(classes))
 
     def _indices(self, truth: np.ndarray, classes: list[str]) -> np.ndarray:
         import numpy as np
